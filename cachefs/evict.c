@@ -1,0 +1,144 @@
+/* Eviction: a thread that wakes when a publish takes the bytes held past max_size (and once a second,
+ * for blobs that min_age kept), and removes least recently used blobs until the bytes held are at or
+ * below the low-water mark (95% of max_size, so that each new blob does not cost a pass of its own).
+ *
+ * A pass works in batches: under the index lock it takes victims from the LRU tail, skipping pinned
+ * entries and stopping at the first one used within min_age (the list is ordered by last use), and
+ * marks them DYING, so readers no longer find them; then it unlinks their files without the lock
+ * (this is not a gRPC thread, so plain unlinkat is fine); then it removes the entries. */
+#include "cachefs/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define PERIOD_S 1
+
+void cachefs_evict_kick(cachefs *fs, int64_t bytes)
+{
+	if (bytes <= fs->cfg.max_size)
+		return;
+	pthread_mutex_lock(&fs->evict_mu);
+	fs->evict_kick = true;
+	pthread_cond_signal(&fs->evict_cv);
+	pthread_mutex_unlock(&fs->evict_mu);
+}
+
+/* Marks up to BATCH victims DYING and returns their digests. Under ix.mu. */
+static size_t pick(cachefs *fs, cairn_digest *victims)
+{
+	cachefs_index *ix = &fs->ix;
+	uint32_t now = cachefs_index_tick(ix, cairn_now_ns());
+	uint32_t min_age = cachefs_ticks_of(fs->cfg.min_age_ns);
+	size_t n = 0;
+	for (uint32_t i = ix->lru_tail; i != CACHEFS_NIL && n < BATCH && ix->bytes > fs->low_water;) {
+		cachefs_entry *e = cachefs_index_at(ix, i);
+		uint32_t prev = e->prev;
+		if (e->last_use > now || now - e->last_use < min_age)
+			break; /* everything closer to the head was used even more recently */
+		if (e->pins == 0) {
+			cachefs_index_digest(ix, i, &victims[n++]);
+			cachefs_index_unpublish(ix, i, CACHEFS_DYING);
+			ix->evicted_blobs++;
+			ix->evicted_bytes += (uint64_t)cachefs_entry_size(e);
+		}
+		i = prev;
+	}
+	return n;
+}
+
+static void unlink_victims(cachefs *fs, const cairn_digest *victims, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		char name[CACHEFS_NAME_MAX];
+		cachefs_blob_name(&victims[k], name);
+		if (unlinkat(fs->casfd[victims[k].hash[0]], name, 0) != 0 && errno != ENOENT)
+			LOG_WARN("cachefs", "cannot remove evicted blob path=%s/cas/%02x/%s error=%s", fs->dir,
+			         victims[k].hash[0], name, strerror(errno));
+	}
+}
+
+void cachefs_evict_now(cachefs *fs)
+{
+	cachefs_index *ix = &fs->ix;
+	cairn_digest victims[BATCH];
+	uint64_t blobs = 0;
+	int64_t bytes_before = 0, bytes_after = 0;
+	pthread_mutex_lock(&fs->pass_mu);
+	for (bool first = true;; first = false) {
+		pthread_mutex_lock(&ix->mu);
+		if (first)
+			bytes_before = ix->bytes;
+		size_t n = !first || ix->bytes > fs->cfg.max_size ? pick(fs, victims) : 0;
+		bytes_after = ix->bytes;
+		pthread_mutex_unlock(&ix->mu);
+		if (n == 0)
+			break;
+		unlink_victims(fs, victims, n);
+		pthread_mutex_lock(&ix->mu);
+		for (size_t k = 0; k < n; k++)
+			cachefs_index_remove(ix, cachefs_index_find(ix, &victims[k]));
+		pthread_mutex_unlock(&ix->mu);
+		blobs += n;
+	}
+	pthread_mutex_unlock(&fs->pass_mu);
+	if (blobs)
+		LOG_INFO("cachefs", "evicted blobs=%" PRIu64 " bytes=%" PRId64 " held=%" PRId64 " max_size=%" PRId64,
+		         blobs, bytes_before - bytes_after, bytes_after, fs->cfg.max_size);
+}
+
+static void *evict_main(void *arg)
+{
+	cachefs *fs = arg;
+	pthread_mutex_lock(&fs->evict_mu);
+	while (!fs->evict_stop) {
+		if (!fs->evict_kick) {
+			struct timespec deadline;
+			clock_gettime(CLOCK_MONOTONIC, &deadline);
+			deadline.tv_sec += PERIOD_S;
+			pthread_cond_timedwait(&fs->evict_cv, &fs->evict_mu, &deadline);
+			if (fs->evict_stop)
+				break;
+		}
+		fs->evict_kick = false;
+		pthread_mutex_unlock(&fs->evict_mu);
+		cachefs_evict_now(fs);
+		pthread_mutex_lock(&fs->evict_mu);
+	}
+	pthread_mutex_unlock(&fs->evict_mu);
+	return NULL;
+}
+
+cairn_status cachefs_evict_start(cachefs *fs)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->evict_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&fs->evict_mu, NULL);
+	pthread_mutex_init(&fs->pass_mu, NULL);
+	int ret = pthread_create(&fs->evict_thread, NULL, evict_main, fs);
+	if (ret != 0)
+		return cairn_errno(ret, "cachefs: starting the eviction thread");
+	fs->evict_started = true;
+	return cairn_ok();
+}
+
+void cachefs_evict_stop(cachefs *fs)
+{
+	if (fs->evict_started) {
+		pthread_mutex_lock(&fs->evict_mu);
+		fs->evict_stop = true;
+		pthread_cond_signal(&fs->evict_cv);
+		pthread_mutex_unlock(&fs->evict_mu);
+		pthread_join(fs->evict_thread, NULL);
+		fs->evict_started = false;
+	}
+	pthread_cond_destroy(&fs->evict_cv);
+	pthread_mutex_destroy(&fs->evict_mu);
+	pthread_mutex_destroy(&fs->pass_mu);
+}

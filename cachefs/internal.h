@@ -1,0 +1,279 @@
+/*
+ * cachefs internals: how the pieces of cachefs.h fit.
+ *
+ *  index.c  the digest → entry table, the LRU list and the byte accounting (one mutex)
+ *  ring.c   the io_uring ring and its I/O thread; other threads queue cachefs_op's
+ *  write.c  blob writers: hashing on the caller's thread, double-buffered writes to tmp/<n>.part
+ *  commit.c the end of a writer: verify, fsync, rename into cas/, publish in the index; or clean up
+ *  read.c   blob readers (pin, open, read, close, unpin)
+ *  evict.c  the eviction thread and passes
+ *  scan.c   directory layout and the start-up scan that rebuilds the index
+ *  store.c  open/close, the blobstore vtable, find_missing, pins and stats
+ *
+ * Lock order: a writer's mutex, then the index mutex, then the ring's queue mutex. No callback runs
+ * while a cachefs lock is held.
+ */
+#ifndef CAIRN_CACHEFS_INTERNAL_H
+#define CAIRN_CACHEFS_INTERNAL_H
+
+#include "cachefs/cachefs.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---- index ----------------------------------------------------------------------------------- */
+
+#define CACHEFS_NIL UINT32_MAX
+
+/* Entry states. Every digest has at most one entry; only VISIBLE ones are "held" (found by
+ * find_missing and open_read, on the LRU list and counted in bytes). The other states keep a digest
+ * reserved while a file operation on its name is under way, so that a rename into place and an
+ * eviction's unlink of the same name never race. */
+enum cachefs_state {
+	CACHEFS_VISIBLE = 0,
+	CACHEFS_PENDING = 1, /* a commit is renaming the file into place */
+	CACHEFS_DYING = 2,   /* eviction is unlinking the file; pins == 0 */
+	CACHEFS_GONE = 3,    /* the file vanished under open readers; removed when pins drop to 0 */
+};
+
+/* One blob: 52 bytes. With the table's 4-byte slot at a load factor between 3/8 and 3/4 (the table
+ * doubles at 3/4), a blob costs 52 + 4/load = 57.3 to 62.7 bytes, within the 64 the design allows.
+ * The slab grows in chunks, so it never holds more than one partly used chunk. */
+typedef struct cachefs_entry {
+	uint8_t hash[CAIRN_HASH_LEN];
+	uint32_t size_lo;        /* the size is 40 bits: CAIRN_MAX_BLOB_SIZE is 2^40 */
+	uint32_t size_hi : 8;
+	uint32_t state : 2;
+	uint32_t pins : 22;      /* open readers, pin_path holders */
+	uint32_t last_use;       /* in ticks (see cachefs_index_tick) */
+	uint32_t prev, next;     /* LRU links (head = most recent); next also links the free list */
+} cachefs_entry;
+
+#define CACHEFS_MAX_PINS ((1u << 22) - 1)
+#define CACHEFS_CHUNK_SHIFT 12 /* 4096 entries, ~208 KiB, per slab chunk */
+
+typedef struct cachefs_index {
+	pthread_mutex_t mu;
+	uint64_t seed;          /* keys the slot hash: stored digests are verified, lookups are not */
+	uint32_t *slots;        /* entry index + 1; 0 is empty */
+	uint32_t mask;          /* slot count - 1 */
+	uint32_t count;         /* entries in the table, any state */
+	cachefs_entry **chunks;
+	uint32_t nchunks, high; /* entries ever handed out from the slab */
+	uint32_t free_head;
+	uint32_t lru_head, lru_tail;
+	int64_t base_ns;        /* monotonic time of tick 0 */
+	uint64_t visible;
+	int64_t bytes, reserved;
+	uint64_t evicted_blobs, evicted_bytes, rejected_writes;
+} cachefs_index;
+
+void cachefs_index_init(cachefs_index *ix);
+void cachefs_index_destroy(cachefs_index *ix);
+/* Everything below: the caller holds ix->mu. */
+uint32_t cachefs_index_find(const cachefs_index *ix, const cairn_digest *d);
+/* Adds an entry (the digest must be absent) in a state other than VISIBLE. */
+uint32_t cachefs_index_insert(cachefs_index *ix, const cairn_digest *d, enum cachefs_state st);
+/* Removes a non-visible entry. */
+void cachefs_index_remove(cachefs_index *ix, uint32_t i);
+/* Makes an entry VISIBLE: LRU head, counted in bytes. Entries must be published in last_use order. */
+void cachefs_index_publish(cachefs_index *ix, uint32_t i, uint32_t last_use);
+/* Takes a VISIBLE entry out of the LRU list and the byte count, into state st. */
+void cachefs_index_unpublish(cachefs_index *ix, uint32_t i, enum cachefs_state st);
+/* Counts a use: LRU head, last_use = now. */
+void cachefs_index_touch(cachefs_index *ix, uint32_t i, uint32_t now);
+/* Drops one pin; removes a GONE entry whose last pin it was. */
+void cachefs_index_unpin(cachefs_index *ix, uint32_t i);
+/* The digest of entry i. */
+void cachefs_index_digest(const cachefs_index *ix, uint32_t i, cairn_digest *out);
+/* Walks the whole index and checks its invariants (LRU order and links, counts, bytes); for tests. */
+bool cachefs_index_check(const cachefs_index *ix);
+
+static inline cachefs_entry *cachefs_index_at(const cachefs_index *ix, uint32_t i)
+{
+	return &ix->chunks[i >> CACHEFS_CHUNK_SHIFT][i & ((1u << CACHEFS_CHUNK_SHIFT) - 1)];
+}
+static inline int64_t cachefs_entry_size(const cachefs_entry *e)
+{
+	return (int64_t)e->size_lo | (int64_t)e->size_hi << 32;
+}
+
+/* Time in ticks of 2^26 ns (67 ms): 32 bits last 9 years. Tick 0 lies 2^28 ticks (208 days) before
+ * the index was created, so that the start-up scan can place older file times. */
+#define CACHEFS_TICK_SHIFT 26
+#define CACHEFS_TICK_OFFSET (UINT32_C(1) << 28)
+uint32_t cachefs_index_tick(const cachefs_index *ix, int64_t mono_ns);
+/* The tick count a duration covers, rounded up. */
+uint32_t cachefs_ticks_of(int64_t ns);
+
+/* ---- ring ------------------------------------------------------------------------------------ */
+
+enum cachefs_op_kind {
+	CACHEFS_OP_OPENAT,
+	CACHEFS_OP_READ,  /* loops short reads until len or end of file */
+	CACHEFS_OP_WRITE, /* loops short writes until len */
+	CACHEFS_OP_FSYNC,
+	CACHEFS_OP_CLOSE,
+	CACHEFS_OP_RENAMEAT,
+	CACHEFS_OP_UNLINKAT,
+	CACHEFS_OP_TIMEOUT, /* completes after ts with res 0 */
+};
+
+typedef struct cachefs_op cachefs_op;
+/* res: -errno, or the fd (openat), the bytes transferred (read, write), 0 (others). */
+typedef void (*cachefs_op_cb)(cachefs_op *op, int64_t res);
+
+/* One file operation. Embedded in the object it works for; every pointer in it must stay valid until
+ * the callback runs. */
+struct cachefs_op {
+	cachefs_op *next;
+	enum cachefs_op_kind kind;
+	int fd;                 /* the file, or the directory for openat/unlinkat/renameat */
+	int fd2;                /* renameat: the new directory */
+	const char *path, *path2;
+	int flags;
+	unsigned mode;
+	void *buf;
+	uint64_t len, off, done;
+	struct __kernel_timespec ts;
+	cachefs_op_cb cb;
+	void *arg;
+};
+
+typedef struct cachefs_ring {
+	struct io_uring uring;
+	pthread_t thread;
+	int efd;                 /* other threads wake the I/O thread through it */
+	uint64_t ebuf;
+	cachefs_op eop;          /* the read on efd, always armed */
+	pthread_mutex_t mu;
+	cachefs_op *qhead, *qtail; /* queued by any thread, under mu */
+	bool stopping;
+	/* I/O thread only: */
+	cachefs_op *bhead, *btail; /* waiting for a submission slot */
+	unsigned inflight, max_inflight;
+	bool eop_armed;
+} cachefs_ring;
+
+cairn_status cachefs_ring_start(cachefs_ring *r, unsigned entries);
+/* Runs everything queued to completion (callbacks may queue more), then stops the thread. */
+void cachefs_ring_stop(cachefs_ring *r);
+/* Queues an operation; never blocks on I/O. Its callback runs on the I/O thread. */
+void cachefs_ring_submit(cachefs_ring *r, cachefs_op *op);
+
+/* ---- the store ------------------------------------------------------------------------------- */
+
+#define CACHEFS_FANOUT 256
+/* "<64 hex>_<size>" */
+#define CACHEFS_NAME_MAX (CAIRN_HASH_HEX_LEN + 1 + 21)
+
+struct cachefs {
+	blobstore bs;
+	cachefs_config cfg;
+	char *dir;               /* absolute */
+	int dirfd, tmpfd, lockfd;
+	int casfd[CACHEFS_FANOUT];
+	int64_t low_water;       /* an eviction pass stops at or below this many bytes */
+	cachefs_index ix;
+	cachefs_ring ring;
+	bool ring_started;
+	atomic_uint_fast64_t tmp_seq;
+	/* eviction thread */
+	pthread_t evict_thread;
+	bool evict_started;
+	pthread_mutex_t evict_mu;
+	pthread_cond_t evict_cv;
+	bool evict_stop, evict_kick;
+	pthread_mutex_t pass_mu; /* one eviction pass at a time */
+};
+
+extern const blobstore_ops cachefs_ops;
+
+void cachefs_blob_name(const cairn_digest *d, char out[CACHEFS_NAME_MAX]);
+
+/* scan.c */
+cairn_status cachefs_layout_open(cachefs *fs);
+void cachefs_layout_close(cachefs *fs);
+cairn_status cachefs_scan(cachefs *fs);
+
+/* evict.c */
+cairn_status cachefs_evict_start(cachefs *fs);
+void cachefs_evict_stop(cachefs *fs);
+/* Wakes the eviction thread if the bytes held passed max_size. */
+void cachefs_evict_kick(cachefs *fs, int64_t bytes);
+
+/* ---- writers (write.c, commit.c) --------------------------------------------------------------- */
+
+/* Bytes per writer buffer; a writer has two (allocated as needed, and no larger than the blob), so a
+ * writer holds at most 1 MiB however fast its client sends. */
+#define CACHEFS_WBUF_SIZE (512u << 10)
+
+enum cachefs_wbuf_state {
+	CACHEFS_WBUF_FILLING,  /* free, or taking data */
+	CACHEFS_WBUF_SEALED,   /* full (or final), waiting for the file to be open */
+	CACHEFS_WBUF_INFLIGHT, /* being written */
+};
+
+typedef struct cachefs_writer cachefs_writer;
+
+typedef struct cachefs_wbuf {
+	uint8_t *data;
+	size_t fill;
+	uint64_t off; /* where it goes in the file, set when sealed */
+	enum cachefs_wbuf_state st;
+	cachefs_op op;
+	cachefs_writer *w;
+} cachefs_wbuf;
+
+enum cachefs_phase { CACHEFS_W_WRITING, CACHEFS_W_COMMITTING, CACHEFS_W_ABORTING };
+
+/* Fields up to `ctl` are under mu while the writer is writing; once the finishing chain started
+ * (`chain`), only the chain's callbacks touch the writer, one at a time. */
+struct cachefs_writer {
+	blob_writer base;
+	cachefs *fs;
+	pthread_mutex_t mu;
+	cairn_hasher *hasher;  /* used on the callers' threads only */
+	int64_t reserved;      /* bytes of ix.reserved this writer holds */
+	size_t cap;            /* bytes per buffer */
+	cachefs_wbuf b[2];
+	int cur;               /* the buffer taking data */
+	uint64_t file_len;     /* bytes handed to sealed buffers */
+	int fd;
+	bool opening, has_file;
+	cairn_status err;      /* the first I/O error; everything after it fails */
+	bool pending;          /* an append waits for buffer space */
+	const uint8_t *pend;
+	size_t pend_len;
+	blob_done_cb pend_cb;
+	void *pend_arg;
+	enum cachefs_phase phase;
+	bool chain;
+	cairn_status outcome;  /* what the commit reports */
+	blob_done_cb done_cb;
+	void *done_arg;
+	cachefs_op ctl;        /* open, then the finishing chain: one at a time */
+	char tmpname[32];      /* under tmp/ */
+	char name[CACHEFS_NAME_MAX];
+};
+
+/* write.c: true when no I/O is outstanding that the finishing chain must wait for (under mu). */
+bool cachefs_writer_idle(const cachefs_writer *w);
+/* commit.c: the end of a writer, once it is idle; runs without mu. */
+void cachefs_writer_finish_chain(cachefs_writer *w);
+/* Frees a writer and releases its reservation. */
+void cachefs_writer_free(cachefs_writer *w);
+/* The status for an I/O error on a writer's temp file; counts ENOSPC and EDQUOT as rejected writes. */
+cairn_status cachefs_writer_io_error(cachefs_writer *w, int64_t res, const char *what);
+
+/* write.c, commit.c, read.c: the blobstore ops */
+cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out);
+void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg);
+void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg);
+void cachefs_abort(blob_writer *bw);
+void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
+void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg);
+void cachefs_close_read(blob_reader *br);
+
+#endif

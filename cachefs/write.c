@@ -1,0 +1,323 @@
+/* Blob writers: the bytes of an upload go to tmp/<n>.part.
+ *
+ * cachefs_write hashes the data on the caller's thread, then copies it into the writer's two buffers.
+ * A full buffer is sealed and written through the ring (the temp file is created by the ring when the
+ * first buffer is sealed, so small blobs cost no I/O before commit). The append's callback runs at
+ * once when everything was copied and a buffer is still free; otherwise the rest of the data waits
+ * until a buffer write completes, and the callback runs on the I/O thread. That is the back-pressure:
+ * a writer never holds more than two buffers, however fast its client sends. */
+#include "cachefs/internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a completion decided, done after the writer's mutex is released. */
+typedef struct after {
+	blob_done_cb cb;
+	void *arg;
+	cairn_status st;
+	bool chain;
+} after;
+
+static bool failed(const cachefs_writer *w)
+{
+	return !cairn_is_ok(&w->err) || !cairn_is_ok(&w->outcome) || w->phase == CACHEFS_W_ABORTING;
+}
+
+bool cachefs_writer_idle(const cachefs_writer *w)
+{
+	if (w->opening)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		if (w->b[i].st == CACHEFS_WBUF_INFLIGHT)
+			return false;
+		if (w->b[i].st == CACHEFS_WBUF_SEALED && !failed(w))
+			return false;
+	}
+	return true;
+}
+
+cairn_status cachefs_writer_io_error(cachefs_writer *w, int64_t res, const char *what)
+{
+	int e = (int)-res;
+	if (e == ENOSPC || e == EDQUOT) {
+		pthread_mutex_lock(&w->fs->ix.mu);
+		w->fs->ix.rejected_writes++;
+		pthread_mutex_unlock(&w->fs->ix.mu);
+	}
+	char ds[CAIRN_DIGEST_STR_MAX];
+	return cairn_errno(e, "cachefs: %s %s/tmp/%s for blob %s", what, w->fs->dir, w->tmpname,
+	                   cairn_digest_str(&w->base.digest, ds));
+}
+
+static void set_err(cachefs_writer *w, int64_t res, const char *what)
+{
+	if (cairn_is_ok(&w->err))
+		w->err = cachefs_writer_io_error(w, res, what);
+}
+
+static void seal(cachefs_writer *w, cachefs_wbuf *b)
+{
+	assert(b->st == CACHEFS_WBUF_FILLING && b->fill > 0);
+	b->off = w->file_len;
+	w->file_len += b->fill;
+	b->st = CACHEFS_WBUF_SEALED;
+}
+
+/* Copies as much of *p as fits. True when all of it is in and a buffer still has room. Only the
+ * buffer `cur` is ever partly filled. */
+static bool fill(cachefs_writer *w, const uint8_t **p, size_t *n)
+{
+	for (;;) {
+		cachefs_wbuf *b = &w->b[w->cur];
+		if (b->st != CACHEFS_WBUF_FILLING) {
+			w->cur ^= 1;
+			b = &w->b[w->cur];
+			if (b->st != CACHEFS_WBUF_FILLING)
+				return false;
+			assert(b->fill == 0);
+		}
+		if (*n == 0)
+			return true;
+		if (!b->data)
+			b->data = cairn_xmalloc(w->cap);
+		size_t k = w->cap - b->fill < *n ? w->cap - b->fill : *n;
+		memcpy(b->data + b->fill, *p, k);
+		b->fill += k;
+		*p += k;
+		*n -= k;
+		if (b->fill == w->cap)
+			seal(w, b);
+	}
+}
+
+static void on_written(cachefs_op *op, int64_t res);
+static void on_opened(cachefs_op *op, int64_t res);
+
+/* Starts the I/O that sealed buffers wait for: the temp file's creation, or their writes. */
+static void pump(cachefs_writer *w)
+{
+	if (failed(w) || (w->b[0].st != CACHEFS_WBUF_SEALED && w->b[1].st != CACHEFS_WBUF_SEALED))
+		return;
+	if (w->fd < 0) {
+		if (!w->opening) {
+			w->opening = true;
+			w->ctl = (cachefs_op){.kind = CACHEFS_OP_OPENAT, .fd = w->fs->tmpfd, .path = w->tmpname,
+			                      .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, .mode = 0444,
+			                      .cb = on_opened, .arg = w};
+			cachefs_ring_submit(&w->fs->ring, &w->ctl);
+		}
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		cachefs_wbuf *b = &w->b[i];
+		if (b->st != CACHEFS_WBUF_SEALED)
+			continue;
+		b->st = CACHEFS_WBUF_INFLIGHT;
+		b->op = (cachefs_op){.kind = CACHEFS_OP_WRITE, .fd = w->fd, .buf = b->data, .len = b->fill,
+		                     .off = b->off, .cb = on_written, .arg = b};
+		cachefs_ring_submit(&w->fs->ring, &b->op);
+	}
+}
+
+/* After a completion: resumes a waiting append, and starts the finishing chain once nothing is left
+ * in flight. Under mu. */
+static after progress(cachefs_writer *w)
+{
+	after a = {0};
+	if (w->pending) {
+		bool done = true;
+		if (cairn_is_ok(&w->err)) {
+			done = fill(w, &w->pend, &w->pend_len);
+			pump(w);
+		}
+		if (done) {
+			a.cb = w->pend_cb;
+			a.arg = w->pend_arg;
+			a.st = w->err;
+			w->pending = false;
+		}
+	}
+	if (w->phase != CACHEFS_W_WRITING && !w->chain && cachefs_writer_idle(w)) {
+		w->chain = true;
+		a.chain = true;
+	}
+	return a;
+}
+
+static void run_after(cachefs_writer *w, after a)
+{
+	assert(!(a.cb && a.chain)); /* an append in flight forbids commit and abort */
+	if (a.cb)
+		a.cb(a.arg, a.st);
+	if (a.chain)
+		cachefs_writer_finish_chain(w);
+}
+
+static void on_opened(cachefs_op *op, int64_t res)
+{
+	cachefs_writer *w = op->arg;
+	pthread_mutex_lock(&w->mu);
+	w->opening = false;
+	if (res < 0) {
+		set_err(w, res, "creating");
+	} else {
+		w->fd = (int)res;
+		w->has_file = true;
+	}
+	pump(w);
+	after a = progress(w);
+	pthread_mutex_unlock(&w->mu);
+	run_after(w, a);
+}
+
+static void on_written(cachefs_op *op, int64_t res)
+{
+	cachefs_wbuf *b = op->arg;
+	cachefs_writer *w = b->w;
+	pthread_mutex_lock(&w->mu);
+	assert(b->st == CACHEFS_WBUF_INFLIGHT);
+	if (res < 0)
+		set_err(w, res, "writing");
+	else
+		assert((uint64_t)res == b->fill);
+	b->fill = 0;
+	b->st = CACHEFS_WBUF_FILLING;
+	after a = progress(w);
+	pthread_mutex_unlock(&w->mu);
+	run_after(w, a);
+}
+
+cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+{
+	cachefs *fs = (cachefs *)bs;
+	assert(d->size >= 0);
+	pthread_mutex_lock(&fs->ix.mu);
+	int64_t bytes = fs->ix.bytes, reserved = fs->ix.reserved;
+	bool fits = d->size <= fs->cfg.hard_limit - bytes - reserved;
+	if (fits)
+		fs->ix.reserved += d->size;
+	else
+		fs->ix.rejected_writes++;
+	pthread_mutex_unlock(&fs->ix.mu);
+	if (!fits) {
+		cachefs_evict_kick(fs, bytes);
+		char ds[CAIRN_DIGEST_STR_MAX];
+		return cairn_err(CAIRN_RESOURCE_EXHAUSTED,
+		                 "cachefs: blob %s does not fit: %" PRId64 " bytes held and %" PRId64
+		                 " reserved by uploads would pass the hard limit of %" PRId64 " bytes",
+		                 cairn_digest_str(d, ds), bytes, reserved, fs->cfg.hard_limit);
+	}
+	cachefs_writer *w = cairn_xcalloc(1, sizeof *w);
+	w->base.ops = &cachefs_ops;
+	w->base.digest = *d;
+	w->fs = fs;
+	pthread_mutex_init(&w->mu, NULL);
+	w->hasher = cairn_hasher_new();
+	w->reserved = d->size;
+	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
+	for (int i = 0; i < 2; i++)
+		w->b[i].w = w;
+	w->fd = -1;
+	snprintf(w->tmpname, sizeof w->tmpname, "%" PRIu64 ".part", (uint64_t)atomic_fetch_add(&fs->tmp_seq, 1));
+	cachefs_blob_name(d, w->name);
+	*out = &w->base;
+	return cairn_ok();
+}
+
+void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)
+{
+	cachefs_writer *w = (cachefs_writer *)bw;
+	uint64_t room = (uint64_t)bw->digest.size - bw->written;
+	if (len > room) {
+		char ds[CAIRN_DIGEST_STR_MAX];
+		cb(arg, cairn_err(CAIRN_INVALID_ARGUMENT,
+		                  "%zu more bytes would pass the size of blob %s (%" PRIu64 " bytes written)", len,
+		                  cairn_digest_str(&bw->digest, ds), bw->written));
+		return;
+	}
+	pthread_mutex_lock(&w->mu);
+	assert(!w->pending && w->phase == CACHEFS_W_WRITING);
+	cairn_status st = w->err;
+	pthread_mutex_unlock(&w->mu);
+	if (!cairn_is_ok(&st)) {
+		cb(arg, st);
+		return;
+	}
+	/* outside the lock: only the caller's thread uses the hasher, one append at a time */
+	cairn_hasher_update(w->hasher, data, len);
+	pthread_mutex_lock(&w->mu);
+	bw->written += len;
+	const uint8_t *p = data;
+	size_t n = len;
+	bool done = fill(w, &p, &n);
+	if (!done) {
+		w->pending = true;
+		w->pend = p;
+		w->pend_len = n;
+		w->pend_cb = cb;
+		w->pend_arg = arg;
+	}
+	pump(w);
+	pthread_mutex_unlock(&w->mu);
+	if (done)
+		cb(arg, cairn_ok());
+}
+
+/* Size and hash of what was uploaded against the digest. */
+static cairn_status verify(cachefs_writer *w)
+{
+	const cairn_digest *d = &w->base.digest;
+	char ds[CAIRN_DIGEST_STR_MAX];
+	if (w->base.written != (uint64_t)d->size)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "uploaded %" PRIu64 " bytes, but digest %s says %" PRId64,
+		                 w->base.written, cairn_digest_str(d, ds), d->size);
+	uint8_t hash[CAIRN_HASH_LEN];
+	cairn_hasher_final(w->hasher, hash);
+	if (memcmp(hash, d->hash, CAIRN_HASH_LEN) != 0) {
+		char hex[CAIRN_HASH_HEX_LEN + 1];
+		cairn_hash_hex(hash, hex);
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "uploaded data hash %s does not match digest %s", hex,
+		                 cairn_digest_str(d, ds));
+	}
+	return cairn_ok();
+}
+
+void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg)
+{
+	cachefs_writer *w = (cachefs_writer *)bw;
+	cairn_status verdict = verify(w);
+	pthread_mutex_lock(&w->mu);
+	assert(!w->pending && w->phase == CACHEFS_W_WRITING);
+	w->phase = CACHEFS_W_COMMITTING;
+	w->done_cb = cb;
+	w->done_arg = arg;
+	w->outcome = cairn_is_ok(&w->err) ? verdict : w->err;
+	for (int i = 0; i < 2 && cairn_is_ok(&w->outcome); i++)
+		if (w->b[i].st == CACHEFS_WBUF_FILLING && w->b[i].fill > 0)
+			seal(w, &w->b[i]);
+	pump(w);
+	bool chain = !w->chain && cachefs_writer_idle(w);
+	w->chain |= chain;
+	pthread_mutex_unlock(&w->mu);
+	if (chain)
+		cachefs_writer_finish_chain(w);
+}
+
+void cachefs_abort(blob_writer *bw)
+{
+	cachefs_writer *w = (cachefs_writer *)bw;
+	pthread_mutex_lock(&w->mu);
+	assert(!w->pending && w->phase == CACHEFS_W_WRITING);
+	w->phase = CACHEFS_W_ABORTING;
+	bool chain = !w->chain && cachefs_writer_idle(w);
+	w->chain |= chain;
+	pthread_mutex_unlock(&w->mu);
+	if (chain)
+		cachefs_writer_finish_chain(w);
+}

@@ -1,0 +1,164 @@
+/* The executor's view of the local CAS in `serve` (and later in a worker): synchronous calls for slot
+ * threads, made of cachefs's pinning and its asynchronous blobstore with a wait. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/local_storage.h"
+
+typedef struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	cairn_status st;
+} waiter;
+
+static void waiter_init(waiter *w)
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->done = false;
+}
+
+static void waiter_done(void *arg, cairn_status st)
+{
+	waiter *w = arg;
+	pthread_mutex_lock(&w->mu);
+	w->st = st;
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static cairn_status waiter_wait(waiter *w)
+{
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	return w->st;
+}
+
+static cairn_status pin_path(void *ctx, const cairn_digest *d, char *path, size_t cap)
+{
+	return cachefs_pin_path(ctx, d, path, cap);
+}
+
+static void unpin(void *ctx, const cairn_digest *d) { cachefs_unpin(ctx, d); }
+
+static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uint8_t **data, size_t *len)
+{
+	if (d->size > max)
+		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "blob of %lld bytes is over the %lld allowed here",
+		                 (long long)d->size, (long long)max);
+	char path[4096];
+	cairn_status st = cachefs_pin_path(ctx, d, path, sizeof path);
+	if (!cairn_is_ok(&st))
+		return st;
+	*data = cairn_xmalloc((size_t)d->size + 1);
+	*len = (size_t)d->size;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t got = 0;
+	while (fd >= 0 && got < *len) {
+		ssize_t n = read(fd, *data + got, *len - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (fd < 0 || got != *len)
+		st = cairn_errno(fd < 0 ? errno : EIO, "read blob %s", path);
+	if (fd >= 0)
+		close(fd);
+	cachefs_unpin(ctx, d);
+	if (!cairn_is_ok(&st)) {
+		free(*data);
+		*data = NULL;
+	}
+	return st;
+}
+
+/* Writes a buffer as a blob and waits. */
+static cairn_status put_buffer(cachefs *fs, const cairn_digest *d, const void *data, size_t len)
+{
+	blobstore *bs = cachefs_blobstore(fs);
+	blob_writer *w;
+	cairn_status st = blobstore_open_write(bs, d, &w);
+	if (!cairn_is_ok(&st))
+		return st;
+	waiter wt;
+	if (len) {
+		waiter_init(&wt);
+		blob_write(w, data, len, waiter_done, &wt);
+		st = waiter_wait(&wt);
+		if (!cairn_is_ok(&st)) {
+			blob_abort(w);
+			return st;
+		}
+	}
+	waiter_init(&wt);
+	blob_commit(w, waiter_done, &wt);
+	return waiter_wait(&wt);
+}
+
+static cairn_status put_bytes(void *ctx, const void *data, size_t len, cairn_digest *out)
+{
+	cairn_digest_of(data, len, out);
+	return put_buffer(ctx, out, data, len);
+}
+
+/* Hashes the file, then streams it into the store in chunks. */
+static cairn_status put_file(void *ctx, const char *path, cairn_digest *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_errno(errno, "open output %s", path);
+	enum { CHUNK = 1 << 20 };
+	uint8_t *buf = cairn_xmalloc(CHUNK);
+	cairn_hasher *h = cairn_hasher_new();
+	ssize_t n;
+	int64_t size = 0;
+	while ((n = read(fd, buf, CHUNK)) > 0) {
+		cairn_hasher_update(h, buf, (size_t)n);
+		size += n;
+	}
+	cairn_hasher_final(h, out->hash);
+	cairn_hasher_free(h);
+	out->size = size;
+	cairn_status st = n < 0 ? cairn_errno(errno, "read output %s", path) : cairn_ok();
+	blob_writer *w = NULL;
+	if (cairn_is_ok(&st))
+		st = blobstore_open_write(cachefs_blobstore(ctx), out, &w);
+	if (cairn_is_ok(&st) && lseek(fd, 0, SEEK_SET) != 0)
+		st = cairn_errno(errno, "seek output %s", path);
+	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
+		waiter wt;
+		waiter_init(&wt);
+		blob_write(w, buf, (size_t)n, waiter_done, &wt);
+		st = waiter_wait(&wt);
+	}
+	if (cairn_is_ok(&st) && n < 0)
+		st = cairn_errno(errno, "read output %s", path);
+	if (w && cairn_is_ok(&st)) {
+		waiter wt;
+		waiter_init(&wt);
+		blob_commit(w, waiter_done, &wt);
+		st = waiter_wait(&wt);
+	} else if (w) {
+		blob_abort(w);
+	}
+	free(buf);
+	close(fd);
+	return st;
+}
+
+executor_storage local_storage(cachefs *fs)
+{
+	executor_storage s = {.ctx = fs, .pin_path = pin_path, .unpin = unpin, .get_bytes = get_bytes,
+	                      .put_file = put_file, .put_bytes = put_bytes};
+	return s;
+}

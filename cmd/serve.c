@@ -1,0 +1,137 @@
+/* cairn serve: one process that is scheduler and worker, on loopback, with a local-disk CAS. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cachefs/cachefs.h"
+#include "cmd/cmd.h"
+#include "gateway/gateway.h"
+#include "rpc/rpc.h"
+
+typedef struct serve_flags {
+	int64_t public_port;
+	const char *data_dir;
+	int64_t cas_max_size, cas_hard_limit, cas_min_age;
+	int64_t ac_max_size;
+	bool fsync;
+	int64_t max_message_size, threads;
+	const char *log_level;
+} serve_flags;
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "cairn serve: %s\n", msg);
+	return 2;
+}
+
+static int run(const serve_flags *f)
+{
+	enum cairn_log_level lvl;
+	if (!cairn_log_parse_level(f->log_level, &lvl))
+		return usage_error("--log_level must be debug, info, warn or error");
+	cairn_log_set_level(lvl);
+	if (f->public_port < 0 || f->public_port > 65535)
+		return usage_error("--public_port must be between 0 and 65535");
+	if (f->cas_max_size <= 0)
+		return usage_error("--cas_max_size must be positive");
+	if (f->cas_hard_limit && f->cas_hard_limit < f->cas_max_size)
+		return usage_error("--cas_hard_limit must be at least --cas_max_size");
+
+	/* signals go to the main thread only, which waits for them below */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	cachefs_config cc = {.dir = f->data_dir, .max_size = f->cas_max_size, .hard_limit = f->cas_hard_limit,
+	                     .min_age_ns = f->cas_min_age * 1000000000LL, .fsync = f->fsync};
+	cachefs *fs;
+	cairn_status st = cachefs_open(&cc, &fs);
+	if (!cairn_is_ok(&st)) {
+		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
+		return 1;
+	}
+	gateway_config gc = {
+		.cas = cachefs_blobstore(fs),
+		.ac_max_size = f->ac_max_size,
+		/* Batch calls answer in one message, which a client accepts up to 4 MiB by default */
+		.max_batch_size = (4 << 20) - (64 << 10),
+		.max_upload_sessions = 1024,
+		.upload_idle_ns = 600 * 1000000000LL,
+		.max_inline_size = 1 << 20,
+	};
+	gateway *g = gateway_new(&gc);
+	rpc_method methods[32];
+	size_t n = gateway_methods(g, methods, 32);
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", (int)f->public_port);
+	rpc_server_config rc = {.address = addr, .threads = (int)f->threads, .max_message_size = f->max_message_size};
+	rpc_server *srv;
+	st = rpc_server_start(&rc, methods, n, &srv);
+	if (!cairn_is_ok(&st)) {
+		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
+		gateway_free(g);
+		cachefs_close(fs);
+		return 1;
+	}
+	int port = rpc_server_port(srv);
+	LOG_INFO("serve", "listening address=127.0.0.1:%d data_dir=%s", port, f->data_dir);
+	printf("cairn serve is ready. To use it from Bazel, add this line to your .bazelrc:\n"
+	       "build --remote_cache=grpc://127.0.0.1:%d\n",
+	       port);
+	fflush(stdout);
+
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rpc_server_stop(srv);
+	gateway_free(g);
+	cachefs_close(fs);
+	LOG_INFO("serve", "stopped");
+	return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	serve_flags f = {
+		.public_port = 8980,
+		.data_dir = "./cairn-data",
+		.cas_max_size = 10LL << 30,
+		.cas_min_age = 300,
+		.ac_max_size = 256LL << 20,
+		.max_message_size = 8 << 20,
+		.log_level = "info",
+	};
+	const cairn_flag flags[] = {
+		{"public_port", CAIRN_FLAG_INT, &f.public_port, "port for clients on 127.0.0.1 (0 picks a free one)"},
+		{"data_dir", CAIRN_FLAG_STRING, &f.data_dir, "where the CAS keeps its files"},
+		{"cas_max_size", CAIRN_FLAG_SIZE, &f.cas_max_size, "the CAS evicts least recently used blobs above this"},
+		{"cas_hard_limit", CAIRN_FLAG_SIZE, &f.cas_hard_limit,
+		 "uploads are refused (RESOURCE_EXHAUSTED) above this; 0 means cas_max_size + 10%"},
+		{"cas_min_age", CAIRN_FLAG_DURATION, &f.cas_min_age,
+		 "a blob used (or reported present) more recently than this is never evicted"},
+		{"ac_max_size", CAIRN_FLAG_SIZE, &f.ac_max_size, "memory for action results; least recently used go first"},
+		{"fsync", CAIRN_FLAG_BOOL, &f.fsync, "fsync every blob before acknowledging it (survives power loss)"},
+		{"max_message_size", CAIRN_FLAG_SIZE, &f.max_message_size, "largest gRPC message accepted"},
+		{"threads", CAIRN_FLAG_INT, &f.threads, "gRPC threads; 0 means one per core"},
+		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
+	};
+	size_t nf = sizeof flags / sizeof flags[0];
+	int npos;
+	bool help;
+	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
+	if (help) {
+		printf("usage: cairn serve [flags]\n\nRuns a single-node cairn on 127.0.0.1: remote cache (CAS, ActionCache,\n"
+		       "ByteStream, Capabilities) with a local-disk CAS.\n\nflags:\n");
+		cairn_flags_usage(flags, nf, stdout);
+		return 0;
+	}
+	if (!cairn_is_ok(&st))
+		return usage_error(st.msg);
+	if (npos)
+		return usage_error("takes no arguments");
+	return run(&f);
+}

@@ -1,0 +1,285 @@
+/*
+ * common: the vocabulary every cairn module shares.
+ *
+ *  - cairn_status: the one error type. Every fallible call returns it; the code is a gRPC status
+ *    code (so a service can hand it to a client unchanged) and the message says what a user can act
+ *    on. It is a small value type: no allocation, nothing to free.
+ *  - cairn_digest: a SHA-256 hash plus a size, as REAPI names content; parsing and formatting of the
+ *    "hash/size" and hex forms, and an incremental hasher over OpenSSL's EVP (which uses the CPU's SHA
+ *    instructions).
+ *  - logging: one line per event, "level module: message key=value", to stderr.
+ *  - flags: a table-driven parser for "--snake_case=value" flags that also prints truthful --help.
+ *  - arena: a bump allocator freed at once, used for one RPC's decoded messages and scratch space.
+ *  - blobstore: the storage interface the services see (find missing, read, write). What stands behind
+ *    it (local cachefs, a sharded set of remote workers, decorators) is composed in cmd/. Calls are
+ *    asynchronous: a completion callback may run before the call returns (on the caller's thread) or
+ *    later on another thread, so callers must be written for both.
+ *
+ * common knows nothing of gRPC calls or disks.
+ */
+#ifndef CAIRN_COMMON_H
+#define CAIRN_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- status ---------------------------------------------------------------------------------- */
+
+/* The gRPC status codes, by value. */
+enum cairn_code {
+	CAIRN_OK = 0,
+	CAIRN_CANCELLED = 1,
+	CAIRN_UNKNOWN = 2,
+	CAIRN_INVALID_ARGUMENT = 3,
+	CAIRN_DEADLINE_EXCEEDED = 4,
+	CAIRN_NOT_FOUND = 5,
+	CAIRN_ALREADY_EXISTS = 6,
+	CAIRN_PERMISSION_DENIED = 7,
+	CAIRN_RESOURCE_EXHAUSTED = 8,
+	CAIRN_FAILED_PRECONDITION = 9,
+	CAIRN_ABORTED = 10,
+	CAIRN_OUT_OF_RANGE = 11,
+	CAIRN_UNIMPLEMENTED = 12,
+	CAIRN_INTERNAL = 13,
+	CAIRN_UNAVAILABLE = 14,
+	CAIRN_DATA_LOSS = 15,
+	CAIRN_UNAUTHENTICATED = 16,
+};
+
+#define CAIRN_STATUS_MSG_MAX 240
+
+typedef struct cairn_status {
+	int code;
+	char msg[CAIRN_STATUS_MSG_MAX];
+} cairn_status;
+
+cairn_status cairn_ok(void);
+cairn_status cairn_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An error from errno: "what: strerror(errno)", mapped to a fitting code (ENOSPC → RESOURCE_EXHAUSTED…). */
+cairn_status cairn_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline bool cairn_is_ok(const cairn_status *s) { return s->code == CAIRN_OK; }
+/* "NOT_FOUND" for 5, "UNKNOWN" for anything out of range. */
+const char *cairn_code_name(int code);
+/* "NOT_FOUND: blob abc…/12 is not in the CAS" — points into a thread-local buffer. */
+const char *cairn_status_str(const cairn_status *s);
+
+/* ---- digests --------------------------------------------------------------------------------- */
+
+#define CAIRN_HASH_LEN 32
+#define CAIRN_HASH_HEX_LEN 64
+/* The largest blob size cairn accepts anywhere (1 TiB): larger sizes are treated as lies. */
+#define CAIRN_MAX_BLOB_SIZE (INT64_C(1) << 40)
+
+typedef struct cairn_digest {
+	uint8_t hash[CAIRN_HASH_LEN];
+	int64_t size;
+} cairn_digest;
+
+/* Parses 64 lowercase hex characters (exactly len bytes) and a size in [0, CAIRN_MAX_BLOB_SIZE]. */
+cairn_status cairn_digest_parse(const char *hex, size_t hex_len, int64_t size, cairn_digest *out);
+/* Parses "hash/size" (the ByteStream form); stops at len. */
+cairn_status cairn_digest_parse_path(const char *s, size_t len, cairn_digest *out);
+/* Writes 64 hex characters and a NUL. */
+void cairn_hash_hex(const uint8_t hash[CAIRN_HASH_LEN], char out[CAIRN_HASH_HEX_LEN + 1]);
+/* "hash/size" into a buffer of at least CAIRN_DIGEST_STR_MAX bytes; returns out. */
+#define CAIRN_DIGEST_STR_MAX (CAIRN_HASH_HEX_LEN + 1 + 21)
+char *cairn_digest_str(const cairn_digest *d, char *out);
+bool cairn_digest_eq(const cairn_digest *a, const cairn_digest *b);
+bool cairn_digest_is_empty_blob(const cairn_digest *d);
+/* Digest of a buffer in memory. */
+void cairn_digest_of(const void *data, size_t len, cairn_digest *out);
+
+typedef struct cairn_hasher cairn_hasher;
+cairn_hasher *cairn_hasher_new(void);
+void cairn_hasher_update(cairn_hasher *h, const void *data, size_t len);
+/* Finishes into hash; the hasher can be reused after cairn_hasher_reset. */
+void cairn_hasher_final(cairn_hasher *h, uint8_t hash[CAIRN_HASH_LEN]);
+void cairn_hasher_reset(cairn_hasher *h);
+void cairn_hasher_free(cairn_hasher *h);
+
+/* ---- logging --------------------------------------------------------------------------------- */
+
+enum cairn_log_level { CAIRN_LOG_DEBUG, CAIRN_LOG_INFO, CAIRN_LOG_WARN, CAIRN_LOG_ERROR };
+void cairn_log_set_level(enum cairn_log_level min);
+/* Parses "debug", "info", "warn", "error". */
+bool cairn_log_parse_level(const char *s, enum cairn_log_level *out);
+void cairn_log(enum cairn_log_level lvl, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define LOG_DEBUG(mod, ...) cairn_log(CAIRN_LOG_DEBUG, mod, __VA_ARGS__)
+#define LOG_INFO(mod, ...) cairn_log(CAIRN_LOG_INFO, mod, __VA_ARGS__)
+#define LOG_WARN(mod, ...) cairn_log(CAIRN_LOG_WARN, mod, __VA_ARGS__)
+#define LOG_ERROR(mod, ...) cairn_log(CAIRN_LOG_ERROR, mod, __VA_ARGS__)
+
+/* ---- flags ----------------------------------------------------------------------------------- */
+
+enum cairn_flag_type { CAIRN_FLAG_STRING, CAIRN_FLAG_INT, CAIRN_FLAG_SIZE, CAIRN_FLAG_BOOL, CAIRN_FLAG_DURATION };
+
+/* One flag. `value` points at a `const char *` (STRING), `int64_t` (INT, SIZE: bytes with optional
+ * K/M/G/T suffix, DURATION: seconds with optional s/m/h suffix) or `bool` (BOOL: "--x", "--x=true",
+ * "--x=false", "--nox"). The value it holds before parsing is the default --help shows. */
+typedef struct cairn_flag {
+	const char *name;
+	enum cairn_flag_type type;
+	void *value;
+	const char *help;
+} cairn_flag;
+
+/* Parses argv[0..argc) into the flags. Positional arguments (and everything after "--") are moved to
+ * the front of argv in order and their count stored in *npos. Returns INVALID_ARGUMENT naming the flag
+ * for an unknown flag or a bad value. "--help" sets *help and stops. */
+cairn_status cairn_flags_parse(const cairn_flag *flags, size_t n, int argc, char **argv, int *npos, bool *help);
+/* Writes "  --name=DEFAULT  help" lines for --help. */
+void cairn_flags_usage(const cairn_flag *flags, size_t n, void *file);
+/* "1.5G" → 1610612736. */
+bool cairn_parse_size(const char *s, int64_t *out);
+/* Formats bytes as "1.5 GiB". */
+char *cairn_format_size(int64_t bytes, char *out, size_t cap);
+
+/* ---- arena ----------------------------------------------------------------------------------- */
+
+/* Bump allocator: many small allocations, one free. Never returns NULL (aborts on OOM, like malloc
+ * wrappers everywhere in cairn: running out of memory is not a recoverable request error, the
+ * limits that keep memory bounded are checked before allocating). */
+typedef struct cairn_arena cairn_arena;
+cairn_arena *cairn_arena_new(size_t first_block);
+void *cairn_arena_alloc(cairn_arena *a, size_t n);
+char *cairn_arena_strndup(cairn_arena *a, const char *s, size_t n);
+size_t cairn_arena_used(const cairn_arena *a);
+void cairn_arena_free(cairn_arena *a);
+
+void *cairn_xmalloc(size_t n);
+void *cairn_xcalloc(size_t n, size_t m);
+void *cairn_xrealloc(void *p, size_t n);
+char *cairn_xstrdup(const char *s);
+
+/* Monotonic clock in nanoseconds, and wall clock in nanoseconds since the epoch. */
+int64_t cairn_now_ns(void);
+int64_t cairn_wall_ns(void);
+
+/* ---- blobstore ------------------------------------------------------------------------------- */
+
+/* The storage interface of the services. An implementation embeds `blobstore` (and `blob_reader`,
+ * `blob_writer`) as its first member. Each call reports through a callback exactly once. */
+typedef struct blobstore blobstore;
+typedef struct blob_reader blob_reader;
+typedef struct blob_writer blob_writer;
+
+typedef void (*blob_done_cb)(void *arg, cairn_status st);
+typedef void (*blob_open_read_cb)(void *arg, cairn_status st, blob_reader *r);
+typedef void (*blob_read_cb)(void *arg, cairn_status st, size_t n);
+
+typedef struct blobstore_ops {
+	/* Sets missing[i] = 1 for every digest not held, 0 otherwise. A present answer keeps the blob for
+	 * the store's grace period, so an upload–execute sequence never meets a missing digest. */
+	void (*find_missing)(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blob_done_cb cb,
+	                     void *arg);
+	/* Opens a blob for reading: NOT_FOUND if absent. The blob stays readable (is not evicted) until
+	 * the reader is closed. */
+	void (*open_read)(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
+	/* Reads up to len bytes at off into buf; n < len only at the end of the blob. One read at a time. */
+	void (*read)(blob_reader *r, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg);
+	void (*close_read)(blob_reader *r);
+	/* Starts writing a blob of the given digest. RESOURCE_EXHAUSTED when the store cannot take it. */
+	cairn_status (*open_write)(blobstore *bs, const cairn_digest *d, blob_writer **out);
+	/* Appends data (copied before the callback; at most one append in flight). The callback is the
+	 * back-pressure signal: the next append may start once it has run. */
+	void (*write)(blob_writer *w, const void *data, size_t len, blob_done_cb cb, void *arg);
+	/* Verifies size and hash, makes the blob durable as configured and visible, and frees the writer.
+	 * INVALID_ARGUMENT when the bytes do not match the digest; nothing is left behind then. */
+	void (*commit)(blob_writer *w, blob_done_cb cb, void *arg);
+	/* Drops a writer and everything it wrote; no callback. Only when no append is in flight. */
+	void (*abort)(blob_writer *w);
+} blobstore_ops;
+
+struct blobstore {
+	const blobstore_ops *ops;
+};
+struct blob_reader {
+	const blobstore_ops *ops;
+	int64_t size;
+};
+struct blob_writer {
+	const blobstore_ops *ops;
+	cairn_digest digest;
+	uint64_t written;
+};
+
+static inline void blobstore_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing,
+                                          blob_done_cb cb, void *arg)
+{
+	bs->ops->find_missing(bs, ds, n, missing, cb, arg);
+}
+static inline void blobstore_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
+{
+	bs->ops->open_read(bs, d, cb, arg);
+}
+static inline void blob_read(blob_reader *r, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg)
+{
+	r->ops->read(r, off, buf, len, cb, arg);
+}
+static inline void blob_close_read(blob_reader *r) { r->ops->close_read(r); }
+static inline cairn_status blobstore_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+{
+	return bs->ops->open_write(bs, d, out);
+}
+static inline void blob_write(blob_writer *w, const void *data, size_t len, blob_done_cb cb, void *arg)
+{
+	w->ops->write(w, data, len, cb, arg);
+}
+static inline void blob_commit(blob_writer *w, blob_done_cb cb, void *arg) { w->ops->commit(w, cb, arg); }
+static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
+
+/* ---- runner ---------------------------------------------------------------------------------- */
+
+/* Where actions run, as the scheduler sees it: the local executors in `serve`, a remote worker in a
+ * cluster. A job names the action by digest; the runner fetches the Action, Command and inputs from
+ * the CAS itself. Platform properties are matched here, so a runner can refuse what it can never run. */
+typedef struct runner runner;
+
+typedef struct runner_property {
+	const char *name, *value;
+} runner_property;
+
+typedef struct runner_job {
+	cairn_digest action;       /* the Action message's digest */
+	const runner_property *props; /* the action's platform properties (Action's, else Command's) */
+	size_t nprops;
+	int32_t priority;          /* ExecutionPolicy.priority: lower runs first */
+} runner_job;
+
+/* The outcome of a job. On OK, result/result_len is a packed ActionResult (which may carry a non-zero
+ * exit code); cacheable says whether it may go into the action cache (every declared output that was
+ * produced was stored). FAILED_PRECONDITION with missing[] lists input blobs absent from the CAS.
+ * DEADLINE_EXCEEDED still carries the partial result. The buffers belong to the runner and stay valid
+ * only during the callback. */
+typedef struct runner_outcome {
+	cairn_status st;
+	const uint8_t *result;
+	size_t result_len;
+	bool cacheable;
+	const cairn_digest *missing;
+	size_t nmissing;
+} runner_outcome;
+
+typedef void (*runner_started_cb)(void *arg);
+typedef void (*runner_done_cb)(void *arg, const runner_outcome *out);
+
+typedef struct runner_ops {
+	/* OK if some executor of this runner could ever run an action with these properties; else
+	 * FAILED_PRECONDITION naming the property no executor satisfies. */
+	cairn_status (*check)(runner *r, const runner_property *props, size_t n);
+	/* Starts the job if a matching executor is free and returns true; false when all are busy (the
+	 * caller keeps the job queued and tries again after a done callback). started runs when the action
+	 * begins executing, done once at the end; both on a runner thread. cancel, if set to true later,
+	 * asks the runner to stop the job (done still runs). */
+	bool (*try_start)(runner *r, const runner_job *job, _Atomic bool *cancel, runner_started_cb started,
+	                  runner_done_cb done, void *arg);
+} runner_ops;
+
+struct runner {
+	const runner_ops *ops;
+};
+
+#endif

@@ -1,0 +1,117 @@
+/* Allocation wrappers, the arena, and clocks. */
+#include "common/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "error common: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *cairn_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *cairn_xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p)
+		oom(n * m);
+	return p;
+}
+
+void *cairn_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom(n);
+	return q;
+}
+
+char *cairn_xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(cairn_xmalloc(n), s, n);
+}
+
+struct arena_block {
+	struct arena_block *next;
+	size_t cap, used;
+	max_align_t data[];
+};
+
+struct cairn_arena {
+	struct arena_block *head;
+	size_t next_size, total;
+};
+
+cairn_arena *cairn_arena_new(size_t first_block)
+{
+	cairn_arena *a = cairn_xcalloc(1, sizeof *a);
+	a->next_size = first_block < 256 ? 256 : first_block;
+	return a;
+}
+
+void *cairn_arena_alloc(cairn_arena *a, size_t n)
+{
+	const size_t align = _Alignof(max_align_t);
+	n = (n + align - 1) & ~(align - 1);
+	struct arena_block *b = a->head;
+	if (!b || b->cap - b->used < n) {
+		size_t cap = a->next_size > n ? a->next_size : n;
+		b = cairn_xmalloc(sizeof *b + cap);
+		b->cap = cap;
+		b->used = 0;
+		b->next = a->head;
+		a->head = b;
+		if (a->next_size < (1u << 20))
+			a->next_size *= 2; /* geometric growth keeps the block count logarithmic */
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += n;
+	a->total += n;
+	return p;
+}
+
+char *cairn_arena_strndup(cairn_arena *a, const char *s, size_t n)
+{
+	char *p = cairn_arena_alloc(a, n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+size_t cairn_arena_used(const cairn_arena *a) { return a->total; }
+
+void cairn_arena_free(cairn_arena *a)
+{
+	if (!a)
+		return;
+	for (struct arena_block *b = a->head, *n; b; b = n) {
+		n = b->next;
+		free(b);
+	}
+	free(a);
+}
+
+int64_t cairn_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t cairn_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

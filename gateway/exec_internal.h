@@ -1,0 +1,93 @@
+/* gateway internals of the Execution service: operations, their watchers and the queue. */
+#ifndef CAIRN_GATEWAY_EXEC_INTERNAL_H
+#define CAIRN_GATEWAY_EXEC_INTERNAL_H
+
+#include <pthread.h>
+
+#include "gateway/internal.h"
+#include "google/longrunning/operations.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+
+typedef Build__Bazel__Remote__Execution__V2__ExecuteResponse re_execute_response;
+
+enum { STAGE_QUEUED = 2, STAGE_EXECUTING = 3, STAGE_COMPLETED = 4 };
+
+/* One Execute or WaitExecution stream following an operation. */
+typedef struct watcher {
+	rpc_call *call;
+	struct exec_op *op;
+	int sent_version;
+	bool sending;
+	struct watcher *next;
+} watcher;
+
+typedef struct exec_op {
+	char name[64]; /* "operations/" + 32 random hex digits */
+	char *instance;
+	cairn_digest action;
+	int stage;
+	int version; /* grows with each change of the packed operation */
+	uint8_t *packed; /* the current google.longrunning.Operation */
+	size_t packed_len;
+	uint8_t *response; /* packed ExecuteResponse once done */
+	size_t response_len;
+	watcher *watchers;
+	runner_property *props;
+	size_t nprops;
+	char *prop_storage;
+	int32_t priority;
+	uint64_t seq; /* arrival order among equal priorities */
+	bool do_not_cache;
+	bool queued;
+	_Atomic bool cancel;
+	int64_t done_at;
+	struct exec_op *next;  /* all operations */
+	struct exec_op *qnext; /* the queue, by priority then arrival */
+} exec_op;
+
+struct exec_state {
+	pthread_mutex_t mu;
+	runner *runner;
+	gateway *gateway;
+	exec_op *ops;
+	size_t nops;
+	exec_op *queue;
+	uint64_t seq;
+	int64_t retention_ns;
+	size_t max_ops;
+};
+
+struct exec_state *exec_state_new(gateway *g, runner *r);
+void exec_state_free(struct exec_state *x);
+
+/* Packs op->packed from its stage and response; bumps version. Under mu. */
+void exec_op_repack(exec_op *op);
+/* A done Operation for a call that needs no table entry (cache hits, refusals). */
+void exec_pack_done(const char *name, const cairn_digest *action, const uint8_t *response, size_t len,
+                    uint8_t **out, size_t *out_len);
+/* Packs an ExecuteResponse with a status (and PreconditionFailure MISSING details when missing). */
+void exec_pack_response(const re_action_result *result, bool cached, const cairn_status *st,
+                        const cairn_digest *missing, size_t nmissing, uint8_t **out, size_t *len);
+void exec_new_name(char name[64]);
+
+/* Sends the op's latest state to each idle watcher; finishes watchers of a done op. Under mu. */
+void exec_notify(struct exec_state *x, exec_op *op);
+/* Adds a watcher for call to op and sends it the current state. Under mu. */
+void exec_watch(struct exec_state *x, exec_op *op, rpc_call *call);
+exec_op *exec_find(struct exec_state *x, const char *name);
+
+/* Queues a new operation and starts what can start. Under mu. */
+void exec_enqueue(struct exec_state *x, exec_op *op);
+/* Starts queued operations while the runner has room. Under mu. */
+void exec_dispatch(struct exec_state *x);
+/* Cancels a queued or running operation. Under mu. */
+void exec_cancel(struct exec_state *x, exec_op *op);
+/* Drops completed operations past their retention with no watchers. Under mu. */
+void exec_sweep(struct exec_state *x);
+
+void gw_execute(rpc_call *call, void *g);
+void gw_wait_execution(rpc_call *call, void *g);
+void gw_get_operation(rpc_call *call, void *g);
+void gw_cancel_operation(rpc_call *call, void *g);
+
+#endif

@@ -1,0 +1,181 @@
+/* The execution queue: operations wait here by priority until the runner has a free executor that
+ * satisfies them; the runner's callbacks move them to EXECUTING and COMPLETED, and a finished result
+ * goes into the action cache when it may. */
+#include "gateway/exec_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Dispatch tries at most this many queued operations per pass, so a long queue of actions for a busy
+ * pool does not make every completion scan it all. */
+#define DISPATCH_SCAN 256
+
+struct exec_state *exec_state_new(gateway *g, runner *r)
+{
+	struct exec_state *x = cairn_xcalloc(1, sizeof *x);
+	pthread_mutex_init(&x->mu, NULL);
+	x->runner = r;
+	x->gateway = g;
+	x->retention_ns = 600 * 1000000000LL;
+	x->max_ops = 100000;
+	return x;
+}
+
+static void op_free(exec_op *op)
+{
+	free(op->instance);
+	free(op->packed);
+	free(op->response);
+	free(op->props);
+	free(op->prop_storage);
+	free(op);
+}
+
+void exec_state_free(struct exec_state *x)
+{
+	if (!x)
+		return;
+	for (exec_op *op = x->ops, *n; op; op = n) {
+		n = op->next;
+		op_free(op);
+	}
+	pthread_mutex_destroy(&x->mu);
+	free(x);
+}
+
+void exec_sweep(struct exec_state *x)
+{
+	int64_t now = cairn_now_ns();
+	for (exec_op **pp = &x->ops; *pp;) {
+		exec_op *op = *pp;
+		if (op->stage == STAGE_COMPLETED && !op->watchers && now - op->done_at > x->retention_ns) {
+			*pp = op->next;
+			x->nops--;
+			op_free(op);
+		} else {
+			pp = &op->next;
+		}
+	}
+}
+
+void exec_enqueue(struct exec_state *x, exec_op *op)
+{
+	op->seq = x->seq++;
+	op->stage = STAGE_QUEUED;
+	op->queued = true;
+	exec_op_repack(op);
+	op->next = x->ops;
+	x->ops = op;
+	x->nops++;
+	exec_op **pp = &x->queue;
+	while (*pp && ((*pp)->priority < op->priority || ((*pp)->priority == op->priority && (*pp)->seq < op->seq)))
+		pp = &(*pp)->qnext;
+	op->qnext = *pp;
+	*pp = op;
+	exec_dispatch(x);
+}
+
+static void dequeue(struct exec_state *x, exec_op *op)
+{
+	for (exec_op **pp = &x->queue; *pp; pp = &(*pp)->qnext)
+		if (*pp == op) {
+			*pp = op->qnext;
+			op->qnext = NULL;
+			op->queued = false;
+			return;
+		}
+}
+
+/* Completes an operation with a packed ExecuteResponse (taken over). Under mu. */
+static void complete(struct exec_state *x, exec_op *op, uint8_t *response, size_t len)
+{
+	op->response = response;
+	op->response_len = len;
+	op->stage = STAGE_COMPLETED;
+	op->done_at = cairn_now_ns();
+	exec_op_repack(op);
+	exec_notify(x, op);
+}
+
+typedef struct job_ctx {
+	struct exec_state *x;
+	gateway *g;
+	exec_op *op;
+} job_ctx;
+
+static void started(void *arg)
+{
+	job_ctx *j = arg;
+	pthread_mutex_lock(&j->x->mu);
+	if (j->op->stage == STAGE_QUEUED) {
+		j->op->stage = STAGE_EXECUTING;
+		exec_op_repack(j->op);
+		exec_notify(j->x, j->op);
+	}
+	pthread_mutex_unlock(&j->x->mu);
+}
+
+static bool may_cache(const exec_op *op, const runner_outcome *out, const re_action_result *ar)
+{
+	return cairn_is_ok(&out->st) && ar && ar->exit_code == 0 && out->cacheable && !op->do_not_cache &&
+	       !atomic_load(&((exec_op *)op)->cancel);
+}
+
+static void done(void *arg, const runner_outcome *out)
+{
+	job_ctx *j = arg;
+	exec_op *op = j->op;
+	re_action_result *ar = NULL;
+	if (out->result)
+		ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, out->result_len, out->result);
+	cairn_status st = out->st;
+	if (out->result && !ar)
+		st = cairn_err(CAIRN_INTERNAL, "executor produced an unreadable result");
+	if (atomic_load(&op->cancel) && cairn_is_ok(&st))
+		st = cairn_err(CAIRN_CANCELLED, "operation was cancelled");
+	if (may_cache(op, out, ar)) {
+		cairn_status put = ac_store_put(j->g->ac, op->instance, &op->action, out->result, out->result_len);
+		if (!cairn_is_ok(&put))
+			LOG_WARN("exec", "result not cached: %s", cairn_status_str(&put));
+	}
+	uint8_t *resp;
+	size_t len;
+	exec_pack_response(ar, false, &st, out->missing, out->nmissing, &resp, &len);
+	if (ar)
+		build__bazel__remote__execution__v2__action_result__free_unpacked(ar, NULL);
+	pthread_mutex_lock(&j->x->mu);
+	complete(j->x, op, resp, len);
+	exec_dispatch(j->x); /* an executor is free again */
+	pthread_mutex_unlock(&j->x->mu);
+	free(j);
+}
+
+void exec_dispatch(struct exec_state *x)
+{
+	int scanned = 0;
+	for (exec_op *op = x->queue, *next; op && scanned < DISPATCH_SCAN; op = next, scanned++) {
+		next = op->qnext;
+		runner_job job = {.action = op->action, .props = op->props, .nprops = op->nprops, .priority = op->priority};
+		job_ctx *j = cairn_xmalloc(sizeof *j);
+		*j = (job_ctx){.x = x, .g = x->gateway, .op = op};
+		if (x->runner->ops->try_start(x->runner, &job, &op->cancel, started, done, j))
+			dequeue(x, op);
+		else
+			free(j);
+	}
+}
+
+void exec_cancel(struct exec_state *x, exec_op *op)
+{
+	if (op->stage == STAGE_COMPLETED)
+		return;
+	atomic_store(&op->cancel, true);
+	if (!op->queued)
+		return; /* running: the runner stops it and reports through done */
+	dequeue(x, op);
+	cairn_status st = cairn_err(CAIRN_CANCELLED, "operation was cancelled");
+	uint8_t *resp;
+	size_t len;
+	exec_pack_response(NULL, false, &st, NULL, 0, &resp, &len);
+	complete(x, op, resp, len);
+}

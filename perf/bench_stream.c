@@ -1,0 +1,407 @@
+/* cairn-bench upload and download (one big blob through ByteStream) and loopback, their reference: a
+ * raw TCP copy over 127.0.0.1 with the same machine, kernel and buffer sizes, and no gRPC at all. */
+#include "perf/bench.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define METHOD_WRITE "/google.bytestream.ByteStream/Write"
+#define METHOD_READ "/google.bytestream.ByteStream/Read"
+#define METHOD_FIND "/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs"
+#define MAX_REPEAT 1000
+
+/* ---- the blob: a file read into memory, or generated from --seed ---- */
+
+static cairn_status load_file(const char *path, uint8_t **data, int64_t *size)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return cairn_errno(errno, "open %s", path);
+	struct stat sb;
+	if (fstat(fileno(f), &sb) != 0) {
+		fclose(f);
+		return cairn_errno(errno, "stat %s", path);
+	}
+	*size = sb.st_size;
+	*data = cairn_xmalloc((size_t)*size + 1);
+	size_t got = fread(*data, 1, (size_t)*size, f);
+	fclose(f);
+	if (got != (size_t)*size) {
+		free(*data);
+		return cairn_err(CAIRN_DATA_LOSS, "%s: read %zu of %" PRId64 " bytes", path, got, *size);
+	}
+	return cairn_ok();
+}
+
+/* The blob and its digest, prepared before anything is timed. */
+static cairn_status make_blob(const bench_opts *o, uint8_t **data, cairn_digest *d)
+{
+	int64_t size = o->size;
+	if (o->file[0]) {
+		cairn_status st = load_file(o->file, data, &size);
+		if (!cairn_is_ok(&st))
+			return st;
+	} else {
+		bench_rng r;
+		bench_rng_seed(&r, (uint64_t)o->seed);
+		*data = cairn_xmalloc((size_t)size + 1);
+		bench_rng_fill(&r, *data, (size_t)size);
+	}
+	int64_t t0 = cairn_now_ns();
+	cairn_digest_of(*data, (size_t)size, d);
+	char ds[CAIRN_DIGEST_STR_MAX];
+	fprintf(stderr, "blob %s (client hashed it at %.0f MB/s)\n", cairn_digest_str(d, ds),
+	        bench_mb_per_s(size, cairn_now_ns() - t0));
+	return cairn_ok();
+}
+
+static void blob_path(const bench_opts *o, const char *prefix, const cairn_digest *d, char *out, size_t cap)
+{
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_hash_hex(d->hash, hex);
+	snprintf(out, cap, "%s%s%sblobs/%s/%" PRId64, o->instance, o->instance[0] ? "/" : "", prefix, hex, d->size);
+}
+
+/* ---- upload ---- */
+
+/* Streams the whole blob as WriteRequests of o->chunk bytes. A server may end the call early when it
+ * already holds the blob (REAPI allows it); then a send fails and *early is set. */
+static cairn_status send_blob(rpc_stream *s, const bench_opts *o, const uint8_t *data, const cairn_digest *d,
+                              const char *name, bool *early)
+{
+	Google__Bytestream__WriteRequest req = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
+	int64_t off = 0;
+	do {
+		int64_t n = d->size - off < o->chunk ? d->size - off : o->chunk;
+		req.resource_name = off == 0 ? (char *)name : "";
+		req.write_offset = off;
+		req.data.data = (uint8_t *)data + off;
+		req.data.len = (size_t)n;
+		req.finish_write = off + n == d->size;
+		cairn_status st = rpc_stream_send(s, &req.base);
+		if (!cairn_is_ok(&st)) {
+			*early = true;
+			return cairn_ok(); /* the status of the call says whether that was a failure */
+		}
+		off += n;
+	} while (off < d->size);
+	return rpc_stream_close_send(s);
+}
+
+static cairn_status upload_once(rpc_channel *ch, const bench_opts *o, const uint8_t *data, const cairn_digest *d,
+                                bool *early)
+{
+	char prefix[64], name[320];
+	snprintf(prefix, sizeof prefix, "uploads/%016" PRIx64 "-bench/", bench_nonce());
+	blob_path(o, prefix, d, name, sizeof name);
+	*early = false;
+	rpc_stream *s;
+	cairn_status st = rpc_stream_open(ch, METHOD_WRITE, bench_timeout_ms(o), &s);
+	if (cairn_is_ok(&st))
+		st = send_blob(s, o, data, d, name, early);
+	ProtobufCMessage *resp = NULL;
+	if (cairn_is_ok(&st))
+		st = rpc_stream_recv(s, &google__bytestream__write_response__descriptor, &resp);
+	cairn_status fst = rpc_stream_finish(s, NULL, NULL);
+	if (cairn_is_ok(&st))
+		st = fst;
+	if (cairn_is_ok(&st) && (!resp || ((Google__Bytestream__WriteResponse *)resp)->committed_size != d->size))
+		st = cairn_err(CAIRN_INTERNAL, "server did not report the whole blob committed");
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return st;
+}
+
+int bench_upload(const bench_opts *o)
+{
+	if (o->chunk <= 0 || o->repeat <= 0 || o->repeat > MAX_REPEAT)
+		return fprintf(stderr, "cairn-bench upload: --chunk must be positive, --repeat in 1..%d\n", MAX_REPEAT), 2;
+	uint8_t *data;
+	cairn_digest d;
+	cairn_status st = make_blob(o, &data, &d);
+	if (!cairn_is_ok(&st))
+		return bench_fail("upload", "blob", &st);
+	rpc_channel *ch = bench_connect(o, "upload");
+	if (!ch)
+		return free(data), 1;
+	double mbs[MAX_REPEAT];
+	int early = 0;
+	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++) {
+		bool e;
+		int64_t t0 = cairn_now_ns();
+		st = upload_once(ch, o, data, &d, &e);
+		int64_t ns = cairn_now_ns() - t0;
+		mbs[i] = bench_mb_per_s(d.size, ns);
+		early += e;
+		fprintf(stderr, "upload %" PRId64 "/%" PRId64 ": %.1f MB/s (%.3f s)%s\n", i + 1, o->repeat, mbs[i],
+		        bench_secs(ns), e ? " server ended the call early" : "");
+	}
+	rpc_channel_close(ch);
+	free(data);
+	if (!cairn_is_ok(&st))
+		return bench_fail("upload", "Write", &st);
+	char runs[MAX_REPEAT * 12];
+	bench_join(mbs, (size_t)o->repeat, runs, sizeof runs);
+	bench_result("upload", "value=%.1f unit=MB/s runs=%s bytes=%" PRId64 " chunk=%" PRId64 " early=%d",
+	             bench_median(mbs, (size_t)o->repeat), runs, d.size, o->chunk, early);
+	return 0;
+}
+
+/* ---- download ---- */
+
+typedef struct read_stats {
+	int64_t bytes;
+	int64_t hash_ns; /* time spent verifying (hashing) on the client */
+} read_stats;
+
+static cairn_status read_messages(rpc_stream *s, cairn_hasher *h, read_stats *rs)
+{
+	for (;;) {
+		ProtobufCMessage *m;
+		cairn_status st = rpc_stream_recv(s, &google__bytestream__read_response__descriptor, &m);
+		if (!cairn_is_ok(&st) || !m)
+			return st;
+		const Google__Bytestream__ReadResponse *r = (const void *)m;
+		int64_t t0 = cairn_now_ns();
+		cairn_hasher_update(h, r->data.data, r->data.len);
+		rs->hash_ns += cairn_now_ns() - t0;
+		rs->bytes += (int64_t)r->data.len;
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+}
+
+static cairn_status download_once(rpc_channel *ch, const bench_opts *o, const cairn_digest *d, cairn_hasher *h,
+                                  read_stats *rs)
+{
+	char name[256];
+	blob_path(o, "", d, name, sizeof name);
+	Google__Bytestream__ReadRequest req = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
+	req.resource_name = name;
+	*rs = (read_stats){0};
+	cairn_hasher_reset(h);
+	rpc_stream *s;
+	cairn_status st = rpc_stream_open(ch, METHOD_READ, bench_timeout_ms(o), &s);
+	if (cairn_is_ok(&st))
+		st = rpc_stream_send(s, &req.base);
+	if (cairn_is_ok(&st))
+		st = rpc_stream_close_send(s);
+	if (cairn_is_ok(&st))
+		st = read_messages(s, h, rs);
+	cairn_status fst = rpc_stream_finish(s, NULL, NULL);
+	if (cairn_is_ok(&st))
+		st = fst;
+	if (!cairn_is_ok(&st))
+		return st;
+	int64_t t0 = cairn_now_ns();
+	cairn_digest got = {.size = rs->bytes};
+	cairn_hasher_final(h, got.hash);
+	rs->hash_ns += cairn_now_ns() - t0;
+	return cairn_digest_eq(&got, d) ? cairn_ok() : cairn_err(CAIRN_DATA_LOSS, "downloaded bytes do not match the digest");
+}
+
+/* Uploads the blob (untimed) unless the server has it, so that download runs on its own. */
+static cairn_status ensure_present(rpc_channel *ch, const bench_opts *o, const uint8_t *data, const cairn_digest *d)
+{
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	bench_dpb pb, *pbs[1] = {&pb};
+	bench_digest_pb(d, hex, &pb);
+	Build__Bazel__Remote__Execution__V2__FindMissingBlobsRequest req =
+		BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_REQUEST__INIT;
+	req.instance_name = (char *)o->instance;
+	req.n_blob_digests = 1;
+	req.blob_digests = pbs;
+	ProtobufCMessage *resp;
+	cairn_status st = rpc_unary(ch, METHOD_FIND, &req.base,
+	                            &build__bazel__remote__execution__v2__find_missing_blobs_response__descriptor, &resp,
+	                            bench_timeout_ms(o));
+	if (!cairn_is_ok(&st))
+		return st;
+	bool missing = ((Build__Bazel__Remote__Execution__V2__FindMissingBlobsResponse *)resp)->n_missing_blob_digests > 0;
+	protobuf_c_message_free_unpacked(resp, NULL);
+	if (!missing)
+		return cairn_ok();
+	fprintf(stderr, "download: the server lacks the blob; uploading it first (not timed)\n");
+	bool early;
+	return upload_once(ch, o, data, d, &early);
+}
+
+static void report_download(const bench_opts *o, int64_t size, double *wall, double *nohash, double *share)
+{
+	size_t n = (size_t)o->repeat;
+	char runs[MAX_REPEAT * 12], runs_nohash[MAX_REPEAT * 12];
+	bench_join(wall, n, runs, sizeof runs);
+	bench_join(nohash, n, runs_nohash, sizeof runs_nohash);
+	double w = bench_median(wall, n), x = bench_median(nohash, n), s = bench_median(share, n);
+	bench_result("download",
+	             "value=%.1f unit=MB/s runs=%s excl_client_hash=%.1f runs_excl_client_hash=%s client_hash_share=%.3f "
+	             "bytes=%" PRId64,
+	             w, runs, x, runs_nohash, s, size);
+}
+
+int bench_download(const bench_opts *o)
+{
+	if (o->repeat <= 0 || o->repeat > MAX_REPEAT)
+		return fprintf(stderr, "cairn-bench download: --repeat must be in 1..%d\n", MAX_REPEAT), 2;
+	uint8_t *data;
+	cairn_digest d;
+	cairn_status st = make_blob(o, &data, &d);
+	if (!cairn_is_ok(&st))
+		return bench_fail("download", "blob", &st);
+	rpc_channel *ch = bench_connect(o, "download");
+	if (!ch)
+		return free(data), 1;
+	st = ensure_present(ch, o, data, &d);
+	free(data); /* only the digest is needed from here on */
+	cairn_hasher *h = cairn_hasher_new();
+	double wall[MAX_REPEAT], nohash[MAX_REPEAT], share[MAX_REPEAT];
+	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++) {
+		read_stats rs;
+		int64_t t0 = cairn_now_ns();
+		st = download_once(ch, o, &d, h, &rs);
+		int64_t ns = cairn_now_ns() - t0;
+		wall[i] = bench_mb_per_s(d.size, ns);
+		nohash[i] = bench_mb_per_s(d.size, ns - rs.hash_ns);
+		share[i] = ns > 0 ? (double)rs.hash_ns / (double)ns : 0;
+		fprintf(stderr, "download %" PRId64 "/%" PRId64 ": %.1f MB/s (%.3f s), %.1f MB/s without the %.3f s of client hashing\n",
+		        i + 1, o->repeat, wall[i], bench_secs(ns), nohash[i], bench_secs(rs.hash_ns));
+	}
+	cairn_hasher_free(h);
+	rpc_channel_close(ch);
+	if (!cairn_is_ok(&st))
+		return bench_fail("download", "Read", &st);
+	report_download(o, d.size, wall, nohash, share);
+	return 0;
+}
+
+/* ---- loopback: the reference ---- */
+
+typedef struct pipe_end {
+	int fd;
+	int64_t size;
+	size_t buf_size;
+	pthread_barrier_t *go;
+	int err; /* errno of a failed send, 0 if all went */
+} pipe_end;
+
+static void *sender(void *arg)
+{
+	pipe_end *p = arg;
+	uint8_t *buf = cairn_xmalloc(p->buf_size);
+	bench_rng r;
+	bench_rng_seed(&r, 42);
+	bench_rng_fill(&r, buf, p->buf_size);
+	pthread_barrier_wait(p->go);
+	for (int64_t left = p->size; left > 0 && !p->err;) {
+		size_t n = (int64_t)p->buf_size < left ? p->buf_size : (size_t)left;
+		ssize_t w = send(p->fd, buf, n, 0);
+		if (w < 0 && errno != EINTR)
+			p->err = errno;
+		left -= w > 0 ? w : 0;
+	}
+	shutdown(p->fd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+static int listener(struct sockaddr_in *a)
+{
+	socklen_t alen = sizeof *a;
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	if (l < 0)
+		return -1;
+	if (bind(l, (struct sockaddr *)a, sizeof *a) || listen(l, 1) || getsockname(l, (struct sockaddr *)a, &alen)) {
+		int err = errno;
+		close(l);
+		errno = err;
+		return -1;
+	}
+	return l;
+}
+
+/* A connected pair of TCP sockets over 127.0.0.1: fds[0] sends, fds[1] receives. */
+static cairn_status tcp_pair(int fds[2])
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int l = listener(&a);
+	if (l < 0)
+		return cairn_errno(errno, "listen on 127.0.0.1");
+	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+	if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&a, sizeof a)) {
+		cairn_status st = cairn_errno(errno, "connect to 127.0.0.1:%d", ntohs(a.sin_port));
+		if (fds[0] >= 0)
+			close(fds[0]);
+		close(l);
+		return st;
+	}
+	fds[1] = accept(l, NULL, NULL);
+	int err = errno;
+	close(l);
+	if (fds[1] < 0) {
+		close(fds[0]);
+		return cairn_errno(err, "accept");
+	}
+	return cairn_ok();
+}
+
+/* One copy of o->size bytes; returns the time from start to the last byte received. */
+static cairn_status copy_once(const bench_opts *o, uint8_t *buf, int64_t *ns)
+{
+	int fds[2] = {-1, -1};
+	cairn_status st = tcp_pair(fds);
+	if (!cairn_is_ok(&st))
+		return st;
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 2);
+	pipe_end p = {.fd = fds[0], .size = o->size, .buf_size = (size_t)o->chunk, .go = &go};
+	pthread_t tid;
+	pthread_create(&tid, NULL, sender, &p);
+	pthread_barrier_wait(&go);
+	int64_t t0 = cairn_now_ns(), got = 0;
+	while (got < o->size) {
+		ssize_t r = recv(fds[1], buf, (size_t)o->chunk, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	*ns = cairn_now_ns() - t0;
+	pthread_join(tid, NULL);
+	pthread_barrier_destroy(&go);
+	close(fds[0]);
+	close(fds[1]);
+	if (p.err)
+		return cairn_errno(p.err, "send");
+	return got == o->size ? cairn_ok() : cairn_err(CAIRN_DATA_LOSS, "received %" PRId64 " of %" PRId64 " bytes", got, o->size);
+}
+
+int bench_loopback(const bench_opts *o)
+{
+	if (o->chunk <= 0 || o->repeat <= 0 || o->repeat > MAX_REPEAT)
+		return fprintf(stderr, "cairn-bench loopback: --chunk must be positive, --repeat in 1..%d\n", MAX_REPEAT), 2;
+	uint8_t *buf = cairn_xmalloc((size_t)o->chunk);
+	double mbs[MAX_REPEAT];
+	cairn_status st = cairn_ok();
+	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++) {
+		int64_t ns = 0;
+		st = copy_once(o, buf, &ns);
+		mbs[i] = bench_mb_per_s(o->size, ns);
+		fprintf(stderr, "loopback %" PRId64 "/%" PRId64 ": %.1f MB/s (%.3f s)\n", i + 1, o->repeat, mbs[i], bench_secs(ns));
+	}
+	free(buf);
+	if (!cairn_is_ok(&st))
+		return bench_fail("loopback", "copy", &st);
+	char runs[MAX_REPEAT * 12];
+	bench_join(mbs, (size_t)o->repeat, runs, sizeof runs);
+	bench_result("loopback", "value=%.1f unit=MB/s runs=%s bytes=%" PRId64 " buffer=%" PRId64,
+	             bench_median(mbs, (size_t)o->repeat), runs, o->size, o->chunk);
+	return 0;
+}

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# perf/run.sh: cairn's benchmark run. Builds cairn and cairn-bench in Release, starts a fresh
+# `cairn serve` on a free loopback port with a temporary data directory, measures every figure and
+# its reference in this one run, prints a Markdown table (figure, reference, ratio, target, verdict)
+# and appends it to perf/RESULTS.md with the date, the machine and the command.
+#
+#   perf/run.sh                 the full run (1 GiB blobs, 10 s per multi-client benchmark)
+#   perf/run.sh --no-record     the same, without appending to perf/RESULTS.md
+#
+# Environment: BUILD_DIR (default /tmp/build-perf), SIZE (default 1G), BENCH_SECONDS (default 10),
+# NO_BUILD=1 to use what BUILD_DIR holds. The machine is shared and noisy: the figures are medians
+# (of 3 runs for the big transfers, of 20 calls for FindMissingBlobs) and each is compared with a
+# reference measured in the same run, never with an earlier run's figure.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-/tmp/build-perf}
+SIZE=${SIZE:-1G}
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+RESULTS=$SRC/perf/RESULTS.md
+RECORD=1
+case "${1:-}" in
+--no-record) RECORD=0 ;;
+"") ;;
+*)
+	echo "usage: perf/run.sh [--no-record]" >&2
+	exit 2
+	;;
+esac
+COMMAND="SIZE=$SIZE BENCH_SECONDS=$BENCH_SECONDS perf/run.sh${1:+ $1}"
+
+TMP=
+SERVE_PID=
+
+log() { echo "--- $*" >&2; }
+die() {
+	echo "perf/run.sh: $*" >&2
+	exit 1
+}
+
+# Stops the server (TERM, then KILL after 10 s) and removes everything the run created, also when
+# the run fails or is interrupted.
+cleanup() {
+	local rc=$? deadline
+	set +e
+	trap - EXIT
+	if [ -n "$SERVE_PID" ] && kill -0 "$SERVE_PID" 2>/dev/null; then
+		kill -TERM "$SERVE_PID"
+		deadline=$((SECONDS + 10))
+		while kill -0 "$SERVE_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+		kill -KILL "$SERVE_PID" 2>/dev/null
+		wait "$SERVE_PID" 2>/dev/null
+	fi
+	if [ "$rc" -ne 0 ] && [ -n "$TMP" ] && [ -s "$TMP/serve.log" ]; then
+		echo "--- last lines of the server's log:" >&2
+		tail -n 30 "$TMP/serve.log" >&2
+	fi
+	[ -n "$TMP" ] && rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+build() {
+	[ "${NO_BUILD:-0}" = 1 ] && return 0
+	log "building in $BUILD_DIR (Release)"
+	mkdir -p "$BUILD_DIR"
+	if ! { cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
+		make -C "$BUILD_DIR" -j"$(nproc)" cairn cairn-bench; } >"$BUILD_DIR/perf-build.log" 2>&1; then
+		tail -n 30 "$BUILD_DIR/perf-build.log" >&2
+		die "build failed (log: $BUILD_DIR/perf-build.log)"
+	fi
+}
+
+# field LINE KEY: the value of KEY=value in a result line.
+field() {
+	local v
+	v=$(sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1")
+	[ -n "$v" ] || die "no $2 in: $1"
+	echo "$v"
+}
+
+# bench NAME ARGS…: runs cairn-bench and prints its result line; progress goes to the terminal.
+bench() {
+	local out
+	out=$("$BENCH" "$@" | grep '^result ') || die "cairn-bench $1 failed"
+	echo "$out" >&2
+	echo "$out"
+}
+
+# calc EXPR: floating-point arithmetic.
+calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
+fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }'; }
+# Thousands separators for big counts.
+big() {
+	awk -v v="$1" 'BEGIN { s = sprintf("%.0f", v); n = length(s); o = ""
+		for (i = 1; i <= n; i++) { o = o substr(s, i, 1); if (i < n && (n - i) % 3 == 0) o = o "," }
+		print o }'
+}
+verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "met" : "**not met**") }'; }
+
+# sha256_runs FILE: three timed `openssl dgst -sha256` runs; prints MB/s per run.
+sha256_runs() {
+	local bytes t0 t1 i
+	bytes=$(stat -c %s "$1")
+	for i in 1 2 3; do
+		t0=$(date +%s%N)
+		openssl dgst -sha256 "$1" >/dev/null
+		t1=$(date +%s%N)
+		calc "$bytes * 1000 / ($t1 - $t0)"
+		echo
+	done
+}
+
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+rss_mb() { awk -v k="$1" '$1 == k":" { printf "%.1f", $2 * 1024 / 1e6 }' "/proc/$SERVE_PID/status"; }
+# Server CPU time (user + system) in seconds so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$SERVE_PID/stat"; }
+
+start_serve() {
+	"$CAIRN" serve --public_port=0 --data_dir="$TMP/data" >"$TMP/serve.out" 2>"$TMP/serve.log" &
+	SERVE_PID=$!
+	local deadline=$((SECONDS + 30))
+	PORT=
+	while [ -z "$PORT" ]; do
+		kill -0 "$SERVE_PID" 2>/dev/null || die "cairn serve exited at start"
+		[ $SECONDS -lt $deadline ] || die "cairn serve was not ready within 30 s"
+		PORT=$(sed -n 's|.*--remote_cache=grpc://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/serve.out")
+		[ -n "$PORT" ] || sleep 0.05
+	done
+	REMOTE=grpc://127.0.0.1:$PORT
+	log "cairn serve pid $SERVE_PID on $REMOTE"
+}
+
+stop_serve() {
+	local rc=0 deadline=$((SECONDS + 20))
+	kill -TERM "$SERVE_PID"
+	while kill -0 "$SERVE_PID" 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || die "cairn serve did not stop within 20 s of SIGTERM"
+		sleep 0.05
+	done
+	wait "$SERVE_PID" || rc=$?
+	SERVE_PID=
+	case $rc in 0 | 143) ;; *) die "cairn serve exited with status $rc" ;; esac
+}
+
+# timed_bench VAR NAME ARGS…: runs a benchmark and records the server CPU seconds it took in CPU_<VAR>.
+timed_bench() {
+	local var=$1 c0 t0 out
+	shift
+	c0=$(cpu_s)
+	t0=$(date +%s%N)
+	out=$(bench "$@")
+	printf -v "R_$var" '%s' "$out"
+	printf -v "CPU_$var" '%s' "$(calc "$(cpu_s) - $c0")"
+	printf -v "WALL_$var" '%s' "$(calc "($(date +%s%N) - $t0) / 1e9")"
+}
+
+measure() {
+	local bytes
+	log "making a $SIZE file of random bytes"
+	head -c "$SIZE" /dev/urandom >"$TMP/blob"
+	bytes=$(stat -c %s "$TMP/blob")
+	local need=$((bytes * 3 + (8 << 30)))
+	[ "$(df --output=avail -B1 "$TMP" | tail -n 1)" -gt "$need" ] || die "need $((need >> 30)) GiB free under $TMP"
+
+	log "openssl dgst -sha256, 3 runs"
+	mapfile -t SHA_RUNS < <(sha256_runs "$TMP/blob")
+	SHA=$(median3 "${SHA_RUNS[@]}")
+	log "sha256: $SHA MB/s (runs ${SHA_RUNS[*]})"
+	R_LOOP=$(bench loopback --size="$SIZE" --repeat=3)
+
+	start_serve
+	RSS_IDLE=$(rss_mb VmRSS)
+	log "idle RSS: $RSS_IDLE MB"
+	timed_bench UP upload --remote="$REMOTE" --file="$TMP/blob" --chunk=1M --repeat=3
+	timed_bench DOWN download --remote="$REMOTE" --file="$TMP/blob" --repeat=3
+	timed_bench BATCH batch-upload --remote="$REMOTE" --blob_size=4K --per_call=100 --clients=8 --seconds="$BENCH_SECONDS"
+	timed_bench FIND find-missing --remote="$REMOTE" --digests=10000 --present=5000 --repeat=20
+	timed_bench AC ac-get --remote="$REMOTE" --entries=1000 --clients=4 --seconds="$BENCH_SECONDS"
+	RSS_AFTER=$(rss_mb VmRSS)
+	RSS_PEAK=$(rss_mb VmHWM)
+	THREADS=$(awk '$1 == "Threads:" { print $2 }' "/proc/$SERVE_PID/status")
+	stop_serve
+}
+
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
+
+table() {
+	local up down down_x loop blobs find ac ref_up
+	up=$(field "$R_UP" value)
+	down=$(field "$R_DOWN" value)
+	down_x=$(field "$R_DOWN" excl_client_hash)
+	loop=$(field "$R_LOOP" value)
+	blobs=$(field "$R_BATCH" value)
+	find=$(field "$R_FIND" value)
+	ac=$(field "$R_AC" value)
+	ref_up=$(awk -v a="$SHA" -v b="$loop" 'BEGIN { print (a < b ? a : b) }')
+	local ref_name=loopback
+	awk -v a="$SHA" -v b="$loop" 'BEGIN { exit !(a < b) }' && ref_name=sha256
+	row "Figure" "Measured" "Reference (same run)" "Ratio" "Target" "Verdict"
+	row "---" "---:" "---:" "---:" "---" "---"
+	row "SHA-256, \`openssl dgst -sha256\` of the $SIZE file" "$(fmt "$SHA") MB/s" "—" "—" "reference" "runs $(printf '%s ' "${SHA_RUNS[@]}")"
+	row "TCP copy over 127.0.0.1, 1 MiB send/recv" "$(fmt "$loop") MB/s" "—" "—" "reference" "runs $(field "$R_LOOP" runs)"
+	row "ByteStream Write of $SIZE, 1 MiB chunks" "$(fmt "$up") MB/s" "$(fmt "$ref_up") MB/s ($ref_name)" \
+		"$(fmt "$(calc "$up / $ref_up")" 2)×" "≥ 0.5× min(sha256, loopback)" "$(verdict "$(calc "$up / $ref_up")" 0.5)"
+	row "ByteStream Read of $SIZE, verified by the client" "$(fmt "$down") MB/s" "$(fmt "$loop") MB/s (loopback)" \
+		"$(fmt "$(calc "$down / $loop")" 2)×" "≥ 0.6× loopback" "$(verdict "$(calc "$down / $loop")" 0.6)"
+	row "… the same without the client's hashing time" "$(fmt "$down_x") MB/s" "$(fmt "$loop") MB/s (loopback)" \
+		"$(fmt "$(calc "$down_x / $loop")" 2)×" "(information)" "—"
+	row "BatchUpdateBlobs, 4 KiB fresh blobs, 8 clients × 100 per call" "$(big "$blobs") blobs/s" "—" "—" "≥ 50,000 blobs/s" "$(verdict "$blobs" 50000)"
+	row "… call latency p50 / p99" "$(field "$R_BATCH" p50_ms) / $(field "$R_BATCH" p99_ms) ms" "—" "—" "—" "—"
+	row "FindMissingBlobs, 10,000 digests (5,000 present)" "$(big "$find") digests/s" "—" "—" "≥ 1,000,000 digests/s" "$(verdict "$find" 1000000)"
+	row "… call latency p50 / p99 (20 calls)" "$(field "$R_FIND" p50_ms) / $(field "$R_FIND" p99_ms) ms" "—" "—" "—" "—"
+	row "GetActionResult hits, 4 clients, 1,000 entries" "$(big "$ac") req/s" "—" "—" "—" "—"
+	row "… call latency p50 / p99" "$(field "$R_AC" p50_ms) / $(field "$R_AC" p99_ms) ms" "—" "—" "—" "—"
+	row "\`cairn serve\` RSS right after start (idle)" "$RSS_IDLE MB" "—" "—" "≤ 30 MB" "$(verdict 30 "$RSS_IDLE")"
+	row "\`cairn serve\` RSS after the run / peak (VmHWM)" "$RSS_AFTER / $RSS_PEAK MB" "—" "—" "—" "—"
+}
+
+details() {
+	echo
+	echo "Server CPU (user + system) during each benchmark, from /proc (the client ran on the same $(nproc) cores):"
+	echo
+	local v
+	for v in UP DOWN BATCH FIND AC; do
+		local cpu="CPU_$v" wall="WALL_$v" res="R_$v"
+		printf -- '- %s: %s s of CPU in %s s (%s cores)\n' "$(field "${!res}" bench)" "${!cpu}" "$(fmt "${!wall}" 2)" \
+			"$(fmt "$(calc "${!cpu} / ${!wall}")" 2)"
+	done
+	echo
+	echo "cairn serve ran $THREADS threads. Raw result lines:"
+	echo
+	echo '```'
+	printf '%s\n' "$R_LOOP" "$R_UP" "$R_DOWN" "$R_BATCH" "$R_FIND" "$R_AC"
+	echo '```'
+}
+
+machine() {
+	local model rev
+	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	rev=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
+	[ -n "$(git -C "$SRC" status --porcelain 2>/dev/null)" ] && rev="$rev (with uncommitted changes)"
+	echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
+	echo "- Source: $rev; build: Release ($BUILD_DIR)"
+	echo "- Command: \`$COMMAND\`"
+}
+
+results_header() {
+	cat <<'EOF'
+# cairn benchmark results
+
+Each entry below is one run of `perf/run.sh`, appended by the script itself. To rerun:
+
+    perf/run.sh               # builds in /tmp/build-perf (Release), measures, appends here
+    perf/run.sh --no-record   # the same without appending
+
+A run starts a fresh `cairn serve` on a free loopback port with an empty temporary data directory,
+measures each figure next to its reference in the same run (SHA-256 with `openssl dgst`, a raw TCP
+copy over 127.0.0.1), and removes everything at the end. Rates are medians (3 runs of each 1 GiB
+transfer, 20 FindMissingBlobs calls; the multi-client figures are totals over the whole run);
+1 MB = 10^6 bytes. The machine is shared and noisy: compare a figure with its reference in the same
+entry, not with another entry. Targets are for a 2-core machine.
+EOF
+}
+
+main() {
+	build
+	CAIRN=$BUILD_DIR/cairn
+	BENCH=$BUILD_DIR/perf/cairn-bench
+	[ -x "$CAIRN" ] && [ -x "$BENCH" ] || die "no cairn or cairn-bench in $BUILD_DIR"
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/cairn-perf.XXXXXX")
+	measure
+	local entry
+	entry=$(
+		echo "## $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo
+		machine
+		echo
+		table
+		details
+	)
+	echo
+	echo "$entry"
+	if [ "$RECORD" = 1 ]; then
+		[ -s "$RESULTS" ] || results_header >"$RESULTS"
+		printf '\n%s\n' "$entry" >>"$RESULTS"
+		log "appended to $RESULTS"
+	fi
+}
+
+main

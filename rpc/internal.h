@@ -1,0 +1,53 @@
+/* rpc internals shared by server.c, call.c and client.c. */
+#ifndef CAIRN_RPC_INTERNAL_H
+#define CAIRN_RPC_INTERNAL_H
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <grpc/support/alloc.h>
+
+#include "rpc/rpc.h"
+
+/* Every tag handed to gRPC points at one of these: the completion runs fn(tag, ok). One tag means one
+ * outstanding batch. */
+typedef struct rpc_tag {
+	void (*fn)(struct rpc_tag *tag, bool ok);
+} rpc_tag;
+
+struct rpc_server {
+	grpc_server *server;
+	grpc_completion_queue *cq;
+	rpc_method *methods;
+	void **handles; /* registered-method handles, parallel to methods */
+	size_t nmethods;
+	pthread_t *pollers;
+	int npollers;
+	int port;
+	atomic_bool stopping;
+	rpc_tag shutdown_tag;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool shutdown_done;
+	long live; /* calls and posted requests not yet freed; guarded by mu */
+};
+
+/* call.c */
+rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc_metadata_array *md,
+                       grpc_byte_buffer *payload);
+void rpc_server_live_add(rpc_server *srv, long delta);
+
+/* A protobuf-c allocator over an arena (free is a no-op: the arena goes at once). */
+ProtobufCAllocator rpc_arena_allocator(cairn_arena *a);
+/* Packs a message into a fresh byte buffer. */
+grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
+/* Copies a byte buffer into one flat slice (unref it when done). */
+grpc_slice rpc_flatten(grpc_byte_buffer *bb);
+grpc_slice rpc_status_slice(const cairn_status *st);
+
+#endif

@@ -1,0 +1,846 @@
+/* cachefs unit tests: each test opens a store in a fresh directory under /tmp and checks what a user
+ * of the store relies on. Calls are asynchronous; the helpers wait on a condition variable (with a
+ * deadline) for each callback. */
+#include "cachefs/cachefs.h"
+#include "cachefs/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define KiB 1024
+#define MiB (1024 * 1024)
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+typedef struct sync_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	cairn_status st;
+	size_t n;
+	blob_reader *r;
+} sync_wait;
+
+static void sw_init(sync_wait *s)
+{
+	memset(s, 0, sizeof *s);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+}
+
+static void sw_finish(sync_wait *s, cairn_status st, size_t n, blob_reader *r)
+{
+	pthread_mutex_lock(&s->mu);
+	s->st = st;
+	s->n = n;
+	s->r = r;
+	s->done = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void sw_wait(sync_wait *s)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 60;
+	pthread_mutex_lock(&s->mu);
+	while (!s->done)
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT)
+			fail_msg("a cachefs callback did not come within 60 s");
+	s->done = false;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void on_done(void *arg, cairn_status st) { sw_finish(arg, st, 0, NULL); }
+static void on_open(void *arg, cairn_status st, blob_reader *r) { sw_finish(arg, st, 0, r); }
+static void on_read(void *arg, cairn_status st, size_t n) { sw_finish(arg, st, n, NULL); }
+
+static cairn_status put_chunked(blobstore *bs, const cairn_digest *d, const uint8_t *data, size_t len, size_t chunk)
+{
+	blob_writer *w;
+	cairn_status st = blobstore_open_write(bs, d, &w);
+	if (!cairn_is_ok(&st))
+		return st;
+	sync_wait s;
+	sw_init(&s);
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < chunk ? len - off : chunk;
+		blob_write(w, data + off, n, on_done, &s);
+		sw_wait(&s);
+		if (!cairn_is_ok(&s.st)) {
+			blob_abort(w);
+			return s.st;
+		}
+		off += n;
+	}
+	blob_commit(w, on_done, &s);
+	sw_wait(&s);
+	return s.st;
+}
+
+static cairn_status put(blobstore *bs, const uint8_t *data, size_t len, cairn_digest *d)
+{
+	cairn_digest_of(data, len, d);
+	return put_chunked(bs, d, data, len, 256 * KiB);
+}
+
+static cairn_status open_reader(blobstore *bs, const cairn_digest *d, blob_reader **r)
+{
+	sync_wait s;
+	sw_init(&s);
+	blobstore_open_read(bs, d, on_open, &s);
+	sw_wait(&s);
+	*r = s.r;
+	return s.st;
+}
+
+static size_t read_at(blob_reader *r, uint64_t off, void *buf, size_t len)
+{
+	sync_wait s;
+	sw_init(&s);
+	blob_read(r, off, buf, len, on_read, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	return s.n;
+}
+
+/* Reads a whole blob back and compares it with what was written. */
+static void assert_blob(blobstore *bs, const cairn_digest *d, const uint8_t *data, size_t len)
+{
+	blob_reader *r;
+	cairn_status st = open_reader(bs, d, &r);
+	assert_int_equal(st.code, CAIRN_OK);
+	assert_int_equal(r->size, (int64_t)len);
+	uint8_t *got = malloc(len + 1);
+	size_t off = 0;
+	while (off < len) {
+		size_t n = read_at(r, off, got + off, len - off < MiB ? len - off : MiB);
+		assert_true(n > 0);
+		off += n;
+	}
+	assert_int_equal(read_at(r, len, got, 1), 0); /* at the end: nothing more */
+	assert_memory_equal(got, data, len);
+	free(got);
+	blob_close_read(r);
+}
+
+static uint8_t *random_bytes(size_t n, uint64_t seed)
+{
+	uint8_t *p = malloc(n ? n : 1);
+	uint64_t x = seed * 0x9e3779b97f4a7c15u + 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = (uint8_t)(x >> 24);
+	}
+	return p;
+}
+
+typedef struct fixture {
+	char root[64];
+	char dir[96];
+	cachefs *fs;
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	strcpy(f->root, "/tmp/cachefs-unit-XXXXXX");
+	if (!mkdtemp(f->root))
+		return -1;
+	snprintf(f->dir, sizeof f->dir, "%s/data", f->root);
+	*state = f;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb, (void)type, (void)ftw;
+	return remove(path);
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	cachefs_close(f->fs);
+	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static cachefs *reopen(fixture *f, int64_t max_size, int64_t hard_limit, int64_t min_age_ns, bool fsync)
+{
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	cachefs_config cfg = {.dir = f->dir, .max_size = max_size, .hard_limit = hard_limit, .min_age_ns = min_age_ns,
+	                      .fsync = fsync};
+	cairn_status st = cachefs_open(&cfg, &f->fs);
+	if (!cairn_is_ok(&st))
+		fail_msg("cachefs_open: %s", cairn_status_str(&st));
+	return f->fs;
+}
+
+static cachefs *open_default(fixture *f) { return reopen(f, 1LL << 40, 0, 0, false); }
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *de; (de = readdir(d));)
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+static int count_tmp(fixture *f)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s/tmp", f->dir);
+	return count_entries(p);
+}
+
+/* Blob files in cas/, not counting the empty blob's file, which is always there. */
+static int count_cas(fixture *f)
+{
+	int n = 0;
+	for (int x = 0; x < 256; x++) {
+		char p[160];
+		snprintf(p, sizeof p, "%s/cas/%02x", f->dir, x);
+		n += count_entries(p);
+	}
+	return n - 1;
+}
+
+static void blob_path(fixture *f, const cairn_digest *d, char *out, size_t cap)
+{
+	char name[CACHEFS_NAME_MAX];
+	cachefs_blob_name(d, name);
+	snprintf(out, cap, "%s/cas/%02x/%s", f->dir, d->hash[0], name);
+}
+
+static void assert_index_ok(cachefs *fs)
+{
+	pthread_mutex_lock(&fs->ix.mu);
+	bool ok = cachefs_index_check(&fs->ix);
+	pthread_mutex_unlock(&fs->ix.mu);
+	assert_true(ok);
+}
+
+static cachefs_stats stats(cachefs *fs)
+{
+	cachefs_stats s;
+	cachefs_get_stats(fs, &s);
+	return s;
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+static void test_entry_size(void **state)
+{
+	(void)state;
+	/* 4-byte slots at a load factor of at least 3/8 (the table doubles at 3/4) */
+	double per_blob = (double)sizeof(cachefs_entry) + 4.0 * 8 / 3;
+	print_message("index: %zu bytes per entry, at most %.1f bytes per blob with its table slot\n",
+	              sizeof(cachefs_entry), per_blob);
+	assert_true(per_blob <= 64);
+}
+
+static void put_read_sizes(fixture *f, bool fsync)
+{
+	blobstore *bs = cachefs_blobstore(reopen(f, 1LL << 40, 0, 0, fsync));
+	const size_t sizes[] = {0, 1, 4096, MiB + 1, 20 * MiB};
+	const size_t chunks[] = {1, 1, 1000, 65537, 3 * MiB}; /* 3 MiB: one append larger than both buffers */
+	uint64_t bytes = 0;
+	for (size_t k = 0; k < 5; k++) {
+		uint8_t *data = random_bytes(sizes[k], k + 1);
+		cairn_digest d;
+		cairn_digest_of(data, sizes[k], &d);
+		cairn_status st = put_chunked(bs, &d, data, sizes[k], chunks[k]);
+		assert_int_equal(st.code, CAIRN_OK);
+		assert_blob(bs, &d, data, sizes[k]);
+		bytes += sizes[k];
+		if (sizes[k]) {
+			char path[256];
+			struct stat sb;
+			blob_path(f, &d, path, sizeof path);
+			assert_int_equal(stat(path, &sb), 0);
+			assert_int_equal(sb.st_size, (off_t)sizes[k]);
+			assert_int_equal(sb.st_mode & 0777, 0444);
+		}
+		free(data);
+	}
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.blobs, 4); /* the empty blob is held without an entry */
+	assert_int_equal(s.bytes, bytes);
+	assert_int_equal(s.reserved, 0);
+	assert_int_equal(count_tmp(f), 0);
+	assert_index_ok(f->fs);
+}
+
+static void test_put_read(void **state) { put_read_sizes(*state, false); }
+static void test_put_read_fsync(void **state) { put_read_sizes(*state, true); }
+
+static void test_partial_reads(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(100000, 7);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, 100000, &d).code, CAIRN_OK);
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
+	uint8_t buf[200];
+	assert_int_equal(read_at(r, 99990, buf, sizeof buf), 10); /* short only at the end */
+	assert_memory_equal(buf, data + 99990, 10);
+	assert_int_equal(read_at(r, 5000, buf, sizeof buf), sizeof buf);
+	assert_memory_equal(buf, data + 5000, sizeof buf);
+	assert_int_equal(read_at(r, 200000, buf, sizeof buf), 0);
+	blob_close_read(r);
+	free(data);
+}
+
+static void test_bad_commits_leave_nothing(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	size_t len = 3 * MiB; /* several buffers: the temp file exists before commit */
+	uint8_t *a = random_bytes(len, 1), *b = random_bytes(len, 2);
+	cairn_digest d;
+	cairn_digest_of(a, len, &d);
+
+	cairn_status st = put_chunked(bs, &d, b, len, MiB); /* right size, wrong bytes */
+	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
+	assert_non_null(strstr(st.msg, "does not match digest"));
+
+	st = put_chunked(bs, &d, a, len - 1, MiB); /* one byte short */
+	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
+
+	cairn_digest small;
+	cairn_digest_of(a, 10, &small);
+	st = put_chunked(bs, &small, a, 11, 11); /* one byte too many: refused at the write */
+	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
+
+	assert_false(cachefs_contains(f->fs, &d, false));
+	assert_false(cachefs_contains(f->fs, &small, false));
+	cachefs_close(f->fs); /* waits for the clean-up I/O */
+	f->fs = NULL;
+	assert_int_equal(count_tmp(f), 0);
+	assert_int_equal(count_cas(f), 0);
+	open_default(f);
+	assert_int_equal(stats(f->fs).blobs, 0);
+	free(a);
+	free(b);
+}
+
+static void test_abort_releases(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(2 * MiB, 3);
+	cairn_digest d;
+	cairn_digest_of(data, 2 * MiB, &d);
+	blob_writer *w;
+	assert_int_equal(blobstore_open_write(bs, &d, &w).code, CAIRN_OK);
+	assert_int_equal(stats(f->fs).reserved, 2 * MiB);
+	sync_wait s;
+	sw_init(&s);
+	blob_write(w, data, 3 * MiB / 2, on_done, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	blob_abort(w);
+	/* the abort finishes on the I/O thread: poll for it with a deadline */
+	int64_t deadline = cairn_now_ns() + 10 * 1000000000LL;
+	while ((stats(f->fs).reserved || count_tmp(f)) && cairn_now_ns() < deadline)
+		usleep(1000);
+	assert_int_equal(stats(f->fs).reserved, 0);
+	assert_int_equal(count_tmp(f), 0);
+	assert_false(cachefs_contains(f->fs, &d, false));
+	free(data);
+}
+
+typedef struct writer_arg {
+	blobstore *bs;
+	const uint8_t *data;
+	size_t len;
+	int blobs; /* > 0: write that many different blobs instead */
+	uint64_t seed;
+	cairn_status st;
+} writer_arg;
+
+static void *writer_thread(void *p)
+{
+	writer_arg *a = p;
+	if (!a->blobs) {
+		cairn_digest d;
+		a->st = put(a->bs, a->data, a->len, &d);
+		return NULL;
+	}
+	for (int k = 0; k < a->blobs && (k == 0 || cairn_is_ok(&a->st)); k++) {
+		size_t len = (size_t)((a->seed * 7919 + (uint64_t)k * 104729) % (3 * MiB / 2));
+		uint8_t *data = random_bytes(len, a->seed * 1000 + (uint64_t)k);
+		cairn_digest d;
+		a->st = put(a->bs, data, len, &d);
+		if (cairn_is_ok(&a->st))
+			assert_blob(a->bs, &d, data, len);
+		free(data);
+	}
+	return NULL;
+}
+
+static void test_concurrent_same_digest(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	size_t len = 3 * MiB;
+	uint8_t *data = random_bytes(len, 5);
+	pthread_t t[4];
+	writer_arg a[4];
+	for (int i = 0; i < 4; i++) {
+		a[i] = (writer_arg){.bs = bs, .data = data, .len = len};
+		pthread_create(&t[i], NULL, writer_thread, &a[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].st.code, CAIRN_OK);
+	}
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.blobs, 1);
+	assert_int_equal(s.bytes, len);
+	assert_int_equal(s.reserved, 0);
+	assert_int_equal(count_cas(f), 1);
+	assert_int_equal(count_tmp(f), 0);
+	cairn_digest d;
+	cairn_digest_of(data, len, &d);
+	assert_blob(bs, &d, data, len);
+	free(data);
+}
+
+/* Many writers through a tiny ring: the submission queue fills and operations wait their turn. */
+static void test_many_writers_small_ring(void **state)
+{
+	fixture *f = *state;
+	cachefs_config cfg = {.dir = f->dir, .max_size = 1LL << 40, .ring_entries = 4};
+	assert_int_equal(cachefs_open(&cfg, &f->fs).code, CAIRN_OK);
+	pthread_t t[6];
+	writer_arg a[6];
+	for (int i = 0; i < 6; i++) {
+		a[i] = (writer_arg){.bs = cachefs_blobstore(f->fs), .blobs = 12, .seed = (uint64_t)i + 1};
+		pthread_create(&t[i], NULL, writer_thread, &a[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].st.code, CAIRN_OK);
+	}
+	assert_int_equal(stats(f->fs).reserved, 0);
+	assert_index_ok(f->fs);
+}
+
+static void test_find_missing(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	enum { HELD = 100, N = 10000 };
+	cairn_digest held[HELD];
+	for (int k = 0; k < HELD; k++) {
+		uint8_t *data = random_bytes((size_t)k * 10 + 1, (uint64_t)k + 100);
+		assert_int_equal(put(bs, data, (size_t)k * 10 + 1, &held[k]).code, CAIRN_OK);
+		free(data);
+	}
+	cairn_digest *ds = malloc(N * sizeof *ds);
+	uint8_t *want = malloc(N), *missing = malloc(N);
+	for (int k = 0; k < N; k++) {
+		switch (k % 4) {
+		case 0: /* held */
+			ds[k] = held[k % HELD];
+			want[k] = 0;
+			break;
+		case 1: /* never stored */
+			cairn_digest_of(&k, sizeof k, &ds[k]);
+			want[k] = 1;
+			break;
+		case 2: /* a held hash with another size */
+			ds[k] = held[k % HELD];
+			ds[k].size += 1;
+			want[k] = 1;
+			break;
+		default: /* the empty blob is always held */
+			cairn_digest_of("", 0, &ds[k]);
+			want[k] = 0;
+		}
+	}
+	sync_wait s;
+	sw_init(&s);
+	int64_t t0 = cairn_now_ns();
+	blobstore_find_missing(bs, ds, N, missing, on_done, &s);
+	sw_wait(&s);
+	double secs = (double)(cairn_now_ns() - t0) / 1e9;
+	assert_int_equal(s.st.code, CAIRN_OK);
+	assert_memory_equal(missing, want, N);
+	print_message("find_missing: %d digests in %.3f ms (%.0f digests/s)\n", N, secs * 1e3, N / secs);
+	assert_true(N / secs > 100000); /* loose: sanitizer builds are slow; the goal is 1,000,000/s */
+	free(ds);
+	free(want);
+	free(missing);
+}
+
+static void test_empty_blob(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	cairn_digest d;
+	assert_int_equal(put(bs, (const uint8_t *)"", 0, &d).code, CAIRN_OK);
+	assert_true(cairn_digest_is_empty_blob(&d));
+	assert_true(cachefs_contains(f->fs, &d, true));
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
+	assert_int_equal(r->size, 0);
+	uint8_t b;
+	assert_int_equal(read_at(r, 0, &b, 1), 0);
+	blob_close_read(r);
+	char path[256];
+	struct stat sb;
+	assert_int_equal(cachefs_pin_path(f->fs, &d, path, sizeof path).code, CAIRN_OK);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+	cachefs_unpin(f->fs, &d);
+	cairn_digest zero_wrong = d;
+	zero_wrong.hash[0] ^= 1; /* size 0 but not the empty hash: refused */
+	assert_int_equal(put_chunked(bs, &zero_wrong, NULL, 0, 1).code, CAIRN_INVALID_ARGUMENT);
+	assert_int_equal(stats(f->fs).blobs, 0);
+}
+
+/* Puts n blobs of 4 KiB; the k-th is filled from seed base + k. */
+static void put_blobs(blobstore *bs, cairn_digest *ds, int n, uint64_t base)
+{
+	for (int k = 0; k < n; k++) {
+		uint8_t *data = random_bytes(4 * KiB, base + (uint64_t)k);
+		assert_int_equal(put(bs, data, 4 * KiB, &ds[k]).code, CAIRN_OK);
+		free(data);
+	}
+}
+
+static void touch(blobstore *bs, const cairn_digest *d)
+{
+	uint8_t missing;
+	sync_wait s;
+	sw_init(&s);
+	blobstore_find_missing(bs, d, 1, &missing, on_done, &s);
+	sw_wait(&s);
+	assert_int_equal(missing, 0);
+}
+
+static void test_lru_eviction_order(void **state)
+{
+	fixture *f = *state;
+	/* room for 10 blobs; a pass goes down to 95%, which is 9 blobs */
+	blobstore *bs = cachefs_blobstore(reopen(f, 10 * 4 * KiB, 1 * MiB, 0, false));
+	cairn_digest d[11];
+	put_blobs(bs, d, 10, 1000);
+	touch(bs, &d[0]); /* now the most recently used */
+	put_blobs(bs, &d[10], 1, 2000);
+	cachefs_evict_now(f->fs);
+	assert_false(cachefs_contains(f->fs, &d[1], false));
+	assert_false(cachefs_contains(f->fs, &d[2], false));
+	assert_true(cachefs_contains(f->fs, &d[0], false));
+	for (int k = 3; k <= 10; k++)
+		assert_true(cachefs_contains(f->fs, &d[k], false));
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.blobs, 9);
+	assert_int_equal(s.evicted_blobs, 2);
+	assert_int_equal(s.evicted_bytes, 8 * KiB);
+	char path[256];
+	blob_path(f, &d[1], path, sizeof path);
+	assert_int_equal(access(path, F_OK), -1); /* the file is gone too */
+	assert_int_equal(count_cas(f), 9);
+	assert_index_ok(f->fs);
+}
+
+/* Each round below takes the store from 9 to 11 blobs, so the eviction thread can start a pass only
+ * after the last put of a round, and the pass removes exactly 2 blobs whoever runs it. */
+static void test_pinned_never_evicted(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 10 * 4 * KiB, 1 * MiB, 0, false));
+	cairn_digest d[15];
+	put_blobs(bs, d, 10, 3000);
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d[0], &r).code, CAIRN_OK);
+	for (int k = 1; k < 10; k++)
+		touch(bs, &d[k]); /* d[0] is the least recently used again, but open */
+	put_blobs(bs, &d[10], 1, 3010);
+	cachefs_evict_now(f->fs);
+	assert_true(cachefs_contains(f->fs, &d[0], false));
+	assert_false(cachefs_contains(f->fs, &d[1], false));
+	assert_false(cachefs_contains(f->fs, &d[2], false));
+	assert_true(cachefs_contains(f->fs, &d[3], false));
+	uint8_t *want = random_bytes(4 * KiB, 3000), got[4 * KiB];
+	assert_int_equal(read_at(r, 0, got, sizeof got), sizeof got);
+	assert_memory_equal(got, want, sizeof got);
+	free(want);
+	blob_close_read(r);
+
+	/* closed: d[0] is the next to go */
+	put_blobs(bs, &d[11], 2, 3011);
+	cachefs_evict_now(f->fs);
+	assert_false(cachefs_contains(f->fs, &d[0], false));
+	assert_false(cachefs_contains(f->fs, &d[3], false));
+
+	/* a pin_path pin holds just as well */
+	char path[256];
+	assert_int_equal(cachefs_pin_path(f->fs, &d[5], path, sizeof path).code, CAIRN_OK);
+	for (int k = 4; k <= 12; k++)
+		if (k != 5)
+			touch(bs, &d[k]);
+	put_blobs(bs, &d[13], 2, 3013);
+	cachefs_evict_now(f->fs);
+	assert_true(cachefs_contains(f->fs, &d[5], false));
+	assert_int_equal(access(path, R_OK), 0);
+	assert_false(cachefs_contains(f->fs, &d[4], false));
+	assert_false(cachefs_contains(f->fs, &d[6], false));
+	cachefs_unpin(f->fs, &d[5]);
+	assert_int_equal(stats(f->fs).evicted_blobs, 6);
+	assert_index_ok(f->fs);
+}
+
+static void test_min_age(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 4 * 4 * KiB, 1 * MiB, 3600 * 1000000000LL, false));
+	cairn_digest d[8];
+	put_blobs(bs, d, 8, 4000);
+	cachefs_evict_now(f->fs);
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.evicted_blobs, 0); /* all used within the hour */
+	assert_int_equal(s.blobs, 8);
+	/* without min_age, the same store is cut back at once */
+	reopen(f, 4 * 4 * KiB, 1 * MiB, 0, false);
+	cachefs_evict_now(f->fs);
+	assert_int_equal(stats(f->fs).blobs, 3);
+}
+
+static void test_hard_limit(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 8 * KiB, 16 * KiB, 3600 * 1000000000LL, false));
+	cairn_digest d[5];
+	put_blobs(bs, d, 3, 5000);
+	blob_writer *w, *w2;
+	uint8_t *data = random_bytes(4 * KiB, 5003);
+	cairn_digest_of(data, 4 * KiB, &d[3]);
+	assert_int_equal(blobstore_open_write(bs, &d[3], &w).code, CAIRN_OK); /* exactly up to the limit */
+	cairn_digest one;
+	cairn_digest_of("x", 1, &one);
+	cairn_status st = blobstore_open_write(bs, &one, &w2); /* reserved bytes count */
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(st.msg, "hard limit of 16384 bytes"));
+	sync_wait s;
+	sw_init(&s);
+	blob_write(w, data, 4 * KiB, on_done, &s);
+	sw_wait(&s);
+	blob_commit(w, on_done, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	st = put(bs, (const uint8_t *)"x", 1, &one);
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	cachefs_stats stt = stats(f->fs);
+	assert_int_equal(stt.rejected_writes, 2);
+	assert_int_equal(stt.bytes, 16 * KiB);
+	assert_blob(bs, &d[3], data, 4 * KiB); /* reads go on */
+	free(data);
+}
+
+static void test_reopen_rebuilds_index(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	enum { N = 40 };
+	cairn_digest d[N];
+	for (int k = 0; k < N; k++) {
+		uint8_t *data = random_bytes((size_t)k * 2500, (uint64_t)k + 6000);
+		assert_int_equal(put(bs, data, (size_t)k * 2500, &d[k]).code, CAIRN_OK);
+		free(data);
+	}
+	cachefs_stats before = stats(f->fs);
+	bs = cachefs_blobstore(open_default(f));
+	cachefs_stats after = stats(f->fs);
+	assert_int_equal(after.blobs, before.blobs);
+	assert_int_equal(after.bytes, before.bytes);
+	for (int k = 0; k < N; k++) {
+		uint8_t *data = random_bytes((size_t)k * 2500, (uint64_t)k + 6000);
+		assert_blob(bs, &d[k], data, (size_t)k * 2500);
+		free(data);
+	}
+	assert_index_ok(f->fs);
+}
+
+static void test_reopen_orders_by_mtime(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	cairn_digest d[5];
+	put_blobs(bs, d, 5, 7000);
+	/* file times, in hours ago: d[2] is the newest, then d[4], d[0], d[3], d[1] */
+	const int hours_ago[5] = {3, 5, 1, 4, 2};
+	for (int k = 0; k < 5; k++) {
+		char path[256];
+		blob_path(f, &d[k], path, sizeof path);
+		struct timespec ts[2] = {{.tv_sec = time(NULL) - hours_ago[k] * 3600}, {.tv_sec = time(NULL) - hours_ago[k] * 3600}};
+		assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	}
+	reopen(f, 3 * 4 * KiB, 0, 0, false); /* a pass keeps 95% of 3 blobs: 2 */
+	cachefs_evict_now(f->fs);
+	assert_true(cachefs_contains(f->fs, &d[2], false));
+	assert_true(cachefs_contains(f->fs, &d[4], false));
+	assert_false(cachefs_contains(f->fs, &d[0], false));
+	assert_false(cachefs_contains(f->fs, &d[3], false));
+	assert_false(cachefs_contains(f->fs, &d[1], false));
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void test_leftover_tmp_removed(void **state)
+{
+	fixture *f = *state;
+	open_default(f);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	char p[200];
+	snprintf(p, sizeof p, "%s/tmp/12.part", f->dir);
+	write_file(p, "half a blob", 11);
+	snprintf(p, sizeof p, "%s/tmp/junk", f->dir);
+	write_file(p, "x", 1);
+	assert_int_equal(count_tmp(f), 2);
+	open_default(f);
+	assert_int_equal(count_tmp(f), 0);
+}
+
+static void test_damaged_cas_files_dropped(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	cairn_digest good, cut;
+	uint8_t *a = random_bytes(8 * KiB, 8000), *b = random_bytes(8 * KiB, 8001);
+	assert_int_equal(put(bs, a, 8 * KiB, &good).code, CAIRN_OK);
+	assert_int_equal(put(bs, b, 8 * KiB, &cut).code, CAIRN_OK);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	char p[256], name[CACHEFS_NAME_MAX];
+	blob_path(f, &cut, p, sizeof p);
+	assert_int_equal(chmod(p, 0644), 0);
+	assert_int_equal(truncate(p, 100), 0); /* what a power loss may leave */
+	snprintf(p, sizeof p, "%s/cas/ab/notes.txt", f->dir);
+	write_file(p, "foreign", 7);
+	cairn_digest other;
+	cairn_digest_of("other", 5, &other);
+	cachefs_blob_name(&other, name);
+	snprintf(p, sizeof p, "%s/cas/%02x/%s", f->dir, (other.hash[0] + 1) & 255, name); /* wrong fan-out dir */
+	write_file(p, "other", 5);
+	open_default(f);
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.blobs, 1);
+	assert_int_equal(s.bytes, 8 * KiB);
+	assert_true(cachefs_contains(f->fs, &good, false));
+	assert_false(cachefs_contains(f->fs, &cut, false));
+	assert_int_equal(count_cas(f), 1);
+	free(a);
+	free(b);
+}
+
+static void test_vanished_file(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(50 * KiB, 9000);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, 50 * KiB, &d).code, CAIRN_OK);
+	blob_reader *r1, *r2;
+	assert_int_equal(open_reader(bs, &d, &r1).code, CAIRN_OK);
+	char path[256];
+	blob_path(f, &d, path, sizeof path);
+	assert_int_equal(unlink(path), 0); /* someone deletes it behind our back */
+	cairn_status st = open_reader(bs, &d, &r2);
+	assert_int_equal(st.code, CAIRN_NOT_FOUND);
+	assert_false(cachefs_contains(f->fs, &d, false));
+	assert_int_equal(stats(f->fs).bytes, 0);
+	/* uploading it again while the first reader is still open brings it back */
+	assert_int_equal(put(bs, data, 50 * KiB, &d).code, CAIRN_OK);
+	assert_true(cachefs_contains(f->fs, &d, false));
+	uint8_t got[1000];
+	assert_int_equal(read_at(r1, 1000, got, sizeof got), sizeof got);
+	assert_memory_equal(got, data + 1000, sizeof got);
+	blob_close_read(r1);
+	assert_blob(bs, &d, data, 50 * KiB);
+	assert_int_equal(stats(f->fs).bytes, 50 * KiB);
+	assert_index_ok(f->fs);
+	free(data);
+}
+
+static void test_open_errors(void **state)
+{
+	fixture *f = *state;
+	char file[128], dir[160];
+	snprintf(file, sizeof file, "%s/plainfile", f->root);
+	write_file(file, "x", 1);
+	snprintf(dir, sizeof dir, "%s/sub", file);
+	cachefs_config cfg = {.dir = dir, .max_size = MiB};
+	cachefs *fs = NULL;
+	cairn_status st = cachefs_open(&cfg, &fs);
+	assert_int_not_equal(st.code, CAIRN_OK);
+	assert_non_null(strstr(st.msg, dir));
+	assert_non_null(strstr(st.msg, strerror(ENOTDIR)));
+	cfg.max_size = 0;
+	assert_int_equal(cachefs_open(&cfg, &fs).code, CAIRN_INVALID_ARGUMENT);
+	/* one process per directory */
+	open_default(f);
+	cfg = (cachefs_config){.dir = f->dir, .max_size = MiB};
+	st = cachefs_open(&cfg, &fs);
+	assert_int_equal(st.code, CAIRN_FAILED_PRECONDITION);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_entry_size),
+		cmocka_unit_test_setup_teardown(test_put_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_read_fsync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_commits_leave_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_releases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_same_digest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_writers_small_ring, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_find_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lru_eviction_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pinned_never_evicted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hard_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_orders_by_mtime, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leftover_tmp_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_cas_files_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vanished_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

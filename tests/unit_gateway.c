@@ -1,0 +1,697 @@
+/* Unit tests of the gateway's ByteStream resource-name parser and its in-memory action cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/gateway.h"
+
+/* ---- helpers ---- */
+
+/* Any 64 lowercase hex characters name a digest; the parser does not care what they hash. */
+static const char *HASH = "fa1a6bfe6a5e3fc5dd0f9e9fa3ec4e2d09d1f5bcb3b48ba9a3d845d7e1a4c0d3";
+
+static cairn_digest digest_of(const char *s)
+{
+	cairn_digest d;
+	cairn_digest_of(s, strlen(s), &d);
+	return d;
+}
+
+static cairn_status parse_read(const char *name, gateway_resource *r)
+{
+	return gateway_parse_read_resource(name, strlen(name), r);
+}
+
+static cairn_status parse_write(const char *name, gateway_resource *r)
+{
+	return gateway_parse_write_resource(name, strlen(name), r);
+}
+
+static void assert_invalid(cairn_status st, const char *name, const char *needle)
+{
+	if (st.code != CAIRN_INVALID_ARGUMENT)
+		fail_msg("expected INVALID_ARGUMENT for \"%s\", got %s", name, cairn_status_str(&st));
+	assert_true(st.msg[0] != '\0');
+	if (needle && !strstr(st.msg, needle))
+		fail_msg("message for \"%s\" is \"%s\", which does not mention \"%s\"", name, st.msg, needle);
+}
+
+static void expect_read_invalid(const char *name, const char *needle)
+{
+	gateway_resource r;
+	assert_invalid(parse_read(name, &r), name, needle);
+}
+
+static void expect_write_invalid(const char *name, const char *needle)
+{
+	gateway_resource r;
+	assert_invalid(parse_write(name, &r), name, needle);
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+	static _Thread_local char buf[8][8192];
+	static _Thread_local int next;
+	char *out = buf[next++ % 8];
+	va_list ap;
+	va_start(ap, f);
+	vsnprintf(out, sizeof buf[0], f, ap);
+	va_end(ap);
+	return out;
+}
+
+static void assert_digest_is(const cairn_digest *d, const char *hex, int64_t size)
+{
+	char got[CAIRN_HASH_HEX_LEN + 1];
+	cairn_hash_hex(d->hash, got);
+	assert_string_equal(got, hex);
+	assert_int_equal(d->size, size);
+}
+
+/* ---- read names ---- */
+
+static void test_read_empty_instance(void **state)
+{
+	(void)state;
+	const char *name = fmt("blobs/%s/123", HASH);
+	gateway_resource r;
+	cairn_status st = parse_read(name, &r);
+	assert_int_equal(st.code, CAIRN_OK);
+	assert_int_equal(r.instance_len, 0);
+	assert_int_equal(r.compressor, GATEWAY_IDENTITY);
+	assert_null(r.uuid);
+	assert_digest_is(&r.digest, HASH, 123);
+}
+
+static void test_read_multi_segment_instance(void **state)
+{
+	(void)state;
+	const char *name = fmt("main/team-a/x86_64/blobs/%s/0", HASH);
+	gateway_resource r;
+	assert_int_equal(parse_read(name, &r).code, CAIRN_OK);
+	assert_ptr_equal(r.instance, name); /* points into the input */
+	assert_int_equal(r.instance_len, strlen("main/team-a/x86_64"));
+	assert_digest_is(&r.digest, HASH, 0);
+}
+
+static void test_read_compressed_zstd(void **state)
+{
+	(void)state;
+	const char *name = fmt("inst/compressed-blobs/zstd/%s/4096", HASH);
+	gateway_resource r;
+	assert_int_equal(parse_read(name, &r).code, CAIRN_OK);
+	assert_int_equal(r.compressor, GATEWAY_ZSTD);
+	assert_int_equal(r.instance_len, 4);
+	assert_memory_equal(r.instance, "inst", 4);
+	assert_digest_is(&r.digest, HASH, 4096);
+}
+
+static void test_read_largest_size_accepted(void **state)
+{
+	(void)state;
+	gateway_resource r;
+	assert_int_equal(parse_read(fmt("blobs/%s/%lld", HASH, (long long)CAIRN_MAX_BLOB_SIZE), &r).code, CAIRN_OK);
+	assert_int_equal(r.digest.size, CAIRN_MAX_BLOB_SIZE);
+}
+
+/* ---- write names ---- */
+
+static void test_write_plain(void **state)
+{
+	(void)state;
+	const char *name = fmt("inst/uploads/3f2a9c1e-0b7d-4e55-9a61-2c8f0e4d7b19/blobs/%s/10", HASH);
+	gateway_resource r;
+	assert_int_equal(parse_write(name, &r).code, CAIRN_OK);
+	assert_int_equal(r.instance_len, 4);
+	assert_ptr_equal(r.uuid, name + strlen("inst/uploads/"));
+	assert_int_equal(r.uuid_len, 36);
+	assert_int_equal(r.compressor, GATEWAY_IDENTITY);
+	assert_digest_is(&r.digest, HASH, 10);
+}
+
+static void test_write_trailing_metadata_ignored(void **state)
+{
+	(void)state;
+	gateway_resource r;
+	assert_int_equal(parse_write(fmt("uploads/u1/blobs/%s/10/foo/bar/baz.cc", HASH), &r).code, CAIRN_OK);
+	assert_int_equal(r.instance_len, 0);
+	assert_int_equal(r.uuid_len, 2);
+	assert_digest_is(&r.digest, HASH, 10);
+	/* Metadata may contain keywords and empty segments: it is not looked at. */
+	assert_int_equal(parse_write(fmt("uploads/u1/blobs/%s/10//blobs/../x", HASH), &r).code, CAIRN_OK);
+	assert_int_equal(parse_write(fmt("uploads/u1/blobs/%s/10/", HASH), &r).code, CAIRN_OK);
+}
+
+static void test_write_compressed(void **state)
+{
+	(void)state;
+	gateway_resource r;
+	assert_int_equal(parse_write(fmt("a/b/uploads/u/compressed-blobs/zstd/%s/77/meta", HASH), &r).code, CAIRN_OK);
+	assert_int_equal(r.compressor, GATEWAY_ZSTD);
+	assert_int_equal(r.instance_len, 3);
+	assert_digest_is(&r.digest, HASH, 77);
+}
+
+static void test_write_uuid_of_128_bytes_accepted(void **state)
+{
+	(void)state;
+	char uuid[129];
+	memset(uuid, 'u', 128);
+	uuid[128] = 0;
+	gateway_resource r;
+	assert_int_equal(parse_write(fmt("uploads/%s/blobs/%s/1", uuid, HASH), &r).code, CAIRN_OK);
+	assert_int_equal(r.uuid_len, 128);
+}
+
+/* ---- rejections ---- */
+
+static void test_reject_empty_name(void **state)
+{
+	(void)state;
+	expect_read_invalid("", "empty");
+	expect_write_invalid("", "empty");
+}
+
+static void test_reject_nul_byte(void **state)
+{
+	(void)state;
+	char name[256];
+	int n = snprintf(name, sizeof name, "blobs/%s/5", HASH);
+	name[2] = '\0'; /* "bl\0bs/…" */
+	gateway_resource r;
+	assert_invalid(gateway_parse_read_resource(name, (size_t)n, &r), "bl\\0bs/…", "NUL");
+	n = snprintf(name, sizeof name, "uploads/u/blobs/%s/5/meta", HASH);
+	name[n - 2] = '\0'; /* even in the ignored metadata */
+	assert_invalid(gateway_parse_write_resource(name, (size_t)n, &r), "…/me\\0a", "NUL");
+}
+
+static void test_reject_name_longer_than_4096(void **state)
+{
+	(void)state;
+	char inst[5000];
+	/* An instance name that makes the whole read name exactly 4096 bytes is fine… */
+	size_t tail = strlen(fmt("/blobs/%s/1", HASH));
+	memset(inst, 'i', 4096 - tail);
+	inst[4096 - tail] = 0;
+	gateway_resource r;
+	assert_int_equal(parse_read(fmt("%s/blobs/%s/1", inst, HASH), &r).code, CAIRN_OK);
+	/* …one byte more is not. */
+	memset(inst, 'i', 4097 - tail);
+	inst[4097 - tail] = 0;
+	expect_read_invalid(fmt("%s/blobs/%s/1", inst, HASH), "4096");
+	expect_write_invalid(fmt("uploads/u/blobs/%s/1/%s", HASH, inst), "4096");
+}
+
+static void test_reject_dot_segments_in_instance(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("./blobs/%s/1", HASH), "\".\"");
+	expect_read_invalid(fmt("a/../blobs/%s/1", HASH), "\"..\"");
+	expect_write_invalid(fmt("a/./uploads/u/blobs/%s/1", HASH), "\".\"");
+}
+
+static void test_reject_empty_segments_in_instance(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("a//blobs/%s/1", HASH), "empty segment");
+	expect_read_invalid(fmt("/blobs/%s/1", HASH), "empty segment");
+	expect_read_invalid(fmt("a/blobs//%s/1", HASH), "hash is missing");
+	expect_write_invalid(fmt("a//uploads/u/blobs/%s/1", HASH), "empty segment");
+}
+
+static void test_reject_reserved_keyword_in_instance(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("a/actions/blobs/%s/1", HASH), "reserved");
+	expect_read_invalid(fmt("uploads/u/blobs/%s/1", HASH), "reserved"); /* a write name given to Read */
+	expect_write_invalid(fmt("blobs/uploads/u/blobs/%s/1", HASH), "reserved");
+	expect_write_invalid(fmt("capabilities/uploads/u/blobs/%s/1", HASH), "reserved");
+}
+
+static void test_reject_missing_keyword(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("inst/%s/1", HASH), "blobs/");
+	expect_read_invalid("just-an-instance", "blobs/");
+	expect_write_invalid(fmt("inst/blobs/%s/1", HASH), "uploads/"); /* a read name given to Write */
+}
+
+static void test_reject_missing_size(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("blobs/%s", HASH), "size");
+	expect_read_invalid(fmt("blobs/%s/", HASH), "size");
+	expect_write_invalid(fmt("uploads/u/blobs/%s", HASH), "size");
+	expect_write_invalid(fmt("uploads/u/blobs/%s//meta", HASH), "size");
+	expect_read_invalid("blobs", "hash");
+	expect_read_invalid("blobs/", "hash");
+}
+
+static void test_reject_non_hex_hash(void **state)
+{
+	(void)state;
+	char bad[CAIRN_HASH_HEX_LEN + 1];
+	memcpy(bad, HASH, sizeof bad);
+	bad[10] = 'g';
+	expect_read_invalid(fmt("blobs/%s/1", bad), "hex");
+	expect_write_invalid(fmt("uploads/u/blobs/%s/1", bad), "hex");
+}
+
+static void test_reject_upper_case_hex(void **state)
+{
+	(void)state;
+	char upper[CAIRN_HASH_HEX_LEN + 1];
+	memcpy(upper, HASH, sizeof upper);
+	upper[0] = 'F';
+	expect_read_invalid(fmt("blobs/%s/1", upper), "lowercase");
+	expect_write_invalid(fmt("uploads/u/compressed-blobs/zstd/%s/1", upper), "lowercase");
+}
+
+static void test_reject_wrong_hash_length(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("blobs/%.63s/1", HASH), "63");
+	expect_read_invalid(fmt("blobs/%s0/1", HASH), "65");
+	/* A 40-character SHA-1 hash: cairn speaks SHA-256 only. */
+	expect_read_invalid(fmt("blobs/%.40s/1", HASH), "40");
+}
+
+static void test_reject_digest_function_segment(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("blobs/blake3/%s/1", HASH), "blake3");
+	expect_write_invalid(fmt("uploads/u/blobs/sha256/%s/1", HASH), "sha256");
+}
+
+static void test_reject_negative_size(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("blobs/%s/-1", HASH), "negative");
+	expect_write_invalid(fmt("uploads/u/blobs/%s/-5/meta", HASH), "negative");
+}
+
+static void test_reject_malformed_or_absurd_size(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("blobs/%s/+5", HASH), "decimal");
+	expect_read_invalid(fmt("blobs/%s/ 5", HASH), "decimal");
+	expect_read_invalid(fmt("blobs/%s/5 ", HASH), "decimal");
+	expect_read_invalid(fmt("blobs/%s/0x10", HASH), "decimal");
+	expect_read_invalid(fmt("blobs/%s/%lld", HASH, (long long)CAIRN_MAX_BLOB_SIZE + 1), "larger");
+	expect_read_invalid(fmt("blobs/%s/9223372036854775807", HASH), "larger");
+	expect_read_invalid(fmt("blobs/%s/99999999999999999999", HASH), "digits"); /* 20 digits */
+	expect_read_invalid(fmt("blobs/%s/18446744073709551617", HASH), "digits"); /* wraps uint64 */
+	expect_write_invalid(fmt("uploads/u/blobs/%s/99999999999999999999/meta", HASH), "digits");
+}
+
+static void test_reject_trailing_garbage_in_read_name(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("blobs/%s/5/extra", HASH), "after the size");
+	expect_read_invalid(fmt("blobs/%s/5/", HASH), "after the size");
+	expect_read_invalid(fmt("compressed-blobs/zstd/%s/5/x", HASH), "after the size");
+	expect_read_invalid(fmt("blobs/%s/5x", HASH), "decimal");
+}
+
+static void test_reject_unknown_compressor(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("compressed-blobs/gzip/%s/5", HASH), "compressor \"gzip\" is not supported");
+	expect_read_invalid(fmt("compressed-blobs/deflate/%s/5", HASH), "deflate");
+	expect_write_invalid(fmt("uploads/u/compressed-blobs/brotli/%s/5", HASH), "brotli");
+	expect_read_invalid(fmt("compressed-blobs/%s/5", HASH), "not supported"); /* compressor left out */
+	expect_read_invalid("compressed-blobs", "compressor");
+	expect_read_invalid(fmt("compressed-blobs//%s/5", HASH), "compressor");
+}
+
+static void test_reject_identity_compressor(void **state)
+{
+	(void)state;
+	expect_read_invalid(fmt("compressed-blobs/identity/%s/5", HASH), "identity");
+	expect_write_invalid(fmt("uploads/u/compressed-blobs/identity/%s/5", HASH), "identity");
+}
+
+static void test_reject_missing_or_bad_uuid(void **state)
+{
+	(void)state;
+	expect_write_invalid(fmt("uploads/blobs/%s/5", HASH), "uuid");
+	expect_write_invalid(fmt("uploads//blobs/%s/5", HASH), "uuid");
+	expect_write_invalid("uploads", "uuid");
+	char uuid[130];
+	memset(uuid, 'u', 129);
+	uuid[129] = 0;
+	expect_write_invalid(fmt("uploads/%s/blobs/%s/5", uuid, HASH), "128");
+	expect_write_invalid(fmt("uploads/u/%s/5", HASH), "blobs/");
+	expect_write_invalid("uploads/u", "blobs/");
+}
+
+/* ---- the action cache ---- */
+
+/* What the store charges per entry beyond its two strings: an empty result with an empty instance. */
+static int64_t entry_overhead(void)
+{
+	ac_store *s = ac_store_new(1 << 20);
+	cairn_digest d = digest_of("overhead");
+	assert_int_equal(ac_store_put(s, "", &d, "", 0).code, CAIRN_OK);
+	int64_t o = ac_store_bytes(s);
+	ac_store_free(s);
+	assert_true(o > 0);
+	return o;
+}
+
+static void assert_holds(ac_store *s, const char *inst, const cairn_digest *d, const void *want, size_t want_len)
+{
+	uint8_t *data;
+	size_t len;
+	if (!ac_store_get(s, inst, d, &data, &len))
+		fail_msg("entry for instance \"%s\" is missing", inst);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(data, want, want_len);
+	free(data);
+}
+
+static bool holds(ac_store *s, const char *inst, const cairn_digest *d)
+{
+	uint8_t *data;
+	size_t len;
+	bool found = ac_store_get(s, inst, d, &data, &len);
+	free(data);
+	return found;
+}
+
+static void test_ac_put_get_round_trip(void **state)
+{
+	(void)state;
+	ac_store *s = ac_store_new(1 << 20);
+	cairn_digest d = digest_of("action-1"), other = digest_of("action-2");
+	static const uint8_t result[] = {0x12, 0x05, 'h', 'e', 'l', 'l', 'o', 0x00, 0xff};
+	assert_int_equal(ac_store_put(s, "", &d, result, sizeof result).code, CAIRN_OK);
+	assert_holds(s, "", &d, result, sizeof result);
+	uint8_t *data = (uint8_t *)1;
+	size_t len = 7;
+	assert_false(ac_store_get(s, "", &other, &data, &len));
+	assert_null(data);
+	assert_int_equal(len, 0);
+	/* Same hash, different size: a different action. */
+	cairn_digest resized = d;
+	resized.size++;
+	assert_false(holds(s, "", &resized));
+	/* The store keeps its own copy. */
+	uint8_t buf[4] = {1, 2, 3, 4};
+	assert_int_equal(ac_store_put(s, "", &other, buf, sizeof buf).code, CAIRN_OK);
+	buf[0] = 9;
+	assert_holds(s, "", &other, "\x01\x02\x03\x04", 4);
+	ac_store_free(s);
+}
+
+static void test_ac_separate_per_instance(void **state)
+{
+	(void)state;
+	ac_store *s = ac_store_new(1 << 20);
+	cairn_digest d = digest_of("action");
+	assert_int_equal(ac_store_put(s, "a", &d, "A", 1).code, CAIRN_OK);
+	assert_int_equal(ac_store_put(s, "b", &d, "BB", 2).code, CAIRN_OK);
+	assert_false(holds(s, "", &d));
+	assert_false(holds(s, "ab", &d));
+	assert_holds(s, "a", &d, "A", 1);
+	assert_holds(s, "b", &d, "BB", 2);
+	assert_int_equal(ac_store_count(s), 2);
+	ac_store_remove(s, "a", &d);
+	assert_false(holds(s, "a", &d));
+	assert_holds(s, "b", &d, "BB", 2);
+	ac_store_free(s);
+}
+
+static void test_ac_put_replaces(void **state)
+{
+	(void)state;
+	int64_t o = entry_overhead();
+	ac_store *s = ac_store_new(1 << 20);
+	cairn_digest d = digest_of("action");
+	assert_int_equal(ac_store_put(s, "inst", &d, "first result", 12).code, CAIRN_OK);
+	assert_int_equal(ac_store_put(s, "inst", &d, "second", 6).code, CAIRN_OK);
+	assert_int_equal(ac_store_count(s), 1);
+	assert_int_equal(ac_store_bytes(s), 6 + 4 + o);
+	assert_holds(s, "inst", &d, "second", 6);
+	ac_store_free(s);
+}
+
+static void test_ac_evicts_least_recently_used(void **state)
+{
+	(void)state;
+	int64_t o = entry_overhead();
+	char value[100];
+	memset(value, 'v', sizeof value);
+	ac_store *s = ac_store_new(3 * (o + 100)); /* room for exactly three entries */
+	cairn_digest a = digest_of("a"), b = digest_of("b"), c = digest_of("c"), d = digest_of("d"),
+	             e = digest_of("e");
+	assert_int_equal(ac_store_put(s, "", &a, value, 100).code, CAIRN_OK);
+	assert_int_equal(ac_store_put(s, "", &b, value, 100).code, CAIRN_OK);
+	assert_int_equal(ac_store_put(s, "", &c, value, 100).code, CAIRN_OK);
+	assert_int_equal(ac_store_count(s), 3);
+	assert_true(holds(s, "", &a)); /* a is now the most recently used; b the least */
+	assert_int_equal(ac_store_put(s, "", &d, value, 100).code, CAIRN_OK);
+	assert_int_equal(ac_store_count(s), 3);
+	assert_false(holds(s, "", &b));
+	/* c was put before a was read, so c is now the oldest. */
+	assert_int_equal(ac_store_put(s, "", &e, value, 100).code, CAIRN_OK);
+	assert_false(holds(s, "", &c));
+	assert_true(holds(s, "", &a));
+	assert_true(holds(s, "", &d));
+	assert_true(holds(s, "", &e));
+	/* Order of use: a, d, e. An entry charged as much as two pushes out the two oldest. */
+	cairn_digest f = digest_of("f");
+	static char big[1000];
+	assert_true(o + 200 <= (int64_t)sizeof big);
+	assert_int_equal(ac_store_put(s, "", &f, big, (size_t)(o + 200)).code, CAIRN_OK);
+	assert_int_equal(ac_store_count(s), 2);
+	assert_int_equal(ac_store_bytes(s), 3 * (o + 100));
+	assert_false(holds(s, "", &a));
+	assert_false(holds(s, "", &d));
+	assert_true(holds(s, "", &e));
+	assert_true(holds(s, "", &f));
+	ac_store_free(s);
+}
+
+static void test_ac_oversize_entry_refused(void **state)
+{
+	(void)state;
+	int64_t o = entry_overhead();
+	ac_store *s = ac_store_new(1000);
+	cairn_digest d = digest_of("action"), big = digest_of("big");
+	assert_int_equal(ac_store_put(s, "i", &d, "kept", 4).code, CAIRN_OK);
+	static uint8_t huge[2000];
+	cairn_status st = ac_store_put(s, "i", &big, huge, sizeof huge);
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(st.msg, "--ac_max_size"));
+	/* Refused for the same key: the old entry stays. */
+	st = ac_store_put(s, "i", &d, huge, sizeof huge);
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_int_equal(ac_store_count(s), 1);
+	assert_holds(s, "i", &d, "kept", 4);
+	/* Exactly the limit fits, and pushes everything else out. */
+	size_t fits = (size_t)(1000 - o - 1);
+	assert_int_equal(ac_store_put(s, "i", &big, huge, fits).code, CAIRN_OK);
+	assert_int_equal(ac_store_bytes(s), 1000);
+	assert_int_equal(ac_store_count(s), 1);
+	assert_false(holds(s, "i", &d));
+	/* One byte more does not, counting the instance name. */
+	assert_int_equal(ac_store_put(s, "ii", &big, huge, fits).code, CAIRN_RESOURCE_EXHAUSTED);
+	ac_store_free(s);
+	/* A store of size zero (or a negative size) refuses everything. */
+	for (int64_t max = 0; max >= -1; max--) {
+		s = ac_store_new(max);
+		assert_int_equal(ac_store_put(s, "", &d, "", 0).code, CAIRN_RESOURCE_EXHAUSTED);
+		assert_int_equal(ac_store_count(s), 0);
+		ac_store_free(s);
+	}
+}
+
+static void test_ac_counts_and_bytes(void **state)
+{
+	(void)state;
+	int64_t o = entry_overhead();
+	assert_true(o >= 64); /* the bookkeeping is charged, not just the payload */
+	ac_store *s = ac_store_new(1 << 20);
+	assert_int_equal(ac_store_count(s), 0);
+	assert_int_equal(ac_store_bytes(s), 0);
+	cairn_digest d1 = digest_of("1"), d2 = digest_of("2");
+	assert_int_equal(ac_store_put(s, "", &d1, "abc", 3).code, CAIRN_OK);
+	assert_int_equal(ac_store_put(s, "main/x", &d1, "abcdefgh", 8).code, CAIRN_OK);
+	assert_int_equal(ac_store_put(s, "main/x", &d2, "", 0).code, CAIRN_OK);
+	assert_int_equal(ac_store_count(s), 3);
+	assert_int_equal(ac_store_bytes(s), (3 + o) + (8 + 6 + o) + (0 + 6 + o));
+	ac_store_remove(s, "main/x", &d1);
+	assert_int_equal(ac_store_count(s), 2);
+	assert_int_equal(ac_store_bytes(s), (3 + o) + (6 + o));
+	ac_store_remove(s, "main/x", &d1); /* absent: no change */
+	assert_int_equal(ac_store_count(s), 2);
+	ac_store_remove(s, "", &d1);
+	ac_store_remove(s, "main/x", &d2);
+	assert_int_equal(ac_store_count(s), 0);
+	assert_int_equal(ac_store_bytes(s), 0);
+	/* Many entries (the table grows) all stay reachable. */
+	for (int i = 0; i < 5000; i++) {
+		cairn_digest d = digest_of(fmt("many-%d", i));
+		assert_int_equal(ac_store_put(s, "m", &d, &i, sizeof i).code, CAIRN_OK);
+	}
+	assert_int_equal(ac_store_count(s), 5000);
+	assert_int_equal(ac_store_bytes(s), 5000 * (int64_t)(sizeof(int) + 1 + o));
+	for (int i = 0; i < 5000; i++) {
+		cairn_digest d = digest_of(fmt("many-%d", i));
+		assert_holds(s, "m", &d, &i, sizeof i);
+	}
+	ac_store_free(s);
+}
+
+/* ---- the action cache under concurrency ---- */
+
+#define CC_THREADS 4
+#define CC_INSTANCES 4
+#define CC_ACTIONS 64
+#define CC_OPS 20000
+
+typedef struct cc_ctx {
+	ac_store *s;
+	cairn_digest actions[CC_ACTIONS];
+	int64_t overhead;
+	unsigned seed;
+	int bad_values; /* values that did not belong to their key */
+} cc_ctx;
+
+static const char *cc_instance(int i)
+{
+	static const char *const names[CC_INSTANCES] = {"", "a", "team/b", "team/ccc"};
+	return names[i];
+}
+
+/* A value names its key in its first two bytes and has a length that varies with the writer. */
+static size_t cc_value(int inst, int action, unsigned salt, uint8_t *out)
+{
+	size_t len = 2 + (salt % 200);
+	out[0] = (uint8_t)inst;
+	out[1] = (uint8_t)action;
+	for (size_t i = 2; i < len; i++)
+		out[i] = (uint8_t)(inst * 31 + action + i);
+	return len;
+}
+
+static void *cc_worker(void *arg)
+{
+	cc_ctx *c = arg;
+	unsigned seed = c->seed;
+	uint8_t value[256];
+	for (int n = 0; n < CC_OPS; n++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		int inst = (int)(r % CC_INSTANCES), action = (int)((r >> 4) % CC_ACTIONS);
+		unsigned op = (r >> 12) % 10;
+		if (op < 5) {
+			size_t len = cc_value(inst, action, r >> 16, value);
+			cairn_status st = ac_store_put(c->s, cc_instance(inst), &c->actions[action], value, len);
+			if (st.code != CAIRN_OK)
+				c->bad_values++;
+		} else if (op < 9) {
+			uint8_t *data;
+			size_t len;
+			if (ac_store_get(c->s, cc_instance(inst), &c->actions[action], &data, &len)) {
+				uint8_t want[256];
+				size_t want_len = cc_value(inst, action, (unsigned)(len - 2), want);
+				if (len != want_len || memcmp(data, want, len) != 0)
+					c->bad_values++;
+				free(data);
+			}
+		} else {
+			ac_store_remove(c->s, cc_instance(inst), &c->actions[action]);
+		}
+	}
+	return NULL;
+}
+
+static void test_ac_concurrent_accounting(void **state)
+{
+	(void)state;
+	int64_t o = entry_overhead();
+	/* Room for about a quarter of the keys, so that eviction runs all the time. */
+	int64_t max = (CC_INSTANCES * CC_ACTIONS / 4) * (o + 100);
+	ac_store *s = ac_store_new(max);
+	cc_ctx ctx[CC_THREADS];
+	pthread_t t[CC_THREADS];
+	for (int i = 0; i < CC_THREADS; i++) {
+		ctx[i] = (cc_ctx){.s = s, .overhead = o, .seed = 1234u + (unsigned)i};
+		for (int a = 0; a < CC_ACTIONS; a++)
+			ctx[i].actions[a] = digest_of(fmt("cc-action-%d", a));
+		assert_int_equal(pthread_create(&t[i], NULL, cc_worker, &ctx[i]), 0);
+	}
+	for (int i = 0; i < CC_THREADS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(ctx[i].bad_values, 0);
+	}
+	/* The counters agree with what is actually held. */
+	size_t count = 0;
+	int64_t bytes = 0;
+	for (int i = 0; i < CC_INSTANCES; i++) {
+		for (int a = 0; a < CC_ACTIONS; a++) {
+			uint8_t *data;
+			size_t len;
+			if (ac_store_get(s, cc_instance(i), &ctx[0].actions[a], &data, &len)) {
+				count++;
+				bytes += (int64_t)(len + strlen(cc_instance(i))) + o;
+				free(data);
+			}
+		}
+	}
+	assert_true(count > 0);
+	assert_int_equal(ac_store_count(s), count);
+	assert_int_equal(ac_store_bytes(s), bytes);
+	assert_true(bytes <= max);
+	ac_store_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read_empty_instance),
+		cmocka_unit_test(test_read_multi_segment_instance),
+		cmocka_unit_test(test_read_compressed_zstd),
+		cmocka_unit_test(test_read_largest_size_accepted),
+		cmocka_unit_test(test_write_plain),
+		cmocka_unit_test(test_write_trailing_metadata_ignored),
+		cmocka_unit_test(test_write_compressed),
+		cmocka_unit_test(test_write_uuid_of_128_bytes_accepted),
+		cmocka_unit_test(test_reject_empty_name),
+		cmocka_unit_test(test_reject_nul_byte),
+		cmocka_unit_test(test_reject_name_longer_than_4096),
+		cmocka_unit_test(test_reject_dot_segments_in_instance),
+		cmocka_unit_test(test_reject_empty_segments_in_instance),
+		cmocka_unit_test(test_reject_reserved_keyword_in_instance),
+		cmocka_unit_test(test_reject_missing_keyword),
+		cmocka_unit_test(test_reject_missing_size),
+		cmocka_unit_test(test_reject_non_hex_hash),
+		cmocka_unit_test(test_reject_upper_case_hex),
+		cmocka_unit_test(test_reject_wrong_hash_length),
+		cmocka_unit_test(test_reject_digest_function_segment),
+		cmocka_unit_test(test_reject_negative_size),
+		cmocka_unit_test(test_reject_malformed_or_absurd_size),
+		cmocka_unit_test(test_reject_trailing_garbage_in_read_name),
+		cmocka_unit_test(test_reject_unknown_compressor),
+		cmocka_unit_test(test_reject_identity_compressor),
+		cmocka_unit_test(test_reject_missing_or_bad_uuid),
+		cmocka_unit_test(test_ac_put_get_round_trip),
+		cmocka_unit_test(test_ac_separate_per_instance),
+		cmocka_unit_test(test_ac_put_replaces),
+		cmocka_unit_test(test_ac_evicts_least_recently_used),
+		cmocka_unit_test(test_ac_oversize_entry_refused),
+		cmocka_unit_test(test_ac_counts_and_bytes),
+		cmocka_unit_test(test_ac_concurrent_accounting),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,282 @@
+/* Unit tests of rpc/: a real server on loopback with small handlers, driven by the rpc client. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "google/bytestream/bytestream.pb-c.h"
+#include "rpc/rpc.h"
+
+typedef Google__Bytestream__QueryWriteStatusRequest req_t;
+typedef Google__Bytestream__QueryWriteStatusResponse resp_t;
+#define REQ_DESC (&google__bytestream__query_write_status_request__descriptor)
+#define RESP_DESC (&google__bytestream__query_write_status_response__descriptor)
+
+/* unary: answers committed_size = length of the resource name */
+static void h_echo(rpc_call *call, void *svc)
+{
+	(void)svc;
+	req_t *req = rpc_call_unpack_request(call, REQ_DESC);
+	cairn_status st = req ? cairn_ok() : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed request");
+	resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
+	if (req)
+		resp.committed_size = (int64_t)strlen(req->resource_name);
+	rpc_call_reply(call, &resp.base, &st);
+}
+
+/* server streaming: sends as many messages as the name is long, then OK */
+typedef struct stream_state {
+	int left, sent;
+} stream_state;
+
+static void stream_next(rpc_call *call, void *arg, bool ok)
+{
+	stream_state *s = arg;
+	if (!ok || s->left == 0) {
+		cairn_status st = ok ? cairn_ok() : cairn_err(CAIRN_CANCELLED, "gone");
+		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
+		return;
+	}
+	s->left--;
+	resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
+	resp.committed_size = ++s->sent;
+	rpc_call_send(call, &resp.base, stream_next, s);
+}
+
+static void h_stream(rpc_call *call, void *svc)
+{
+	(void)svc;
+	req_t *req = rpc_call_unpack_request(call, REQ_DESC);
+	stream_state *s = cairn_arena_alloc(rpc_call_arena(call), sizeof *s);
+	s->left = req ? (int)strlen(req->resource_name) : 0;
+	s->sent = 0;
+	stream_next(call, s, true);
+}
+
+/* client streaming: counts messages until the half-close, answers the count */
+static void count_next(rpc_call *call, void *arg, bool ok, const uint8_t *data, size_t len)
+{
+	(void)len;
+	int64_t *n = arg;
+	if (!ok) {
+		cairn_status st = cairn_err(CAIRN_CANCELLED, "stream broke");
+		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
+		return;
+	}
+	if (!data) {
+		resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
+		resp.committed_size = *n;
+		cairn_status st = cairn_ok();
+		rpc_call_finish(call, &st, &resp.base, NULL, 0, NULL, NULL);
+		return;
+	}
+	(*n)++;
+	rpc_call_recv(call, count_next, n);
+}
+
+static void h_count(rpc_call *call, void *svc)
+{
+	(void)svc;
+	int64_t *n = cairn_arena_alloc(rpc_call_arena(call), sizeof *n);
+	*n = 0;
+	rpc_call_recv(call, count_next, n);
+}
+
+/* fails with details in grpc-status-details-bin */
+static void h_fail(rpc_call *call, void *svc)
+{
+	(void)svc;
+	cairn_status st = cairn_err(CAIRN_FAILED_PRECONDITION, "missing blobs");
+	rpc_call_finish(call, &st, NULL, "\x08\x09", 2, NULL, NULL);
+}
+
+static rpc_server *srv;
+static rpc_channel *ch;
+
+static int setup(void **state)
+{
+	(void)state;
+	rpc_method methods[] = {
+		{"/t.T/Echo", RPC_UNARY, h_echo, NULL},
+		{"/t.T/Stream", RPC_SERVER_STREAMING, h_stream, NULL},
+		{"/t.T/Count", RPC_CLIENT_STREAMING, h_count, NULL},
+		{"/t.T/Fail", RPC_UNARY, h_fail, NULL},
+	};
+	rpc_server_config cfg = {.address = "127.0.0.1:0", .threads = 2, .max_message_size = 1 << 20};
+	cairn_status st = rpc_server_start(&cfg, methods, 4, &srv);
+	assert_int_equal(st.code, CAIRN_OK);
+	char target[64];
+	snprintf(target, sizeof target, "grpc://127.0.0.1:%d", rpc_server_port(srv));
+	st = rpc_channel_open(target, 0, &ch);
+	assert_int_equal(st.code, CAIRN_OK);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	rpc_channel_close(ch);
+	rpc_server_stop(srv);
+	return 0;
+}
+
+static cairn_status echo(const char *name, int64_t *out)
+{
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	req.resource_name = (char *)name;
+	ProtobufCMessage *resp;
+	cairn_status st = rpc_unary(ch, "/t.T/Echo", &req.base, RESP_DESC, &resp, 5000);
+	if (cairn_is_ok(&st)) {
+		*out = ((resp_t *)resp)->committed_size;
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	return st;
+}
+
+static void unary_round_trip(void **state)
+{
+	(void)state;
+	int64_t n = -1;
+	assert_int_equal(echo("hello", &n).code, CAIRN_OK);
+	assert_int_equal(n, 5);
+	assert_int_equal(echo("", &n).code, CAIRN_OK); /* an all-default message is empty on the wire */
+	assert_int_equal(n, 0);
+}
+
+static void *echo_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 50; i++) {
+		int64_t n = -1;
+		cairn_status st = echo("concurrent", &n);
+		if (!cairn_is_ok(&st) || n != 10)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void concurrent_unary_calls(void **state)
+{
+	(void)state;
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, echo_thread, NULL);
+	for (int i = 0; i < 8; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		assert_null(r);
+	}
+}
+
+static void server_streaming_sends_in_order(void **state)
+{
+	(void)state;
+	rpc_stream *s;
+	assert_int_equal(rpc_stream_open(ch, "/t.T/Stream", 5000, &s).code, CAIRN_OK);
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	req.resource_name = "0123456789";
+	assert_int_equal(rpc_stream_send(s, &req.base).code, CAIRN_OK);
+	assert_int_equal(rpc_stream_close_send(s).code, CAIRN_OK);
+	int got = 0;
+	for (;;) {
+		ProtobufCMessage *m;
+		assert_int_equal(rpc_stream_recv(s, RESP_DESC, &m).code, CAIRN_OK);
+		if (!m)
+			break;
+		assert_int_equal(((resp_t *)m)->committed_size, ++got);
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	assert_int_equal(got, 10);
+	assert_int_equal(rpc_stream_finish(s, NULL, NULL).code, CAIRN_OK);
+}
+
+static void client_streaming_counts(void **state)
+{
+	(void)state;
+	rpc_stream *s;
+	assert_int_equal(rpc_stream_open(ch, "/t.T/Count", 5000, &s).code, CAIRN_OK);
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	for (int i = 0; i < 25; i++)
+		assert_int_equal(rpc_stream_send(s, &req.base).code, CAIRN_OK);
+	assert_int_equal(rpc_stream_close_send(s).code, CAIRN_OK);
+	ProtobufCMessage *m;
+	assert_int_equal(rpc_stream_recv(s, RESP_DESC, &m).code, CAIRN_OK);
+	assert_non_null(m);
+	assert_int_equal(((resp_t *)m)->committed_size, 25);
+	protobuf_c_message_free_unpacked(m, NULL);
+	assert_int_equal(rpc_stream_finish(s, NULL, NULL).code, CAIRN_OK);
+}
+
+static void error_status_carries_details(void **state)
+{
+	(void)state;
+	rpc_stream *s;
+	assert_int_equal(rpc_stream_open(ch, "/t.T/Fail", 5000, &s).code, CAIRN_OK);
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	assert_int_equal(rpc_stream_send(s, &req.base).code, CAIRN_OK);
+	assert_int_equal(rpc_stream_close_send(s).code, CAIRN_OK);
+	uint8_t *details;
+	size_t len;
+	cairn_status st = rpc_stream_finish(s, &details, &len);
+	assert_int_equal(st.code, CAIRN_FAILED_PRECONDITION);
+	assert_string_equal(st.msg, "missing blobs");
+	assert_int_equal(len, 2);
+	assert_memory_equal(details, "\x08\x09", 2);
+	free(details);
+}
+
+static void unknown_method_is_unimplemented(void **state)
+{
+	(void)state;
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	cairn_status st = rpc_unary(ch, "/t.T/Nope", &req.base, RESP_DESC, &resp, 5000);
+	assert_int_equal(st.code, CAIRN_UNIMPLEMENTED);
+	assert_non_null(strstr(st.msg, "/t.T/Nope"));
+}
+
+static void oversized_message_is_refused(void **state)
+{
+	(void)state;
+	static char big[(1 << 20) + 100];
+	memset(big, 'x', sizeof big - 1);
+	int64_t n;
+	cairn_status st = echo(big, &n);
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_int_equal(echo("after", &n).code, CAIRN_OK); /* the server goes on */
+}
+
+static void stop_with_a_call_in_flight(void **state)
+{
+	(void)state;
+	/* a client-streaming call left open: stopping the server must cancel it and return */
+	rpc_stream *s;
+	assert_int_equal(rpc_stream_open(ch, "/t.T/Count", 5000, &s).code, CAIRN_OK);
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	assert_int_equal(rpc_stream_send(s, &req.base).code, CAIRN_OK);
+	rpc_server_stop(srv);
+	cairn_status st = rpc_stream_finish(s, NULL, NULL);
+	assert_int_not_equal(st.code, CAIRN_OK);
+	rpc_channel_close(ch);
+	setup(NULL); /* a fresh server and channel for teardown */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(unary_round_trip),
+		cmocka_unit_test(concurrent_unary_calls),
+		cmocka_unit_test(server_streaming_sends_in_order),
+		cmocka_unit_test(client_streaming_counts),
+		cmocka_unit_test(error_status_carries_details),
+		cmocka_unit_test(unknown_method_is_unimplemented),
+		cmocka_unit_test(oversized_message_is_refused),
+		cmocka_unit_test(stop_with_a_call_in_flight),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
