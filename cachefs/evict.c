@@ -37,7 +37,9 @@ static size_t pick(cachefs *fs, cairn_digest *victims)
 	for (uint32_t i = ix->lru_tail; i != CACHEFS_NIL && n < BATCH && ix->bytes > fs->low_water;) {
 		cachefs_entry *e = cachefs_index_at(ix, i);
 		uint32_t prev = e->prev;
-		if (e->last_use > now || now - e->last_use < min_age)
+		/* Ages are in whole ticks, and an age of d ticks may be up to one tick short of d + 1: "<="
+		 * keeps every blob used within min_age, at the cost of keeping some up to a tick longer. */
+		if (e->last_use > now || (fs->cfg.min_age_ns > 0 && now - e->last_use <= min_age))
 			break; /* everything closer to the head was used even more recently */
 		if (e->pins == 0) {
 			cachefs_index_digest(ix, i, &victims[n++]);
@@ -66,14 +68,12 @@ void cachefs_evict_now(cachefs *fs)
 	cachefs_index *ix = &fs->ix;
 	cairn_digest victims[BATCH];
 	uint64_t blobs = 0;
-	int64_t bytes_before = 0, bytes_after = 0;
+	int64_t bytes = 0, held = 0;
 	pthread_mutex_lock(&fs->pass_mu);
 	for (bool first = true;; first = false) {
 		pthread_mutex_lock(&ix->mu);
-		if (first)
-			bytes_before = ix->bytes;
 		size_t n = !first || ix->bytes > fs->cfg.max_size ? pick(fs, victims) : 0;
-		bytes_after = ix->bytes;
+		held = ix->bytes;
 		pthread_mutex_unlock(&ix->mu);
 		if (n == 0)
 			break;
@@ -83,11 +83,13 @@ void cachefs_evict_now(cachefs *fs)
 			cachefs_index_remove(ix, cachefs_index_find(ix, &victims[k]));
 		pthread_mutex_unlock(&ix->mu);
 		blobs += n;
+		for (size_t k = 0; k < n; k++)
+			bytes += victims[k].size;
 	}
 	pthread_mutex_unlock(&fs->pass_mu);
 	if (blobs)
 		LOG_INFO("cachefs", "evicted blobs=%" PRIu64 " bytes=%" PRId64 " held=%" PRId64 " max_size=%" PRId64,
-		         blobs, bytes_before - bytes_after, bytes_after, fs->cfg.max_size);
+		         blobs, bytes, held, fs->cfg.max_size);
 }
 
 static void *evict_main(void *arg)

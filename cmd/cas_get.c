@@ -104,12 +104,21 @@ static cairn_status get_batch(rpc_channel *ch, const cas_opts *o, const cairn_di
 
 int cas_get_blob(rpc_channel *ch, const cas_opts *o, const cairn_digest *d)
 {
-	sink k = {.out = stdout, .h = cairn_hasher_new()};
-	if (o->output[0] && !(k.out = fopen(o->output, "wb"))) {
+	FILE *out = stdout;
+	if (o->output[0] && !(out = fopen(o->output, "wb"))) {
 		cairn_status st = cairn_errno(errno, "open %s", o->output);
-		cairn_hasher_free(k.h);
 		return client_fail("cas get", "output", &st);
 	}
+	cairn_status st = cas_get_to(ch, o, d, out);
+	if (out != stdout && fclose(out) != 0 && cairn_is_ok(&st))
+		st = cairn_errno(errno, "close %s", o->output);
+	char ds[CAIRN_DIGEST_STR_MAX];
+	return cairn_is_ok(&st) ? 0 : client_fail("cas get", cairn_digest_str(d, ds), &st);
+}
+
+cairn_status cas_get_to(rpc_channel *ch, const cas_opts *o, const cairn_digest *d, FILE *out)
+{
+	sink k = {.out = out, .h = cairn_hasher_new()};
 	if (cas_zstd(o)) {
 		k.zd = ZSTD_createDCtx();
 		k.zbuf = cairn_xmalloc(ZSTD_DStreamOutSize());
@@ -122,11 +131,8 @@ int cas_get_blob(rpc_channel *ch, const cas_opts *o, const cairn_digest *d)
 		if (!cairn_digest_eq(&got, d))
 			st = cairn_err(CAIRN_DATA_LOSS, "downloaded bytes do not match the digest");
 	}
-	if (k.out != stdout && fclose(k.out) != 0 && cairn_is_ok(&st))
-		st = cairn_errno(errno, "close %s", o->output);
 	cairn_hasher_free(k.h);
 	ZSTD_freeDCtx(k.zd);
 	free(k.zbuf);
-	char ds[CAIRN_DIGEST_STR_MAX];
-	return cairn_is_ok(&st) ? 0 : client_fail("cas get", cairn_digest_str(d, ds), &st);
+	return st;
 }

@@ -98,14 +98,20 @@ static cairn_status upload_dir(rpc_channel *ch, const cas_opts *o, const char *p
 	return cas_upload_bytes(ch, o, buf, len, out);
 }
 
-int cas_put_tree(rpc_channel *ch, const cas_opts *o, const char *path)
+cairn_status cas_upload_tree(rpc_channel *ch, const cas_opts *o, const char *dir, cairn_digest *root)
 {
 	cairn_arena *a = cairn_arena_new(1 << 16);
-	cairn_digest root;
-	cas_opts quiet = *o;
-	quiet.as_digest = "";
-	cairn_status st = upload_dir(ch, &quiet, path, a, &root);
+	cas_opts files = *o;
+	files.as_digest = ""; /* a claimed digest is for one file, not for a tree's */
+	cairn_status st = upload_dir(ch, &files, dir, a, root);
 	cairn_arena_free(a);
+	return st;
+}
+
+int cas_put_tree(rpc_channel *ch, const cas_opts *o, const char *path)
+{
+	cairn_digest root;
+	cairn_status st = cas_upload_tree(ch, o, path, &root);
 	if (!cairn_is_ok(&st))
 		return client_fail("cas put --tree", path, &st);
 	char ds[CAIRN_DIGEST_STR_MAX];

@@ -6,5 +6,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_cas(int argc, char **argv);
 int cmd_ac(int argc, char **argv);
 int cmd_capabilities(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const struct {
 	{"cas", cmd_cas, "put, get and look up blobs in a server's CAS"},
 	{"ac", cmd_ac, "read and write a server's action cache"},
 	{"capabilities", cmd_capabilities, "print what a server supports"},
+	{"exec", cmd_exec, "run a command remotely and print its output"},
 };
 
 static void usage(FILE *out)

@@ -4,8 +4,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cachefs/cachefs.h"
 #include "cmd/cmd.h"
+#include "cmd/local_storage.h"
+#include "executor/executor.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
 
@@ -17,6 +21,10 @@ typedef struct serve_flags {
 	bool fsync;
 	int64_t max_message_size, threads;
 	const char *log_level;
+	int64_t executors;
+	const char *worker_config;
+	bool require_isolation;
+	int64_t action_timeout, max_action_timeout;
 } serve_flags;
 
 static int usage_error(const char *msg)
@@ -54,7 +62,31 @@ static int run(const serve_flags *f)
 		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
 		return 1;
 	}
+	executor *ex = NULL;
+	if (f->executors > 0 || f->worker_config[0]) {
+		char exec_dir[4096], host[256] = "cairn";
+		snprintf(exec_dir, sizeof exec_dir, "%s/exec", f->data_dir);
+		gethostname(host, sizeof host - 1);
+		executor_config ec = {
+			.work_dir = exec_dir,
+			.worker_config = f->worker_config,
+			.executors = (int)f->executors,
+			.worker_id = host,
+			.storage = local_storage(fs),
+			.require_isolation = f->require_isolation,
+			.default_timeout_ns = f->action_timeout * 1000000000LL,
+			.max_timeout_ns = f->max_action_timeout * 1000000000LL,
+			.max_output_size = 1LL << 34,
+		};
+		st = executor_new(&ec, &ex);
+		if (!cairn_is_ok(&st)) {
+			fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
+			cachefs_close(fs);
+			return 1;
+		}
+	}
 	gateway_config gc = {
+		.runner = ex ? executor_runner(ex) : NULL,
 		.cas = cachefs_blobstore(fs),
 		.ac_max_size = f->ac_max_size,
 		/* Batch calls answer in one message, which a client accepts up to 4 MiB by default */
@@ -74,20 +106,28 @@ static int run(const serve_flags *f)
 	if (!cairn_is_ok(&st)) {
 		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
 		gateway_free(g);
+		executor_free(ex);
 		cachefs_close(fs);
 		return 1;
 	}
 	int port = rpc_server_port(srv);
 	LOG_INFO("serve", "listening address=127.0.0.1:%d data_dir=%s", port, f->data_dir);
-	printf("cairn serve is ready. To use it from Bazel, add this line to your .bazelrc:\n"
-	       "build --remote_cache=grpc://127.0.0.1:%d\n",
-	       port);
+	if (ex)
+		printf("cairn serve is ready. To build with it from Bazel, add this line to your .bazelrc:\n"
+		       "build --remote_executor=grpc://127.0.0.1:%d\n"
+		       "(or, to use it as a cache only: build --remote_cache=grpc://127.0.0.1:%d)\n",
+		       port, port);
+	else
+		printf("cairn serve is ready. To use it from Bazel, add this line to your .bazelrc:\n"
+		       "build --remote_cache=grpc://127.0.0.1:%d\n",
+		       port);
 	fflush(stdout);
 
 	int sig = 0;
 	sigwait(&sigs, &sig);
 	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rpc_server_stop(srv);
+	executor_free(ex); /* before the gateway: running actions report to it */
 	gateway_free(g);
 	cachefs_close(fs);
 	LOG_INFO("serve", "stopped");
@@ -104,6 +144,10 @@ int cmd_serve(int argc, char **argv)
 		.ac_max_size = 256LL << 20,
 		.max_message_size = 8 << 20,
 		.log_level = "info",
+		.executors = sysconf(_SC_NPROCESSORS_ONLN),
+		.worker_config = "",
+		.action_timeout = 900,
+		.max_action_timeout = 3 * 3600,
 	};
 	const cairn_flag flags[] = {
 		{"public_port", CAIRN_FLAG_INT, &f.public_port, "port for clients on 127.0.0.1 (0 picks a free one)"},
@@ -118,14 +162,21 @@ int cmd_serve(int argc, char **argv)
 		{"max_message_size", CAIRN_FLAG_SIZE, &f.max_message_size, "largest gRPC message accepted"},
 		{"threads", CAIRN_FLAG_INT, &f.threads, "gRPC threads; 0 means one per core"},
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
+		{"executors", CAIRN_FLAG_INT, &f.executors, "actions run at once (one pool); 0 serves as a cache only"},
+		{"worker_config", CAIRN_FLAG_STRING, &f.worker_config,
+		 "executor pools instead of --executors: COUNT*key=value,...;COUNT*... (e.g. 4*pool=default;1*cpu=4,pool=large)"},
+		{"require_isolation", CAIRN_FLAG_BOOL, &f.require_isolation,
+		 "refuse to start unless actions get namespaces and cgroup limits"},
+		{"action_timeout", CAIRN_FLAG_DURATION, &f.action_timeout, "timeout of actions that do not set one"},
+		{"max_action_timeout", CAIRN_FLAG_DURATION, &f.max_action_timeout, "largest timeout an action may ask for"},
 	};
 	size_t nf = sizeof flags / sizeof flags[0];
 	int npos;
 	bool help;
 	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
 	if (help) {
-		printf("usage: cairn serve [flags]\n\nRuns a single-node cairn on 127.0.0.1: remote cache (CAS, ActionCache,\n"
-		       "ByteStream, Capabilities) with a local-disk CAS.\n\nflags:\n");
+		printf("usage: cairn serve [flags]\n\nRuns a single-node cairn on 127.0.0.1: remote execution and remote cache\n"
+		       "(Execution, CAS, ActionCache, ByteStream, Capabilities) with a local-disk CAS.\n\nflags:\n");
 		cairn_flags_usage(flags, nf, stdout);
 		return 0;
 	}

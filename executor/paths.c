@@ -117,7 +117,7 @@ int exec_open_beneath(int dirfd, const char *rel, int flags)
 		return fd < 0 ? -errno : fd;
 	}
 	char buf[MAX_PATH_LEN];
-	const char *last;
+	const char *last = NULL;
 	int parent = open_parent(dirfd, rel, buf, &last);
 	if (parent < 0)
 		return parent;

@@ -18,6 +18,7 @@ typedef struct watcher {
 	struct exec_op *op;
 	int sent_version;
 	bool sending;
+	bool done; /* its call was finished */
 	struct watcher *next;
 } watcher;
 

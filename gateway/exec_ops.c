@@ -156,8 +156,8 @@ static void advance(watcher *w)
 			return;
 		unlink_watcher(op, w);
 		cairn_status ok = cairn_ok();
+		w->done = true;
 		rpc_call_finish(w->call, &ok, NULL, NULL, 0, NULL, NULL);
-		free(w);
 		return;
 	}
 	w->sending = true;
@@ -174,24 +174,42 @@ static void watcher_sent(rpc_call *call, void *arg, bool ok)
 	if (!ok) {
 		/* the client went away; the operation goes on and can be followed with WaitExecution */
 		unlink_watcher(w->op, w);
+		w->done = true;
 		cairn_status st = cairn_err(CAIRN_CANCELLED, "client went away");
 		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
-		free(w);
 	} else {
 		advance(w);
 	}
 	pthread_mutex_unlock(&x->mu);
 }
 
+/* The client went away while the watcher waited for the operation to change. */
+static void watcher_cancelled(rpc_call *call, void *arg)
+{
+	watcher *w = arg;
+	struct exec_state *x = rpc_call_state(call);
+	pthread_mutex_lock(&x->mu);
+	if (!w->sending && !w->done) { /* a sending watcher is ended by its failing send */
+		unlink_watcher(w->op, w);
+		w->done = true;
+		cairn_status st = cairn_err(CAIRN_CANCELLED, "client went away");
+		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
+	}
+	pthread_mutex_unlock(&x->mu);
+}
+
 void exec_watch(struct exec_state *x, exec_op *op, rpc_call *call)
 {
-	watcher *w = cairn_xcalloc(1, sizeof *w);
+	/* in the call's memory: a late cancel callback may still look at it after the watcher ended */
+	watcher *w = cairn_arena_alloc(rpc_call_arena(call), sizeof *w);
+	*w = (watcher){0};
 	w->call = call;
 	w->op = op;
 	w->next = op->watchers;
 	op->watchers = w;
-	/* the exec state, for the send callback (the call has no other state of its own) */
+	/* the exec state, for the callbacks (the call has no other state of its own) */
 	rpc_call_set_state(call, x, NULL);
+	rpc_call_on_cancel(call, watcher_cancelled, w);
 	advance(w);
 }
 

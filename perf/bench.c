@@ -18,7 +18,7 @@ static const subcommand subcommands[] = {
 	{"upload", bench_upload, "one blob through ByteStream Write, MB/s per run and the median",
 	 "size chunk repeat file seed", {.size = 1 << 30, .chunk = 1 << 20, .repeat = 3, .seed = 1}},
 	{"download", bench_download,
-	 "one blob through ByteStream Read, verified; MB/s with and without the client's hashing",
+	 "one blob through ByteStream Read; MB/s verified (SHA-256 on the client) and unverified, alternating",
 	 "size repeat file seed", {.size = 1 << 30, .repeat = 3, .seed = 1}},
 	{"batch-upload", bench_batch_upload,
 	 "clients with a channel each send BatchUpdateBlobs of fresh blobs; blobs/s and call latency",

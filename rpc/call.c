@@ -32,12 +32,17 @@ struct rpc_call {
 
 	void *state;
 	void (*destroy)(void *state);
+	pthread_mutex_t cancel_mu; /* guards on_cancel against the close completion */
+	void (*on_cancel)(rpc_call *call, void *arg);
+	void *on_cancel_arg;
+	bool closed;
 };
 
 static void free_call(rpc_call *c)
 {
 	if (c->destroy)
 		c->destroy(c->state);
+	pthread_mutex_destroy(&c->cancel_mu);
 	if (c->request_flat)
 		grpc_slice_unref(c->request);
 	if (c->payload)
@@ -75,9 +80,27 @@ static void start(rpc_call *c, grpc_op *ops, size_t n, call_op *op)
 static void on_close(rpc_tag *t, bool ok)
 {
 	rpc_call *c = ((call_op *)t)->call;
-	if (!ok || c->close_cancelled)
+	bool cancelled = !ok || c->close_cancelled;
+	if (cancelled)
 		atomic_store(&c->cancelled, true);
+	pthread_mutex_lock(&c->cancel_mu);
+	c->closed = true;
+	void (*cb)(rpc_call *, void *) = cancelled ? c->on_cancel : NULL;
+	c->on_cancel = NULL;
+	pthread_mutex_unlock(&c->cancel_mu);
+	if (cb)
+		cb(c, c->on_cancel_arg);
 	rpc_call_unref(c);
+}
+
+void rpc_call_on_cancel(rpc_call *c, void (*cb)(rpc_call *call, void *arg), void *arg)
+{
+	pthread_mutex_lock(&c->cancel_mu);
+	if (!c->closed) { /* once closed, the call's next operation fails and tells the handler */
+		c->on_cancel = cb;
+		c->on_cancel_arg = arg;
+	}
+	pthread_mutex_unlock(&c->cancel_mu);
 }
 
 rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc_metadata_array *md,
@@ -90,6 +113,7 @@ rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc
 	c->md = *md;
 	c->payload = payload;
 	c->arena = cairn_arena_new(4096);
+	pthread_mutex_init(&c->cancel_mu, NULL);
 	/* one reference for the handler, released when its finish completes */
 	atomic_init(&c->refs, 1);
 	c->close_op.call = c->recv_op.call = c->send_op.call = c->finish_op.call = c;

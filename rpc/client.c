@@ -161,6 +161,8 @@ static const grpc_slice *find_md(const grpc_metadata_array *a, const char *key)
 	return NULL;
 }
 
+void rpc_stream_cancel(rpc_stream *s) { grpc_call_cancel(s->call, NULL); }
+
 cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details_len)
 {
 	if (!s->closed_send)
@@ -212,6 +214,14 @@ cairn_status rpc_unary(rpc_channel *ch, const char *method, const ProtobufCMessa
 	cairn_status rst = cairn_ok();
 	if (cairn_is_ok(&st))
 		rst = rpc_stream_recv(s, resp_desc, resp);
+	if (cairn_is_ok(&rst) && *resp) { /* read to the end of the stream, where the status is */
+		ProtobufCMessage *extra = NULL;
+		rst = rpc_stream_recv(s, resp_desc, &extra);
+		if (extra) {
+			protobuf_c_message_free_unpacked(extra, NULL);
+			rst = cairn_err(CAIRN_INTERNAL, "server sent more than one response to %s", method);
+		}
+	}
 	cairn_status fst = rpc_stream_finish(s, NULL, NULL);
 	if (!cairn_is_ok(&fst) || !cairn_is_ok(&rst)) {
 		if (*resp)

@@ -96,6 +96,10 @@ void rpc_call_finish(rpc_call *call, const cairn_status *st, const ProtobufCMess
                      size_t details_len, rpc_done_cb cb, void *arg);
 /* Finishes a unary call with either the response (status OK) or the error. */
 void rpc_call_reply(rpc_call *call, const ProtobufCMessage *resp, const cairn_status *st);
+/* Asks for cb(call, arg) on a poller thread if the client cancels the call (or it fails) later on; for
+ * handlers that wait on something other than their own operations, which would otherwise never learn
+ * that the client has gone. Runs at most once. */
+void rpc_call_on_cancel(rpc_call *call, void (*cb)(rpc_call *call, void *arg), void *arg);
 /* True once the client cancelled or the call failed. */
 bool rpc_call_cancelled(const rpc_call *call);
 
@@ -128,7 +132,9 @@ cairn_status rpc_stream_send(rpc_stream *s, const ProtobufCMessage *msg);
 cairn_status rpc_stream_close_send(rpc_stream *s);
 /* Next message, or *msg = NULL at the end of the stream. */
 cairn_status rpc_stream_recv(rpc_stream *s, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg);
-/* Ends the stream (cancelling it if it is still open) and returns the call's status; frees s. If
+/* Cancels the call: the server sees the client go away; finish still has to be called. */
+void rpc_stream_cancel(rpc_stream *s);
+/* Ends the stream (cancelling it if the client has not half-closed) and returns the call's status; frees s. If
  * details is not NULL it receives a malloc'd copy of grpc-status-details-bin (or NULL). */
 cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details_len);
 

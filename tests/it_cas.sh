@@ -185,6 +185,20 @@ done
 FIVE_M=$TMP/bytestream/5m
 FIVE_M_D=$(digest_of "$FIVE_M")
 
+log "an instance name (several segments) works for every CAS call"
+head -c 300K /dev/urandom >"$TMP/inst"
+INST_D=$(digest_of "$TMP/inst")
+missing_is "$INST_D" --instance=team-a/linux "$INST_D"
+put_ok --instance=team-a/linux "$TMP/inst"
+missing_is "" --instance=team-a/linux "$INST_D"
+get_same "$INST_D" "$TMP/inst" --instance=team-a/linux
+get_same "$INST_D" "$TMP/inst" --instance=team-a/linux --batch
+get_same "$INST_D" "$TMP/inst" --instance=team-a/linux --compressor=zstd
+head -c 300K /dev/urandom >"$TMP/inst2"
+put_ok --instance=team-a/linux --batch "$TMP/inst2"
+get_same "$(digest_of "$TMP/inst2")" "$TMP/inst2" --instance=team-a/linux
+ALL+=("$INST_D" "$(digest_of "$TMP/inst2")")
+
 # ---------------------------------------------------------------------------------------------
 log "zstd: compressed uploads and downloads, ByteStream and batch"
 for i in $(seq 1 200000); do echo "line $i of a file that compresses well"; done >"$TMP/text"
@@ -221,6 +235,22 @@ for range in 0:100 1:0 4194311:1000 $((size - 1)):0 $((size - 1)):5 "$size":0 10
 	get_same "$FIVE_M_D" "$TMP/want" --offset="$off" --limit="$lim" --compressor=zstd
 done
 expect_status OUT_OF_RANGE c cas get --offset=$((size + 1)) "$FIVE_M_D"
+# BatchReadBlobs has no ranges: a ranged --batch get gives the range or refuses, never other bytes
+HUNDRED_K=$TMP/bytestream/100k
+for range in 0:100 1000:0 50:50; do
+	off=${range%:*}
+	lim=${range#*:}
+	[ "$lim" -eq 0 ] && lim=$(stat -c %s "$HUNDRED_K")
+	head -c $((off + lim)) "$HUNDRED_K" | tail -c +$((off + 1)) >"$TMP/want"
+	rc=0
+	c cas get --batch --offset="$off" --limit="${range#*:}" --output="$TMP/got" "$(digest_of "$HUNDRED_K")" 2>"$TMP/err" || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		cmp -s "$TMP/want" "$TMP/got" ||
+			fail "cas get --batch --offset=$off --limit=${range#*:} returned $(stat -c %s "$TMP/got") bytes that are not the range"
+	else
+		[ "$rc" -eq 2 ] || fail "cas get --batch with a range failed with exit $rc: $(cat "$TMP/err")"
+	fi
+done
 
 # ---------------------------------------------------------------------------------------------
 log "1 GiB: upload, download, verify"
@@ -363,7 +393,6 @@ ROOT=${out%% *}
 [ "$(c cas put --tree "$T")" = "$out" ] || fail "the same tree uploaded twice got another root digest"
 ALL+=("$ROOT")
 c cas tree "$ROOT" >"$TMP/tree0" || fail "cas tree failed"
-cat "$TMP/tree0" >&2
 cut -d' ' -f1 "$TMP/tree0" | sort >"$TMP/tree0.set"
 [ "$(wc -l <"$TMP/tree0")" -eq "$expected_dirs" ] ||
 	fail "cas tree printed $(wc -l <"$TMP/tree0") directories, the tree has $expected_dirs distinct ones: $(cat "$TMP/tree0")"
@@ -414,7 +443,48 @@ expect_status NOT_FOUND c ac get "$A3"
 expect_status NOT_FOUND c ac get --inline_stdout "$A3"
 
 # ---------------------------------------------------------------------------------------------
-log "restart: the blobs survive"
+log "restart with calls in flight: serve exits 0, the blobs survive, the partial upload does not"
+# A client holds a Write open (1 MiB of a 2 MiB blob sent) and a Read of the 1 GiB blob stalled
+# (one message taken, no more read) while serve is told to stop.
+PARTIAL=$(digest_of_string "a blob that is never finished $RANDOM")
+PARTIAL=${PARTIAL%/*}/2097152
+"$PYTHON" - "$PORT" "uploads/held-$RANDOM/blobs/$PARTIAL" "blobs/$BIG_D" >"$TMP/held.out" 2>"$TMP/held.err" <<'EOF' &
+import signal, sys, threading
+import grpc
+
+port, upload, read = sys.argv[1:4]
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+def field(num, data):
+    return bytes([num << 3 | 2]) + varint(len(data)) + data
+
+ch = grpc.insecure_channel("127.0.0.1:" + port)
+hold = threading.Event()
+
+def requests():
+    yield field(1, upload.encode()) + field(10, bytes(1 << 20))  # resource_name, data
+    hold.wait()
+
+write = ch.stream_unary("/google.bytestream.ByteStream/Write").future(requests())
+reads = ch.unary_stream("/google.bytestream.ByteStream/Read")(field(1, read.encode()))
+next(reads)
+print("ready", flush=True)
+signal.pause()
+EOF
+held=$!
+_cairn_pids+=("$held")
+held_ready() {
+	kill -0 "$held" 2>/dev/null || fail "the client holding calls open died: $(cat "$TMP/held.err")"
+	grep -q ready "$TMP/held.out" && ! tmp_empty
+}
+wait_for held_ready
 # what the new process must find: every blob file but the empty blob's (held without an entry)
 blobs_before=$(find "$DATA/cas" -type f ! -name "${EMPTY%/*}_0" | wc -l)
 bytes_before=$(find "$DATA/cas" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
@@ -427,8 +497,11 @@ wait "$pid" || rc=$?
 [ "$rc" -eq 0 ] || fail "cairn serve exited with status $rc after SIGTERM"
 sanitizer_clean "$SERVE_LOG"
 tmp_empty || fail "cairn serve left temp files behind: $(find "$DATA/tmp" -type f)"
+kill -TERM "$held" 2>/dev/null
+wait "$held" || true
 start_serve
 missing_is "" "${ALL[@]}"
+missing_is "$PARTIAL" "$PARTIAL"
 get_same "$FIVE_M_D" "$FIVE_M"
 get_same "$(digest_of "$TMP/text")" "$TMP/text" --compressor=zstd
 c cas tree "$ROOT" | cut -d' ' -f1 | sort | cmp -s - "$TMP/tree0.set" || fail "GetTree after the restart lists other directories"

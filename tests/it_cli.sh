@@ -166,7 +166,7 @@ one_line_error "$RC" "$taken"
 
 start_serve
 log "serve prints the .bazelrc line"
-printed() { grep -qxF "build --remote_cache=grpc://127.0.0.1:$PORT" "$SERVE_LOG"; }
+printed() { grep -qF -- "build --remote_cache=grpc://127.0.0.1:$PORT" "$SERVE_LOG"; }
 wait_for printed
 grep -q '\.bazelrc' "$SERVE_LOG" || fail "serve does not say where the line goes: $(cat "$SERVE_LOG")"
 "$CAIRN" capabilities --remote="grpc://127.0.0.1:$PORT" >/dev/null || fail "the server serve announced does not answer"
@@ -196,9 +196,9 @@ log "--public_port=0 picks a free port and says which"
 pid=$!
 _cairn_pids+=("$pid")
 _cairn_logs+=("$TMP/zero.log")
-announced() { grep -q '^build --remote_cache=grpc://127.0.0.1:[0-9]*$' "$TMP/zero.log"; }
+announced() { grep -q 'build --remote_cache=grpc://127.0.0.1:[0-9]' "$TMP/zero.log"; }
 wait_for announced
-p=$(sed -n 's|^build --remote_cache=grpc://127.0.0.1:\([0-9]*\)$|\1|p' "$TMP/zero.log")
+p=$(sed -n 's|.*build --remote_cache=grpc://127.0.0.1:\([0-9]*\).*|\1|p' "$TMP/zero.log" | head -n 1)
 [ "$p" -gt 0 ] || fail "serve --public_port=0 announced port '$p'"
 "$CAIRN" capabilities --remote="grpc://127.0.0.1:$p" >/dev/null || fail "serve --public_port=0 does not answer on the port it announced ($p)"
 kill -TERM "$pid"

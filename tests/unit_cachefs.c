@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -633,6 +636,43 @@ static void test_min_age(void **state)
 	assert_int_equal(stats(f->fs).blobs, 3);
 }
 
+/* Blobs go once min_age has passed since their last use, and not before. */
+static void test_min_age_expires(void **state)
+{
+	fixture *f = *state;
+	const int64_t min_age = 300 * 1000000LL;
+	blobstore *bs = cachefs_blobstore(reopen(f, 4 * 4 * KiB, 1 * MiB, min_age, false));
+	cairn_digest d[8];
+	int64_t used[8], gone[8] = {0};
+	for (int k = 0; k < 8; k++) {
+		used[k] = cairn_now_ns(); /* its last use is no earlier than this */
+		put_blobs(bs, &d[k], 1, 9100 + (uint64_t)k);
+	}
+	/* Passes start above max_size (4 blobs) and stop at 95% of it (3 blobs) or at the first blob used
+	 * within min_age, so the store ends with 3 blobs, or with 4 if a pass ran while the 5th oldest
+	 * was still young (a slow machine). */
+	int64_t deadline = cairn_now_ns() + 10 * 1000000000LL;
+	while (stats(f->fs).bytes > 4 * 4 * KiB && cairn_now_ns() < deadline) {
+		cachefs_evict_now(f->fs);
+		for (int k = 0; k < 8; k++)
+			if (!gone[k] && !cachefs_contains(f->fs, &d[k], false))
+				gone[k] = cairn_now_ns();
+		usleep(1000);
+	}
+	int n_gone = 0;
+	for (int k = 0; k < 8; k++) {
+		if (!cachefs_contains(f->fs, &d[k], false) && !gone[k])
+			gone[k] = cairn_now_ns();
+		n_gone += gone[k] != 0;
+	}
+	assert_true(n_gone == 4 || n_gone == 5);
+	for (int k = 0; k < 8; k++) {
+		assert_int_equal(gone[k] != 0, k < n_gone); /* the oldest went */
+		if (gone[k])
+			assert_true(gone[k] - used[k] >= min_age);
+	}
+}
+
 static void test_hard_limit(void **state)
 {
 	fixture *f = *state;
@@ -818,6 +858,97 @@ static void test_open_errors(void **state)
 	assert_int_equal(st.code, CAIRN_FAILED_PRECONDITION);
 }
 
+/* A private mount namespace with a 2 MiB tmpfs on dir; false where the system does not allow it. */
+static bool small_disk(const char *dir)
+{
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	if (unshare(CLONE_NEWNS) != 0) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			return false;
+		char map[64];
+		int fd = open("/proc/self/setgroups", O_WRONLY);
+		if (fd >= 0 && (write(fd, "deny", 4) < 0 || close(fd)))
+			return false;
+		snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
+		fd = open("/proc/self/uid_map", O_WRONLY);
+		if (fd < 0 || write(fd, map, strlen(map)) < 0 || close(fd))
+			return false;
+		snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
+		fd = open("/proc/self/gid_map", O_WRONLY);
+		if (fd < 0 || write(fd, map, strlen(map)) < 0 || close(fd))
+			return false;
+	}
+	return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 && mkdir(dir, 0755) == 0 &&
+	       mount("tmpfs", dir, "tmpfs", 0, "size=2m") == 0;
+}
+
+/* In the child: a full disk refuses the upload with RESOURCE_EXHAUSTED and leaves no temp file;
+ * reads, and uploads that fit, go on. Returns the number of the first check that failed. */
+static int enospc_child(const char *dir)
+{
+	cachefs_config cfg = {.dir = dir, .max_size = 1LL << 30}; /* the hard limit does not stop it: the disk does */
+	cachefs *fs;
+	if (cachefs_open(&cfg, &fs).code != CAIRN_OK)
+		return 10;
+	blobstore *bs = cachefs_blobstore(fs);
+	uint8_t *small = random_bytes(10 * KiB, 1), *big = random_bytes(3 * MiB, 2);
+	cairn_digest ds, db;
+	if (put(bs, small, 10 * KiB, &ds).code != CAIRN_OK)
+		return 11;
+	cairn_status st = put(bs, big, 3 * MiB, &db);
+	if (st.code != CAIRN_RESOURCE_EXHAUSTED || !strstr(st.msg, strerror(ENOSPC)))
+		return 12;
+	cachefs_stats s;
+	cachefs_get_stats(fs, &s);
+	if (s.rejected_writes != 1 || s.blobs != 1)
+		return 18;
+	cachefs_close(fs); /* waits for the clean-up of the failed upload */
+	char tmp[200];
+	snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+	DIR *d = opendir(tmp);
+	int left = 0;
+	for (struct dirent *de; d && (de = readdir(d));)
+		left += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	if (!d || left)
+		return 13;
+	closedir(d);
+	if (cachefs_open(&cfg, &fs).code != CAIRN_OK)
+		return 14;
+	bs = cachefs_blobstore(fs);
+	if (!cachefs_contains(fs, &ds, false) || cachefs_contains(fs, &db, false))
+		return 15;
+	if (put(bs, big, MiB, &db).code != CAIRN_OK) /* the space of the failed upload is free again */
+		return 16;
+	blob_reader *r;
+	uint8_t buf[100];
+	if (open_reader(bs, &ds, &r).code != CAIRN_OK || read_at(r, 0, buf, sizeof buf) != sizeof buf ||
+	    memcmp(buf, small, sizeof buf))
+		return 17;
+	blob_close_read(r);
+	cachefs_close(fs);
+	free(small);
+	free(big);
+	return 0;
+}
+
+static void test_disk_full(void **state)
+{
+	fixture *f = *state;
+	char mnt[128];
+	snprintf(mnt, sizeof mnt, "%s/small", f->root);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(small_disk(mnt) ? enospc_child(mnt) : 77);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip(); /* no mount namespace here */
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -834,6 +965,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lru_eviction_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_never_evicted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_min_age_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hard_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_orders_by_mtime, setup, teardown),
@@ -841,6 +973,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damaged_cas_files_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vanished_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

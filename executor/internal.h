@@ -1,0 +1,267 @@
+/* executor internals: the executor and job structures shared by the files of this folder.
+ *
+ *   pools.c    worker_config parsing, property matching, the limits an action gets
+ *   runner.c   executor_new/free, slot threads, the runner vtable (check, try_start)
+ *   action.c   one job from start to done: Action/Command, exec root, run, result
+ *   paths.c    name and path validation, walking beneath a directory without following symlinks
+ *   inputs.c   materialising the input tree (hard links, executable copies, missing blobs)
+ *   outputs.c  capturing outputs (files, Trees, symlinks) into the CAS
+ *   result.c   the ActionResult with its metadata and resource usage
+ *   isolate.c  namespaces, uid, mounts: spawning the command and waiting for it
+ *   cgroup.c   cgroup v2 (or v1) groups for CPU and memory limits, accounting and kill
+ */
+#ifndef CAIRN_EXECUTOR_INTERNAL_H
+#define CAIRN_EXECUTOR_INTERNAL_H
+
+#include "executor/executor.h"
+
+#include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "cairn/resource_usage.pb-c.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#define EXEC_LOG "executor"
+
+typedef Build__Bazel__Remote__Execution__V2__Action re_action;
+typedef Build__Bazel__Remote__Execution__V2__Command re_command;
+typedef Build__Bazel__Remote__Execution__V2__Directory re_directory;
+typedef Build__Bazel__Remote__Execution__V2__FileNode re_file_node;
+typedef Build__Bazel__Remote__Execution__V2__DirectoryNode re_dir_node;
+typedef Build__Bazel__Remote__Execution__V2__SymlinkNode re_symlink_node;
+typedef Build__Bazel__Remote__Execution__V2__NodeProperties re_node_props;
+typedef Build__Bazel__Remote__Execution__V2__Digest re_digest;
+typedef Build__Bazel__Remote__Execution__V2__ActionResult re_result;
+typedef Build__Bazel__Remote__Execution__V2__OutputFile re_out_file;
+typedef Build__Bazel__Remote__Execution__V2__OutputDirectory re_out_dir;
+typedef Build__Bazel__Remote__Execution__V2__OutputSymlink re_out_symlink;
+typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
+
+/* Limits on what a client can make a worker hold. */
+#define EXEC_MAX_POOLS 64
+#define EXEC_MAX_SLOTS 4096
+#define EXEC_MAX_MESSAGE (16 << 20)   /* Action, Command, one Directory */
+#define EXEC_MAX_TREE_NODES (1 << 22) /* files + directories + symlinks of an input or output tree */
+#define EXEC_MAX_DEPTH 256
+#define EXEC_MAX_MISSING 1000 /* a longer list is cut: the client re-uploads and retries */
+#define EXEC_MAX_ARGS (1 << 20)
+#define EXEC_ROOT_INSIDE "/tmp/execroot" /* where the exec root appears in a mount namespace */
+
+/* ---- pools.c ---------------------------------------------------------------------------------- */
+
+bool exec_prop_is(const char *name, const char *want); /* names compare case-insensitively */
+/* INVALID_ARGUMENT for a malformed isolation property (cpu, memory, network). */
+cairn_status exec_props_validate(const runner_property *p, size_t n);
+/* The pool's explicit cpu count (0 when it has none). */
+double exec_pool_cpu(const executor_pool_spec *pool);
+
+typedef struct exec_limits {
+	double cpu;     /* CPUs for cpu.max; 0: no limit */
+	int64_t memory; /* bytes for memory.max; 0: no limit */
+	bool network;   /* keep the host's network */
+} exec_limits;
+void exec_limits_for(const executor_pool_spec *pool, const runner_property *p, size_t n, exec_limits *out);
+
+/* ---- paths.c ---------------------------------------------------------------------------------- */
+
+/* A Directory entry name: not empty, no '/', not "." or "..". */
+bool exec_name_ok(const char *name);
+/* A relative, normalized path: no leading or trailing '/', no empty, "." or ".." component. */
+cairn_status exec_relpath_check(const char *what, const char *path, bool allow_empty);
+/* An input symlink's target, for a link `depth` directories below the root: relative, and its ".."
+ * never climbs above the root. INVALID_ARGUMENT otherwise. */
+cairn_status exec_symlink_check(const char *path, const char *target, int depth);
+/* Opens rel beneath dirfd without following a symlink in any component; rel "" opens dirfd itself.
+ * Returns an fd or -errno (-ELOOP/-ENOTDIR when a component is a symlink). */
+int exec_open_beneath(int dirfd, const char *rel, int flags);
+/* mkdir -p of rel beneath dirfd (no symlinks followed); new directories get mode 0755 and, if
+ * uid >= 0, that owner. Returns 0 or -errno. */
+int exec_mkdirs_beneath(int dirfd, const char *rel, int64_t uid);
+/* rm -rf of path (never follows symlinks); errors are logged. */
+void exec_rmtree(const char *path);
+/* Copies src_fd into a new file name in dirfd with mode; 0 or -errno. */
+int exec_copy_file(int src_fd, int dirfd, const char *name, mode_t mode);
+/* "a" + "/" + "b", with either side possibly empty; arena-allocated. */
+char *exec_join(cairn_arena *a, const char *x, const char *y);
+
+/* ---- cgroup.c --------------------------------------------------------------------------------- */
+
+typedef struct exec_cgroups exec_cgroups;
+/* Finds cgroup v2 (and v1 cpu/memory hierarchies, used where v2 lacks the controller), creates
+ * the executor's parent group `name`. Never fails: *out may offer no limits; summary says what it
+ * got. */
+void exec_cgroups_probe(const char *name, exec_cgroups **out, char *summary, size_t cap);
+bool exec_cgroups_cpu(const exec_cgroups *cg);
+bool exec_cgroups_memory(const exec_cgroups *cg);
+void exec_cgroups_free(exec_cgroups *cg);
+
+typedef struct exec_cg_job {
+	char *dirs[3]; /* leaf directories (v2, v1 cpu, v1 memory), NULL where unused */
+	int kinds[3];
+} exec_cg_job;
+typedef struct exec_cg_stats {
+	bool oom_killed;
+	int64_t user_usec, sys_usec; /* -1 when unknown */
+} exec_cg_stats;
+cairn_status exec_cg_job_create(exec_cgroups *cg, const char *name, const exec_limits *lim, exec_cg_job *job);
+cairn_status exec_cg_job_attach(exec_cg_job *job, pid_t pid);
+void exec_cg_job_kill(exec_cg_job *job);
+void exec_cg_job_stats(exec_cg_job *job, exec_cg_stats *out);
+void exec_cg_job_destroy(exec_cg_job *job);
+
+/* ---- isolate.c -------------------------------------------------------------------------------- */
+
+typedef struct exec_caps {
+	bool mount_ns, pid_ns, ipc_ns, net_ns, uts_ns;
+	bool setuid;      /* can switch to the sandbox uids */
+	bool rdonly_root; /* mount_setattr can make the host's mounts read-only in the namespace */
+	bool proc_mount;  /* a fresh /proc can be mounted in the pid namespace */
+} exec_caps;
+void exec_isolation_probe(exec_caps *caps);
+
+typedef struct exec_spawn {
+	const char *root;             /* the exec root on the host */
+	const char *cwd;              /* working directory relative to the root ("" for the root) */
+	char *const *argv;            /* argv[0] as the client gave it */
+	char *const *candidates;      /* paths to try for argv[0] (PATH lookup done by the caller) */
+	char *const *envp;
+	int stdout_fd, stderr_fd;
+	uid_t uid;
+	gid_t gid;
+	bool drop_uid;
+	bool network;
+	const char *work_dir;
+	const char *const *hidden_dirs;
+	int64_t timeout_ns; /* 0: none */
+	_Atomic bool *cancel, *stopping;
+} exec_spawn;
+
+typedef struct exec_run {
+	int status;        /* the command's wait status; valid if have_status */
+	bool have_status;
+	bool timed_out, cancelled;
+	struct rusage ru;
+	int64_t start_ns, end_ns; /* wall clock */
+} exec_run;
+/* Runs the command in the sandbox and waits for it. An error status means it could not start. */
+cairn_status exec_sandbox_run(const exec_caps *caps, const exec_spawn *sp, exec_cg_job *cg, exec_run *out);
+
+/* ---- the executor and its jobs ---------------------------------------------------------------- */
+
+typedef struct exec_slot exec_slot;
+typedef struct exec_job exec_job;
+
+struct executor {
+	runner runner; /* first: executor_runner hands out &ex->runner */
+	executor_config cfg;
+	char *work_dir, *worker_id, *xcache_dir;
+	char **hidden_dirs;
+	executor_pool_spec pools[EXEC_MAX_POOLS];
+	size_t npools;
+	size_t pool_order[EXEC_MAX_POOLS]; /* smallest cpu first: big pools are kept for big actions */
+	size_t pool_first[EXEC_MAX_POOLS]; /* index of each pool's first slot */
+	int64_t uid_base;
+	exec_slot *slots;
+	size_t nslots;
+	pthread_mutex_t mu;
+	bool stopping;
+	_Atomic bool stop_flag;
+	exec_caps caps;
+	exec_cgroups *cg;
+	char summary[512];
+	_Atomic uint64_t seq;
+	pthread_mutex_t xmu; /* the executable-copy cache */
+	int64_t xcache_added;
+	_Atomic bool warned_copy;
+};
+
+struct exec_slot {
+	executor *ex;
+	size_t index, pool;
+	pthread_t thread;
+	pthread_cond_t cv;
+	exec_job *job; /* assigned, not yet picked up */
+	bool busy;
+};
+
+enum exec_ts {
+	TS_QUEUED,
+	TS_WORKER_START,
+	TS_FETCH_START,
+	TS_FETCH_DONE,
+	TS_EXEC_START,
+	TS_EXEC_DONE,
+	TS_UPLOAD_START,
+	TS_UPLOAD_DONE,
+	TS_WORKER_DONE,
+	TS_COUNT
+};
+
+/* One output the command declared, resolved against the working directory. */
+typedef struct exec_output {
+	const char *path; /* as the client wrote it (relative to the working directory) */
+	enum { OUT_FILE, OUT_DIR, OUT_ANY } kind;
+} exec_output;
+
+struct exec_job {
+	executor *ex;
+	exec_slot *slot;
+	uint64_t seq;
+	/* the request, copied in try_start */
+	cairn_digest action_digest;
+	runner_property *props;
+	size_t nprops;
+	char *prop_storage;
+	_Atomic bool *cancel;
+	runner_started_cb started;
+	runner_done_cb done;
+	void *arg;
+	cairn_status reject; /* OK, or why no executor can ever run it */
+	/* while running */
+	cairn_arena *arena;
+	exec_limits limits;
+	int64_t uid; /* -1: actions run as cairn itself */
+	char *job_dir, *root_dir;
+	int root_fd;
+	re_action *action;
+	re_command *command;
+	exec_output *outputs;
+	size_t noutputs;
+	bool node_unix_mode, node_mtime; /* output_node_properties asked for */
+	cairn_digest *missing;
+	size_t nmissing, cap_missing;
+	size_t nodes; /* input tree nodes so far */
+	uint64_t tmp_seq;
+	int64_t ts[TS_COUNT];
+	/* the result */
+	re_result *result;
+	bool cacheable;
+	uint8_t *packed;
+	size_t packed_len;
+	Cairn__V1__ResourceUsage usage;
+};
+
+bool exec_cancelled(const exec_job *j);
+void exec_job_run(exec_job *j, runner_outcome *out);
+void exec_job_cleanup(exec_job *j);
+
+/* inputs.c */
+void exec_add_missing(exec_job *j, const cairn_digest *d);
+cairn_status exec_materialise(exec_job *j, const cairn_digest *root);
+void exec_xcache_reset(executor *ex);
+
+/* outputs.c: fills j->result's outputs; clears j->cacheable when something could not be stored. */
+cairn_status exec_collect_outputs(exec_job *j);
+/* Stores a file the job owns (stdout, stderr): made read-only first. */
+cairn_status exec_store_file(exec_job *j, const char *path, cairn_digest *out);
+
+/* result.c */
+re_digest *exec_re_digest(cairn_arena *a, const cairn_digest *d);
+cairn_status exec_parse_digest(const re_digest *in, const char *what, cairn_digest *out);
+ProtobufCAllocator exec_allocator(cairn_arena *a);
+void exec_fill_metadata(exec_job *j, const exec_run *run, const exec_cg_stats *cgs);
+void exec_pack_result(exec_job *j);
+
+#endif

@@ -1,0 +1,471 @@
+/* Isolation: spawning an action's command in its own namespaces, as its own uid, and waiting for it.
+ *
+ * What the machine this was written on allows (a Firecracker VM, Debian 12 userland, kernel 6.18,
+ * cairn running as root with every capability but CAP_SYS_RESOURCE):
+ *   - clone() with CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWUTS: all work
+ *     (`unshare -m -p -i -n -u -f --mount-proc` too); a fresh /proc mounts in the pid namespace;
+ *     tmpfs mounts, bind mounts and mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) work.
+ *   - switching to an unprivileged uid (setresuid to 65536+slot): works.
+ *   - cgroups are the hybrid layout: cgroup2 at /sys/fs/cgroup/unified with no controllers but
+ *     cgroup.kill and cpu.stat; cpu and memory are v1 hierarchies (/sys/fs/cgroup/{cpu,memory}),
+ *     where creating child groups and setting cpu.cfs_quota_us / memory.limit_in_bytes works and
+ *     memory.oom_control counts oom_kill. cgroup.c uses v2 where it has the controller, else v1.
+ * executor_new probes each of these once (exec_isolation_probe, exec_cgroups_probe), logs what it
+ * got, and each action gets every piece that works; require_isolation refuses to start without all.
+ *
+ * The shape of a run:
+ *   slot thread ──clone(new namespaces)──▶ init (pid 1 of the new pid namespace, still root)
+ *        │ moves init into the job's cgroups,            │ makes mounts private, the host read-only,
+ *        │ then lets it go (sync pipe)                   │ hides work_dir and the CAS dirs under
+ *        │                                               │ empty tmpfs, a private /tmp, /var/tmp,
+ *        │ waits on a pidfd with the timeout,            │ /dev/shm, the exec root bound at
+ *        │ polling the cancel flag; kills init (and      │ /tmp/execroot, a fresh /proc, lo up
+ *        │ with it the whole pid namespace), the         └──fork──▶ command: new session, setuid,
+ *        │ process group and the cgroup on timeout                  no_new_privs, chdir, execve
+ *        ▼
+ *   wait4(init) gives the rusage of everything init reaped; init reports the command's wait status
+ *   through the status pipe (as pid 1 it cannot die of the same signal).
+ * Without a pid namespace init is an ordinary process and the command's process group and the
+ * cgroup are what a kill reaches. Without a mount namespace the exec root is used in place (it is
+ * mode 0700 and owned by the slot's uid, so other slots cannot enter it).
+ *
+ * The child side runs after clone() in a copy of a multithreaded process: it may only make
+ * async-signal-safe calls (no malloc, no stdio, no glibc setuid, which would try to signal threads
+ * that do not exist in the child). Everything it needs is prepared by the parent. */
+#include "executor/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* <linux/mount.h> clashes with glibc 2.36's <sys/mount.h>; the two values are ABI. */
+struct mount_attr_abi {
+	uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+#define ABI_MOUNT_ATTR_RDONLY 0x1
+#define ABI_AT_RECURSIVE 0x8000
+
+static pid_t raw_clone(unsigned long flags)
+{
+	/* like fork(), but with namespace flags, and without glibc's atfork handlers: the child of a
+	 * multithreaded process must not take locks another thread may have held */
+	return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+static bool child_ok(pid_t pid)
+{
+	if (pid < 0)
+		return false;
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static bool probe_flags(unsigned long flags)
+{
+	pid_t pid = raw_clone(flags);
+	if (pid == 0)
+		_exit(0);
+	return child_ok(pid);
+}
+
+static bool probe_setuid(void)
+{
+	pid_t pid = raw_clone(0);
+	if (pid == 0)
+		_exit(syscall(SYS_setgroups, 0, NULL) == 0 && syscall(SYS_setresgid, 65536, 65536, 65536) == 0 &&
+		      syscall(SYS_setresuid, 65536, 65536, 65536) == 0 ? 0 : 1);
+	return child_ok(pid);
+}
+
+static bool probe_mounts(int what)
+{
+	pid_t pid = raw_clone(CLONE_NEWNS | (what == 2 ? CLONE_NEWPID : 0));
+	if (pid == 0) {
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+			_exit(1);
+		if (what == 0)
+			_exit(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0 ? 0 : 1);
+		if (what == 1) {
+			struct mount_attr_abi a = {.attr_set = ABI_MOUNT_ATTR_RDONLY};
+			_exit(syscall(SYS_mount_setattr, AT_FDCWD, "/", ABI_AT_RECURSIVE, &a, sizeof a) == 0 ? 0 : 1);
+		}
+		_exit(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : 1);
+	}
+	return child_ok(pid);
+}
+
+void exec_isolation_probe(exec_caps *c)
+{
+	*c = (exec_caps){0};
+	c->mount_ns = probe_flags(CLONE_NEWNS) && probe_mounts(0);
+	c->pid_ns = probe_flags(CLONE_NEWPID);
+	c->ipc_ns = probe_flags(CLONE_NEWIPC);
+	c->net_ns = probe_flags(CLONE_NEWNET);
+	c->uts_ns = probe_flags(CLONE_NEWUTS);
+	c->setuid = probe_setuid();
+	c->rdonly_root = c->mount_ns && probe_mounts(1);
+	c->proc_mount = c->mount_ns && c->pid_ns && probe_mounts(2);
+}
+
+/* ---- the child side (async-signal-safe only) -------------------------------------------------- */
+
+enum { MSG_PID = 1, MSG_STATUS, MSG_ERROR };
+typedef struct init_msg {
+	int kind, value, err;
+	char step[52];
+} init_msg; /* 64 bytes: one atomic pipe write */
+
+typedef struct init_ctx {
+	const exec_caps *caps;
+	const exec_spawn *sp;
+	unsigned long flags;
+	int devnull, out, err, sync_r, stat_w;
+	const char *cwd_abs;
+} init_ctx;
+
+#define FD_SYNC 3
+#define FD_STAT 4
+
+static void send_msg(int kind, int value, int err, const char *step)
+{
+	init_msg m = {.kind = kind, .value = value, .err = err};
+	for (size_t i = 0; step && step[i] && i < sizeof m.step - 1; i++)
+		m.step[i] = step[i];
+	ssize_t n = write(FD_STAT, &m, sizeof m);
+	(void)n;
+}
+
+static _Noreturn void fail(const char *step)
+{
+	send_msg(MSG_ERROR, 0, errno, step);
+	_exit(125);
+}
+
+static void put_fd_path(char *buf, int fd)
+{
+	static const char pre[] = "/proc/self/fd/";
+	memcpy(buf, pre, sizeof pre - 1);
+	char digits[16];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + fd % 10);
+	while ((fd /= 10) > 0);
+	char *p = buf + sizeof pre - 1;
+	while (n)
+		*p++ = digits[--n];
+	*p = 0;
+}
+
+/* A missing mount point is fine unless `must`; any other failure stops the action. */
+static void mount_tmpfs(const char *where, unsigned long flags, const char *opts, bool must, const char *step)
+{
+	if (mount("tmpfs", where, "tmpfs", flags, opts) != 0 && (must || errno != ENOENT))
+		fail(step);
+}
+
+static void setup_mounts(const init_ctx *c)
+{
+	const exec_spawn *sp = c->sp;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		fail("make mounts private");
+	int rootfd = open(sp->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rootfd < 0)
+		fail("open exec root");
+	if (c->caps->rdonly_root) {
+		struct mount_attr_abi a = {.attr_set = ABI_MOUNT_ATTR_RDONLY};
+		if (syscall(SYS_mount_setattr, AT_FDCWD, "/", ABI_AT_RECURSIVE, &a, sizeof a) != 0)
+			fail("make / read-only");
+	}
+	/* other exec roots and the CAS: empty, read-only */
+	const unsigned long hide = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY;
+	mount_tmpfs(sp->work_dir, hide, "size=4k,mode=0755", false, "hide the work dir");
+	for (const char *const *h = sp->hidden_dirs; h && *h; h++)
+		mount_tmpfs(*h, hide, "size=4k,mode=0755", false, "hide a hidden_dirs entry");
+	mount_tmpfs("/tmp", MS_NOSUID | MS_NODEV, "mode=1777", true, "mount a private /tmp");
+	mount_tmpfs("/var/tmp", MS_NOSUID | MS_NODEV, "mode=1777", false, "mount a private /var/tmp");
+	mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777", false, "mount a private /dev/shm");
+	char src[32];
+	put_fd_path(src, rootfd);
+	if (mkdir(EXEC_ROOT_INSIDE, 0755) != 0 || mount(src, EXEC_ROOT_INSIDE, NULL, MS_BIND, NULL) != 0)
+		fail("bind the exec root");
+	if (mount(NULL, EXEC_ROOT_INSIDE, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL) != 0)
+		fail("make the exec root writable");
+	close(rootfd);
+	if (c->flags & CLONE_NEWPID && c->caps->proc_mount &&
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+		fail("mount /proc");
+	if (c->flags & CLONE_NEWNET) /* /sys/class/net of the new namespace; best effort */
+		mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+static void loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, "lo", 3);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+	close(s);
+}
+
+static void arrange_fds(const init_ctx *c)
+{
+	/* first above every fd we care about, then down to 0..4, then close the rest */
+	int high[5], src[5] = {c->devnull, c->out, c->err, c->sync_r, c->stat_w};
+	for (int i = 0; i < 5; i++)
+		if ((high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 100)) < 0)
+			_exit(126);
+	for (int i = 0; i < 5; i++)
+		if (dup2(high[i], i) < 0)
+			_exit(126);
+	if (syscall(SYS_close_range, 5, ~0U, 0) != 0)
+		for (int fd = 5; fd < 65536; fd++)
+			close(fd);
+	fcntl(FD_SYNC, F_SETFD, FD_CLOEXEC);
+	fcntl(FD_STAT, F_SETFD, FD_CLOEXEC);
+}
+
+static _Noreturn void run_command(const init_ctx *c)
+{
+	const exec_spawn *sp = c->sp;
+	setsid(); /* its own process group: a timeout kills the group */
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL); /* cairn ignores SIGPIPE; the action must not inherit that */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	struct rlimit core = {0, 0};
+	setrlimit(RLIMIT_CORE, &core);
+	if (chdir(c->cwd_abs) != 0)
+		fail("enter the working directory");
+	if (sp->drop_uid && (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) != 0 ||
+	                     syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) != 0))
+		fail("switch to the sandbox uid");
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	int err = ENOENT;
+	for (char *const *p = sp->candidates; *p; p++) {
+		execve(*p, sp->argv, sp->envp);
+		if (errno != ENOENT && errno != ENOTDIR)
+			err = errno;
+	}
+	static const char m1[] = "cairn: cannot execute '", m2[] = "': ";
+	const char *why = err == EACCES ? "permission denied" : err == ENOENT ? "no such file" : "exec failed";
+	ssize_t n = write(2, m1, sizeof m1 - 1) + write(2, sp->argv[0], strlen(sp->argv[0])) +
+	            write(2, m2, sizeof m2 - 1) + write(2, why, strlen(why)) + write(2, "\n", 1);
+	(void)n;
+	_exit(127);
+}
+
+static _Noreturn void run_init(const init_ctx *c)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* init is a copy of cairn's memory: no ptrace, no /proc/1/mem */
+	arrange_fds(c);
+	char go;
+	if (read(FD_SYNC, &go, 1) != 1)
+		_exit(125);
+	close(FD_SYNC);
+	setsid(); /* out of cairn's session: a terminal's ^C is not for actions */
+	if (c->flags & CLONE_NEWNS)
+		setup_mounts(c);
+	if (c->flags & CLONE_NEWNET)
+		loopback_up();
+	if (c->flags & CLONE_NEWUTS)
+		sethostname("localhost", 9);
+	pid_t cmd = raw_clone(0);
+	if (cmd < 0)
+		fail("fork the command");
+	if (cmd == 0)
+		run_command(c);
+	send_msg(MSG_PID, cmd, 0, NULL);
+	bool pid1 = c->flags & CLONE_NEWPID;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, 0);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+		if (w != cmd)
+			continue;
+		send_msg(MSG_STATUS, st, 0, NULL);
+		if (pid1)
+			break; /* our exit kills what is left of the namespace */
+		kill(-cmd, SIGKILL);
+		while (waitpid(-1, &st, WNOHANG) > 0)
+			;
+		break;
+	}
+	_exit(0);
+}
+
+/* ---- the parent side -------------------------------------------------------------------------- */
+
+typedef struct run_state {
+	pid_t init, cmd;
+	int stat_r;
+	bool pid_ns;
+	exec_cg_job *cg;
+	exec_run *out;
+	cairn_status setup_err;
+} run_state;
+
+static void read_msgs(run_state *rs)
+{
+	init_msg m;
+	while (read(rs->stat_r, &m, sizeof m) == (ssize_t)sizeof m) {
+		m.step[sizeof m.step - 1] = 0;
+		if (m.kind == MSG_PID)
+			rs->cmd = m.value;
+		else if (m.kind == MSG_STATUS) {
+			rs->out->status = m.value;
+			rs->out->have_status = true;
+		} else if (m.kind == MSG_ERROR && cairn_is_ok(&rs->setup_err))
+			rs->setup_err = cairn_errno(m.err, "sandbox: cannot %s", m.step);
+	}
+}
+
+static void kill_all(run_state *rs)
+{
+	kill(rs->init, SIGKILL); /* as pid 1 it takes the whole namespace with it */
+	read_msgs(rs);
+	if (!rs->pid_ns && rs->cmd > 0)
+		kill(-rs->cmd, SIGKILL);
+	if (rs->cg)
+		exec_cg_job_kill(rs->cg);
+}
+
+/* Waits for init to exit, killing everything on timeout or cancel. */
+static void wait_for(run_state *rs, const exec_spawn *sp)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, rs->init, 0);
+	int64_t deadline = sp->timeout_ns > 0 ? cairn_now_ns() + sp->timeout_ns : 0;
+	bool killed = false;
+	for (;;) {
+		int64_t wait_ns = 50 * 1000000LL; /* how often the cancel flag is looked at */
+		if (deadline && !killed && deadline - cairn_now_ns() < wait_ns)
+			wait_ns = deadline - cairn_now_ns();
+		if (wait_ns < 0)
+			wait_ns = 0;
+		if (pidfd >= 0) {
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+			if (poll(&p, 1, (int)((wait_ns + 999999) / 1000000)) > 0)
+				break;
+		} else {
+			siginfo_t si = {0};
+			if (waitid(P_PID, (id_t)rs->init, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
+				break;
+			nanosleep(&(struct timespec){0, wait_ns < 5000000 ? wait_ns : 5000000}, NULL);
+		}
+		if (killed)
+			continue;
+		if (atomic_load(sp->cancel) || atomic_load(sp->stopping)) {
+			rs->out->cancelled = killed = true;
+			kill_all(rs);
+		} else if (deadline && cairn_now_ns() >= deadline) {
+			rs->out->timed_out = killed = true;
+			kill_all(rs);
+		}
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+static unsigned long clone_flags(const exec_caps *caps, const exec_spawn *sp)
+{
+	unsigned long f = 0;
+	if (caps->mount_ns)
+		f |= CLONE_NEWNS;
+	if (caps->pid_ns)
+		f |= CLONE_NEWPID;
+	if (caps->ipc_ns)
+		f |= CLONE_NEWIPC;
+	if (caps->net_ns && !sp->network)
+		f |= CLONE_NEWNET;
+	if (caps->uts_ns)
+		f |= CLONE_NEWUTS;
+	return f;
+}
+
+cairn_status exec_sandbox_run(const exec_caps *caps, const exec_spawn *sp, exec_cg_job *cg, exec_run *out)
+{
+	*out = (exec_run){0};
+	int sync[2] = {-1, -1}, stat[2] = {-1, -1};
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0 || pipe2(sync, O_CLOEXEC) != 0 || pipe2(stat, O_CLOEXEC | O_NONBLOCK) != 0) {
+		cairn_status st = cairn_errno(errno, "sandbox: cannot open pipes");
+		close(devnull), close(sync[0]), close(sync[1]), close(stat[0]), close(stat[1]);
+		return st;
+	}
+	const char *inner = caps->mount_ns ? EXEC_ROOT_INSIDE : sp->root;
+	size_t n = strlen(inner) + strlen(sp->cwd) + 2;
+	char *cwd_abs = cairn_xmalloc(n);
+	snprintf(cwd_abs, n, "%s%s%s", inner, sp->cwd[0] ? "/" : "", sp->cwd);
+	init_ctx c = {.caps = caps, .sp = sp, .flags = clone_flags(caps, sp), .devnull = devnull,
+	              .out = sp->stdout_fd, .err = sp->stderr_fd, .sync_r = sync[0], .stat_w = stat[1],
+	              .cwd_abs = cwd_abs};
+	out->start_ns = cairn_wall_ns();
+	pid_t pid = raw_clone(c.flags);
+	if (pid == 0)
+		run_init(&c);
+	int clone_err = errno;
+	close(sync[0]), close(stat[1]), close(devnull);
+	free(cwd_abs);
+	run_state rs = {.init = pid, .stat_r = stat[0], .pid_ns = c.flags & CLONE_NEWPID, .cg = cg, .out = out};
+	cairn_status st = cairn_ok();
+	if (pid < 0)
+		st = cairn_errno(clone_err, "sandbox: cannot clone the action's process");
+	else if (cg)
+		st = exec_cg_job_attach(cg, pid);
+	if (pid > 0) {
+		if (cairn_is_ok(&st) && write(sync[1], "g", 1) != 1)
+			st = cairn_errno(errno, "sandbox: cannot start the action");
+		if (!cairn_is_ok(&st))
+			kill(pid, SIGKILL);
+		close(sync[1]);
+		sync[1] = -1;
+		wait_for(&rs, sp);
+		while (wait4(pid, &(int){0}, 0, &out->ru) < 0 && errno == EINTR)
+			;
+		read_msgs(&rs);
+		if (!rs.pid_ns && rs.cmd > 0)
+			kill(-rs.cmd, SIGKILL); /* leftovers of the command's group */
+	}
+	out->end_ns = cairn_wall_ns();
+	if (sync[1] >= 0)
+		close(sync[1]);
+	close(stat[0]);
+	if (cairn_is_ok(&st))
+		st = rs.setup_err;
+	if (!cairn_is_ok(&st) && (st.code == CAIRN_NOT_FOUND || st.code == CAIRN_PERMISSION_DENIED ||
+	                          st.code == CAIRN_INVALID_ARGUMENT))
+		st.code = CAIRN_INTERNAL; /* the sandbox failing is the server's fault, not the client's */
+	return st;
+}

@@ -1,0 +1,356 @@
+/* The executor as a runner: pools of slots, one thread per slot, and the two runner calls.
+ *
+ * try_start never blocks: under the executor's lock it looks for a free slot in a pool that
+ * satisfies the job (pools with the fewest CPUs first, so that big pools stay free for the actions
+ * that need them), hands the job to that slot's thread and returns true — or returns false at once
+ * when every matching slot is busy; the caller keeps the job queued and tries again after a done
+ * callback. A slot is marked free before its done callback runs, so that retry finds it. A job that
+ * no pool can ever run is not left waiting: it takes any free slot and fails there at once with
+ * FAILED_PRECONDITION naming the property. */
+#include "executor/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_UID_BASE 65536
+
+/* ---- check ------------------------------------------------------------------------------------ */
+
+static cairn_status unsatisfiable(const executor *ex, const runner_property *props, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool met = false;
+		for (size_t k = 0; k < ex->npools && !met; k++)
+			met = executor_pool_satisfies(&ex->pools[k], &props[i], 1, NULL);
+		if (!met)
+			return cairn_err(CAIRN_FAILED_PRECONDITION, "no executor satisfies platform property %.60s=%.60s "
+			                 "(this worker has %.80s)", props[i].name, props[i].value, ex->cfg.worker_config);
+	}
+	return cairn_err(CAIRN_FAILED_PRECONDITION, "no single executor pool satisfies all the platform properties "
+	                 "(this worker has %.120s)", ex->cfg.worker_config);
+}
+
+static cairn_status check_props(const executor *ex, const runner_property *props, size_t n)
+{
+	cairn_status st = exec_props_validate(props, n);
+	if (!cairn_is_ok(&st))
+		return st;
+	for (size_t k = 0; k < ex->npools; k++)
+		if (executor_pool_satisfies(&ex->pools[k], props, n, NULL))
+			return cairn_ok();
+	return unsatisfiable(ex, props, n);
+}
+
+static cairn_status runner_check(runner *r, const runner_property *props, size_t n)
+{
+	return check_props((executor *)r, props, n);
+}
+
+/* ---- try_start -------------------------------------------------------------------------------- */
+
+static exec_slot *free_slot_in(executor *ex, size_t k)
+{
+	for (int i = 0; i < ex->pools[k].count; i++) {
+		exec_slot *s = &ex->slots[ex->pool_first[k] + (size_t)i];
+		if (!s->busy)
+			return s;
+	}
+	return NULL;
+}
+
+static exec_job *new_job(executor *ex, const runner_job *job, _Atomic bool *cancel, runner_started_cb started,
+                         runner_done_cb done, void *arg)
+{
+	exec_job *j = cairn_xcalloc(1, sizeof *j);
+	j->ex = ex;
+	j->seq = atomic_fetch_add(&ex->seq, 1);
+	j->action_digest = job->action;
+	j->cancel = cancel;
+	j->started = started;
+	j->done = done;
+	j->arg = arg;
+	j->root_fd = -1;
+	j->uid = -1;
+	j->ts[TS_QUEUED] = cairn_wall_ns();
+	size_t bytes = 0;
+	for (size_t i = 0; i < job->nprops; i++)
+		bytes += strlen(job->props[i].name) + strlen(job->props[i].value) + 2;
+	j->props = cairn_xcalloc(job->nprops ? job->nprops : 1, sizeof *j->props);
+	char *p = j->prop_storage = cairn_xmalloc(bytes ? bytes : 1);
+	for (size_t i = 0; i < job->nprops; i++) {
+		const char *src[2] = {job->props[i].name, job->props[i].value};
+		const char **dst[2] = {&j->props[i].name, &j->props[i].value};
+		for (int f = 0; f < 2; f++) {
+			size_t n = strlen(src[f]) + 1;
+			memcpy(p, src[f], n);
+			*dst[f] = p;
+			p += n;
+		}
+	}
+	j->nprops = job->nprops;
+	return j;
+}
+
+static bool runner_try_start(runner *r, const runner_job *job, _Atomic bool *cancel, runner_started_cb started,
+                             runner_done_cb done, void *arg)
+{
+	executor *ex = (executor *)r;
+	cairn_status st = check_props(ex, job->props, job->nprops);
+	pthread_mutex_lock(&ex->mu);
+	exec_slot *s = NULL;
+	if (!ex->stopping) {
+		for (size_t i = 0; i < ex->npools && !s; i++) {
+			size_t k = ex->pool_order[i];
+			if (cairn_is_ok(&st) && executor_pool_satisfies(&ex->pools[k], job->props, job->nprops, NULL))
+				s = free_slot_in(ex, k);
+			else if (!cairn_is_ok(&st))
+				s = free_slot_in(ex, k); /* any slot will do to fail it */
+		}
+	}
+	if (!s) {
+		pthread_mutex_unlock(&ex->mu);
+		return false;
+	}
+	exec_job *j = new_job(ex, job, cancel, started, done, arg);
+	j->slot = s;
+	j->reject = st;
+	exec_limits_for(&ex->pools[s->pool], j->props, j->nprops, &j->limits);
+	if (ex->caps.setuid)
+		j->uid = ex->uid_base + (int64_t)s->index;
+	s->job = j;
+	s->busy = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&ex->mu);
+	return true;
+}
+
+static const runner_ops executor_runner_ops = {.check = runner_check, .try_start = runner_try_start};
+
+runner *executor_runner(executor *ex) { return &ex->runner; }
+
+/* ---- slots ------------------------------------------------------------------------------------ */
+
+static void *slot_main(void *arg)
+{
+	exec_slot *s = arg;
+	executor *ex = s->ex;
+	pthread_mutex_lock(&ex->mu);
+	for (;;) {
+		while (!s->job && !ex->stopping)
+			pthread_cond_wait(&s->cv, &ex->mu);
+		if (!s->job)
+			break; /* stopping, nothing assigned */
+		exec_job *j = s->job;
+		s->job = NULL;
+		pthread_mutex_unlock(&ex->mu);
+		runner_outcome out;
+		exec_job_run(j, &out);
+		pthread_mutex_lock(&ex->mu);
+		s->busy = false; /* before done: the caller's retry from done must find this slot */
+		pthread_mutex_unlock(&ex->mu);
+		j->done(j->arg, &out);
+		exec_job_cleanup(j);
+		pthread_mutex_lock(&ex->mu);
+	}
+	pthread_mutex_unlock(&ex->mu);
+	return NULL;
+}
+
+/* ---- start and stop --------------------------------------------------------------------------- */
+
+static void order_pools(executor *ex)
+{
+	double cpus[EXEC_MAX_POOLS];
+	for (size_t k = 0; k < ex->npools; k++) {
+		cpus[k] = exec_pool_cpu(&ex->pools[k]);
+		if (cpus[k] <= 0)
+			cpus[k] = (double)sysconf(_SC_NPROCESSORS_ONLN);
+		ex->pool_order[k] = k;
+	}
+	for (size_t a = 1; a < ex->npools; a++) /* insertion sort: stable, pools are few */
+		for (size_t b = a; b > 0 && cpus[ex->pool_order[b - 1]] > cpus[ex->pool_order[b]]; b--) {
+			size_t t = ex->pool_order[b];
+			ex->pool_order[b] = ex->pool_order[b - 1];
+			ex->pool_order[b - 1] = t;
+		}
+}
+
+static cairn_status parse_config(executor *ex)
+{
+	const executor_config *c = &ex->cfg;
+	char spec[64];
+	const char *ws = c->worker_config;
+	if (!ws || !*ws) {
+		long n = c->executors > 0 ? c->executors : sysconf(_SC_NPROCESSORS_ONLN);
+		snprintf(spec, sizeof spec, "%ld*pool=default", n < 1 ? 1 : n);
+		ws = spec;
+	}
+	ex->cfg.worker_config = cairn_xstrdup(ws);
+	cairn_status st = executor_parse_pools(ws, ex->pools, EXEC_MAX_POOLS, &ex->npools);
+	if (!cairn_is_ok(&st))
+		return st;
+	for (size_t k = 0; k < ex->npools; k++) {
+		ex->pool_first[k] = ex->nslots;
+		ex->nslots += (size_t)ex->pools[k].count;
+	}
+	if (ex->nslots > EXEC_MAX_SLOTS)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "worker_config asks for %zu executors, more than %d", ex->nslots,
+		                 EXEC_MAX_SLOTS);
+	order_pools(ex);
+	return cairn_ok();
+}
+
+/* Removes what a previous run left in work_dir (only names this module makes). */
+static cairn_status prepare_work_dir(executor *ex)
+{
+	if (mkdir(ex->work_dir, 0711) != 0 && errno != EEXIST)
+		return cairn_errno(errno, "cannot create work_dir %s", ex->work_dir);
+	/* searchable by the sandbox uids (their exec roots are inside), listable by no one else */
+	if (chmod(ex->work_dir, 0711) != 0)
+		return cairn_errno(errno, "cannot set the mode of work_dir %s", ex->work_dir);
+	DIR *d = opendir(ex->work_dir);
+	if (!d)
+		return cairn_errno(errno, "cannot open work_dir %s", ex->work_dir);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, "job-", 4)) {
+			char *p = cairn_xmalloc(strlen(ex->work_dir) + strlen(e->d_name) + 2);
+			sprintf(p, "%s/%s", ex->work_dir, e->d_name);
+			exec_rmtree(p);
+			free(p);
+		}
+	closedir(d);
+	exec_xcache_reset(ex);
+	return cairn_ok();
+}
+
+static void describe_isolation(executor *ex, char *missing, size_t cap)
+{
+	const exec_caps *c = &ex->caps;
+	char cg[160], name[64];
+	uint32_t id = 0;
+	if (getrandom(&id, sizeof id, 0) != sizeof id)
+		id = (uint32_t)cairn_now_ns();
+	snprintf(name, sizeof name, "cairn-exec-%d-%08x", (int)getpid(), id); /* one per executor */
+	exec_cgroups_probe(name, &ex->cg, cg, sizeof cg);
+	snprintf(ex->summary, sizeof ex->summary, "namespaces=%s%s%s%s%s%s uid=%s %s", c->mount_ns ? "mount," : "",
+	         c->pid_ns ? "pid," : "", c->ipc_ns ? "ipc," : "", c->net_ns ? "net," : "", c->uts_ns ? "uts" : "",
+	         c->mount_ns || c->pid_ns || c->ipc_ns || c->net_ns || c->uts_ns ? "" : "none",
+	         c->setuid ? "per-slot" : "cairn's", cg);
+	snprintf(missing, cap, "%s%s%s%s%s%s%s", c->mount_ns ? "" : " mount-namespace", c->pid_ns ? "" : " pid-namespace",
+	         c->ipc_ns ? "" : " ipc-namespace", c->net_ns ? "" : " network-namespace",
+	         c->setuid ? "" : " unprivileged-uid (cairn is not root)", exec_cgroups_cpu(ex->cg) ? "" : " cgroup-cpu",
+	         exec_cgroups_memory(ex->cg) ? "" : " cgroup-memory");
+}
+
+static cairn_status start(executor *ex)
+{
+	cairn_status st = parse_config(ex);
+	if (cairn_is_ok(&st))
+		st = prepare_work_dir(ex);
+	if (!cairn_is_ok(&st))
+		return st;
+	exec_isolation_probe(&ex->caps);
+	char missing[256];
+	describe_isolation(ex, missing, sizeof missing);
+	LOG_INFO(EXEC_LOG, "executors ready slots=%zu pools=%s isolation: %s", ex->nslots, ex->cfg.worker_config,
+	         ex->summary);
+	if (missing[0] && ex->cfg.require_isolation)
+		return cairn_err(CAIRN_FAILED_PRECONDITION, "require_isolation: this machine does not allow:%s", missing);
+	if (missing[0])
+		LOG_WARN(EXEC_LOG, "actions run with less isolation than designed, missing:%s", missing);
+	ex->slots = cairn_xcalloc(ex->nslots, sizeof *ex->slots);
+	for (size_t k = 0; k < ex->npools; k++)
+		for (int i = 0; i < ex->pools[k].count; i++) {
+			exec_slot *s = &ex->slots[ex->pool_first[k] + (size_t)i];
+			*s = (exec_slot){.ex = ex, .index = ex->pool_first[k] + (size_t)i, .pool = k};
+			pthread_cond_init(&s->cv, NULL);
+		}
+	for (size_t i = 0; i < ex->nslots; i++)
+		if (pthread_create(&ex->slots[i].thread, NULL, slot_main, &ex->slots[i]) != 0)
+			abort(); /* like running out of memory: not a request error */
+	return cairn_ok();
+}
+
+cairn_status executor_new(const executor_config *cfg, executor **out)
+{
+	*out = NULL;
+	if (!cfg->work_dir || !cfg->work_dir[0] || cfg->work_dir[0] != '/')
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "the executor's work_dir must be an absolute path");
+	const executor_storage *s = &cfg->storage;
+	if (!s->pin_path || !s->unpin || !s->get_bytes || !s->put_file || !s->put_bytes)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "the executor needs every storage callback");
+	executor *ex = cairn_xcalloc(1, sizeof *ex);
+	ex->runner.ops = &executor_runner_ops;
+	ex->cfg = *cfg;
+	ex->work_dir = cairn_xstrdup(cfg->work_dir);
+	ex->worker_id = cairn_xstrdup(cfg->worker_id ? cfg->worker_id : "");
+	ex->xcache_dir = cairn_xmalloc(strlen(cfg->work_dir) + 16);
+	sprintf(ex->xcache_dir, "%s/.xcache", cfg->work_dir);
+	size_t nh = 0;
+	while (cfg->hidden_dirs && cfg->hidden_dirs[nh])
+		nh++;
+	ex->hidden_dirs = cairn_xcalloc(nh + 1, sizeof *ex->hidden_dirs);
+	for (size_t i = 0; i < nh; i++)
+		ex->hidden_dirs[i] = cairn_xstrdup(cfg->hidden_dirs[i]);
+	ex->uid_base = cfg->sandbox_uid_base > 0 ? cfg->sandbox_uid_base : DEFAULT_UID_BASE;
+	pthread_mutex_init(&ex->mu, NULL);
+	pthread_mutex_init(&ex->xmu, NULL);
+	cairn_status st = start(ex);
+	if (!cairn_is_ok(&st)) {
+		executor_free(ex);
+		return st;
+	}
+	*out = ex;
+	return cairn_ok();
+}
+
+void executor_free(executor *ex)
+{
+	if (!ex)
+		return;
+	pthread_mutex_lock(&ex->mu);
+	ex->stopping = true;
+	atomic_store(&ex->stop_flag, true); /* running jobs see it and end as CANCELLED */
+	for (size_t i = 0; i < ex->nslots; i++)
+		pthread_cond_signal(&ex->slots[i].cv);
+	pthread_mutex_unlock(&ex->mu);
+	for (size_t i = 0; ex->slots && i < ex->nslots; i++) {
+		pthread_join(ex->slots[i].thread, NULL);
+		pthread_cond_destroy(&ex->slots[i].cv);
+	}
+	exec_rmtree(ex->xcache_dir);
+	exec_cgroups_free(ex->cg);
+	executor_free_pools(ex->pools, ex->npools);
+	for (size_t i = 0; ex->hidden_dirs && ex->hidden_dirs[i]; i++)
+		free(ex->hidden_dirs[i]);
+	free(ex->hidden_dirs);
+	free((char *)ex->cfg.worker_config);
+	free(ex->slots);
+	free(ex->work_dir);
+	free(ex->worker_id);
+	free(ex->xcache_dir);
+	pthread_mutex_destroy(&ex->mu);
+	pthread_mutex_destroy(&ex->xmu);
+	free(ex);
+}
+
+void executor_get_isolation(const executor *ex, executor_isolation *out)
+{
+	*out = (executor_isolation){
+		.mount_ns = ex->caps.mount_ns,
+		.pid_ns = ex->caps.pid_ns,
+		.ipc_ns = ex->caps.ipc_ns,
+		.net_ns = ex->caps.net_ns,
+		.own_uid = ex->caps.setuid,
+		.cgroup_cpu = ex->cg && exec_cgroups_cpu(ex->cg),
+		.cgroup_memory = ex->cg && exec_cgroups_memory(ex->cg),
+		.summary = ex->summary,
+	};
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Bazel against cairn serve as a remote executor (--remote_executor, --spawn_strategy=remote):
+# every action of the workspace runs in cairn, the outputs are those of a local build, the passing
+# tests pass and the failing one is reported FAILED with its log; after `bazel clean` the same
+# command runs no action at all: everything comes from the action cache.
+source "$(dirname "$0")/lib.sh"
+
+cairn_tmpdir
+start_serve
+bazel_workspace
+REMOTE=(--remote_executor="grpc://127.0.0.1:$PORT" --spawn_strategy=remote --remote_retries=0
+	--remote_default_exec_properties=OSFamily=Linux)
+
+# count LOG WHAT: how many processes of the build were of this kind (0 when the summary lacks it)
+count() { bazel_count "$1" "$2"; }
+
+log "remote build: every action runs in cairn"
+bazel_run build "${REMOTE[@]}" //... >"$TMP/build1.log" 2>&1 || { cat "$TMP/build1.log"; fail "remote build failed"; }
+log "$(bazel_processes "$TMP/build1.log")"
+total=$(bazel_total "$TMP/build1.log")
+internal=$(count "$TMP/build1.log" internal)
+remote=$(count "$TMP/build1.log" remote)
+[ "$remote" -ge 10 ] || fail "expected at least 10 remote actions, got $remote: $(bazel_processes "$TMP/build1.log")"
+[ "$remote" -eq $((total - internal)) ] || fail "not every action ran remotely: $(bazel_processes "$TMP/build1.log")"
+out=$("$WS/bazel-bin/app/hello")
+[ "$out" = "hello, cairn! checksum=22878f51" ] || fail "app/hello built remotely printed '$out'"
+out=$(cat "$WS/bazel-bin/app/banner_upper.txt")
+[ "$out" = "HELLO, GENRULE! CHECKSUM=B62D7F6C" ] || fail "app/banner_upper.txt built remotely holds '$out'"
+
+log "remote test: passing tests pass, the failing one is reported FAILED with its log"
+bazel_run test "${REMOTE[@]}" //... >"$TMP/test1.log" 2>&1 || { cat "$TMP/test1.log"; fail "remote bazel test failed"; }
+grep -q 'Executed 2 out of 2 tests: 2 tests pass' "$TMP/test1.log" || { cat "$TMP/test1.log"; fail "the two tests did not pass remotely"; }
+rc=0
+bazel_run test "${REMOTE[@]}" //tests:failing_test >"$TMP/fail.log" 2>&1 || rc=$?
+[ "$rc" -eq 3 ] || { cat "$TMP/fail.log"; fail "bazel test of the failing target exited $rc, expected 3"; }
+grep -Eq '//tests:failing_test +FAILED' "$TMP/fail.log" || { cat "$TMP/fail.log"; fail "failing_test was not reported FAILED"; }
+testlog="$WS/bazel-testlogs/tests/failing_test/test.log"
+[ -s "$testlog" ] || fail "failing_test has no test.log"
+grep -q 'this test fails on purpose' "$testlog" || { cat "$testlog"; fail "failing_test's log lacks its output"; }
+
+log "after bazel clean: no action runs, everything comes from the action cache"
+bazel_run clean >/dev/null 2>&1
+bazel_run build "${REMOTE[@]}" //... >"$TMP/build2.log" 2>&1 || { cat "$TMP/build2.log"; fail "cached build failed"; }
+log "$(bazel_processes "$TMP/build2.log")"
+[ "$(count "$TMP/build2.log" remote)" -eq 0 ] || fail "actions ran again after bazel clean: $(bazel_processes "$TMP/build2.log")"
+hits=$(count "$TMP/build2.log" 'remote cache hit')
+total=$(bazel_total "$TMP/build2.log")
+internal=$(count "$TMP/build2.log" internal)
+[ "$hits" -eq $((total - internal)) ] || fail "not every action was a cache hit: $(bazel_processes "$TMP/build2.log")"
+out=$("$WS/bazel-bin/app/hello")
+[ "$out" = "hello, cairn! checksum=22878f51" ] || fail "app/hello from the cache printed '$out'"
+
+stop_serve
+echo "it_bazel_exec: ok"
