@@ -21,6 +21,7 @@ typedef Build__Bazel__Remote__Execution__V2__Platform__Property property_pb;
 typedef struct exec_opts {
 	cas_opts cas;
 	const char *input_root;
+	const char *input_root_digest; /* use this root from the CAS instead of uploading input_root */
 	const char *platform; /* "k=v,k=v" */
 	const char *outputs;  /* "path,path" (output_paths) */
 	const char *env;      /* "K=V,K=V" */
@@ -86,7 +87,9 @@ static cairn_status upload_action(rpc_channel *ch, const exec_opts *o, int argc,
 	cairn_digest cmd_d, root;
 	cairn_digest_of(buf, len, &cmd_d);
 	cairn_status st = cas_upload_bytes(ch, &o->cas, buf, len, &cmd_d);
-	if (cairn_is_ok(&st))
+	if (cairn_is_ok(&st) && o->input_root_digest[0])
+		st = cairn_digest_parse_path(o->input_root_digest, strlen(o->input_root_digest), &root);
+	else if (cairn_is_ok(&st))
 		st = cas_upload_tree(ch, &o->cas, o->input_root, &root);
 	action_pb act = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION__INIT;
 	Build__Bazel__Remote__Execution__V2__Digest cmd_pb, root_pb;
@@ -228,10 +231,12 @@ int cmd_exec(int argc, char **argv)
 {
 	exec_opts o = {.cas = {.c = CLIENT_DEFAULTS, .compressor = "identity", .upload_id = "", .interrupt_after = -1,
 	                       .chunk_size = 1 << 20, .output = "", .as_digest = ""},
-	               .input_root = ".", .platform = "", .outputs = "", .env = "", .workdir = "", .wait = "", .cancel = ""};
+	               .input_root = ".", .input_root_digest = "", .platform = "", .outputs = "", .env = "", .workdir = "", .wait = "", .cancel = ""};
 	const cairn_flag flags[] = {
 		CLIENT_FLAGS(o.cas.c),
 		{"input_root", CAIRN_FLAG_STRING, &o.input_root, "directory uploaded as the action's input root"},
+		{"input_root_digest", CAIRN_FLAG_STRING, &o.input_root_digest,
+		 "use this Directory digest (hash/size) from the CAS as the input root instead of uploading one"},
 		{"platform", CAIRN_FLAG_STRING, &o.platform, "platform properties, k=v,k=v"},
 		{"outputs", CAIRN_FLAG_STRING, &o.outputs, "output paths to collect (files or directories), a,b"},
 		{"env", CAIRN_FLAG_STRING, &o.env, "environment variables, K=V,K=V"},

@@ -118,6 +118,8 @@ typedef struct exec_caps {
 	bool setuid;      /* can switch to the sandbox uids */
 	bool rdonly_root; /* mount_setattr can make the host's mounts read-only in the namespace */
 	bool proc_mount;  /* a fresh /proc can be mounted in the pid namespace */
+	bool userns;      /* not root: the namespaces come with a user namespace mapping cairn's uid */
+	char uid_map[32], gid_map[32];
 } exec_caps;
 void exec_isolation_probe(exec_caps *caps);
 

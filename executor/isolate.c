@@ -6,6 +6,10 @@
  *     (`unshare -m -p -i -n -u -f --mount-proc` too); a fresh /proc mounts in the pid namespace;
  *     tmpfs mounts, bind mounts and mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) work.
  *   - switching to an unprivileged uid (setresuid to 65536+slot): works.
+ *   - as an ordinary user (setpriv --reuid=65534): clone() with namespace flags fails (EPERM), but
+ *     CLONE_NEWUSER works (user.max_user_namespaces > 0), and inside a user namespace mapping the
+ *     user's own uid, mount/pid/ipc/net/uts namespaces, tmpfs and bind mounts work too. So a
+ *     non-root cairn runs actions with every namespace but as its own uid and with no cgroups.
  *   - cgroups are the hybrid layout: cgroup2 at /sys/fs/cgroup/unified with no controllers but
  *     cgroup.kill and cpu.stat; cpu and memory are v1 hierarchies (/sys/fs/cgroup/{cpu,memory}),
  *     where creating child groups and setting cpu.cfs_quota_us / memory.limit_in_bytes works and
@@ -77,11 +81,28 @@ static bool child_ok(pid_t pid)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-static bool probe_flags(unsigned long flags)
+/* In a new user namespace: maps cairn's own uid and gid to themselves (the one mapping an
+ * unprivileged process may write), which gives the process every capability inside it. */
+static bool write_id_maps(const exec_caps *c)
 {
-	pid_t pid = raw_clone(flags);
+	static const char *const files[3] = {"/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map"};
+	const char *data[3] = {"deny", c->uid_map, c->gid_map};
+	for (int i = 0; i < 3; i++) {
+		int fd = open(files[i], O_WRONLY | O_CLOEXEC);
+		bool ok = fd >= 0 && write(fd, data[i], strlen(data[i])) == (ssize_t)strlen(data[i]);
+		if (fd >= 0)
+			close(fd);
+		if (!ok && i > 0)
+			return false;
+	}
+	return true;
+}
+
+static bool probe_flags(const exec_caps *c, unsigned long flags)
+{
+	pid_t pid = raw_clone(flags | (c->userns ? CLONE_NEWUSER : 0));
 	if (pid == 0)
-		_exit(0);
+		_exit(!c->userns || write_id_maps(c) ? 0 : 1);
 	return child_ok(pid);
 }
 
@@ -94,11 +115,11 @@ static bool probe_setuid(void)
 	return child_ok(pid);
 }
 
-static bool probe_mounts(int what)
+static bool probe_mounts(const exec_caps *c, int what)
 {
-	pid_t pid = raw_clone(CLONE_NEWNS | (what == 2 ? CLONE_NEWPID : 0));
+	pid_t pid = raw_clone(CLONE_NEWNS | (what == 2 ? CLONE_NEWPID : 0) | (c->userns ? CLONE_NEWUSER : 0));
 	if (pid == 0) {
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		if ((c->userns && !write_id_maps(c)) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 			_exit(1);
 		if (what == 0)
 			_exit(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0 ? 0 : 1);
@@ -114,14 +135,24 @@ static bool probe_mounts(int what)
 void exec_isolation_probe(exec_caps *c)
 {
 	*c = (exec_caps){0};
-	c->mount_ns = probe_flags(CLONE_NEWNS) && probe_mounts(0);
-	c->pid_ns = probe_flags(CLONE_NEWPID);
-	c->ipc_ns = probe_flags(CLONE_NEWIPC);
-	c->net_ns = probe_flags(CLONE_NEWNET);
-	c->uts_ns = probe_flags(CLONE_NEWUTS);
+	snprintf(c->uid_map, sizeof c->uid_map, "%u %u 1", (unsigned)geteuid(), (unsigned)geteuid());
+	snprintf(c->gid_map, sizeof c->gid_map, "%u %u 1", (unsigned)getegid(), (unsigned)getegid());
 	c->setuid = probe_setuid();
-	c->rdonly_root = c->mount_ns && probe_mounts(1);
-	c->proc_mount = c->mount_ns && c->pid_ns && probe_mounts(2);
+	/* root gets the namespaces directly; anyone else may get them inside a user namespace */
+	if (!probe_flags(c, CLONE_NEWNS)) {
+		c->userns = true;
+		if (!probe_flags(c, CLONE_NEWNS))
+			c->userns = false;
+	}
+	c->mount_ns = probe_flags(c, CLONE_NEWNS) && probe_mounts(c, 0);
+	c->pid_ns = probe_flags(c, CLONE_NEWPID);
+	c->ipc_ns = probe_flags(c, CLONE_NEWIPC);
+	c->net_ns = probe_flags(c, CLONE_NEWNET);
+	c->uts_ns = probe_flags(c, CLONE_NEWUTS);
+	c->rdonly_root = c->mount_ns && probe_mounts(c, 1);
+	c->proc_mount = c->mount_ns && c->pid_ns && probe_mounts(c, 2);
+	if (c->userns && !c->mount_ns && !c->pid_ns && !c->net_ns)
+		c->userns = false;
 }
 
 /* ---- the child side (async-signal-safe only) -------------------------------------------------- */
@@ -286,8 +317,9 @@ static _Noreturn void run_command(const init_ctx *c)
 static _Noreturn void run_init(const init_ctx *c)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* init is a copy of cairn's memory: no ptrace, no /proc/1/mem */
 	arrange_fds(c);
+	if (c->flags & CLONE_NEWUSER && !write_id_maps(c->caps))
+		fail("map uids in the user namespace");
 	char go;
 	if (read(FD_SYNC, &go, 1) != 1)
 		_exit(125);
@@ -299,6 +331,9 @@ static _Noreturn void run_init(const init_ctx *c)
 		loopback_up();
 	if (c->flags & CLONE_NEWUTS)
 		sethostname("localhost", 9);
+	/* init is a copy of cairn's memory: no ptrace, no /proc/1/mem for the action (this also makes
+	 * /proc/self of init root's, hence after the uid maps and mounts) */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	pid_t cmd = raw_clone(0);
 	if (cmd < 0)
 		fail("fork the command");
@@ -400,7 +435,7 @@ static void wait_for(run_state *rs, const exec_spawn *sp)
 
 static unsigned long clone_flags(const exec_caps *caps, const exec_spawn *sp)
 {
-	unsigned long f = 0;
+	unsigned long f = caps->userns ? CLONE_NEWUSER : 0;
 	if (caps->mount_ns)
 		f |= CLONE_NEWNS;
 	if (caps->pid_ns)

@@ -239,7 +239,8 @@ static void describe_isolation(executor *ex, char *missing, size_t cap)
 		id = (uint32_t)cairn_now_ns();
 	snprintf(name, sizeof name, "cairn-exec-%d-%08x", (int)getpid(), id); /* one per executor */
 	exec_cgroups_probe(name, &ex->cg, cg, sizeof cg);
-	snprintf(ex->summary, sizeof ex->summary, "namespaces=%s%s%s%s%s%s uid=%s %s", c->mount_ns ? "mount," : "",
+	snprintf(ex->summary, sizeof ex->summary, "namespaces=%s%s%s%s%s%s%s uid=%s %s", c->userns ? "user," : "",
+	         c->mount_ns ? "mount," : "",
 	         c->pid_ns ? "pid," : "", c->ipc_ns ? "ipc," : "", c->net_ns ? "net," : "", c->uts_ns ? "uts" : "",
 	         c->mount_ns || c->pid_ns || c->ipc_ns || c->net_ns || c->uts_ns ? "" : "none",
 	         c->setuid ? "per-slot" : "cairn's", cg);

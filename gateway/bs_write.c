@@ -155,7 +155,8 @@ static void on_message(rpc_call *call, void *arg, bool ok, const uint8_t *data, 
 		rpc_call_finish(w->call, &st, NULL, NULL, 0, NULL, NULL);
 		return;
 	}
-	w->msg = google__bytestream__write_request__unpack(NULL, len, data);
+	if (rpc_strings_valid(&google__bytestream__write_request__descriptor, data, len))
+		w->msg = google__bytestream__write_request__unpack(NULL, len, data);
 	if (!w->msg)
 		return fail(w, cairn_err(CAIRN_INVALID_ARGUMENT, "malformed WriteRequest"));
 	cairn_status st = w->up ? cairn_ok() : attach(w);

@@ -4,32 +4,35 @@
 #include <signal.h>
 #include <string.h>
 
-#define MAX_FLAGS 16
+#define MAX_FLAGS 20
 
 typedef struct subcommand {
 	const char *name;
 	int (*run)(const bench_opts *o);
 	const char *what;
-	const char *flags; /* names of the flags it reads besides remote, instance, timeout; space-separated */
+	const char *flags; /* names of the flags it reads, space-separated */
 	bench_opts defaults; /* only the fields it reads matter */
 } subcommand;
 
 static const subcommand subcommands[] = {
 	{"upload", bench_upload, "one blob through ByteStream Write, MB/s per run and the median",
-	 "size chunk repeat file seed", {.size = 1 << 30, .chunk = 1 << 20, .repeat = 3, .seed = 1}},
+	 "remote instance timeout size chunk repeat file seed", {.size = 1 << 30, .chunk = 1 << 20, .repeat = 3, .seed = 1}},
 	{"download", bench_download,
 	 "one blob through ByteStream Read; MB/s verified (SHA-256 on the client) and unverified, alternating",
-	 "size repeat file seed", {.size = 1 << 30, .repeat = 3, .seed = 1}},
+	 "remote instance timeout size repeat file seed", {.size = 1 << 30, .repeat = 3, .seed = 1}},
 	{"batch-upload", bench_batch_upload,
 	 "clients with a channel each send BatchUpdateBlobs of fresh blobs; blobs/s and call latency",
-	 "blob_size per_call clients seconds", {.blob_size = 4096, .per_call = 100, .clients = 8, .seconds = 10}},
+	 "remote instance timeout blob_size per_call clients seconds", {.blob_size = 4096, .per_call = 100, .clients = 8, .seconds = 10}},
 	{"find-missing", bench_find_missing,
 	 "FindMissingBlobs over a mix of present and missing digests; digests/s and call latency",
-	 "digests present repeat blob_size", {.digests = 10000, .present = 5000, .repeat = 20, .blob_size = 256}},
+	 "remote instance timeout digests present repeat blob_size", {.digests = 10000, .present = 5000, .repeat = 20, .blob_size = 256}},
 	{"ac-get", bench_ac_get, "GetActionResult hits from several clients; req/s and latency",
-	 "entries clients seconds blob_size", {.entries = 1000, .clients = 4, .seconds = 10, .blob_size = 128}},
+	 "remote instance timeout entries clients seconds blob_size", {.entries = 1000, .clients = 4, .seconds = 10, .blob_size = 128}},
 	{"loopback", bench_loopback, "the reference: a raw TCP copy over 127.0.0.1 between two threads, MB/s",
 	 "size chunk repeat", {.size = 1 << 30, .chunk = 1 << 20, .repeat = 3}},
+	{"fs-create", bench_fs_create,
+	 "the reference for small blobs: files stored as cachefs stores a blob (create, write, rename), files/s",
+	 "dir files blob_size seconds", {.files = 20000, .blob_size = 4096, .seconds = 10}},
 };
 #define NSUB (sizeof subcommands / sizeof subcommands[0])
 
@@ -47,17 +50,19 @@ static size_t all_flags(bench_opts *o, cairn_flag *out)
 		{"blob_size", CAIRN_FLAG_SIZE, &o->blob_size, "bytes per small blob"},
 		{"per_call", CAIRN_FLAG_INT, &o->per_call, "blobs per BatchUpdateBlobs call"},
 		{"clients", CAIRN_FLAG_INT, &o->clients, "client threads, each with its own channel"},
-		{"seconds", CAIRN_FLAG_DURATION, &o->seconds, "how long the clients run"},
+		{"seconds", CAIRN_FLAG_DURATION, &o->seconds, "how long to run"},
 		{"digests", CAIRN_FLAG_INT, &o->digests, "digests per FindMissingBlobs call"},
 		{"present", CAIRN_FLAG_INT, &o->present, "how many of them are uploaded first"},
 		{"entries", CAIRN_FLAG_INT, &o->entries, "action results stored before reading them"},
+		{"dir", CAIRN_FLAG_STRING, &o->dir, "directory on the file system to measure"},
+		{"files", CAIRN_FLAG_INT, &o->files, "most files to create"},
 	};
 	size_t n = sizeof all / sizeof all[0];
 	memcpy(out, all, sizeof all);
 	return n;
 }
 
-/* The common flags plus the subcommand's own, in a table for cairn_flags_parse. */
+/* The subcommand's flags, in a table for cairn_flags_parse. */
 static size_t sub_flags(const subcommand *sc, bench_opts *o, cairn_flag *out)
 {
 	cairn_flag all[MAX_FLAGS];
@@ -65,14 +70,13 @@ static size_t sub_flags(const subcommand *sc, bench_opts *o, cairn_flag *out)
 	for (size_t i = 0; i < n; i++) {
 		const char *name = all[i].name;
 		size_t len = strlen(name);
-		bool common = i < 3;
 		const char *p = sc->flags;
 		bool mine = false;
 		while (!mine && (p = strstr(p, name))) {
 			mine = (p == sc->flags || p[-1] == ' ') && (p[len] == 0 || p[len] == ' ');
 			p += len;
 		}
-		if (common || mine)
+		if (mine)
 			out[k++] = all[i];
 	}
 	return k;
@@ -94,6 +98,7 @@ static int run_subcommand(const subcommand *sc, int argc, char **argv)
 	o.remote = "grpc://127.0.0.1:8980";
 	o.instance = "";
 	o.file = "";
+	o.dir = "";
 	o.timeout = 3600;
 	cairn_flag flags[MAX_FLAGS];
 	size_t nf = sub_flags(sc, &o, flags);

@@ -10,7 +10,8 @@
  *
  * Pieces: bench.c parses flags and dispatches; bench_util.c holds the random generator, statistics,
  * blob sets and the multi-client driver; bench_stream.c ByteStream upload/download and the raw TCP
- * loopback reference; bench_cas.c BatchUpdateBlobs and FindMissingBlobs; bench_ac.c the ActionCache.
+ * loopback reference; bench_cas.c BatchUpdateBlobs and FindMissingBlobs; bench_ac.c the ActionCache;
+ * bench_fs.c the file-system reference of the small-blob figures.
  */
 #ifndef CAIRN_PERF_BENCH_H
 #define CAIRN_PERF_BENCH_H
@@ -30,6 +31,7 @@ typedef struct bench_opts {
 	const char *remote;
 	const char *instance;
 	const char *file;  /* upload/download: take the blob from this file instead of generating it */
+	const char *dir;   /* fs-create: where to make its files */
 	int64_t timeout;   /* seconds, per call */
 	int64_t size;      /* upload/download/loopback: bytes */
 	int64_t chunk;     /* upload: bytes per WriteRequest; loopback: bytes per send/recv */
@@ -42,6 +44,7 @@ typedef struct bench_opts {
 	int64_t digests;
 	int64_t present;
 	int64_t entries;
+	int64_t files;
 } bench_opts;
 
 /* ---- subcommands: 0 on success, 1 when a call failed or an answer was wrong ---- */
@@ -52,6 +55,7 @@ int bench_loopback(const bench_opts *o);
 int bench_batch_upload(const bench_opts *o);
 int bench_find_missing(const bench_opts *o);
 int bench_ac_get(const bench_opts *o);
+int bench_fs_create(const bench_opts *o);
 
 /* ---- random data ---- */
 

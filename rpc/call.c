@@ -142,6 +142,8 @@ const uint8_t *rpc_call_request(rpc_call *c, size_t *len)
 
 void *rpc_call_unpack(rpc_call *c, const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len)
 {
+	if (!rpc_strings_valid(desc, data, len))
+		return NULL;
 	ProtobufCAllocator al = rpc_arena_allocator(c->arena);
 	return protobuf_c_message_unpack(desc, &al, len, data);
 }

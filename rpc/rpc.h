@@ -71,7 +71,10 @@ typedef void (*rpc_recv_cb)(rpc_call *call, void *arg, bool ok, const uint8_t *d
 
 /* The pre-read request of a unary or server-streaming call; NULL if the client sent none. */
 const uint8_t *rpc_call_request(rpc_call *call, size_t *len);
-/* Decodes bytes into a message allocated in the call's arena; NULL if malformed. */
+/* True if every string field of the encoded message (nested ones too) is UTF-8 without NUL. */
+bool rpc_strings_valid(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len);
+/* Decodes bytes into a message allocated in the call's arena; NULL if malformed (including strings
+ * that are not UTF-8 or hold a NUL). */
 void *rpc_call_unpack(rpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len);
 /* Decodes the pre-read request; NULL if missing or malformed. */
 void *rpc_call_unpack_request(rpc_call *call, const ProtobufCMessageDescriptor *desc);

@@ -177,7 +177,9 @@ static void init_args(const rpc_server_config *cfg, grpc_arg *args, grpc_channel
 	args[2] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
 	                     .value.integer = 10000};
 	args[3] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PING_STRIKES, .value.integer = 0};
-	ca->num_args = 4;
+	/* gRPC sets SO_REUSEPORT by default: a second server on the same port would silently share it */
+	args[4] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
+	ca->num_args = 5;
 	ca->args = args;
 }
 
@@ -225,7 +227,7 @@ cairn_status rpc_server_start(const rpc_server_config *cfg, const rpc_method *me
 	rpc_server *srv = cairn_xcalloc(1, sizeof *srv);
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->cv, NULL);
-	grpc_arg args[4];
+	grpc_arg args[5];
 	grpc_channel_args ca;
 	init_args(cfg, args, &ca);
 	srv->server = grpc_server_create(&ca, NULL);

@@ -51,6 +51,15 @@ def generate_protos(src, out):
     sys.path.insert(0, out)
 
 
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def digest_of(data):
     return hashlib.sha256(data).hexdigest(), len(data)
 
@@ -422,11 +431,16 @@ def read_cases(t, present):
         "upload-name": (f"uploads/{uuid.uuid4()}/blobs/{h}/{s}", "uploads"),
         "upper-case-hash": (f"blobs/{h.upper()}/{s}", "lowercase"),
         "too-long": ("i/" * 3000 + f"blobs/{h}/{s}", "bytes"),
-        "nul-byte": (f"blobs/{h}/{s}\x00junk", "nul"),
     }
     for kind, (name, word) in names.items():
         t.run_case(f"Read-name-{kind}", lambda: t.expect(f"Read-name-{kind}", t.read(name), "INVALID_ARGUMENT",
                                                           "resource name", word))
+    # bytes a C string cannot carry whole, or that are not text: refused, not cut short or passed on
+    t.run_case("Read-name-nul-byte", lambda: t.expect(
+        "Read-name-nul-byte", t.read(f"blobs/{h}/{s}\x00junk"), "INVALID_ARGUMENT"))
+    raw = b"\xff\xfe/" + f"blobs/{h}/{s}".encode()  # an instance name that is not UTF-8
+    t.run_case("Read-name-invalid-utf8", lambda: t.expect(
+        "Read-name-invalid-utf8", t.server_stream(BS + "Read", b"\x0a" + varint(len(raw)) + raw), "INVALID_ARGUMENT"))
     name = f"blobs/{h}/{s}"
     t.run_case("Read-offset-past-end", lambda: t.expect("Read-offset-past-end", t.read(name, offset=s + 1), "OUT_OF_RANGE", "read_offset"))
     t.run_case("Read-offset-negative", lambda: t.expect("Read-offset-negative", t.read(name, offset=-1), "OUT_OF_RANGE", "read_offset"))

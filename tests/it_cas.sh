@@ -142,7 +142,7 @@ for mode in bytestream batch; do
 	dir=$TMP/$mode
 	mkdir -p "$dir"
 	: >"$dir/zero"
-	head -c 1 /dev/urandom >"$dir/one"
+	if [ $mode = batch ]; then printf B; else printf S; fi >"$dir/one" # one byte, another in each mode
 	head -c 100K /dev/urandom >"$dir/100k"
 	head -c 5M /dev/urandom >"$dir/5m"
 	files=("$dir/zero" "$dir/one" "$dir/100k" "$dir/5m")

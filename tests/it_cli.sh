@@ -89,6 +89,15 @@ run_bounded 30 "$CAIRN" serve --help
 for flag in public_port data_dir cas_max_size cas_hard_limit cas_min_age ac_max_size fsync max_message_size threads log_level; do
 	grep -Eq -- "^ +--$flag=[^ ]+ +[^ ]" "$TMP/out" || fail "serve --help lacks --$flag=DEFAULT and its help: $(cat "$TMP/out")"
 done
+# every flag line is "--name=DEFAULT  help", and the default it shows is a value the flag accepts
+grep -E -- '^ +--' "$TMP/out" >"$TMP/flags"
+[ -s "$TMP/flags" ] || fail "serve --help lists no flags"
+while read -r setting _; do
+	grep -Eq -- "^ +$setting +[^ ]" "$TMP/flags" && [[ $setting =~ ^--[a-z_]+=[^\ ]*$ ]] ||
+		fail "serve --help line '$setting' is not --name=DEFAULT followed by its help"
+	"$CAIRN" serve "$setting" --help >/dev/null 2>"$TMP/err" ||
+		fail "cairn serve refuses the default its --help shows: $setting: $(cat "$TMP/err")"
+done <"$TMP/flags"
 # the defaults the README documents
 grep -Eq -- '--public_port=8980 ' "$TMP/out" || fail "serve --help does not give 8980 as the port"
 grep -Eq -- '--data_dir=\./cairn-data ' "$TMP/out" || fail "serve --help does not give ./cairn-data as the data dir"

@@ -266,6 +266,22 @@ static void stop_with_a_call_in_flight(void **state)
 	setup(NULL); /* a fresh server and channel for teardown */
 }
 
+static void string_fields_are_checked(void **state)
+{
+	(void)state;
+	const ProtobufCMessageDescriptor *d = REQ_DESC; /* resource_name = 1, a string */
+	assert_true(rpc_strings_valid(d, (const uint8_t *)"\x0a\x03" "abc", 5));
+	assert_true(rpc_strings_valid(d, (const uint8_t *)"\x0a\x02\xc3\xa9", 4)); /* é */
+	assert_true(rpc_strings_valid(d, (const uint8_t *)"", 0));
+	assert_false(rpc_strings_valid(d, (const uint8_t *)"\x0a\x03" "a\0c", 5));  /* NUL */
+	assert_false(rpc_strings_valid(d, (const uint8_t *)"\x0a\x02\xc3\x28", 4)); /* bad continuation */
+	assert_false(rpc_strings_valid(d, (const uint8_t *)"\x0a\x02\xc0\x80", 4)); /* overlong NUL */
+	assert_false(rpc_strings_valid(d, (const uint8_t *)"\x0a\x03\xed\xa0\x80", 5)); /* surrogate */
+	assert_false(rpc_strings_valid(d, (const uint8_t *)"\x0a\x09" "abc", 5));    /* truncated */
+	/* unknown fields are skipped whatever they hold */
+	assert_true(rpc_strings_valid(d, (const uint8_t *)"\x12\x01\xff\x18\x05", 5));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +293,7 @@ int main(void)
 		cmocka_unit_test(unknown_method_is_unimplemented),
 		cmocka_unit_test(oversized_message_is_refused),
 		cmocka_unit_test(stop_with_a_call_in_flight),
+		cmocka_unit_test(string_fields_are_checked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
