@@ -150,6 +150,8 @@ int cmd_cas(int argc, char **argv)
 	char **args = argv + 1;
 	if (strcmp(o.compressor, "identity") && strcmp(o.compressor, "zstd"))
 		return fprintf(stderr, "cairn cas: --compressor must be identity or zstd\n"), 2;
+	if (o.batch && (o.offset || o.limit))
+		return fprintf(stderr, "cairn cas: --offset and --limit need ByteStream, not --batch\n"), 2;
 	if (o.chunk_size <= 0 || o.chunk_size > (3 << 20))
 		return fprintf(stderr, "cairn cas: --chunk_size must be between 1 and 3M\n"), 2;
 	bool known = !strcmp(sub, "put") || !strcmp(sub, "get") || !strcmp(sub, "missing") || !strcmp(sub, "tree");

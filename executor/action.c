@@ -29,7 +29,8 @@ static cairn_status fetch_message(exec_job *j, const cairn_digest *d, const char
 	cairn_status st = s->get_bytes(s->ctx, d, EXEC_MAX_MESSAGE, &data, &len);
 	if (st.code == CAIRN_NOT_FOUND) {
 		exec_add_missing(j, d);
-		return cairn_err(CAIRN_FAILED_PRECONDITION, "the %s %s is not in the CAS", what, cairn_digest_str(d, buf));
+		return cairn_err(CAIRN_FAILED_PRECONDITION, "the %s %s is not in the CAS", what,
+		                 cairn_digest_str(d, buf));
 	}
 	if (!cairn_is_ok(&st))
 		return st;
@@ -37,7 +38,8 @@ static cairn_status fetch_message(exec_job *j, const cairn_digest *d, const char
 	*out = protobuf_c_message_unpack(desc, &al, len, data);
 	free(data);
 	if (!*out)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "blob %s is not a valid %s message", cairn_digest_str(d, buf), what);
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "blob %s is not a valid %s message",
+		                 cairn_digest_str(d, buf), what);
 	return cairn_ok();
 }
 
@@ -56,8 +58,10 @@ static cairn_status timeout_of(exec_job *j, int64_t *out)
 	/* the spec: a timeout longer than the server's maximum MUST be rejected, not shortened, so that a
 	 * cached result never hides a timeout that is too short */
 	if (c->max_timeout_ns > 0 && ns > c->max_timeout_ns)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "the action's timeout of %" PRId64 "s is longer than this server's "
-		                 "maximum of %" PRId64 "s", ns / 1000000000, c->max_timeout_ns / 1000000000);
+		return cairn_err(CAIRN_INVALID_ARGUMENT,
+		                 "the action's timeout of %" PRId64 "s is longer than this server's "
+		                 "maximum of %" PRId64 "s",
+		                 ns / 1000000000, c->max_timeout_ns / 1000000000);
 	*out = ns ? ns : c->max_timeout_ns;
 	return cairn_ok();
 }
@@ -65,8 +69,9 @@ static cairn_status timeout_of(exec_job *j, int64_t *out)
 static cairn_status add_outputs(exec_job *j, char **paths, size_t n, int kind, size_t *cap)
 {
 	for (size_t i = 0; i < n; i++) {
-		cairn_status st = exec_relpath_check(kind == OUT_FILE ? "output file" : kind == OUT_DIR ? "output directory"
-		                                                                                        : "output path",
+		cairn_status st = exec_relpath_check(kind == OUT_FILE  ? "output file"
+		                                     : kind == OUT_DIR ? "output directory"
+		                                                       : "output path",
 		                                     paths[i], kind != OUT_FILE);
 		if (!cairn_is_ok(&st))
 			return st;
@@ -92,7 +97,8 @@ static cairn_status check_command(exec_job *j)
 	for (size_t i = 0; i < c->n_environment_variables; i++) {
 		const char *name = c->environment_variables[i]->name;
 		if (!name[0] || strchr(name, '='))
-			return cairn_err(CAIRN_INVALID_ARGUMENT, "environment variable name '%.80s' is empty or has '='", name);
+			return cairn_err(CAIRN_INVALID_ARGUMENT,
+			                 "environment variable name '%.80s' is empty or has '='", name);
 	}
 	cairn_status st = exec_relpath_check("working directory", c->working_directory, true);
 	size_t cap = 0;
@@ -111,16 +117,19 @@ static cairn_status check_command(exec_job *j)
 		else if (!strcmp(p, "mtime"))
 			j->node_mtime = true;
 		else
-			st = cairn_err(CAIRN_INVALID_ARGUMENT, "output node property '%.80s' is not supported (unix_mode and "
-			               "mtime are)", p);
+			st = cairn_err(CAIRN_INVALID_ARGUMENT,
+			               "output node property '%.80s' is not supported (unix_mode and "
+			               "mtime are)",
+			               p);
 	}
 	return st;
 }
 
 static cairn_status load(exec_job *j, cairn_digest *input_root, int64_t *timeout_ns)
 {
-	cairn_status st = fetch_message(j, &j->action_digest, "Action", &build__bazel__remote__execution__v2__action__descriptor,
-	                                (void **)&j->action);
+	cairn_status st =
+	        fetch_message(j, &j->action_digest, "Action",
+	                      &build__bazel__remote__execution__v2__action__descriptor, (void **)&j->action);
 	if (!cairn_is_ok(&st))
 		return st;
 	cairn_digest cmd;
@@ -160,11 +169,14 @@ static cairn_status make_output_parents(exec_job *j)
 	for (size_t i = 0; rc == 0 && i < j->noutputs; i++) {
 		const char *p = j->outputs[i].path, *slash = strrchr(p, '/');
 		if (slash)
-			rc = exec_mkdirs_beneath(j->root_fd, exec_join(j->arena, wd, cairn_arena_strndup(j->arena, p, (size_t)(slash - p))),
-			                         j->uid);
+			rc = exec_mkdirs_beneath(
+			        j->root_fd,
+			        exec_join(j->arena, wd, cairn_arena_strndup(j->arena, p, (size_t)(slash - p))),
+			        j->uid);
 	}
 	if (rc == -ENOTDIR || rc == -ELOOP || rc == -EEXIST)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "an output's parent or the working directory is an input file or symlink");
+		return cairn_err(CAIRN_INVALID_ARGUMENT,
+		                 "an output's parent or the working directory is an input file or symlink");
 	return rc ? cairn_errno(-rc, "cannot create the parents of the outputs") : cairn_ok();
 }
 
@@ -180,7 +192,8 @@ static void build_exec_args(exec_job *j, exec_spawn *sp)
 	char **envp = cairn_arena_alloc(a, (c->n_environment_variables + 1) * sizeof *envp);
 	const char *path = DEFAULT_PATH;
 	for (size_t i = 0; i < c->n_environment_variables; i++) {
-		const Build__Bazel__Remote__Execution__V2__Command__EnvironmentVariable *e = c->environment_variables[i];
+		const Build__Bazel__Remote__Execution__V2__Command__EnvironmentVariable *e =
+		        c->environment_variables[i];
 		size_t n = strlen(e->name) + strlen(e->value) + 2;
 		envp[i] = cairn_arena_alloc(a, n);
 		snprintf(envp[i], n, "%s=%s", e->name, e->value);
@@ -216,16 +229,25 @@ static void build_exec_args(exec_job *j, exec_spawn *sp)
 static cairn_status run(exec_job *j, int64_t timeout_ns, exec_run *r, exec_cg_stats *cgs)
 {
 	executor *ex = j->ex;
-	char *out_path = exec_join(j->arena, j->job_dir, "stdout"), *err_path = exec_join(j->arena, j->job_dir, "stderr");
-	exec_spawn sp = {.root = j->root_dir, .cwd = j->command->working_directory, .uid = (uid_t)j->uid,
-	                 .gid = (gid_t)j->uid, .drop_uid = j->uid >= 0, .network = j->limits.network,
-	                 .work_dir = ex->work_dir, .hidden_dirs = (const char *const *)ex->hidden_dirs,
-	                 .timeout_ns = timeout_ns, .cancel = j->cancel, .stopping = &ex->stop_flag};
+	char *out_path = exec_join(j->arena, j->job_dir, "stdout"),
+	     *err_path = exec_join(j->arena, j->job_dir, "stderr");
+	exec_spawn sp = {.root = j->root_dir,
+	                 .cwd = j->command->working_directory,
+	                 .uid = (uid_t)j->uid,
+	                 .gid = (gid_t)j->uid,
+	                 .drop_uid = j->uid >= 0,
+	                 .network = j->limits.network,
+	                 .work_dir = ex->work_dir,
+	                 .hidden_dirs = (const char *const *)ex->hidden_dirs,
+	                 .timeout_ns = timeout_ns,
+	                 .cancel = j->cancel,
+	                 .stopping = &ex->stop_flag};
 	build_exec_args(j, &sp);
 	sp.stdout_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	sp.stderr_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	cairn_status st = sp.stdout_fd < 0 || sp.stderr_fd < 0 ? cairn_errno(errno, "cannot create stdout/stderr files")
-	                                                       : cairn_ok();
+	cairn_status st = sp.stdout_fd < 0 || sp.stderr_fd < 0
+	                          ? cairn_errno(errno, "cannot create stdout/stderr files")
+	                          : cairn_ok();
 	exec_cg_job cg = {0};
 	char name[64];
 	snprintf(name, sizeof name, "job-%zu-%" PRIu64, j->slot->index, j->seq);
@@ -272,8 +294,8 @@ static cairn_status store_log(exec_job *j, const char *name, re_digest **out)
 	struct stat st;
 	int64_t max = j->ex->cfg.max_output_size;
 	if (max > 0 && stat(path, &st) == 0 && st.st_size > max) {
-		LOG_WARN(EXEC_LOG, "%s cut to max_output_size, result not cacheable action_seq=%" PRIu64 " size=%lld", name,
-		         j->seq, (long long)st.st_size);
+		LOG_WARN(EXEC_LOG, "%s cut to max_output_size, result not cacheable action_seq=%" PRIu64 " size=%lld",
+		         name, j->seq, (long long)st.st_size);
 		if (truncate(path, max) == 0)
 			j->cacheable = false;
 	}
@@ -358,7 +380,8 @@ void exec_job_run(exec_job *j, runner_outcome *out)
 	if (cairn_is_ok(&st))
 		st = make_result(j, &r, &cgs);
 	if (cairn_is_ok(&st) && r.timed_out)
-		st = cairn_err(CAIRN_DEADLINE_EXCEEDED, "the action ran longer than its timeout of %.3fs and was killed",
+		st = cairn_err(CAIRN_DEADLINE_EXCEEDED,
+		               "the action ran longer than its timeout of %.3fs and was killed",
 		               (double)timeout_ns / 1e9);
 	out->st = st;
 	if (j->packed && (cairn_is_ok(&st) || st.code == CAIRN_DEADLINE_EXCEEDED)) {
@@ -371,7 +394,8 @@ void exec_job_run(exec_job *j, runner_outcome *out)
 		out->nmissing = j->nmissing;
 	}
 	if (!cairn_is_ok(&st) && st.code != CAIRN_DEADLINE_EXCEEDED)
-		LOG_DEBUG(EXEC_LOG, "action failed slot=%zu seq=%" PRIu64 " err=%s", j->slot->index, j->seq, cairn_status_str(&st));
+		LOG_DEBUG(EXEC_LOG, "action failed slot=%zu seq=%" PRIu64 " err=%s", j->slot->index, j->seq,
+		          cairn_status_str(&st));
 }
 
 void exec_job_cleanup(exec_job *j)

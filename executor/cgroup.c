@@ -3,9 +3,10 @@
  *
  * cgroup v2 is the design: this process's group gets a child `cairn-exec-<pid>-<id>` with the cpu
  * and memory controllers enabled, and each action a leaf `job-<slot>-<seq>` under it with cpu.max
- * and memory.max. Groups left by a cairn that died (its pid no longer runs) are removed at start. The "no internal processes" rule forbids enabling controllers for the children of a
- * non-root group that holds processes, so when enabling fails with EBUSY cairn moves itself into
- * a leaf `cairn-self-<pid>` first (as systemd's Delegate=yes expects).
+ * and memory.max. Groups left by a cairn that died (its pid no longer runs) are removed at start.
+ * The "no internal processes" rule forbids enabling controllers for the children of a non-root
+ * group that holds processes, so when enabling fails with EBUSY cairn moves itself into a leaf
+ * `cairn-self-<pid>` first (as systemd's Delegate=yes expects).
  *
  * Many machines still run the hybrid layout (systemd's legacy mode, and the VM this was written on):
  * cgroup2 is mounted at /sys/fs/cgroup/unified with no controllers, cpu and memory are v1
@@ -220,10 +221,15 @@ void exec_cgroups_probe(const char *name, exec_cgroups **out, char *summary, siz
 		if (n > 0 && strlen(base) < sizeof base - 1 && (mkdir(base, 0755) == 0 || errno == EEXIST))
 			cg->dirs[k] = cairn_xstrdup(base);
 	}
-	const char *v2 = !cg->dirs[CG_V2] ? "" : cg->v2_cpu && cg->v2_mem ? "v2(cpu,memory)" : cg->v2_cpu ? "v2(cpu)"
-	                                                 : cg->v2_mem ? "v2(memory)" : "v2(kill,accounting)";
-	const char *v1 = cg->dirs[CG_V1_CPU] && cg->dirs[CG_V1_MEM] ? "v1(cpu,memory)" : cg->dirs[CG_V1_CPU] ? "v1(cpu)"
-	                 : cg->dirs[CG_V1_MEM] ? "v1(memory)" : "";
+	const char *v2 = !cg->dirs[CG_V2]           ? ""
+	                 : cg->v2_cpu && cg->v2_mem ? "v2(cpu,memory)"
+	                 : cg->v2_cpu               ? "v2(cpu)"
+	                 : cg->v2_mem               ? "v2(memory)"
+	                                            : "v2(kill,accounting)";
+	const char *v1 = cg->dirs[CG_V1_CPU] && cg->dirs[CG_V1_MEM] ? "v1(cpu,memory)"
+	                 : cg->dirs[CG_V1_CPU]                      ? "v1(cpu)"
+	                 : cg->dirs[CG_V1_MEM]                      ? "v1(memory)"
+	                                                            : "";
 	snprintf(summary, cap, "cgroup=%s%s%s%s", v2, v2[0] && v1[0] ? "+" : "", v1, v2[0] || v1[0] ? "" : "none");
 	*out = cg;
 }
@@ -265,7 +271,7 @@ static cairn_status set_limits(exec_cgroups *cg, int k, const char *dir, const e
 	if (k == CG_V2 && cg->v2_mem && lim->memory > 0 && cairn_is_ok(&st)) {
 		snprintf(v, sizeof v, "%lld", (long long)lim->memory);
 		st = limit(dir, "memory.max", v);
-		write_file(dir, "memory.swap.max", "0"); /* absent without swap accounting: fine */
+		write_file(dir, "memory.swap.max", "0");  /* absent without swap accounting: fine */
 		write_file(dir, "memory.oom.group", "1"); /* an OOM kill takes the whole action */
 	}
 	if (k == CG_V1_CPU && lim->cpu > 0) {

@@ -6,12 +6,15 @@
  * `runner` (common.h). Each slot is a thread; a job on a slot:
  *   1. reads the Action and Command from the CAS and checks them (paths inside the exec root, sizes);
  *   2. materialises the input root in a fresh exec root: directories created, files hard-linked
- *      read-only from the local CAS (storage.pin_path), executables marked, symlinks checked not to
- *      escape the root; missing blobs are collected and reported as MISSING preconditions;
+ *      read-only from the local CAS (storage.pin_path), executables hard-linked to one shared 0555
+ *      copy per blob (inputs.c), symlinks checked not to escape the root; missing blobs are
+ *      collected and reported as MISSING preconditions;
  *   3. runs the command in its own mount, PID, IPC and network namespaces (network only with the
  *      `network=on` property — name chosen here; see the header of isolate.c), as an unprivileged uid,
  *      in a cgroup v2 group with cpu.max from the `cpu` property and memory.max from `memory`; the
- *      timeout kills the whole process group; stdout and stderr go to files;
+ *      timeout kills the whole process group; stdout and stderr go to files. In its mount namespace
+ *      the action sees the host read-only, work_dir and hidden_dirs empty, a private /tmp, and its
+ *      exec root (writable) at /tmp/execroot;
  *   4. stores stdout, stderr and the declared outputs (files, directories as Tree messages, symlinks)
  *      in the CAS (storage.put_file / put_bytes) and builds the packed ActionResult with
  *      ExecutedActionMetadata (worker id, every timestamp) and the resource usage (CPU user/sys, peak
@@ -42,7 +45,8 @@ typedef struct executor_storage {
 } executor_storage;
 
 typedef struct executor_config {
-	const char *work_dir;      /* exec roots are created under here */
+	const char *work_dir;      /* exec roots are created under here: the executor's alone, on the CAS's
+	                            * file system (inputs are hard links); relative paths are made absolute */
 	const char *worker_config; /* "COUNT*key=value,…;COUNT*…" pools; NULL or "" means `executors` default slots */
 	int executors;             /* slots of the default pool when worker_config is empty */
 	const char *worker_id;     /* reported in ExecutedActionMetadata.worker */

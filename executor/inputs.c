@@ -95,8 +95,10 @@ static void unpin(exec_job *j, const cairn_digest *d) { j->ex->cfg.storage.unpin
 static void warn_copy_once(exec_job *j, int err)
 {
 	if (!atomic_exchange(&j->ex->warned_copy, true))
-		LOG_WARN(EXEC_LOG, "inputs are copied, not hard-linked, from the CAS (slower) err=%s; put work_dir on the "
-		         "CAS's file system", strerror(err));
+		LOG_WARN(EXEC_LOG,
+		         "inputs are copied, not hard-linked, from the CAS (slower) err=%s; put work_dir on the "
+		         "CAS's file system",
+		         strerror(err));
 }
 
 /* A private copy of a CAS blob, owned by the action. */
@@ -141,7 +143,8 @@ static void xcache_sweep(executor *ex)
 	struct dirent *e;
 	struct stat st;
 	while ((e = readdir(d)))
-		if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink == 1)
+		if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_nlink == 1)
 			unlinkat(dirfd(d), e->d_name, 0);
 	closedir(d);
 	ex->xcache_added = 0;
@@ -168,7 +171,8 @@ static cairn_status link_executable(exec_job *j, const cairn_digest *d, int dirf
 		return st;
 	/* the copy is made outside the lock (it may be large); the rename and link inside, so a sweep
 	 * never sees the new copy with no link yet */
-	snprintf(tmp, sizeof tmp, "%s/.tmp-%zu-%llu", ex->xcache_dir, j->slot->index, (unsigned long long)++j->tmp_seq);
+	snprintf(tmp, sizeof tmp, "%s/.tmp-%zu-%llu", ex->xcache_dir, j->slot->index,
+	         (unsigned long long)++j->tmp_seq);
 	int src = open(src_path, O_RDONLY | O_CLOEXEC);
 	rc = src < 0 ? errno : -exec_copy_file(src, AT_FDCWD, tmp, 0555);
 	if (src >= 0)
@@ -242,7 +246,8 @@ static cairn_status fetch_dir(exec_job *j, const cairn_digest *d, re_directory *
 	free(data);
 	if (!*out) {
 		char buf[CAIRN_DIGEST_STR_MAX];
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "input blob %s is not a Directory message", cairn_digest_str(d, buf));
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "input blob %s is not a Directory message",
+		                 cairn_digest_str(d, buf));
 	}
 	return cairn_ok();
 }
@@ -257,8 +262,8 @@ static cairn_status count_nodes(exec_job *j, const re_directory *dir)
 
 static cairn_status bad_name(const char *rel, const char *name)
 {
-	return cairn_err(CAIRN_INVALID_ARGUMENT, "input name '%.80s' in directory '%.80s' is empty, '.', '..' or has '/'",
-	                 name, rel);
+	return cairn_err(CAIRN_INVALID_ARGUMENT,
+	                 "input name '%.80s' in directory '%.80s' is empty, '.', '..' or has '/'", name, rel);
 }
 
 static cairn_status populate(exec_job *j, int dirfd, const char *rel, const re_directory *dir, int depth);
@@ -270,9 +275,10 @@ static cairn_status place_dir(exec_job *j, int dirfd, const char *rel, const re_
 	if (!cairn_is_ok(&st))
 		return st;
 	if (mkdirat(dirfd, dn->name, 0755) != 0)
-		return errno == EEXIST ? cairn_err(CAIRN_INVALID_ARGUMENT, "input directory '%.80s' has two entries named %.80s",
-		                                   rel, dn->name)
-		                       : cairn_errno(errno, "cannot create input directory %s", dn->name);
+		return errno == EEXIST
+		               ? cairn_err(CAIRN_INVALID_ARGUMENT,
+		                           "input directory '%.80s' has two entries named %.80s", rel, dn->name)
+		               : cairn_errno(errno, "cannot create input directory %s", dn->name);
 	if (j->uid >= 0 && fchownat(dirfd, dn->name, (uid_t)j->uid, (gid_t)j->uid, AT_SYMLINK_NOFOLLOW) != 0)
 		return cairn_errno(errno, "cannot chown input directory %s", dn->name);
 	re_directory *child;
@@ -293,9 +299,10 @@ static cairn_status place_symlink(exec_job *j, int dirfd, const char *rel, const
 	if (!cairn_is_ok(&st))
 		return st;
 	if (symlinkat(sl->target, dirfd, sl->name) != 0)
-		return errno == EEXIST ? cairn_err(CAIRN_INVALID_ARGUMENT, "input directory '%.80s' has two entries named %.80s",
-		                                   rel, sl->name)
-		                       : cairn_errno(errno, "cannot create input symlink %s", sl->name);
+		return errno == EEXIST
+		               ? cairn_err(CAIRN_INVALID_ARGUMENT,
+		                           "input directory '%.80s' has two entries named %.80s", rel, sl->name)
+		               : cairn_errno(errno, "cannot create input symlink %s", sl->name);
 	if (j->uid >= 0)
 		fchownat(dirfd, sl->name, (uid_t)j->uid, (gid_t)j->uid, AT_SYMLINK_NOFOLLOW);
 	node_attrs a;
@@ -312,7 +319,8 @@ static cairn_status populate(exec_job *j, int dirfd, const char *rel, const re_d
 	for (size_t i = 0; cairn_is_ok(&st) && i < dir->n_files; i++) {
 		if (exec_cancelled(j))
 			return cairn_err(CAIRN_CANCELLED, "cancelled");
-		st = exec_name_ok(dir->files[i]->name) ? place_file(j, dirfd, dir->files[i]) : bad_name(rel, dir->files[i]->name);
+		st = exec_name_ok(dir->files[i]->name) ? place_file(j, dirfd, dir->files[i])
+		                                       : bad_name(rel, dir->files[i]->name);
 	}
 	for (size_t i = 0; cairn_is_ok(&st) && i < dir->n_symlinks; i++)
 		st = exec_name_ok(dir->symlinks[i]->name) ? place_symlink(j, dirfd, rel, dir->symlinks[i], depth)

@@ -118,16 +118,19 @@ typedef struct exec_caps {
 	bool setuid;      /* can switch to the sandbox uids */
 	bool rdonly_root; /* mount_setattr can make the host's mounts read-only in the namespace */
 	bool proc_mount;  /* a fresh /proc can be mounted in the pid namespace */
-	bool userns;      /* not root: the namespaces come with a user namespace mapping cairn's uid */
+	bool userns;      /* the namespaces come with a user namespace mapping cairn's uid */
 	char uid_map[32], gid_map[32];
+	char range_map[64]; /* with userns and setuid: cairn's uid and the sandbox uids, written by the parent */
 } exec_caps;
 void exec_isolation_probe(exec_caps *caps);
+/* With a user namespace and the right to switch uids, the sandbox uids must be mapped too. */
+void exec_caps_map_uids(exec_caps *caps, int64_t base, size_t n);
 
 typedef struct exec_spawn {
-	const char *root;             /* the exec root on the host */
-	const char *cwd;              /* working directory relative to the root ("" for the root) */
-	char *const *argv;            /* argv[0] as the client gave it */
-	char *const *candidates;      /* paths to try for argv[0] (PATH lookup done by the caller) */
+	const char *root;        /* the exec root on the host */
+	const char *cwd;         /* working directory relative to the root ("" for the root) */
+	char *const *argv;       /* argv[0] as the client gave it */
+	char *const *candidates; /* paths to try for argv[0] (PATH lookup done by the caller) */
 	char *const *envp;
 	int stdout_fd, stderr_fd;
 	uid_t uid;
@@ -141,7 +144,7 @@ typedef struct exec_spawn {
 } exec_spawn;
 
 typedef struct exec_run {
-	int status;        /* the command's wait status; valid if have_status */
+	int status; /* the command's wait status; valid if have_status */
 	bool have_status;
 	bool timed_out, cancelled;
 	struct rusage ru;

@@ -111,7 +111,9 @@ static bool probe_setuid(void)
 	pid_t pid = raw_clone(0);
 	if (pid == 0)
 		_exit(syscall(SYS_setgroups, 0, NULL) == 0 && syscall(SYS_setresgid, 65536, 65536, 65536) == 0 &&
-		      syscall(SYS_setresuid, 65536, 65536, 65536) == 0 ? 0 : 1);
+		                      syscall(SYS_setresuid, 65536, 65536, 65536) == 0
+		              ? 0
+		              : 1);
 	return child_ok(pid);
 }
 
@@ -130,6 +132,33 @@ static bool probe_mounts(const exec_caps *c, int what)
 		_exit(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : 1);
 	}
 	return child_ok(pid);
+}
+
+void exec_caps_map_uids(exec_caps *c, int64_t base, size_t n)
+{
+	if (c->userns && c->setuid)
+		snprintf(c->range_map, sizeof c->range_map, "%u %u 1\n%lld %lld %zu\n", (unsigned)geteuid(),
+		         (unsigned)geteuid(), (long long)base, (long long)base, n);
+}
+
+/* The parent writes the maps of a namespace that holds more than cairn's own uid (which needs
+ * CAP_SETUID in the parent namespace: a process cannot do it for itself). */
+static cairn_status write_range_maps(const exec_caps *c, pid_t pid)
+{
+	static const char *const files[2] = {"uid_map", "gid_map"};
+	for (int i = 0; i < 2; i++) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, files[i]);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		size_t len = strlen(c->range_map);
+		bool ok = fd >= 0 && write(fd, c->range_map, len) == (ssize_t)len;
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		if (!ok)
+			return cairn_errno(err, "sandbox: cannot write %s", path);
+	}
+	return cairn_ok();
 }
 
 void exec_isolation_probe(exec_caps *c)
@@ -295,8 +324,9 @@ static _Noreturn void run_command(const init_ctx *c)
 	setrlimit(RLIMIT_CORE, &core);
 	if (chdir(c->cwd_abs) != 0)
 		fail("enter the working directory");
-	if (sp->drop_uid && (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) != 0 ||
-	                     syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) != 0))
+	if (sp->drop_uid &&
+	    (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) != 0 ||
+	     syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) != 0))
 		fail("switch to the sandbox uid");
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -318,7 +348,7 @@ static _Noreturn void run_init(const init_ctx *c)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	arrange_fds(c);
-	if (c->flags & CLONE_NEWUSER && !write_id_maps(c->caps))
+	if (c->flags & CLONE_NEWUSER && !c->caps->range_map[0] && !write_id_maps(c->caps))
 		fail("map uids in the user namespace");
 	char go;
 	if (read(FD_SYNC, &go, 1) != 1)
@@ -463,8 +493,14 @@ cairn_status exec_sandbox_run(const exec_caps *caps, const exec_spawn *sp, exec_
 	size_t n = strlen(inner) + strlen(sp->cwd) + 2;
 	char *cwd_abs = cairn_xmalloc(n);
 	snprintf(cwd_abs, n, "%s%s%s", inner, sp->cwd[0] ? "/" : "", sp->cwd);
-	init_ctx c = {.caps = caps, .sp = sp, .flags = clone_flags(caps, sp), .devnull = devnull,
-	              .out = sp->stdout_fd, .err = sp->stderr_fd, .sync_r = sync[0], .stat_w = stat[1],
+	init_ctx c = {.caps = caps,
+	              .sp = sp,
+	              .flags = clone_flags(caps, sp),
+	              .devnull = devnull,
+	              .out = sp->stdout_fd,
+	              .err = sp->stderr_fd,
+	              .sync_r = sync[0],
+	              .stat_w = stat[1],
 	              .cwd_abs = cwd_abs};
 	out->start_ns = cairn_wall_ns();
 	pid_t pid = raw_clone(c.flags);
@@ -477,7 +513,9 @@ cairn_status exec_sandbox_run(const exec_caps *caps, const exec_spawn *sp, exec_
 	cairn_status st = cairn_ok();
 	if (pid < 0)
 		st = cairn_errno(clone_err, "sandbox: cannot clone the action's process");
-	else if (cg)
+	else if (caps->userns && caps->range_map[0])
+		st = write_range_maps(caps, pid);
+	if (pid > 0 && cairn_is_ok(&st) && cg)
 		st = exec_cg_job_attach(cg, pid);
 	if (pid > 0) {
 		if (cairn_is_ok(&st) && write(sync[1], "g", 1) != 1)
@@ -499,8 +537,8 @@ cairn_status exec_sandbox_run(const exec_caps *caps, const exec_spawn *sp, exec_
 	close(stat[0]);
 	if (cairn_is_ok(&st))
 		st = rs.setup_err;
-	if (!cairn_is_ok(&st) && (st.code == CAIRN_NOT_FOUND || st.code == CAIRN_PERMISSION_DENIED ||
-	                          st.code == CAIRN_INVALID_ARGUMENT))
+	if (!cairn_is_ok(&st) &&
+	    (st.code == CAIRN_NOT_FOUND || st.code == CAIRN_PERMISSION_DENIED || st.code == CAIRN_INVALID_ARGUMENT))
 		st.code = CAIRN_INTERNAL; /* the sandbox failing is the server's fault, not the client's */
 	return st;
 }

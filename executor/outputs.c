@@ -130,7 +130,8 @@ static cairn_status store_output_file(exec_job *j, int dirfd, const char *name, 
 		res = s->put_file(s->ctx, path, out);
 	}
 	if (!cairn_is_ok(&res)) {
-		LOG_WARN(EXEC_LOG, "output not stored, result not cacheable path=%s err=%s", pb->s, cairn_status_str(&res));
+		LOG_WARN(EXEC_LOG, "output not stored, result not cacheable path=%s err=%s", pb->s,
+		         cairn_status_str(&res));
 		j->cacheable = false;
 		return cairn_ok();
 	}
@@ -226,7 +227,8 @@ static cairn_status add_entry(exec_job *j, int fd, const char *name, pathbuf *pb
 	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return cairn_ok();
 	if (++t->nodes > EXEC_MAX_TREE_NODES)
-		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output directory has more than %d entries", EXEC_MAX_TREE_NODES);
+		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output directory has more than %d entries",
+		                 EXEC_MAX_TREE_NODES);
 	size_t saved;
 	if (!path_push(pb, name, &saved))
 		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output path is longer than %zu bytes", sizeof pb->s);
@@ -281,7 +283,8 @@ static cairn_status build_dir(exec_job *j, int fd, pathbuf *pb, int depth, tree_
                               cairn_digest *dg)
 {
 	if (depth > EXEC_MAX_DEPTH)
-		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output directory is deeper than %d levels", EXEC_MAX_DEPTH);
+		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output directory is deeper than %d levels",
+		                 EXEC_MAX_DEPTH);
 	re_directory *d = cairn_arena_alloc(j->arena, sizeof *d);
 	build__bazel__remote__execution__v2__directory__init(d);
 	size_t n, caps[3] = {0, 0, 0};
@@ -329,7 +332,8 @@ static cairn_status store_tree(exec_job *j, int fd, pathbuf *pb, re_out_dir *od,
 	st = s->put_bytes(s->ctx, bytes, len, &tree_d);
 	free(bytes);
 	if (cairn_is_ok(&st) &&
-	    j->command->output_directory_format != BUILD__BAZEL__REMOTE__EXECUTION__V2__COMMAND__OUTPUT_DIRECTORY_FORMAT__TREE_ONLY) {
+	    j->command->output_directory_format !=
+	            BUILD__BAZEL__REMOTE__EXECUTION__V2__COMMAND__OUTPUT_DIRECTORY_FORMAT__TREE_ONLY) {
 		for (size_t i = 0; i < t.n && cairn_is_ok(&st); i++) {
 			uint8_t *b;
 			size_t l;
@@ -341,7 +345,8 @@ static cairn_status store_tree(exec_job *j, int fd, pathbuf *pb, re_out_dir *od,
 			od->root_directory_digest = exec_re_digest(j->arena, &root_d);
 	}
 	if (!cairn_is_ok(&st)) {
-		LOG_WARN(EXEC_LOG, "output tree not stored, result not cacheable path=%s err=%s", od->path, cairn_status_str(&st));
+		LOG_WARN(EXEC_LOG, "output tree not stored, result not cacheable path=%s err=%s", od->path,
+		         cairn_status_str(&st));
 		j->cacheable = false;
 		return cairn_ok();
 	}
@@ -393,11 +398,13 @@ static cairn_status collect_one(exec_job *j, int wdfd, const exec_output *o, out
 			if (o->kind == OUT_FILE)
 				PUSH(j->arena, r->output_file_symlinks, r->n_output_file_symlinks, l->cap_fsym, s);
 			else if (o->kind == OUT_DIR)
-				PUSH(j->arena, r->output_directory_symlinks, r->n_output_directory_symlinks, l->cap_dsym, s);
+				PUSH(j->arena, r->output_directory_symlinks, r->n_output_directory_symlinks,
+				     l->cap_dsym, s);
 		}
 	} else if (S_ISREG(st.st_mode)) {
 		if (o->kind == OUT_DIR) {
-			res = cairn_err(CAIRN_FAILED_PRECONDITION, "output directory %.150s is a regular file", o->path);
+			res = cairn_err(CAIRN_FAILED_PRECONDITION, "output directory %.150s is a regular file",
+			                o->path);
 		} else {
 			re_out_file *f = cairn_arena_alloc(j->arena, sizeof *f);
 			build__bazel__remote__execution__v2__output_file__init(f);

@@ -53,15 +53,15 @@ cairn_status exec_symlink_check(const char *path, const char *target, int depth)
 	if (!target[0])
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "symlink %.100s has an empty target", path);
 	if (target[0] == '/')
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "symlink %.100s -> %.100s: absolute targets escape the exec root",
-		                 path, target);
+		return cairn_err(CAIRN_INVALID_ARGUMENT,
+		                 "symlink %.100s -> %.100s: absolute targets escape the exec root", path, target);
 	for (const char *p = target; *p;) {
 		const char *e = strchr(p, '/');
 		size_t n = e ? (size_t)(e - p) : strlen(p);
 		if (n == 2 && p[0] == '.' && p[1] == '.') {
 			if (--depth < 0)
-				return cairn_err(CAIRN_INVALID_ARGUMENT, "symlink %.100s -> %.100s escapes the exec root",
-				                 path, target);
+				return cairn_err(CAIRN_INVALID_ARGUMENT,
+				                 "symlink %.100s -> %.100s escapes the exec root", path, target);
 		} else if (n > 0 && !(n == 1 && p[0] == '.')) {
 			depth++;
 		}

@@ -46,7 +46,10 @@ static bool parse_network(const char *v, bool *on)
 	return false;
 }
 
-static bool is_isolation_only(const char *name) { return exec_prop_is(name, "network") || exec_prop_is(name, "memory"); }
+static bool is_isolation_only(const char *name)
+{
+	return exec_prop_is(name, "network") || exec_prop_is(name, "memory");
+}
 
 cairn_status exec_props_validate(const runner_property *p, size_t n)
 {
@@ -216,7 +219,8 @@ static cairn_status parse_pool(char *s, executor_pool_spec *p)
 		*eq = 0;
 		char *k = trim(kv), *v = trim(eq + 1);
 		if (!name_chars_ok(k))
-			return cairn_err(CAIRN_INVALID_ARGUMENT, "pool property name '%s' is empty or has odd characters", k);
+			return cairn_err(CAIRN_INVALID_ARGUMENT,
+			                 "pool property name '%s' is empty or has odd characters", k);
 		if (!*v)
 			return cairn_err(CAIRN_INVALID_ARGUMENT, "pool property %s has an empty value", k);
 		if (p->nprops == sizeof p->props / sizeof p->props[0])

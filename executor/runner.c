@@ -29,11 +29,15 @@ static cairn_status unsatisfiable(const executor *ex, const runner_property *pro
 		for (size_t k = 0; k < ex->npools && !met; k++)
 			met = executor_pool_satisfies(&ex->pools[k], &props[i], 1, NULL);
 		if (!met)
-			return cairn_err(CAIRN_FAILED_PRECONDITION, "no executor satisfies platform property %.60s=%.60s "
-			                 "(this worker has %.80s)", props[i].name, props[i].value, ex->cfg.worker_config);
+			return cairn_err(CAIRN_FAILED_PRECONDITION,
+			                 "no executor satisfies platform property %.60s=%.60s "
+			                 "(this worker has %.80s)",
+			                 props[i].name, props[i].value, ex->cfg.worker_config);
 	}
-	return cairn_err(CAIRN_FAILED_PRECONDITION, "no single executor pool satisfies all the platform properties "
-	                 "(this worker has %.120s)", ex->cfg.worker_config);
+	return cairn_err(CAIRN_FAILED_PRECONDITION,
+	                 "no single executor pool satisfies all the platform properties "
+	                 "(this worker has %.120s)",
+	                 ex->cfg.worker_config);
 }
 
 static cairn_status check_props(const executor *ex, const runner_property *props, size_t n)
@@ -200,8 +204,8 @@ static cairn_status parse_config(executor *ex)
 		ex->nslots += (size_t)ex->pools[k].count;
 	}
 	if (ex->nslots > EXEC_MAX_SLOTS)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "worker_config asks for %zu executors, more than %d", ex->nslots,
-		                 EXEC_MAX_SLOTS);
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "worker_config asks for %zu executors, more than %d",
+		                 ex->nslots, EXEC_MAX_SLOTS);
 	order_pools(ex);
 	return cairn_ok();
 }
@@ -240,14 +244,14 @@ static void describe_isolation(executor *ex, char *missing, size_t cap)
 	snprintf(name, sizeof name, "cairn-exec-%d-%08x", (int)getpid(), id); /* one per executor */
 	exec_cgroups_probe(name, &ex->cg, cg, sizeof cg);
 	snprintf(ex->summary, sizeof ex->summary, "namespaces=%s%s%s%s%s%s%s uid=%s %s", c->userns ? "user," : "",
-	         c->mount_ns ? "mount," : "",
-	         c->pid_ns ? "pid," : "", c->ipc_ns ? "ipc," : "", c->net_ns ? "net," : "", c->uts_ns ? "uts" : "",
+	         c->mount_ns ? "mount," : "", c->pid_ns ? "pid," : "", c->ipc_ns ? "ipc," : "",
+	         c->net_ns ? "net," : "", c->uts_ns ? "uts" : "",
 	         c->mount_ns || c->pid_ns || c->ipc_ns || c->net_ns || c->uts_ns ? "" : "none",
 	         c->setuid ? "per-slot" : "cairn's", cg);
-	snprintf(missing, cap, "%s%s%s%s%s%s%s", c->mount_ns ? "" : " mount-namespace", c->pid_ns ? "" : " pid-namespace",
-	         c->ipc_ns ? "" : " ipc-namespace", c->net_ns ? "" : " network-namespace",
-	         c->setuid ? "" : " unprivileged-uid (cairn is not root)", exec_cgroups_cpu(ex->cg) ? "" : " cgroup-cpu",
-	         exec_cgroups_memory(ex->cg) ? "" : " cgroup-memory");
+	snprintf(missing, cap, "%s%s%s%s%s%s%s", c->mount_ns ? "" : " mount-namespace",
+	         c->pid_ns ? "" : " pid-namespace", c->ipc_ns ? "" : " ipc-namespace",
+	         c->net_ns ? "" : " network-namespace", c->setuid ? "" : " unprivileged-uid (cairn is not root)",
+	         exec_cgroups_cpu(ex->cg) ? "" : " cgroup-cpu", exec_cgroups_memory(ex->cg) ? "" : " cgroup-memory");
 }
 
 static cairn_status start(executor *ex)
@@ -258,12 +262,14 @@ static cairn_status start(executor *ex)
 	if (!cairn_is_ok(&st))
 		return st;
 	exec_isolation_probe(&ex->caps);
+	exec_caps_map_uids(&ex->caps, ex->uid_base, ex->nslots);
 	char missing[256];
 	describe_isolation(ex, missing, sizeof missing);
 	LOG_INFO(EXEC_LOG, "executors ready slots=%zu pools=%s isolation: %s", ex->nslots, ex->cfg.worker_config,
 	         ex->summary);
 	if (missing[0] && ex->cfg.require_isolation)
-		return cairn_err(CAIRN_FAILED_PRECONDITION, "require_isolation: this machine does not allow:%s", missing);
+		return cairn_err(CAIRN_FAILED_PRECONDITION, "require_isolation: this machine does not allow:%s",
+		                 missing);
 	if (missing[0])
 		LOG_WARN(EXEC_LOG, "actions run with less isolation than designed, missing:%s", missing);
 	ex->slots = cairn_xcalloc(ex->nslots, sizeof *ex->slots);
@@ -279,27 +285,42 @@ static cairn_status start(executor *ex)
 	return cairn_ok();
 }
 
+/* The sandbox mounts over these paths from another working directory: they must be absolute. */
+static char *absolute(const char *path)
+{
+	if (path[0] == '/')
+		return cairn_xstrdup(path);
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof cwd))
+		return cairn_xstrdup(path);
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	char *s = cairn_xmalloc(strlen(cwd) + strlen(path) + 2);
+	sprintf(s, "%s/%s", cwd, path);
+	return s;
+}
+
 cairn_status executor_new(const executor_config *cfg, executor **out)
 {
 	*out = NULL;
-	if (!cfg->work_dir || !cfg->work_dir[0] || cfg->work_dir[0] != '/')
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "the executor's work_dir must be an absolute path");
+	if (!cfg->work_dir || !cfg->work_dir[0])
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "the executor needs a work_dir");
 	const executor_storage *s = &cfg->storage;
 	if (!s->pin_path || !s->unpin || !s->get_bytes || !s->put_file || !s->put_bytes)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "the executor needs every storage callback");
 	executor *ex = cairn_xcalloc(1, sizeof *ex);
 	ex->runner.ops = &executor_runner_ops;
 	ex->cfg = *cfg;
-	ex->work_dir = cairn_xstrdup(cfg->work_dir);
+	ex->work_dir = absolute(cfg->work_dir);
 	ex->worker_id = cairn_xstrdup(cfg->worker_id ? cfg->worker_id : "");
-	ex->xcache_dir = cairn_xmalloc(strlen(cfg->work_dir) + 16);
-	sprintf(ex->xcache_dir, "%s/.xcache", cfg->work_dir);
+	ex->xcache_dir = cairn_xmalloc(strlen(ex->work_dir) + 16);
+	sprintf(ex->xcache_dir, "%s/.xcache", ex->work_dir);
 	size_t nh = 0;
 	while (cfg->hidden_dirs && cfg->hidden_dirs[nh])
 		nh++;
 	ex->hidden_dirs = cairn_xcalloc(nh + 1, sizeof *ex->hidden_dirs);
 	for (size_t i = 0; i < nh; i++)
-		ex->hidden_dirs[i] = cairn_xstrdup(cfg->hidden_dirs[i]);
+		ex->hidden_dirs[i] = absolute(cfg->hidden_dirs[i]);
 	ex->uid_base = cfg->sandbox_uid_base > 0 ? cfg->sandbox_uid_base : DEFAULT_UID_BASE;
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_mutex_init(&ex->xmu, NULL);
@@ -345,13 +366,13 @@ void executor_free(executor *ex)
 void executor_get_isolation(const executor *ex, executor_isolation *out)
 {
 	*out = (executor_isolation){
-		.mount_ns = ex->caps.mount_ns,
-		.pid_ns = ex->caps.pid_ns,
-		.ipc_ns = ex->caps.ipc_ns,
-		.net_ns = ex->caps.net_ns,
-		.own_uid = ex->caps.setuid,
-		.cgroup_cpu = ex->cg && exec_cgroups_cpu(ex->cg),
-		.cgroup_memory = ex->cg && exec_cgroups_memory(ex->cg),
-		.summary = ex->summary,
+	        .mount_ns = ex->caps.mount_ns,
+	        .pid_ns = ex->caps.pid_ns,
+	        .ipc_ns = ex->caps.ipc_ns,
+	        .net_ns = ex->caps.net_ns,
+	        .own_uid = ex->caps.setuid,
+	        .cgroup_cpu = ex->cg && exec_cgroups_cpu(ex->cg),
+	        .cgroup_memory = ex->cg && exec_cgroups_memory(ex->cg),
+	        .summary = ex->summary,
 	};
 }

@@ -108,7 +108,7 @@ void gw_ac_get(rpc_call *call, void *svc)
 	get_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__get_action_result_request__descriptor);
 	cairn_digest action;
 	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed GetActionResultRequest");
+	                      : gw_malformed("GetActionResultRequest");
 	if (cairn_is_ok(&st))
 		st = gw_digest_from_pb(req->action_digest, "action_digest", &action);
 	if (!cairn_is_ok(&st))
@@ -142,7 +142,7 @@ void gw_ac_update(rpc_call *call, void *svc)
 	update_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__update_action_result_request__descriptor);
 	cairn_digest action;
 	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed UpdateActionResultRequest");
+	                      : gw_malformed("UpdateActionResultRequest");
 	if (cairn_is_ok(&st))
 		st = gw_digest_from_pb(req->action_digest, "action_digest", &action);
 	if (cairn_is_ok(&st) && !req->action_result)

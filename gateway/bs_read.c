@@ -128,7 +128,7 @@ void gw_bs_read(rpc_call *call, void *svc)
 	Google__Bytestream__ReadRequest *req = rpc_call_unpack_request(call, &google__bytestream__read_request__descriptor);
 	gateway_resource res;
 	cairn_status st = req ? gateway_parse_read_resource(req->resource_name, strlen(req->resource_name), &res)
-	                      : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed ReadRequest");
+	                      : gw_malformed("ReadRequest");
 	if (cairn_is_ok(&st) && (req->read_offset < 0 || req->read_offset > res.digest.size))
 		st = cairn_err(CAIRN_OUT_OF_RANGE, "read_offset %lld is outside the blob's %lld bytes",
 		               (long long)req->read_offset, (long long)res.digest.size);

@@ -158,7 +158,7 @@ static void on_message(rpc_call *call, void *arg, bool ok, const uint8_t *data, 
 	if (rpc_strings_valid(&google__bytestream__write_request__descriptor, data, len))
 		w->msg = google__bytestream__write_request__unpack(NULL, len, data);
 	if (!w->msg)
-		return fail(w, cairn_err(CAIRN_INVALID_ARGUMENT, "malformed WriteRequest"));
+		return fail(w, gw_malformed("WriteRequest"));
 	cairn_status st = w->up ? cairn_ok() : attach(w);
 	if (cairn_is_ok(&st))
 		st = check_message(w);
@@ -210,7 +210,7 @@ void gw_bs_query(rpc_call *call, void *svc)
 		rpc_call_unpack_request(call, &google__bytestream__query_write_status_request__descriptor);
 	gateway_resource res;
 	cairn_status st = req ? gateway_parse_write_resource(req->resource_name, strlen(req->resource_name), &res)
-	                      : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed QueryWriteStatusRequest");
+	                      : gw_malformed("QueryWriteStatusRequest");
 	if (!cairn_is_ok(&st))
 		return rpc_call_reply(call, NULL, &st);
 	int64_t c = upload_committed(g->uploads, req->resource_name);

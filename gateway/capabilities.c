@@ -11,7 +11,7 @@ void gw_get_capabilities(rpc_call *call, void *svc)
 {
 	gateway *g = svc;
 	if (!rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__get_capabilities_request__descriptor)) {
-		cairn_status st = cairn_err(CAIRN_INVALID_ARGUMENT, "malformed GetCapabilitiesRequest");
+		cairn_status st = gw_malformed("GetCapabilitiesRequest");
 		rpc_call_reply(call, NULL, &st);
 		return;
 	}

@@ -52,7 +52,7 @@ void gw_find_missing(rpc_call *call, void *svc)
 	gateway *g = svc;
 	find_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__find_missing_blobs_request__descriptor);
 	if (!req)
-		return reply_error(call, cairn_err(CAIRN_INVALID_ARGUMENT, "malformed FindMissingBlobsRequest"));
+		return reply_error(call, gw_malformed("FindMissingBlobsRequest"));
 	cairn_status st = gw_check_digest_function(req->digest_function);
 	if (!cairn_is_ok(&st))
 		return reply_error(call, st);
@@ -155,7 +155,7 @@ void gw_batch_update(rpc_call *call, void *svc)
 	gateway *g = svc;
 	update_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__batch_update_blobs_request__descriptor);
 	if (!req)
-		return reply_error(call, cairn_err(CAIRN_INVALID_ARGUMENT, "malformed BatchUpdateBlobsRequest"));
+		return reply_error(call, gw_malformed("BatchUpdateBlobsRequest"));
 	cairn_status st = gw_check_digest_function(req->digest_function);
 	if (!cairn_is_ok(&st))
 		return reply_error(call, st);
@@ -257,7 +257,7 @@ void gw_batch_read(rpc_call *call, void *svc)
 	gateway *g = svc;
 	read_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__batch_read_blobs_request__descriptor);
 	if (!req)
-		return reply_error(call, cairn_err(CAIRN_INVALID_ARGUMENT, "malformed BatchReadBlobsRequest"));
+		return reply_error(call, gw_malformed("BatchReadBlobsRequest"));
 	cairn_status st = gw_check_digest_function(req->digest_function);
 	if (!cairn_is_ok(&st))
 		return reply_error(call, st);

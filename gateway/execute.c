@@ -161,7 +161,7 @@ void gw_execute(rpc_call *call, void *svc)
 	execute_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__execute_request__descriptor);
 	cairn_digest d;
 	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed ExecuteRequest");
+	                      : gw_malformed("ExecuteRequest");
 	if (cairn_is_ok(&st))
 		st = gw_digest_from_pb(req->action_digest, "action_digest", &d);
 	if (!cairn_is_ok(&st)) {
@@ -192,7 +192,7 @@ void gw_wait_execution(rpc_call *call, void *svc)
 {
 	gateway *g = svc;
 	const char *name = op_name(call, &build__bazel__remote__execution__v2__wait_execution_request__descriptor, true);
-	cairn_status st = name ? cairn_ok() : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed WaitExecutionRequest");
+	cairn_status st = name ? cairn_ok() : gw_malformed("WaitExecutionRequest");
 	struct exec_state *x = g->exec;
 	pthread_mutex_lock(&x->mu);
 	exec_op *op = name ? exec_find(x, name) : NULL;
@@ -217,7 +217,7 @@ void gw_get_operation(rpc_call *call, void *svc)
 	if (op)
 		m = rpc_call_unpack(call, &google__longrunning__operation__descriptor, op->packed, op->packed_len);
 	pthread_mutex_unlock(&x->mu);
-	cairn_status st = !name ? cairn_err(CAIRN_INVALID_ARGUMENT, "malformed GetOperationRequest")
+	cairn_status st = !name ? gw_malformed("GetOperationRequest")
 	                  : !m  ? cairn_err(CAIRN_NOT_FOUND, "no operation %s", name)
 	                        : cairn_ok();
 	rpc_call_reply(call, m ? &m->base : NULL, &st);
@@ -233,7 +233,7 @@ void gw_cancel_operation(rpc_call *call, void *svc)
 	if (op)
 		exec_cancel(x, op);
 	pthread_mutex_unlock(&x->mu);
-	cairn_status st = !name ? cairn_err(CAIRN_INVALID_ARGUMENT, "malformed CancelOperationRequest")
+	cairn_status st = !name ? gw_malformed("CancelOperationRequest")
 	                  : !op ? cairn_err(CAIRN_NOT_FOUND, "no operation %s", name)
 	                        : cairn_ok();
 	Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT;

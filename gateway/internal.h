@@ -23,6 +23,8 @@ struct gateway {
 
 /* Parses and validates a REAPI Digest message (NULL is invalid). `what` names it in the error. */
 cairn_status gw_digest_from_pb(const re_digest *pb, const char *what, cairn_digest *out);
+/* INVALID_ARGUMENT for a request that does not decode as `what`. */
+cairn_status gw_malformed(const char *what);
 /* A Digest message allocated in the arena. */
 re_digest *gw_digest_to_pb(cairn_arena *a, const cairn_digest *d);
 /* A google.rpc.Status message allocated in the arena. */

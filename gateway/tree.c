@@ -89,6 +89,11 @@ static void take(tree_ctx *t)
 
 static void tree_reply(tree_ctx *t)
 {
+	if (t->n == 1 && t->st.code == CAIRN_NOT_FOUND) {
+		/* parts of a tree may be missing, but without its root there is no tree at all */
+		rpc_call_reply(t->call, NULL, &t->st);
+		return;
+	}
 	size_t next = t->first + t->resp.n_directories;
 	char *token = NULL;
 	if (next < t->n) {
@@ -139,7 +144,7 @@ void gw_get_tree(rpc_call *call, void *svc)
 {
 	tree_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__get_tree_request__descriptor);
 	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed GetTreeRequest");
+	                      : gw_malformed("GetTreeRequest");
 	cairn_digest root;
 	if (cairn_is_ok(&st))
 		st = gw_digest_from_pb(req->root_digest, "root_digest", &root);

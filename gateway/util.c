@@ -14,6 +14,13 @@ cairn_status gw_digest_from_pb(const re_digest *pb, const char *what, cairn_dige
 	return st;
 }
 
+cairn_status gw_malformed(const char *what)
+{
+	return cairn_err(CAIRN_INVALID_ARGUMENT,
+	                 "malformed %s: not a valid message, or a string field that is not UTF-8 or holds a NUL byte",
+	                 what);
+}
+
 re_digest *gw_digest_to_pb(cairn_arena *a, const cairn_digest *d)
 {
 	re_digest *pb = cairn_arena_alloc(a, sizeof *pb);

@@ -196,7 +196,7 @@ measure() {
 row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
 
 table() {
-	local up down down_x loop blobs find ac ref_up
+	local up down down_x loop blobs find ac fs ref_up
 	up=$(field "$R_UP" value)
 	down=$(field "$R_DOWN" value)
 	down_x=$(field "$R_DOWN" unverified)
@@ -292,12 +292,19 @@ Each entry below is one run of `perf/run.sh`, appended by the script itself. To 
     perf/run.sh               # builds in /tmp/build-perf (Release), measures, appends here
     perf/run.sh --no-record   # the same without appending
 
-A run starts a fresh `cairn serve` on a free loopback port with an empty temporary data directory,
-measures each figure next to its reference in the same run (SHA-256 with `openssl dgst`, a raw TCP
-copy over 127.0.0.1), and removes everything at the end. Rates are medians (3 runs of each 1 GiB
-transfer, 20 FindMissingBlobs calls; the multi-client figures are totals over the whole run);
-1 MB = 10^6 bytes. The machine is shared and noisy: compare a figure with its reference in the same
-entry, not with another entry. Targets are for a 2-core machine.
+A run starts a fresh `cairn serve` on a free loopback port with an empty temporary data directory
+(under `$TMPDIR`, default /tmp: its file system matters for the small-blob figures), measures each
+figure next to its reference in the same run, and removes everything at the end. The references:
+SHA-256 with `openssl dgst` and a raw TCP copy over 127.0.0.1 (`cairn-bench loopback`) for the big
+transfers; for small blobs, the rate at which one thread can store 4 KiB files on the data
+directory's file system the way cachefs does (`cairn-bench fs-create`). Downloads are measured both
+verified (the client hashes what it reads, as a real client must) and unverified, alternating.
+
+Rates are medians (3 runs of each 1 GiB transfer, 20 FindMissingBlobs calls; the multi-client
+figures are totals over the whole run); 1 MB = 10^6 bytes. The machine is shared and noisy (each
+entry gives the load average): compare a figure with its reference in the same entry, not with
+another entry. Targets are for a 2-core machine. `cairn-bench SUBCOMMAND --help` describes each
+measurement; every subcommand can also be run by hand against any REAPI server.
 EOF
 }
 

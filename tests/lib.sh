@@ -87,7 +87,7 @@ _cairn_kill() {
 		sleep 0.05
 	done
 	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	return 0
 }
 

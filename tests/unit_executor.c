@@ -35,7 +35,7 @@ typedef Build__Bazel__Remote__Execution__V2__ActionResult re_result;
 typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
 
 static char g_tmp[256], g_cas[300], g_work[300];
-static cairn_arena *g_arena;           /* test messages; reset per test */
+static cairn_arena *g_arena;            /* test messages; reset per test */
 static _Atomic bool g_fail_output_puts; /* put_file of files in an exec root fails (a full disk) */
 static _Atomic bool g_bad_put;          /* put_file was handed a file an action could still change */
 
@@ -129,8 +129,11 @@ static cairn_status st_put_file(void *ctx, const char *path, cairn_digest *out)
 
 static executor_storage test_storage(void)
 {
-	return (executor_storage){.pin_path = st_pin_path, .unpin = st_unpin, .get_bytes = st_get_bytes,
-	                          .put_file = st_put_file, .put_bytes = st_put_bytes};
+	return (executor_storage){.pin_path = st_pin_path,
+	                          .unpin = st_unpin,
+	                          .get_bytes = st_get_bytes,
+	                          .put_file = st_put_file,
+	                          .put_bytes = st_put_bytes};
 }
 
 /* ---- messages --------------------------------------------------------------------------------- */
@@ -236,7 +239,8 @@ static cairn_digest make_action(const action_spec *a)
 	cmd.n_arguments = count(a->argv);
 	cmd.arguments = (char **)a->argv;
 	size_t ne = count(a->env) + (a->env ? 0 : 1);
-	Build__Bazel__Remote__Execution__V2__Command__EnvironmentVariable *ev = calloc(ne, sizeof *ev), **evp = calloc(ne, sizeof *evp);
+	Build__Bazel__Remote__Execution__V2__Command__EnvironmentVariable *ev = calloc(ne, sizeof *ev),
+	                                                                  **evp = calloc(ne, sizeof *evp);
 	for (size_t i = 0; i < ne; i++) {
 		build__bazel__remote__execution__v2__command__environment_variable__init(&ev[i]);
 		const char *s = a->env ? a->env[i] : "PATH=/usr/bin:/bin";
@@ -399,9 +403,13 @@ static executor *new_executor(const char *pools, int64_t max_timeout_s)
 {
 	static const char *hidden[2];
 	hidden[0] = g_cas;
-	executor_config cfg = {.work_dir = g_work, .worker_config = pools, .worker_id = "test-worker",
-	                       .storage = test_storage(), .default_timeout_ns = 60 * INT64_C(1000000000),
-	                       .max_timeout_ns = max_timeout_s * INT64_C(1000000000), .hidden_dirs = hidden};
+	executor_config cfg = {.work_dir = g_work,
+	                       .worker_config = pools,
+	                       .worker_id = "test-worker",
+	                       .storage = test_storage(),
+	                       .default_timeout_ns = 60 * INT64_C(1000000000),
+	                       .max_timeout_ns = max_timeout_s * INT64_C(1000000000),
+	                       .hidden_dirs = hidden};
 	executor *ex = NULL;
 	cairn_status s = executor_new(&cfg, &ex);
 	if (s.code != CAIRN_OK)
@@ -457,9 +465,21 @@ static void pools_parse_invalid(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"", ";", "cpu=1", "0*cpu=1", "x*cpu=1", "4*cpu", "4*cpu=0", "4*cpu=fast", "4*memory=lots",
-		"4*network=maybe", "4*=x", "4*pool=", "2*a=1;3*b", "99999*pool=x",
-		"1*a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,i=1,j=1,k=1,l=1,m=1,n=1,o=1,p=1,q=1",
+	        "",
+	        ";",
+	        "cpu=1",
+	        "0*cpu=1",
+	        "x*cpu=1",
+	        "4*cpu",
+	        "4*cpu=0",
+	        "4*cpu=fast",
+	        "4*memory=lots",
+	        "4*network=maybe",
+	        "4*=x",
+	        "4*pool=",
+	        "2*a=1;3*b",
+	        "99999*pool=x",
+	        "1*a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,i=1,j=1,k=1,l=1,m=1,n=1,o=1,p=1,q=1",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		executor_pool_spec p[8];
@@ -551,15 +571,21 @@ static void echo_to_stdout(void **state)
 	assert_blob_text(r->stderr_digest, "oops\n");
 	Build__Bazel__Remote__Execution__V2__ExecutedActionMetadata *m = r->execution_metadata;
 	assert_string_equal(m->worker, "test-worker");
-	const Google__Protobuf__Timestamp *ts[] = {
-		m->queued_timestamp, m->worker_start_timestamp, m->input_fetch_start_timestamp,
-		m->input_fetch_completed_timestamp, m->execution_start_timestamp, m->execution_completed_timestamp,
-		m->output_upload_start_timestamp, m->output_upload_completed_timestamp, m->worker_completed_timestamp};
+	const Google__Protobuf__Timestamp *ts[] = {m->queued_timestamp,
+	                                           m->worker_start_timestamp,
+	                                           m->input_fetch_start_timestamp,
+	                                           m->input_fetch_completed_timestamp,
+	                                           m->execution_start_timestamp,
+	                                           m->execution_completed_timestamp,
+	                                           m->output_upload_start_timestamp,
+	                                           m->output_upload_completed_timestamp,
+	                                           m->worker_completed_timestamp};
 	for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
 		assert_non_null(ts[i]);
 		assert_true(ts[i]->seconds > 1600000000);
 		if (i) {
-			int64_t a0 = ts[i - 1]->seconds * 1000000000LL + ts[i - 1]->nanos, a1 = ts[i]->seconds * 1000000000LL + ts[i]->nanos;
+			int64_t a0 = ts[i - 1]->seconds * 1000000000LL + ts[i - 1]->nanos,
+			        a1 = ts[i]->seconds * 1000000000LL + ts[i]->nanos;
 			assert_true(a0 <= a1);
 		}
 	}
@@ -614,7 +640,8 @@ static bool process_running(const char *arg0, const char *arg1)
 static void timeout_kills_the_process_group(void **state)
 {
 	waiter w;
-	action_spec a = {.argv = ARGV("sh", "-c", "echo started; sh -c 'sleep 987' & sleep 986"), .env = SH, .timeout_s = 1};
+	action_spec a = {
+	        .argv = ARGV("sh", "-c", "echo started; sh -c 'sleep 987' & sleep 986"), .env = SH, .timeout_s = 1};
 	int64_t t0 = cairn_now_ns();
 	re_result *r = run(*state, &a, &w);
 	int64_t took = cairn_now_ns() - t0;
@@ -664,12 +691,14 @@ static void outputs_files_dirs_symlinks(void **state)
 {
 	waiter w;
 	action_spec a = {
-		.argv = ARGV("sh", "-c",
-		             "mkdir -p out/dir/sub && echo a > out/dir/a.txt && echo b > out/dir/sub/b.txt && "
-		             "ln -s a.txt out/dir/link && echo f > out/file.txt && chmod +x out/file.txt && ln -s file.txt out/flink"),
-		.env = SH,
-		.out_files = ARGV("out/file.txt", "out/flink", "out/never"),
-		.out_dirs = ARGV("out/dir"),
+	        .argv = ARGV(
+	                "sh", "-c",
+	                "mkdir -p out/dir/sub && echo a > out/dir/a.txt && echo b > out/dir/sub/b.txt && "
+	                "ln -s a.txt out/dir/link && echo f > out/file.txt && chmod +x out/file.txt && "
+	                "ln -s file.txt out/flink"),
+	        .env = SH,
+	        .out_files = ARGV("out/file.txt", "out/flink", "out/never"),
+	        .out_dirs = ARGV("out/dir"),
 	};
 	re_result *r = run(*state, &a, &w);
 	assert_int_equal(w.st.code, CAIRN_OK);
@@ -687,8 +716,8 @@ static void outputs_files_dirs_symlinks(void **state)
 	assert_int_equal(r->n_output_directories, 1);
 	assert_string_equal(r->output_directories[0]->path, "out/dir");
 	char *tb = blob_text(r->output_directories[0]->tree_digest);
-	re_tree *t = build__bazel__remote__execution__v2__tree__unpack(NULL, (size_t)r->output_directories[0]->tree_digest->size_bytes,
-	                                                                (uint8_t *)tb);
+	re_tree *t = build__bazel__remote__execution__v2__tree__unpack(
+	        NULL, (size_t)r->output_directories[0]->tree_digest->size_bytes, (uint8_t *)tb);
 	free(tb);
 	assert_non_null(t);
 	re_directory *root = t->root;
@@ -721,11 +750,12 @@ static void output_paths_replace_the_old_fields(void **state)
 {
 	waiter w;
 	action_spec a = {
-		.argv = ARGV("sh", "-c", "echo x > o/a && mkdir o/d && echo y > o/d/y && ln -s a o/l && echo z > ignored"),
-		.env = SH,
-		.wd = "work/dir",
-		.out_files = ARGV("ignored"),
-		.out_paths = ARGV("o/a", "o/d", "o/l"),
+	        .argv = ARGV("sh", "-c",
+	                     "echo x > o/a && mkdir o/d && echo y > o/d/y && ln -s a o/l && echo z > ignored"),
+	        .env = SH,
+	        .wd = "work/dir",
+	        .out_files = ARGV("ignored"),
+	        .out_paths = ARGV("o/a", "o/d", "o/l"),
 	};
 	re_result *r = run(*state, &a, &w);
 	assert_int_equal(w.st.code, CAIRN_OK);
@@ -744,21 +774,24 @@ static void output_paths_replace_the_old_fields(void **state)
 static void inputs_are_materialised(void **state)
 {
 	const char *script = "#!/bin/sh\necho ran\n";
-	cairn_digest data = put_blob("data\n", 5), run_sh = put_blob(script, strlen(script)), inner = put_blob("inner\n", 6);
+	cairn_digest data = put_blob("data\n", 5), run_sh = put_blob(script, strlen(script)),
+	             inner = put_blob("inner\n", 6);
 	re_file_node *subf[] = {fnode("inner.txt", inner, false)};
 	cairn_digest sub = put_dir(subf, 1, NULL, 0, NULL, 0), empty = put_dir(NULL, 0, NULL, 0, NULL, 0);
 	cairn_digest zero = put_blob("", 0);
-	re_file_node *files[] = {fnode("data.txt", data, false), fnode("run.sh", run_sh, true), fnode("zero", zero, false)};
+	re_file_node *files[] = {fnode("data.txt", data, false), fnode("run.sh", run_sh, true),
+	                         fnode("zero", zero, false)};
 	re_dir_node *dirs[] = {dnode("empty", empty), dnode("sub", sub)};
 	re_symlink_node *links[] = {snode("link", "data.txt"), snode("up", "sub/../data.txt")};
 	waiter w;
 	action_spec a = {
-		.argv = ARGV("sh", "-c",
-		             "./run.sh && cat link up sub/inner.txt && test -d empty && test -f zero && test ! -s zero && "
-		             "if echo x > data.txt; then echo WRITABLE; else echo read-only; fi"),
-		.env = SH,
-		.input_root = put_dir(files, 3, dirs, 2, links, 2),
-		.has_input = true,
+	        .argv = ARGV(
+	                "sh", "-c",
+	                "./run.sh && cat link up sub/inner.txt && test -d empty && test -f zero && test ! -s zero && "
+	                "if echo x > data.txt; then echo WRITABLE; else echo read-only; fi"),
+	        .env = SH,
+	        .input_root = put_dir(files, 3, dirs, 2, links, 2),
+	        .has_input = true,
 	};
 	re_result *r = run(*state, &a, &w);
 	assert_int_equal(w.st.code, CAIRN_OK);
@@ -792,12 +825,13 @@ static void node_properties_and_shared_executables(void **state)
 	f->node_properties = &np;
 	re_file_node *files[] = {f, fnode("tool.sh", tool, true), fnode("tool2.sh", tool, true)};
 	action_spec a = {
-		.argv = ARGV("sh", "-c", "./tool.sh && ./tool2.sh && stat -c '%a %Y' f && echo o > out && chmod 750 out"),
-		.env = SH,
-		.out_files = ARGV("out"),
-		.node_props = ARGV("mtime", "unix_mode"),
-		.input_root = put_dir(files, 3, NULL, 0, NULL, 0),
-		.has_input = true,
+	        .argv = ARGV("sh", "-c",
+	                     "./tool.sh && ./tool2.sh && stat -c '%a %Y' f && echo o > out && chmod 750 out"),
+	        .env = SH,
+	        .out_files = ARGV("out"),
+	        .node_props = ARGV("mtime", "unix_mode"),
+	        .input_root = put_dir(files, 3, NULL, 0, NULL, 0),
+	        .has_input = true,
 	};
 	for (int round = 0; round < 2; round++) { /* the second round links the cached executable copy */
 		waiter w;
@@ -834,7 +868,10 @@ static void missing_inputs_are_listed(void **state)
 	re_file_node *files[] = {fnode("gone.txt", absent, false), fnode("again.txt", absent, false)};
 	re_dir_node *dirs[] = {dnode("gonedir", absent_dir)};
 	waiter w;
-	action_spec a = {.argv = ARGV("true"), .env = SH, .input_root = put_dir(files, 2, dirs, 1, NULL, 0), .has_input = true};
+	action_spec a = {.argv = ARGV("true"),
+	                 .env = SH,
+	                 .input_root = put_dir(files, 2, dirs, 1, NULL, 0),
+	                 .has_input = true};
 	assert_null(run(*state, &a, &w));
 	assert_int_equal(w.st.code, CAIRN_FAILED_PRECONDITION);
 	assert_int_equal(w.nmissing, 2); /* each blob once */
@@ -862,13 +899,15 @@ static void bad_input_names_and_symlinks_are_rejected(void **state)
 		re_file_node *f;
 		re_symlink_node *s;
 	} cases[] = {
-		{NULL, snode("evil", "../../etc/passwd")}, {NULL, snode("abs", "/etc/passwd")},
-		{NULL, snode("sneaky", "a/../../x")},      {fnode("..", data, false), NULL},
-		{fnode("a/b", data, false), NULL},         {fnode("", data, false), NULL},
+	        {NULL, snode("evil", "../../etc/passwd")}, {NULL, snode("abs", "/etc/passwd")},
+	        {NULL, snode("sneaky", "a/../../x")},      {fnode("..", data, false), NULL},
+	        {fnode("a/b", data, false), NULL},         {fnode("", data, false), NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		waiter w;
-		action_spec a = {.argv = ARGV("true"), .env = SH, .has_input = true,
+		action_spec a = {.argv = ARGV("true"),
+		                 .env = SH,
+		                 .has_input = true,
 		                 .input_root = put_dir(cases[i].f ? &cases[i].f : NULL, cases[i].f ? 1 : 0, NULL, 0,
 		                                       cases[i].s ? &cases[i].s : NULL, cases[i].s ? 1 : 0)};
 		assert_null(run(*state, &a, &w));
@@ -925,7 +964,8 @@ static void concurrent_actions_do_not_see_each_other(void **state)
 	for (int i = 0; i < 2; i++) {
 		wait_done(&w[i], 60);
 		assert_int_equal(w[i].st.code, CAIRN_OK);
-		re_result *r = build__bazel__remote__execution__v2__action_result__unpack(NULL, w[i].len, w[i].result);
+		re_result *r =
+		        build__bazel__remote__execution__v2__action_result__unpack(NULL, w[i].len, w[i].result);
 		char *out = blob_text(r->stdout_digest);
 		char own[16], other[16];
 		snprintf(own, sizeof own, "token-%c", 'A' + i);
@@ -953,8 +993,9 @@ static void writes_outside_the_root_do_not_reach_the_host(void **state)
 	snprintf(p2, sizeof p2, "%s/escape", g_tmp);
 	snprintf(p3, sizeof p3, "%s/escape", g_work);
 	snprintf(p4, sizeof p4, "%s/escape", g_cas);
-	snprintf(script, sizeof script, "for f in %s %s %s %s /escape-%d /var/tmp/cairn-escape-%d; do echo x > $f; done; true",
-	         p1, p2, p3, p4, (int)getpid(), (int)getpid());
+	snprintf(script, sizeof script,
+	         "for f in %s %s %s %s /escape-%d /var/tmp/cairn-escape-%d; do echo x > $f; done; true", p1, p2, p3,
+	         p4, (int)getpid(), (int)getpid());
 	waiter w;
 	action_spec a = {.argv = ARGV("sh", "-c", script), .env = SH};
 	re_result *r = run(*state, &a, &w);
@@ -999,7 +1040,8 @@ static void memory_limit_oom_is_reported(void **state)
 		skip();
 	runner_property mem[] = {{"memory", "64M"}};
 	waiter w;
-	action_spec a = {.argv = ARGV("sh", "-c", "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived"), .env = SH};
+	action_spec a = {.argv = ARGV("sh", "-c", "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived"),
+	                 .env = SH};
 	re_result *r = run_props(*state, &a, mem, 1, &w);
 	assert_int_equal(w.st.code, CAIRN_OK);
 	assert_int_not_equal(r->exit_code, 0);
@@ -1102,8 +1144,10 @@ static void timeout_above_the_maximum_is_rejected(void **state)
 static void working_directory_and_outputs_relative_to_it(void **state)
 {
 	waiter w;
-	action_spec a = {.argv = ARGV("sh", "-c", "pwd > o.txt; echo $HOME >> o.txt; id -u >> o.txt"), .env = SH,
-	                 .wd = "a/b", .out_files = ARGV("o.txt")};
+	action_spec a = {.argv = ARGV("sh", "-c", "pwd > o.txt; echo $HOME >> o.txt; id -u >> o.txt"),
+	                 .env = SH,
+	                 .wd = "a/b",
+	                 .out_files = ARGV("o.txt")};
 	re_result *r = run(*state, &a, &w);
 	assert_int_equal(w.st.code, CAIRN_OK);
 	assert_int_equal(r->n_output_files, 1);
@@ -1148,31 +1192,31 @@ int main(void)
 {
 	cairn_log_set_level(getenv("CAIRN_TEST_LOG") ? CAIRN_LOG_DEBUG : CAIRN_LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(pools_parse_valid),
-		cmocka_unit_test(pools_parse_invalid),
-		cmocka_unit_test(pool_matching),
-		T(check_names_the_unmet_property),
-		T(unsatisfiable_job_fails_at_once),
-		T(echo_to_stdout),
-		T(nonzero_exit_is_a_result),
-		T(timeout_kills_the_process_group),
-		T(huge_stdout_is_stored_whole),
-		T(outputs_files_dirs_symlinks),
-		T(output_paths_replace_the_old_fields),
-		T(inputs_are_materialised),
-		T(node_properties_and_shared_executables),
-		T(missing_inputs_are_listed),
-		T(bad_input_names_and_symlinks_are_rejected),
-		T(bad_output_paths_are_rejected),
-		T(concurrent_actions_do_not_see_each_other),
-		T(writes_outside_the_root_do_not_reach_the_host),
-		T(resource_usage_is_reported),
-		T(memory_limit_oom_is_reported),
-		T(network_is_off_unless_asked),
-		T(busy_slots_refuse_and_cancel_ends_a_job),
-		T(failed_output_store_is_not_cacheable),
-		T(timeout_above_the_maximum_is_rejected),
-		T(working_directory_and_outputs_relative_to_it),
+	        cmocka_unit_test(pools_parse_valid),
+	        cmocka_unit_test(pools_parse_invalid),
+	        cmocka_unit_test(pool_matching),
+	        T(check_names_the_unmet_property),
+	        T(unsatisfiable_job_fails_at_once),
+	        T(echo_to_stdout),
+	        T(nonzero_exit_is_a_result),
+	        T(timeout_kills_the_process_group),
+	        T(huge_stdout_is_stored_whole),
+	        T(outputs_files_dirs_symlinks),
+	        T(output_paths_replace_the_old_fields),
+	        T(inputs_are_materialised),
+	        T(node_properties_and_shared_executables),
+	        T(missing_inputs_are_listed),
+	        T(bad_input_names_and_symlinks_are_rejected),
+	        T(bad_output_paths_are_rejected),
+	        T(concurrent_actions_do_not_see_each_other),
+	        T(writes_outside_the_root_do_not_reach_the_host),
+	        T(resource_usage_is_reported),
+	        T(memory_limit_oom_is_reported),
+	        T(network_is_off_unless_asked),
+	        T(busy_slots_refuse_and_cancel_ends_a_job),
+	        T(failed_output_store_is_not_cacheable),
+	        T(timeout_above_the_maximum_is_rejected),
+	        T(working_directory_and_outputs_relative_to_it),
 	};
 	return cmocka_run_group_tests(tests, global_setup, global_teardown);
 }
