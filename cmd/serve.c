@@ -67,8 +67,11 @@ static int run(const serve_flags *f)
 		char exec_dir[4096], host[256] = "cairn";
 		snprintf(exec_dir, sizeof exec_dir, "%s/exec", f->data_dir);
 		gethostname(host, sizeof host - 1);
+		/* actions must not see the CAS (nor other actions' exec roots, which are under it) */
+		const char *hidden[] = {f->data_dir, NULL};
 		executor_config ec = {
 			.work_dir = exec_dir,
+			.hidden_dirs = hidden,
 			.worker_config = f->worker_config,
 			.executors = (int)f->executors,
 			.worker_id = host,

@@ -154,6 +154,9 @@ void *cairn_xcalloc(size_t n, size_t m);
 void *cairn_xrealloc(void *p, size_t n);
 char *cairn_xstrdup(const char *s);
 
+/* Well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF) with no NUL byte. */
+bool cairn_utf8_valid(const void *s, size_t n);
+
 /* Monotonic clock in nanoseconds, and wall clock in nanoseconds since the epoch. */
 int64_t cairn_now_ns(void);
 int64_t cairn_wall_ns(void);

@@ -1,4 +1,4 @@
-/* Allocation wrappers, the arena, and clocks. */
+/* Allocation wrappers, the arena, clocks and UTF-8 validation. */
 #include "common/common.h"
 
 #include <stdio.h>
@@ -114,4 +114,30 @@ int64_t cairn_wall_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+bool cairn_utf8_valid(const void *str, size_t n)
+{
+	const uint8_t *s = str;
+	for (size_t i = 0; i < n;) {
+		uint8_t c = s[i];
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+		if (!len || c > 0xf4 || i + len > n)
+			return false;
+		for (size_t k = 1; k < len; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		/* overlong 3- and 4-byte forms, UTF-16 surrogates, and beyond U+10FFFF */
+		if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] > 0x9f) || (c == 0xf0 && s[i + 1] < 0x90) ||
+		    (c == 0xf4 && s[i + 1] > 0x8f))
+			return false;
+		i += len;
+	}
+	return true;
 }

@@ -10,6 +10,8 @@
  *     CLONE_NEWUSER works (user.max_user_namespaces > 0), and inside a user namespace mapping the
  *     user's own uid, mount/pid/ipc/net/uts namespaces, tmpfs and bind mounts work too. So a
  *     non-root cairn runs actions with every namespace but as its own uid and with no cgroups.
+ *     (A root that may only get namespaces through a user namespace maps its own uid and the
+ *     sandbox uids; the parent writes those maps, as only it holds CAP_SETUID outside.)
  *   - cgroups are the hybrid layout: cgroup2 at /sys/fs/cgroup/unified with no controllers but
  *     cgroup.kill and cpu.stat; cpu and memory are v1 hierarchies (/sys/fs/cgroup/{cpu,memory}),
  *     where creating child groups and setting cpu.cfs_quota_us / memory.limit_in_bytes works and

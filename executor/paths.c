@@ -48,6 +48,9 @@ cairn_status exec_relpath_check(const char *what, const char *path, bool allow_e
 	return cairn_ok();
 }
 
+/* A lexical check, as the spec describes it. Symlinks can still combine into a path that leaves the
+ * root physically (d -> ".", e -> "d/.."): the worker never follows symlinks itself (every walk here
+ * is O_NOFOLLOW), and what the action reaches that way is the inside of its sandbox. */
 cairn_status exec_symlink_check(const char *path, const char *target, int depth)
 {
 	if (!target[0])

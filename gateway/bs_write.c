@@ -11,24 +11,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef Google__Bytestream__WriteRequest write_req;
+/* A client may send a few messages without data (keep-alives of sorts), not an endless stream of them. */
+#define MAX_EMPTY_MESSAGES 64
 
 typedef struct bs_write {
 	rpc_call *call;
 	gateway *g;
 	upload *up;
-	write_req *msg; /* the message being written */
-	ZSTD_inBuffer zin;
-	bool frame_done; /* the zstd frame is complete */
+	rpc_msg *msg;      /* the message being written, in the transport's buffers */
+	gw_write_req req;  /* its fields; data as views into msg */
+	size_t seg;        /* next data segment to write */
+	ZSTD_inBuffer zin; /* compressed-blobs: the segment being decompressed */
+	bool frame_done;   /* the zstd frame is complete */
+	int empty;         /* consecutive messages without data */
 	gw_handoff handoff;
-	cairn_status wst; /* outcome of the last zstd piece's write */
+	cairn_status wst;  /* outcome of the last piece's write */
 } bs_write;
+
+static void drop_message(bs_write *w)
+{
+	gw_write_req_clear(&w->req);
+	rpc_msg_free(w->msg);
+	w->msg = NULL;
+}
 
 static void bs_write_free(void *state)
 {
 	bs_write *w = state;
-	if (w->msg)
-		google__bytestream__write_request__free_unpacked(w->msg, NULL);
+	drop_message(w);
 	upload_free(w->up);
 	free(w);
 }
@@ -37,6 +47,7 @@ static void fail(bs_write *w, cairn_status st)
 {
 	upload_free(w->up); /* aborts the blob: nothing of it stays */
 	w->up = NULL;
+	drop_message(w);
 	rpc_call_finish(w->call, &st, NULL, NULL, 0, NULL, NULL);
 }
 
@@ -53,69 +64,88 @@ static void committed(void *arg, cairn_status st)
 	rpc_call_finish(w->call, &st, &resp.base, NULL, 0, NULL, NULL);
 }
 
-static void on_message(rpc_call *call, void *arg, bool ok, const uint8_t *data, size_t len);
+static void on_message(rpc_call *call, void *arg, bool ok, rpc_msg *msg);
 
 /* The current message's data is all in the writer. */
 static void message_done(bs_write *w)
 {
-	bool finish = w->msg->finish_write;
-	google__bytestream__write_request__free_unpacked(w->msg, NULL);
-	w->msg = NULL;
+	bool finish = w->req.finish_write;
+	drop_message(w);
 	if (!finish)
-		return rpc_call_recv(w->call, on_message, w);
+		return rpc_call_recv_raw(w->call, on_message, w);
 	if (w->up->zd && !w->frame_done)
 		return fail(w, cairn_err(CAIRN_INVALID_ARGUMENT, "zstd stream ended before its frame was complete"));
 	blob_commit(w->up->w, committed, w);
 }
 
-static void zwritten(void *arg, cairn_status st);
+/* The next piece of blob bytes to write: a data segment, or what it decompresses to. Returns false
+ * when the message is used up; *len may be 0 for a piece that produced nothing yet. */
+static bool next_piece(bs_write *w, const uint8_t **data, size_t *len, cairn_status *st)
+{
+	*len = 0;
+	if (!w->up->zd) {
+		if (w->seg >= w->req.nseg)
+			return false;
+		*data = w->req.segs[w->seg].data;
+		*len = w->req.segs[w->seg++].len;
+		return true;
+	}
+	if (w->zin.pos >= w->zin.size) {
+		if (w->seg >= w->req.nseg)
+			return false;
+		w->zin = (ZSTD_inBuffer){w->req.segs[w->seg].data, w->req.segs[w->seg].len, 0};
+		w->seg++;
+	}
+	ZSTD_outBuffer out = {w->up->zbuf, ZSTD_DStreamOutSize(), 0};
+	size_t r = ZSTD_decompressStream(w->up->zd, &out, &w->zin);
+	if (ZSTD_isError(r)) {
+		*st = cairn_err(CAIRN_INVALID_ARGUMENT, "zstd data is corrupt: %s", ZSTD_getErrorName(r));
+		return false;
+	}
+	w->frame_done = r == 0;
+	*data = w->up->zbuf;
+	*len = out.pos;
+	return true;
+}
 
-/* Decompresses the message's data piece by piece into the writer; pieces the writer takes at once
- * loop here instead of recursing. */
-static void zstd_feed(bs_write *w)
+static void written(void *arg, cairn_status st);
+
+/* Writes the message's pieces one after another; pieces the writer takes at once loop here instead
+ * of recursing. */
+static void feed(bs_write *w)
 {
 	for (;;) {
 		if (!cairn_is_ok(&w->wst))
 			return fail(w, w->wst);
-		if (w->zin.pos >= w->zin.size)
-			return message_done(w);
-		ZSTD_outBuffer out = {w->up->zbuf, ZSTD_DStreamOutSize(), 0};
-		size_t r = ZSTD_decompressStream(w->up->zd, &out, &w->zin);
-		if (ZSTD_isError(r))
-			return fail(w, cairn_err(CAIRN_INVALID_ARGUMENT, "zstd data is corrupt: %s", ZSTD_getErrorName(r)));
-		w->frame_done = r == 0;
-		if (out.pos == 0)
+		const uint8_t *data;
+		size_t len;
+		cairn_status st = cairn_ok();
+		if (!next_piece(w, &data, &len, &st))
+			return cairn_is_ok(&st) ? message_done(w) : fail(w, st);
+		if (len == 0)
 			continue;
 		gw_handoff_arm(&w->handoff);
-		blob_write(w->up->w, w->up->zbuf, out.pos, zwritten, w);
+		blob_write(w->up->w, data, len, written, w);
 		if (!gw_handoff_starter_goes_on(&w->handoff))
 			return;
 	}
 }
 
-static void zwritten(void *arg, cairn_status st)
+static void written(void *arg, cairn_status st)
 {
 	bs_write *w = arg;
 	w->wst = st;
 	if (gw_handoff_callback_goes_on(&w->handoff))
-		zstd_feed(w);
-}
-
-static void written(void *arg, cairn_status st)
-{
-	bs_write *w = arg;
-	if (!cairn_is_ok(&st))
-		return fail(w, st);
-	message_done(w);
+		feed(w);
 }
 
 /* First message of the call: find or start the upload it names. */
 static cairn_status attach(bs_write *w)
 {
-	const write_req *m = w->msg;
-	if (!m->resource_name[0])
+	const gw_write_req *m = &w->req;
+	if (!m->name || !m->name[0])
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "the first WriteRequest must name the resource");
-	upload *up = upload_take(w->g->uploads, m->resource_name);
+	upload *up = upload_take(w->g->uploads, m->name);
 	if (up && m->write_offset == 0) {
 		upload_free(up); /* the client starts over */
 		up = NULL;
@@ -127,25 +157,28 @@ static cairn_status attach(bs_write *w)
 	if (m->write_offset != 0)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "write_offset %lld for an upload that is not in progress",
 		                 (long long)m->write_offset);
-	return upload_new(w->g->cfg.cas, m->resource_name, &w->up);
+	return upload_new(w->g->cfg.cas, m->name, &w->up);
 }
 
 static cairn_status check_message(bs_write *w)
 {
-	const write_req *m = w->msg;
-	if (m->resource_name[0] && strcmp(m->resource_name, w->up->name) != 0)
+	const gw_write_req *m = &w->req;
+	if (m->name && m->name[0] && strcmp(m->name, w->up->name) != 0)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "resource_name changed within one Write");
 	if (m->write_offset != w->up->committed)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "write_offset %lld does not match the %lld bytes committed",
 		                 (long long)m->write_offset, (long long)w->up->committed);
+	w->empty = m->data_len || m->finish_write ? 0 : w->empty + 1;
+	if (w->empty > MAX_EMPTY_MESSAGES)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "%d WriteRequests in a row without data", MAX_EMPTY_MESSAGES);
 	return cairn_ok();
 }
 
-static void on_message(rpc_call *call, void *arg, bool ok, const uint8_t *data, size_t len)
+static void on_message(rpc_call *call, void *arg, bool ok, rpc_msg *msg)
 {
 	(void)call;
 	bs_write *w = arg;
-	if (!ok || !data) {
+	if (!ok || !msg) {
 		/* broken stream, or a half-close before finish_write: keep the upload for a resume */
 		if (w->up)
 			upload_park(w->g->uploads, w->up);
@@ -155,24 +188,21 @@ static void on_message(rpc_call *call, void *arg, bool ok, const uint8_t *data, 
 		rpc_call_finish(w->call, &st, NULL, NULL, 0, NULL, NULL);
 		return;
 	}
-	if (rpc_strings_valid(&google__bytestream__write_request__descriptor, data, len))
-		w->msg = google__bytestream__write_request__unpack(NULL, len, data);
-	if (!w->msg)
-		return fail(w, gw_malformed("WriteRequest"));
-	cairn_status st = w->up ? cairn_ok() : attach(w);
+	w->msg = msg;
+	size_t nparts;
+	const rpc_part *parts = rpc_msg_parts(msg, &nparts);
+	cairn_status st = gw_decode_write(parts, nparts, &w->req);
+	if (cairn_is_ok(&st) && !w->up)
+		st = attach(w);
 	if (cairn_is_ok(&st))
 		st = check_message(w);
 	if (!cairn_is_ok(&st))
 		return fail(w, st);
-	w->up->committed += (int64_t)w->msg->data.len;
-	if (w->up->zd) {
-		w->zin = (ZSTD_inBuffer){w->msg->data.data, w->msg->data.len, 0};
-		w->wst = cairn_ok();
-		return zstd_feed(w);
-	}
-	if (w->msg->data.len == 0)
-		return message_done(w);
-	blob_write(w->up->w, w->msg->data.data, w->msg->data.len, written, w);
+	w->up->committed += (int64_t)w->req.data_len;
+	w->seg = 0;
+	w->zin = (ZSTD_inBuffer){0};
+	w->wst = cairn_ok();
+	feed(w);
 }
 
 void gw_bs_write(rpc_call *call, void *svc)
@@ -181,7 +211,7 @@ void gw_bs_write(rpc_call *call, void *svc)
 	w->call = call;
 	w->g = svc;
 	rpc_call_set_state(call, w, bs_write_free);
-	rpc_call_recv(call, on_message, w);
+	rpc_call_recv_raw(call, on_message, w);
 }
 
 /* ---- QueryWriteStatus ---- */

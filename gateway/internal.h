@@ -65,6 +65,17 @@ static inline bool gw_handoff_callback_goes_on(gw_handoff *h)
 	return !atomic_compare_exchange_strong(&h->state, &expected, 2);
 }
 
+/* A WriteRequest decoded in place (write_req.c): data is a list of views into the message. */
+typedef struct gw_write_req {
+	char *name; /* NULL when the message has no resource_name */
+	int64_t write_offset;
+	bool finish_write;
+	rpc_part *segs;
+	size_t nseg, segcap, data_len;
+} gw_write_req;
+cairn_status gw_decode_write(const rpc_part *parts, size_t n, gw_write_req *r);
+void gw_write_req_clear(gw_write_req *r);
+
 /* Service handlers. */
 void gw_get_capabilities(rpc_call *call, void *g);
 void gw_find_missing(rpc_call *call, void *g);

@@ -33,6 +33,11 @@ static const subcommand subcommands[] = {
 	{"fs-create", bench_fs_create,
 	 "the reference for small blobs: files stored as cachefs stores a blob (create, write, rename), files/s",
 	 "dir files blob_size seconds", {.files = 20000, .blob_size = 4096, .seconds = 10}},
+	{"exec", bench_exec,
+	 "no-op actions (/bin/true), each new and uncached, through Execute; actions/s, call latency, server phases",
+	 "remote instance timeout clients seconds", {.clients = 1, .seconds = 10}},
+	{"forkexec", bench_forkexec, "the reference for exec: fork, execve /bin/true, waitpid, one after another; latency",
+	 "count", {.count = 2000}},
 };
 #define NSUB (sizeof subcommands / sizeof subcommands[0])
 
@@ -56,6 +61,7 @@ static size_t all_flags(bench_opts *o, cairn_flag *out)
 		{"entries", CAIRN_FLAG_INT, &o->entries, "action results stored before reading them"},
 		{"dir", CAIRN_FLAG_STRING, &o->dir, "directory on the file system to measure"},
 		{"files", CAIRN_FLAG_INT, &o->files, "most files to create"},
+		{"count", CAIRN_FLAG_INT, &o->count, "processes to start, one after another"},
 	};
 	size_t n = sizeof all / sizeof all[0];
 	memcpy(out, all, sizeof all);

@@ -11,7 +11,8 @@
  * Pieces: bench.c parses flags and dispatches; bench_util.c holds the random generator, statistics,
  * blob sets and the multi-client driver; bench_stream.c ByteStream upload/download and the raw TCP
  * loopback reference; bench_cas.c BatchUpdateBlobs and FindMissingBlobs; bench_ac.c the ActionCache;
- * bench_fs.c the file-system reference of the small-blob figures.
+ * bench_fs.c the file-system reference of the small-blob figures; bench_exec.c no-op actions through
+ * Execute and their reference, fork + exec of the same command.
  */
 #ifndef CAIRN_PERF_BENCH_H
 #define CAIRN_PERF_BENCH_H
@@ -45,6 +46,7 @@ typedef struct bench_opts {
 	int64_t present;
 	int64_t entries;
 	int64_t files;
+	int64_t count;     /* forkexec: processes to start */
 } bench_opts;
 
 /* ---- subcommands: 0 on success, 1 when a call failed or an answer was wrong ---- */
@@ -56,6 +58,8 @@ int bench_batch_upload(const bench_opts *o);
 int bench_find_missing(const bench_opts *o);
 int bench_ac_get(const bench_opts *o);
 int bench_fs_create(const bench_opts *o);
+int bench_exec(const bench_opts *o);
+int bench_forkexec(const bench_opts *o);
 
 /* ---- random data ---- */
 

@@ -26,6 +26,7 @@ struct rpc_call {
 	call_op close_op, recv_op, send_op, finish_op;
 	grpc_byte_buffer *recv_bb;
 	rpc_recv_cb recv_cb;
+	rpc_recv_raw_cb recv_raw_cb;
 	void *recv_arg;
 	rpc_done_cb send_cb, finish_cb;
 	void *send_arg, *finish_arg;
@@ -202,14 +203,93 @@ static void on_recv(rpc_tag *t, bool ok)
 	rpc_call_unref(c);
 }
 
+struct rpc_msg {
+	size_t n, len;
+	grpc_slice *slices;
+	rpc_part *parts;
+};
+
+/* Takes the byte buffer's slices (references, no copy). */
+static rpc_msg *msg_from(grpc_byte_buffer *bb)
+{
+	rpc_msg *m = cairn_xcalloc(1, sizeof *m);
+	grpc_byte_buffer_reader r;
+	if (!grpc_byte_buffer_reader_init(&r, bb))
+		return m;
+	size_t cap = 0;
+	grpc_slice s;
+	while (grpc_byte_buffer_reader_next(&r, &s)) {
+		if (m->n == cap) {
+			cap = cap ? 2 * cap : 16;
+			m->slices = cairn_xrealloc(m->slices, cap * sizeof *m->slices);
+			m->parts = cairn_xrealloc(m->parts, cap * sizeof *m->parts);
+		}
+		m->slices[m->n++] = s;
+		m->len += GRPC_SLICE_LENGTH(s);
+	}
+	grpc_byte_buffer_reader_destroy(&r);
+	/* only now: a small slice keeps its bytes inside the grpc_slice itself, which realloc moves */
+	for (size_t i = 0; i < m->n; i++)
+		m->parts[i] = (rpc_part){GRPC_SLICE_START_PTR(m->slices[i]), GRPC_SLICE_LENGTH(m->slices[i])};
+	return m;
+}
+
+const rpc_part *rpc_msg_parts(const rpc_msg *m, size_t *n)
+{
+	*n = m->n;
+	return m->parts;
+}
+
+size_t rpc_msg_len(const rpc_msg *m) { return m->len; }
+
+void rpc_msg_free(rpc_msg *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		grpc_slice_unref(m->slices[i]);
+	free(m->slices);
+	free(m->parts);
+	free(m);
+}
+
+static void on_recv_raw(rpc_tag *t, bool ok)
+{
+	rpc_call *c = ((call_op *)t)->call;
+	grpc_byte_buffer *bb = c->recv_bb;
+	c->recv_bb = NULL;
+	if (!ok)
+		atomic_store(&c->cancelled, true);
+	rpc_msg *m = NULL;
+	if (bb) {
+		if (ok)
+			m = msg_from(bb);
+		grpc_byte_buffer_destroy(bb); /* the message keeps its own slice references */
+	}
+	c->recv_raw_cb(c, c->recv_arg, ok, m);
+	rpc_call_unref(c);
+}
+
+static void start_recv(rpc_call *c, void (*done)(rpc_tag *, bool))
+{
+	c->recv_op.tag.fn = done;
+	grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+	op.data.recv_message.recv_message = &c->recv_bb;
+	start(c, &op, 1, &c->recv_op);
+}
+
+void rpc_call_recv_raw(rpc_call *c, rpc_recv_raw_cb cb, void *arg)
+{
+	c->recv_raw_cb = cb;
+	c->recv_arg = arg;
+	start_recv(c, on_recv_raw);
+}
+
 void rpc_call_recv(rpc_call *c, rpc_recv_cb cb, void *arg)
 {
 	c->recv_cb = cb;
 	c->recv_arg = arg;
-	c->recv_op.tag.fn = on_recv;
-	grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
-	op.data.recv_message.recv_message = &c->recv_bb;
-	start(c, &op, 1, &c->recv_op);
+	start_recv(c, on_recv);
 }
 
 /* ---- send ---- */

@@ -84,6 +84,21 @@ const uint8_t *rpc_call_metadata(rpc_call *call, const char *key, size_t *len);
 const char *rpc_call_method(const rpc_call *call);
 
 void rpc_call_recv(rpc_call *call, rpc_recv_cb cb, void *arg);
+
+/* A received message left in the transport's own buffers, for handlers that stream large payloads
+ * (ByteStream Write) without copying them: parts are views of the buffers, valid until
+ * rpc_msg_free, which the handler calls when it no longer needs them (on any thread). */
+typedef struct rpc_msg rpc_msg;
+typedef struct rpc_part {
+	const uint8_t *data;
+	size_t len;
+} rpc_part;
+/* msg == NULL with ok when the client half-closed. The handler owns msg. */
+typedef void (*rpc_recv_raw_cb)(rpc_call *call, void *arg, bool ok, rpc_msg *msg);
+void rpc_call_recv_raw(rpc_call *call, rpc_recv_raw_cb cb, void *arg);
+const rpc_part *rpc_msg_parts(const rpc_msg *msg, size_t *n);
+size_t rpc_msg_len(const rpc_msg *msg);
+void rpc_msg_free(rpc_msg *msg);
 /* Sends one message (packed now; msg may be freed when this returns). */
 void rpc_call_send(rpc_call *call, const ProtobufCMessage *msg, rpc_done_cb cb, void *arg);
 /* Sends one already packed message (copied). */

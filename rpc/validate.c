@@ -20,31 +20,6 @@ static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 	return false;
 }
 
-/* Well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF) without NUL. */
-static bool utf8_ok(const uint8_t *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		uint8_t c = s[i];
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-		if (!len || c > 0xf4 || i + len > n)
-			return false;
-		for (size_t k = 1; k < len; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-		if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] > 0x9f) || (c == 0xf0 && s[i + 1] < 0x90) ||
-		    (c == 0xf4 && s[i + 1] > 0x8f))
-			return false;
-		i += len;
-	}
-	return true;
-}
-
 static bool check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end, int depth)
 {
 	if (depth > MAX_DEPTH)
@@ -72,7 +47,7 @@ static bool check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, cons
 		case 2:
 			if (!varint(&p, end, &n) || n > (uint64_t)(end - p))
 				return false;
-			if (f && f->type == PROTOBUF_C_TYPE_STRING && !utf8_ok(p, (size_t)n))
+			if (f && f->type == PROTOBUF_C_TYPE_STRING && !cairn_utf8_valid(p, (size_t)n))
 				return false;
 			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && !check(f->descriptor, p, p + n, depth + 1))
 				return false;

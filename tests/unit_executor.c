@@ -691,11 +691,10 @@ static void outputs_files_dirs_symlinks(void **state)
 {
 	waiter w;
 	action_spec a = {
-	        .argv = ARGV(
-	                "sh", "-c",
-	                "mkdir -p out/dir/sub && echo a > out/dir/a.txt && echo b > out/dir/sub/b.txt && "
-	                "ln -s a.txt out/dir/link && echo f > out/file.txt && chmod +x out/file.txt && "
-	                "ln -s file.txt out/flink"),
+	        .argv = ARGV("sh", "-c",
+	                     "mkdir -p out/dir/sub && echo a > out/dir/a.txt && echo b > out/dir/sub/b.txt && "
+	                     "ln -s a.txt out/dir/link && echo f > out/file.txt && chmod +x out/file.txt && "
+	                     "ln -s file.txt out/flink"),
 	        .env = SH,
 	        .out_files = ARGV("out/file.txt", "out/flink", "out/never"),
 	        .out_dirs = ARGV("out/dir"),

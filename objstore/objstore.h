@@ -1,0 +1,75 @@
+/*
+ * objstore: object-store clients behind one small interface, for the CAS write-through and the
+ * action-cache backup. Back ends: S3 (libcurl with SigV4; path-style or virtual-hosted; any
+ * endpoint; multipart above a threshold), GCS through the same S3 code on its XML API with HMAC keys,
+ * and a local directory (tests, and single machines that want a second copy on another disk).
+ *
+ * Calls are asynchronous: each is queued to the store's transfer threads (at most max_concurrency
+ * transfers at once) and reports through its callback exactly once, on a transfer thread. Retries
+ * with exponential backoff and jitter on 5xx, 429, timeouts and connection errors; never on other
+ * 4xx. Every upload sends the body's SHA-256 as x-amz-content-sha256 so the store rejects corrupted
+ * bytes. objstore knows nothing about CAS or AC semantics: keys are opaque strings under the prefix.
+ */
+#ifndef CAIRN_OBJSTORE_H
+#define CAIRN_OBJSTORE_H
+
+#include "common/common.h"
+
+typedef struct objstore objstore;
+
+typedef struct objstore_config {
+	const char *url;          /* "s3://bucket/prefix", "gs://bucket/prefix" or "file:///dir/prefix" */
+	const char *endpoint;     /* "http://127.0.0.1:7480"; NULL: AWS (https://s3.REGION.amazonaws.com) or GCS */
+	const char *region;       /* NULL: "us-east-1" ("auto" for GCS) */
+	const char *access_key;   /* NULL: AWS_ACCESS_KEY_ID */
+	const char *secret_key;   /* NULL: AWS_SECRET_ACCESS_KEY */
+	const char *session_token; /* NULL: AWS_SESSION_TOKEN if set */
+	bool path_style;          /* bucket in the path instead of the host name (needed for most local servers) */
+	int max_concurrency;      /* transfers at once; 0 means 16 */
+	int max_retries;          /* 0 means 5 */
+	int64_t multipart_threshold; /* objects at least this large go in parts; 0 means 64 MiB */
+	int64_t part_size;        /* 0 means 16 MiB */
+	int64_t timeout_ms;       /* per request; 0 means 300 s */
+} objstore_config;
+
+typedef struct objstore_stats {
+	uint64_t puts, gets, heads, deletes, lists;
+	uint64_t bytes_up, bytes_down;
+	uint64_t retries, failures;
+} objstore_stats;
+
+/* Parses the URL and credentials and starts the transfer threads. No request is made. */
+cairn_status objstore_open(const objstore_config *cfg, objstore **out);
+/* Waits for queued transfers, then frees everything. */
+void objstore_close(objstore *s);
+void objstore_get_stats(objstore *s, objstore_stats *out);
+
+typedef void (*objstore_cb)(void *arg, cairn_status st);
+
+/* Uploads a file as `key` (multipart above the threshold). sha256 of the whole file if known (CAS
+ * blobs: their digest), else NULL and it is computed. */
+void objstore_put_file(objstore *s, const char *key, const char *path, const uint8_t *sha256, objstore_cb cb,
+                       void *arg);
+/* Uploads a buffer (copied before the call returns). */
+void objstore_put(objstore *s, const char *key, const void *data, size_t len, objstore_cb cb, void *arg);
+/* Downloads `key` into a new file at path (written to path.part, renamed when complete). NOT_FOUND if
+ * absent. */
+void objstore_get_file(objstore *s, const char *key, const char *path, objstore_cb cb, void *arg);
+/* Downloads `key` (at most max bytes) into a malloc'd buffer handed to cb. */
+typedef void (*objstore_data_cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
+void objstore_get(objstore *s, const char *key, int64_t max, objstore_data_cb cb, void *arg);
+/* Size of `key`, or NOT_FOUND. */
+typedef void (*objstore_head_cb)(void *arg, cairn_status st, int64_t size);
+void objstore_head(objstore *s, const char *key, objstore_head_cb cb, void *arg);
+void objstore_delete(objstore *s, const char *key, objstore_cb cb, void *arg);
+/* Lists keys under a prefix, page by page: cb gets each page's keys (relative to the store's prefix)
+ * and is called again until done. */
+typedef void (*objstore_list_cb)(void *arg, cairn_status st, const char *const *keys, size_t n, bool done);
+void objstore_list(objstore *s, const char *prefix, objstore_list_cb cb, void *arg);
+
+/* Synchronous forms for threads that may block (never gRPC threads). */
+cairn_status objstore_put_file_sync(objstore *s, const char *key, const char *path, const uint8_t *sha256);
+cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path);
+cairn_status objstore_head_sync(objstore *s, const char *key, int64_t *size);
+
+#endif
