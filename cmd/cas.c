@@ -27,6 +27,18 @@ static int parse_digests(int n, char **args, cairn_digest *out)
 	return 0;
 }
 
+/* Uploads a file (or, with --tree, a directory) and prints "hash/size path". */
+static int cas_put(rpc_channel *ch, const cas_opts *o, const char *path)
+{
+	cairn_digest d;
+	cairn_status st = o->tree ? cas_upload_tree(ch, o, path, &d) : cas_upload_file(ch, o, path, &d);
+	if (!cairn_is_ok(&st))
+		return client_fail(o->tree ? "cas put --tree" : "cas put", path, &st);
+	char ds[CAIRN_DIGEST_STR_MAX];
+	printf("%s %s\n", cairn_digest_str(&d, ds), path);
+	return 0;
+}
+
 static int cas_missing(rpc_channel *ch, const cas_opts *o, int n, char **args)
 {
 	cairn_digest *ds = cairn_xcalloc((size_t)n, sizeof *ds);
@@ -165,7 +177,7 @@ int cmd_cas(int argc, char **argv)
 	cairn_digest d;
 	if (!strcmp(sub, "put")) {
 		for (int i = 0; i < npos && !rc; i++)
-			rc = o.tree ? cas_put_tree(ch, &o, args[i]) : cas_put_file(ch, &o, args[i]);
+			rc = cas_put(ch, &o, args[i]);
 	} else if (!strcmp(sub, "missing")) {
 		rc = cas_missing(ch, &o, npos, args);
 	} else if (!(rc = parse_digests(1, args, &d))) {

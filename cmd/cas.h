@@ -24,12 +24,8 @@ static inline bool cas_zstd(const cas_opts *o) { return o->compressor[0] == 'z';
 cairn_status cas_upload_file(rpc_channel *ch, const cas_opts *o, const char *path, cairn_digest *d);
 /* Uploads a buffer with BatchUpdateBlobs. */
 cairn_status cas_upload_bytes(rpc_channel *ch, const cas_opts *o, const void *data, size_t n, const cairn_digest *d);
-/* Uploads one file; prints "hash/size path". Returns an exit code. */
-int cas_put_file(rpc_channel *ch, const cas_opts *o, const char *path);
 /* Uploads a directory tree (files and Directory messages) and returns the root Directory's digest. */
 cairn_status cas_upload_tree(rpc_channel *ch, const cas_opts *o, const char *dir, cairn_digest *root);
-/* The same, printing the root digest. */
-int cas_put_tree(rpc_channel *ch, const cas_opts *o, const char *dir);
 /* Downloads one blob to a stream, verified when whole. */
 cairn_status cas_get_to(rpc_channel *ch, const cas_opts *o, const cairn_digest *d, FILE *out);
 /* Downloads one blob to o->output (or stdout); prints errors and returns an exit code. */

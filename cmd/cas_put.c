@@ -234,14 +234,3 @@ cairn_status cas_upload_file(rpc_channel *ch, const cas_opts *o, const char *pat
 		st = o->batch ? put_batch(ch, o, path, d) : put_bytestream(ch, o, path, d);
 	return st;
 }
-
-int cas_put_file(rpc_channel *ch, const cas_opts *o, const char *path)
-{
-	cairn_digest d;
-	cairn_status st = cas_upload_file(ch, o, path, &d);
-	if (!cairn_is_ok(&st))
-		return client_fail("cas put", path, &st);
-	char ds[CAIRN_DIGEST_STR_MAX];
-	printf("%s %s\n", cairn_digest_str(&d, ds), path);
-	return 0;
-}

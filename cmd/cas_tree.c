@@ -107,14 +107,3 @@ cairn_status cas_upload_tree(rpc_channel *ch, const cas_opts *o, const char *dir
 	cairn_arena_free(a);
 	return st;
 }
-
-int cas_put_tree(rpc_channel *ch, const cas_opts *o, const char *path)
-{
-	cairn_digest root;
-	cairn_status st = cas_upload_tree(ch, o, path, &root);
-	if (!cairn_is_ok(&st))
-		return client_fail("cas put --tree", path, &st);
-	char ds[CAIRN_DIGEST_STR_MAX];
-	printf("%s %s\n", cairn_digest_str(&root, ds), path);
-	return 0;
-}

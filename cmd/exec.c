@@ -41,6 +41,17 @@ static size_t split(char *s, char **out, size_t cap)
 	return n;
 }
 
+/* Splits "k=v,k=v" in place into names and values (a piece without '=' has an empty value). */
+static size_t split_pairs(char *s, char **names, char **values, size_t cap)
+{
+	size_t n = split(s, names, cap);
+	for (size_t i = 0; i < n; i++) {
+		char *eq = strchr(names[i], '=');
+		values[i] = eq ? (*eq = 0, eq + 1) : "";
+	}
+	return n;
+}
+
 static int compare_props(const void *a, const void *b)
 {
 	return strcmp((*(property_pb *const *)a)->name, (*(property_pb *const *)b)->name);
@@ -53,29 +64,28 @@ static cairn_status upload_action(rpc_channel *ch, const exec_opts *o, int argc,
 	command_pb cmd = BUILD__BAZEL__REMOTE__EXECUTION__V2__COMMAND__INIT;
 	cmd.n_arguments = (size_t)argc;
 	cmd.arguments = argv;
-	char *outs[64], *envs[64], *props[32];
+	char *outs[64];
 	cmd.n_output_paths = split(cairn_arena_strndup(a, o->outputs, strlen(o->outputs)), outs, 64);
 	cmd.output_paths = outs;
-	size_t ne = split(cairn_arena_strndup(a, o->env, strlen(o->env)), envs, 64);
+	char *names[64], *values[64];
+	size_t ne = split_pairs(cairn_arena_strndup(a, o->env, strlen(o->env)), names, values, 64);
 	cmd.environment_variables = cairn_arena_alloc(a, (ne + 1) * sizeof *cmd.environment_variables);
 	for (size_t i = 0; i < ne; i++) {
 		Build__Bazel__Remote__Execution__V2__Command__EnvironmentVariable *v = cairn_arena_alloc(a, sizeof *v);
 		build__bazel__remote__execution__v2__command__environment_variable__init(v);
-		char *eq = strchr(envs[i], '=');
-		v->name = envs[i];
-		v->value = eq ? (*eq = 0, eq + 1) : "";
+		v->name = names[i];
+		v->value = values[i];
 		cmd.environment_variables[cmd.n_environment_variables++] = v;
 	}
 	cmd.working_directory = (char *)o->workdir;
 	Build__Bazel__Remote__Execution__V2__Platform platform = BUILD__BAZEL__REMOTE__EXECUTION__V2__PLATFORM__INIT;
-	size_t np = split(cairn_arena_strndup(a, o->platform, strlen(o->platform)), props, 32);
+	size_t np = split_pairs(cairn_arena_strndup(a, o->platform, strlen(o->platform)), names, values, 32);
 	platform.properties = cairn_arena_alloc(a, (np + 1) * sizeof *platform.properties);
 	for (size_t i = 0; i < np; i++) {
 		property_pb *p = cairn_arena_alloc(a, sizeof *p);
 		build__bazel__remote__execution__v2__platform__property__init(p);
-		char *eq = strchr(props[i], '=');
-		p->name = props[i];
-		p->value = eq ? (*eq = 0, eq + 1) : "";
+		p->name = names[i];
+		p->value = values[i];
 		platform.properties[platform.n_properties++] = p;
 	}
 	qsort(platform.properties, platform.n_properties, sizeof *platform.properties, compare_props);

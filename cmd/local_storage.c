@@ -2,47 +2,11 @@
  * threads, made of cachefs's pinning and its asynchronous blobstore with a wait. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cmd/local_storage.h"
-
-typedef struct waiter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
-	cairn_status st;
-} waiter;
-
-static void waiter_init(waiter *w)
-{
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
-	w->done = false;
-}
-
-static void waiter_done(void *arg, cairn_status st)
-{
-	waiter *w = arg;
-	pthread_mutex_lock(&w->mu);
-	w->st = st;
-	w->done = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
-static cairn_status waiter_wait(waiter *w)
-{
-	pthread_mutex_lock(&w->mu);
-	while (!w->done)
-		pthread_cond_wait(&w->cv, &w->mu);
-	pthread_mutex_unlock(&w->mu);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
-	return w->st;
-}
 
 static cairn_status pin_path(void *ctx, const cairn_digest *d, char *path, size_t cap)
 {
@@ -82,33 +46,10 @@ static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uin
 	return st;
 }
 
-/* Writes a buffer as a blob and waits. */
-static cairn_status put_buffer(cachefs *fs, const cairn_digest *d, const void *data, size_t len)
-{
-	blobstore *bs = cachefs_blobstore(fs);
-	blob_writer *w;
-	cairn_status st = blobstore_open_write(bs, d, &w);
-	if (!cairn_is_ok(&st))
-		return st;
-	waiter wt;
-	if (len) {
-		waiter_init(&wt);
-		blob_write(w, data, len, waiter_done, &wt);
-		st = waiter_wait(&wt);
-		if (!cairn_is_ok(&st)) {
-			blob_abort(w);
-			return st;
-		}
-	}
-	waiter_init(&wt);
-	blob_commit(w, waiter_done, &wt);
-	return waiter_wait(&wt);
-}
-
 static cairn_status put_bytes(void *ctx, const void *data, size_t len, cairn_digest *out)
 {
 	cairn_digest_of(data, len, out);
-	return put_buffer(ctx, out, data, len);
+	return blobstore_put_sync(cachefs_blobstore(ctx), out, data, len);
 }
 
 /* Hashes the file, then streams it into the store in chunks. */
@@ -135,22 +76,21 @@ static cairn_status put_file(void *ctx, const char *path, cairn_digest *out)
 		st = blobstore_open_write(cachefs_blobstore(ctx), out, &w);
 	if (cairn_is_ok(&st) && lseek(fd, 0, SEEK_SET) != 0)
 		st = cairn_errno(errno, "seek output %s", path);
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
 	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
-		waiter wt;
-		waiter_init(&wt);
-		blob_write(w, buf, (size_t)n, waiter_done, &wt);
-		st = waiter_wait(&wt);
+		blob_write(w, buf, (size_t)n, cairn_waiter_done, &wt);
+		st = cairn_waiter_wait(&wt);
 	}
 	if (cairn_is_ok(&st) && n < 0)
 		st = cairn_errno(errno, "read output %s", path);
 	if (w && cairn_is_ok(&st)) {
-		waiter wt;
-		waiter_init(&wt);
-		blob_commit(w, waiter_done, &wt);
-		st = waiter_wait(&wt);
+		blob_commit(w, cairn_waiter_done, &wt);
+		st = cairn_waiter_wait(&wt);
 	} else if (w) {
 		blob_abort(w);
 	}
+	cairn_waiter_destroy(&wt);
 	free(buf);
 	close(fd);
 	return st;

@@ -20,6 +20,7 @@
 #ifndef CAIRN_COMMON_H
 #define CAIRN_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -157,6 +158,20 @@ char *cairn_xstrdup(const char *s);
 /* Well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF) with no NUL byte. */
 bool cairn_utf8_valid(const void *s, size_t n);
 
+/* A one-shot wait for an asynchronous call, for threads that may block (never gRPC threads):
+ * pass cairn_waiter_done as the callback and the waiter as its argument, then cairn_waiter_wait.
+ * The waiter can be used again after each wait. */
+typedef struct cairn_waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	cairn_status st;
+} cairn_waiter;
+void cairn_waiter_init(cairn_waiter *w);
+void cairn_waiter_done(void *arg, cairn_status st);
+cairn_status cairn_waiter_wait(cairn_waiter *w);
+void cairn_waiter_destroy(cairn_waiter *w);
+
 /* Monotonic clock in nanoseconds, and wall clock in nanoseconds since the epoch. */
 int64_t cairn_now_ns(void);
 int64_t cairn_wall_ns(void);
@@ -233,6 +248,8 @@ static inline void blob_write(blob_writer *w, const void *data, size_t len, blob
 }
 static inline void blob_commit(blob_writer *w, blob_done_cb cb, void *arg) { w->ops->commit(w, cb, arg); }
 static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
+/* Writes a whole buffer as a blob of digest d, in pieces, and waits: for threads that may block. */
+cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
 
 /* ---- runner ---------------------------------------------------------------------------------- */
 

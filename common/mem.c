@@ -1,4 +1,4 @@
-/* Allocation wrappers, the arena, clocks and UTF-8 validation. */
+/* Allocation wrappers, the arena, clocks, UTF-8 validation and the waiter. */
 #include "common/common.h"
 
 #include <stdio.h>
@@ -140,4 +140,37 @@ bool cairn_utf8_valid(const void *str, size_t n)
 		i += len;
 	}
 	return true;
+}
+
+void cairn_waiter_init(cairn_waiter *w)
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->done = false;
+}
+
+void cairn_waiter_done(void *arg, cairn_status st)
+{
+	cairn_waiter *w = arg;
+	pthread_mutex_lock(&w->mu);
+	w->st = st;
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+cairn_status cairn_waiter_wait(cairn_waiter *w)
+{
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		pthread_cond_wait(&w->cv, &w->mu);
+	w->done = false;
+	pthread_mutex_unlock(&w->mu);
+	return w->st;
+}
+
+void cairn_waiter_destroy(cairn_waiter *w)
+{
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
 }

@@ -107,10 +107,8 @@ void gw_ac_get(rpc_call *call, void *svc)
 	gateway *g = svc;
 	get_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__get_action_result_request__descriptor);
 	cairn_digest action;
-	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : gw_malformed("GetActionResultRequest");
-	if (cairn_is_ok(&st))
-		st = gw_digest_from_pb(req->action_digest, "action_digest", &action);
+	cairn_status st = gw_check_digest_request(req != NULL, "GetActionResultRequest", req ? req->digest_function : 0,
+	                                          req ? req->action_digest : NULL, "action_digest", &action);
 	if (!cairn_is_ok(&st))
 		return rpc_call_reply(call, NULL, &st);
 	get_ctx *c = cairn_xcalloc(1, sizeof *c);
@@ -141,10 +139,8 @@ void gw_ac_update(rpc_call *call, void *svc)
 	gateway *g = svc;
 	update_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__update_action_result_request__descriptor);
 	cairn_digest action;
-	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : gw_malformed("UpdateActionResultRequest");
-	if (cairn_is_ok(&st))
-		st = gw_digest_from_pb(req->action_digest, "action_digest", &action);
+	cairn_status st = gw_check_digest_request(req != NULL, "UpdateActionResultRequest", req ? req->digest_function : 0,
+	                                          req ? req->action_digest : NULL, "action_digest", &action);
 	if (cairn_is_ok(&st) && !req->action_result)
 		st = cairn_err(CAIRN_INVALID_ARGUMENT, "action_result is missing");
 	if (cairn_is_ok(&st))

@@ -160,10 +160,8 @@ void gw_execute(rpc_call *call, void *svc)
 	gateway *g = svc;
 	execute_req *req = rpc_call_unpack_request(call, &build__bazel__remote__execution__v2__execute_request__descriptor);
 	cairn_digest d;
-	cairn_status st = req ? gw_check_digest_function(req->digest_function)
-	                      : gw_malformed("ExecuteRequest");
-	if (cairn_is_ok(&st))
-		st = gw_digest_from_pb(req->action_digest, "action_digest", &d);
+	cairn_status st = gw_check_digest_request(req != NULL, "ExecuteRequest", req ? req->digest_function : 0,
+	                                          req ? req->action_digest : NULL, "action_digest", &d);
 	if (!cairn_is_ok(&st)) {
 		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
 		return;

@@ -31,6 +31,10 @@ re_digest *gw_digest_to_pb(cairn_arena *a, const cairn_digest *d);
 rpc_status_pb *gw_status_to_pb(cairn_arena *a, const cairn_status *st);
 /* INVALID_ARGUMENT unless the digest function is unset or SHA256. */
 cairn_status gw_check_digest_function(int fn);
+/* The checks every request that names one digest needs: it decoded (decoded is false otherwise,
+ * and `what` names the message), its digest function is SHA256, and the digest is valid. */
+cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_function, const re_digest *pb,
+                                     const char *field, cairn_digest *out);
 
 /* Reads a whole blob (at most max bytes) into a malloc'd buffer; cb gets ownership of data. */
 typedef void (*gw_read_all_cb)(void *arg, cairn_status st, uint8_t *data, size_t len);

@@ -49,6 +49,15 @@ cairn_status gw_check_digest_function(int fn)
 	return cairn_err(CAIRN_INVALID_ARGUMENT, "digest function %d is not supported: cairn uses SHA256", fn);
 }
 
+cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_function, const re_digest *pb,
+                                     const char *field, cairn_digest *out)
+{
+	if (!decoded)
+		return gw_malformed(what);
+	cairn_status st = gw_check_digest_function(digest_function);
+	return cairn_is_ok(&st) ? gw_digest_from_pb(pb, field, out) : st;
+}
+
 /* ---- whole-blob read ---- */
 
 typedef struct read_all {

@@ -49,53 +49,10 @@ static int failures;
 
 /* ---- the child: uploads until killed ---------------------------------------------------------- */
 
-typedef struct waiter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
-	cairn_status st;
-} waiter;
-
-static void on_done(void *arg, cairn_status st)
-{
-	waiter *w = arg;
-	pthread_mutex_lock(&w->mu);
-	w->st = st;
-	w->done = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
-static cairn_status wait_for(waiter *w)
-{
-	pthread_mutex_lock(&w->mu);
-	while (!w->done)
-		pthread_cond_wait(&w->cv, &w->mu);
-	w->done = false;
-	pthread_mutex_unlock(&w->mu);
-	return w->st;
-}
-
 static cairn_status put(blobstore *bs, const uint8_t *data, size_t len, cairn_digest *d)
 {
 	cairn_digest_of(data, len, d);
-	blob_writer *bw;
-	cairn_status st = blobstore_open_write(bs, d, &bw);
-	if (!cairn_is_ok(&st))
-		return st;
-	waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-	for (size_t off = 0; off < len;) {
-		size_t n = len - off < 100000 ? len - off : 100000;
-		blob_write(bw, data + off, n, on_done, &w);
-		st = wait_for(&w);
-		if (!cairn_is_ok(&st)) {
-			blob_abort(bw);
-			return st;
-		}
-		off += n;
-	}
-	blob_commit(bw, on_done, &w);
-	return wait_for(&w);
+	return blobstore_put_sync(bs, d, data, len);
 }
 
 typedef struct child_arg {
