@@ -67,4 +67,25 @@ void cachefs_unpin(cachefs *fs, const cairn_digest *d);
 /* Runs one eviction pass now (tests and benchmarks; the eviction thread does this by itself). */
 void cachefs_evict_now(cachefs *fs);
 
+/* ---- an object store behind the CAS (through.c) ---- */
+
+typedef struct objstore objstore;
+typedef struct cachefs_through cachefs_through;
+
+typedef struct cachefs_through_stats {
+	uint64_t uploaded, skipped; /* blobs written through; blobs the bucket had already */
+	uint64_t fetched, refused;  /* blobs read through; bucket copies refused as corrupt */
+	uint64_t backlog;           /* async: blobs acknowledged and not yet in the bucket */
+	uint64_t failures;          /* object-store calls that failed after their retries */
+} cachefs_through_stats;
+
+/* A blobstore over the local store that writes new blobs through to `os` (sync: acknowledged once the
+ * bucket has them; async: acknowledged after the local write, with a backlog on disk that survives
+ * restarts) and reads missing ones back through. Order at shutdown: stop the callers, free this,
+ * close the objstore, close the cachefs. */
+cairn_status cachefs_through_new(cachefs *fs, objstore *os, bool async, cachefs_through **out);
+blobstore *cachefs_through_blobstore(cachefs_through *t);
+void cachefs_through_get_stats(cachefs_through *t, cachefs_through_stats *out);
+void cachefs_through_free(cachefs_through *t);
+
 #endif

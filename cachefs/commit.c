@@ -58,7 +58,8 @@ static void cleanup_step(cachefs_op *op, int64_t res)
 		w->fd = -1;
 	} else {
 		if (res < 0 && res != -ENOENT)
-			LOG_WARN("cachefs", "cannot remove temp file path=%s/tmp/%s error=%s", w->fs->dir, w->tmpname,
+			LOG_WARN("cachefs", "cannot remove temp file path=%s/cas/%02x/%s error=%s", w->fs->dir,
+			         w->base.digest.hash[0], w->tmpname,
 			         strerror((int)-res));
 		w->has_file = false;
 	}
@@ -72,7 +73,7 @@ static void cleanup(cachefs_writer *w, cairn_status st)
 	if (w->fd >= 0)
 		submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_CLOSE, .fd = w->fd, .cb = cleanup_step});
 	else if (w->has_file)
-		submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = w->fs->tmpfd, .path = w->tmpname,
+		submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
 		                           .cb = cleanup_step});
 	else
 		finish(w, st);
@@ -158,7 +159,7 @@ static void place(cachefs_writer *w)
 	if (next == WAIT)
 		return submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_TIMEOUT, .ts = {.tv_nsec = 1000000},
 		                                  .cb = place_retry});
-	submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_RENAMEAT, .fd = fs->tmpfd, .path = w->tmpname,
+	submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_RENAMEAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
 	                           .fd2 = fs->casfd[w->base.digest.hash[0]], .path2 = w->name,
 	                           .cb = on_renamed});
 }

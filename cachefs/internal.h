@@ -3,7 +3,7 @@
  *
  *  index.c  the digest → entry table, the LRU list and the byte accounting (one mutex)
  *  ring.c   the io_uring ring and its I/O thread; other threads queue cachefs_op's
- *  write.c  blob writers: hashing on the caller's thread, double-buffered writes to tmp/<n>.part
+ *  write.c  blob writers: hashing on the caller's thread, double-buffered writes to cas/<xx>/<n>.part
  *  commit.c the end of a writer: verify, fsync, rename into cas/, publish in the index; or clean up
  *  read.c   blob readers (pin, open, read, close, unpin)
  *  evict.c  the eviction thread and passes
@@ -254,9 +254,15 @@ struct cachefs_writer {
 	blob_done_cb done_cb;
 	void *done_arg;
 	cachefs_op ctl;        /* open, then the finishing chain: one at a time */
-	char tmpname[32];      /* under tmp/ */
+	char tmpname[32];      /* under cas/<xx>/, the blob's own fan-out directory */
 	char name[CACHEFS_NAME_MAX];
 };
+
+/* Temp files live in the blob's own fan-out directory: the rename that publishes a blob stays in one
+ * directory, and concurrent uploads spread over 256 directory locks instead of sharing one. The
+ * start-up scan removes what a crash left there (any name that is not <hash>_<size>). */
+static inline int cachefs_tmp_dirfd(const cachefs_writer *w) { return w->fs->casfd[w->base.digest.hash[0]]; }
+
 
 /* write.c: true when no I/O is outstanding that the finishing chain must wait for (under mu). */
 bool cachefs_writer_idle(const cachefs_writer *w);

@@ -1,4 +1,4 @@
-/* Blob writers: the bytes of an upload go to tmp/<n>.part.
+/* Blob writers: the bytes of an upload go to cas/<xx>/<n>.part, beside where the blob will live.
  *
  * cachefs_write hashes the data on the caller's thread, then copies it into the writer's two buffers.
  * A full buffer is sealed and written through the ring (the temp file is created by the ring when the
@@ -51,7 +51,7 @@ cairn_status cachefs_writer_io_error(cachefs_writer *w, int64_t res, const char 
 		pthread_mutex_unlock(&w->fs->ix.mu);
 	}
 	char ds[CAIRN_DIGEST_STR_MAX];
-	return cairn_errno(e, "cachefs: %s %s/tmp/%s for blob %s", what, w->fs->dir, w->tmpname,
+	return cairn_errno(e, "cachefs: %s %s/cas/%02x/%s for blob %s", what, w->fs->dir, w->base.digest.hash[0], w->tmpname,
 	                   cairn_digest_str(&w->base.digest, ds));
 }
 
@@ -107,7 +107,7 @@ static void pump(cachefs_writer *w)
 	if (w->fd < 0) {
 		if (!w->opening) {
 			w->opening = true;
-			w->ctl = (cachefs_op){.kind = CACHEFS_OP_OPENAT, .fd = w->fs->tmpfd, .path = w->tmpname,
+			w->ctl = (cachefs_op){.kind = CACHEFS_OP_OPENAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
 			                      .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, .mode = 0444,
 			                      .cb = on_opened, .arg = w};
 			cachefs_ring_submit(&w->fs->ring, &w->ctl);

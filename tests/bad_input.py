@@ -163,10 +163,13 @@ class Tester:
     # ---- data directory -----------------------------------------------------------------------
 
     def tmp_files(self):
-        return sorted(p for p in glob.glob(os.path.join(self.data_dir, "tmp", "**"), recursive=True) if os.path.isfile(p))
+        # uploads in progress live beside their blob as cas/<xx>/<n>.part; downloads under tmp/
+        tmp = glob.glob(os.path.join(self.data_dir, "tmp", "**"), recursive=True)
+        parts = glob.glob(os.path.join(self.data_dir, "cas", "*", "*.part"))
+        return sorted(p for p in tmp + parts if os.path.isfile(p))
 
     def cas_files(self):
-        return {p for p in glob.glob(os.path.join(self.data_dir, "cas", "**"), recursive=True) if os.path.isfile(p)}
+        return {p for p in glob.glob(os.path.join(self.data_dir, "cas", "**"), recursive=True) if os.path.isfile(p) and not p.endswith(".part")}
 
     def cas_path_exists(self, h, size):
         return bool(glob.glob(os.path.join(self.data_dir, "cas", "*", f"{h}_{size}*")))

@@ -1,6 +1,6 @@
 /* Crash test for cachefs: a child process uploads blobs from three threads in a loop and is killed
  * with SIGKILL at a random point; then the store is reopened in this process, which checks that
- *  - tmp/ is empty (interrupted uploads were removed),
+ *  - no temp file is left (interrupted uploads, cas/<xx>/<n>.part, were removed),
  *  - every file in cas/ hashes to its name (no partial blob ever became visible),
  *  - every blob whose commit the child saw succeed is held (an acknowledged upload survives).
  * Several rounds, half of them with fsync. The test polls with deadlines; it never sleeps in order to
@@ -178,16 +178,25 @@ static int verify_cas(const char *dir)
 	return files;
 }
 
+/* Temp files: what is in tmp/, and uploads in progress, cas/<xx>/<n>.part. */
 static int count_tmp(const char *dir)
 {
-	char path[512];
-	snprintf(path, sizeof path, "%s/tmp", dir);
-	DIR *d = opendir(path);
 	int n = 0;
-	for (struct dirent *de; d && (de = readdir(d));)
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
-	if (d)
-		closedir(d);
+	for (int x = -1; x < 256; x++) {
+		char path[512];
+		if (x < 0)
+			snprintf(path, sizeof path, "%s/tmp", dir);
+		else
+			snprintf(path, sizeof path, "%s/cas/%02x", dir, x);
+		DIR *d = opendir(path);
+		for (struct dirent *de; d && (de = readdir(d));) {
+			size_t len = strlen(de->d_name);
+			bool part = len > 5 && strcmp(de->d_name + len - 5, ".part") == 0;
+			n += x < 0 ? strcmp(de->d_name, ".") && strcmp(de->d_name, "..") : part;
+		}
+		if (d)
+			closedir(d);
+	}
 	return n;
 }
 
@@ -199,7 +208,7 @@ static void verify(const char *dir, shared *sh, int round)
 	CHECK(cairn_is_ok(&st), "reopen after the kill: %s", cairn_status_str(&st));
 	if (!cairn_is_ok(&st))
 		return;
-	CHECK(count_tmp(dir) == 0, "tmp/ is not empty after reopening");
+	CHECK(count_tmp(dir) == 0, "temp files are left after reopening");
 	uint64_t acked = atomic_load(&sh->acked), missing = 0;
 	for (uint64_t i = 0; i < acked && i < MAX_ACKED; i++)
 		if (atomic_load(&sh->slot[i].valid) && !cachefs_contains(fs, &sh->slot[i].d, false))

@@ -62,8 +62,14 @@ missing_is() {
 	[ "$got" = "$want" ] || fail "cas missing $*: printed '$got', expected '$want'"
 }
 
+# temp_files: uploads in progress (cas/<xx>/<n>.part, beside where the blob will live) and downloads
+# (tmp/)
+temp_files() {
+	find "$DATA/tmp" "$DATA/cas" -type f \( -path "$DATA/tmp/*" -o -name '*.part' \) 2>/dev/null
+}
+
 tmp_empty() {
-	[ -z "$(find "$DATA/tmp" -type f 2>/dev/null)" ]
+	[ -z "$(temp_files)" ]
 }
 
 # blob_files DIGEST: how many files hold DIGEST under $DATA/cas.
@@ -73,7 +79,7 @@ blob_files() {
 }
 
 cas_file_count() {
-	find "$DATA/cas" -type f | wc -l
+	find "$DATA/cas" -type f ! -name '*.part' | wc -l
 }
 
 # query_write_status NAME: "COMMITTED complete|partial" as QueryWriteStatus reports it for an upload
@@ -486,8 +492,8 @@ held_ready() {
 }
 wait_for held_ready
 # what the new process must find: every blob file but the empty blob's (held without an entry)
-blobs_before=$(find "$DATA/cas" -type f ! -name "${EMPTY%/*}_0" | wc -l)
-bytes_before=$(find "$DATA/cas" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+blobs_before=$(find "$DATA/cas" -type f ! -name "${EMPTY%/*}_0" ! -name '*.part' | wc -l)
+bytes_before=$(find "$DATA/cas" -type f ! -name '*.part' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
 pid=$SERVE_PID
 kill -TERM "$pid"
 gone() { ! kill -0 "$pid" 2>/dev/null; }
@@ -496,7 +502,7 @@ rc=0
 wait "$pid" || rc=$?
 [ "$rc" -eq 0 ] || fail "cairn serve exited with status $rc after SIGTERM"
 sanitizer_clean "$SERVE_LOG"
-tmp_empty || fail "cairn serve left temp files behind: $(find "$DATA/tmp" -type f)"
+tmp_empty || fail "cairn serve left temp files behind: $(temp_files)"
 kill -TERM "$held" 2>/dev/null
 wait "$held" || true
 start_serve

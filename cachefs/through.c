@@ -1,0 +1,556 @@
+/* The CAS with an object store behind it: a blobstore over the local cachefs that writes every new
+ * blob through to the bucket (key "cas/<hash>") and reads missing ones back through.
+ *
+ *  - find_missing answers from the local index first and asks the bucket (HEAD, in parallel) only
+ *    for what is not local; a blob the bucket has counts as present and is read through on use.
+ *  - open_read of a blob that is not local downloads it into tmp/, streams it into the local store —
+ *    whose commit verifies the hash, so a bucket object whose bytes do not match its name is refused
+ *    and reported, never served — and then reads it locally.
+ *  - commit writes locally first. With sync write-through the upload is acknowledged only once the
+ *    bucket has the blob (skipped when a HEAD finds it there already). With async, a marker file in
+ *    backlog/ is written before the acknowledgement and removed after the upload; the blob stays
+ *    pinned (not evicted) while it waits, a flusher thread retries failed uploads and, after a
+ *    restart, picks the backlog up from the markers, so an acknowledged blob always reaches the
+ *    bucket.
+ */
+#include "cachefs/through.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_INFLIGHT 64
+#define RETRY_NS (5 * 1000000000LL)
+
+struct cachefs_through {
+	blobstore bs;
+	cachefs *fs;
+	blobstore *local;
+	objstore *os;
+	bool async;
+	char *backlog_dir, *tmp_dir;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	cairn_digest inflight[MAX_INFLIGHT]; /* async uploads under way; guarded by mu */
+	size_t ninflight;
+	bool stopping;
+	long active; /* operations waiting on the object store; guarded by mu */
+	pthread_t flusher;
+	atomic_uint_fast64_t uploaded, skipped, fetched, refused, backlog, failures, seq;
+};
+
+static cachefs_through *of(blobstore *bs) { return (cachefs_through *)bs; }
+
+/* Every operation that waits on the object store is counted, so that free can wait for them. */
+static void active_add(cachefs_through *t, long delta)
+{
+	pthread_mutex_lock(&t->mu);
+	t->active += delta;
+	if (t->active == 0)
+		pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+static void key_of(const cairn_digest *d, char key[CAIRN_HASH_HEX_LEN + 8])
+{
+	memcpy(key, "cas/", 4);
+	cairn_hash_hex(d->hash, key + 4);
+}
+
+static void marker_path(const cachefs_through *t, const cairn_digest *d, char *out, size_t cap)
+{
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_hash_hex(d->hash, hex);
+	snprintf(out, cap, "%s/%s_%lld", t->backlog_dir, hex, (long long)d->size);
+}
+
+/* ---- upload of one committed blob ---- */
+
+typedef struct upload {
+	cachefs_through *t;
+	cairn_digest d;
+	char path[4096];
+	blob_done_cb cb; /* sync: the client's commit callback; async: NULL */
+	void *arg;
+} upload;
+
+static void upload_end(upload *u, cairn_status st)
+{
+	cachefs_through *t = u->t;
+	cachefs_unpin(t->fs, &u->d);
+	if (u->cb) {
+		if (!cairn_is_ok(&st))
+			st = cairn_err(CAIRN_UNAVAILABLE, "the object store did not take the blob: %s", st.msg);
+		u->cb(u->arg, st);
+	} else {
+		pthread_mutex_lock(&t->mu);
+		for (size_t i = 0; i < t->ninflight; i++)
+			if (cairn_digest_eq(&t->inflight[i], &u->d)) {
+				t->inflight[i] = t->inflight[--t->ninflight];
+				break;
+			}
+		pthread_mutex_unlock(&t->mu);
+		if (cairn_is_ok(&st)) {
+			char m[4200];
+			marker_path(t, &u->d, m, sizeof m);
+			unlink(m);
+			atomic_fetch_sub(&t->backlog, 1);
+			cachefs_unpin(t->fs, &u->d); /* the pin the marker held */
+		} else {
+			LOG_WARN("cachefs", "write-through failed, will retry: %s", cairn_status_str(&st));
+		}
+	}
+	if (!cairn_is_ok(&st))
+		atomic_fetch_add(&t->failures, 1);
+	free(u);
+	active_add(t, -1);
+}
+
+static void put_done(void *arg, cairn_status st)
+{
+	upload *u = arg;
+	if (cairn_is_ok(&st))
+		atomic_fetch_add(&u->t->uploaded, 1);
+	upload_end(u, st);
+}
+
+static void head_done(void *arg, cairn_status st, int64_t size)
+{
+	upload *u = arg;
+	if (cairn_is_ok(&st) && size == u->d.size) {
+		atomic_fetch_add(&u->t->skipped, 1); /* the bucket has it already */
+		return upload_end(u, st);
+	}
+	char key[CAIRN_HASH_HEX_LEN + 8];
+	key_of(&u->d, key);
+	objstore_put_file(u->t->os, key, u->path, u->d.hash, put_done, u);
+}
+
+/* Starts the upload of a held blob; cb (or, async, the backlog) hears how it went. */
+static void upload_start(cachefs_through *t, const cairn_digest *d, blob_done_cb cb, void *arg)
+{
+	upload *u = cairn_xcalloc(1, sizeof *u);
+	*u = (upload){.t = t, .d = *d, .cb = cb, .arg = arg};
+	cairn_status st = cachefs_pin_path(t->fs, d, u->path, sizeof u->path);
+	if (!cairn_is_ok(&st)) {
+		if (cb)
+			cb(arg, st);
+		free(u);
+		return;
+	}
+	char key[CAIRN_HASH_HEX_LEN + 8];
+	key_of(d, key);
+	active_add(t, 1);
+	objstore_head(t->os, key, head_done, u);
+}
+
+/* Async: starts the upload unless it is under way or too many are; the flusher gets the rest. */
+static void upload_backlogged(cachefs_through *t, const cairn_digest *d)
+{
+	pthread_mutex_lock(&t->mu);
+	bool go = t->ninflight < MAX_INFLIGHT;
+	for (size_t i = 0; go && i < t->ninflight; i++)
+		go = !cairn_digest_eq(&t->inflight[i], d);
+	if (go)
+		t->inflight[t->ninflight++] = *d;
+	pthread_mutex_unlock(&t->mu);
+	if (go)
+		upload_start(t, d, NULL, NULL);
+}
+
+/* ---- writes ---- */
+
+typedef struct tw {
+	blob_writer base;
+	blob_writer *inner;
+	cachefs_through *t;
+	blob_done_cb cb;
+	void *arg;
+} tw;
+
+static void tw_write(blob_writer *w, const void *data, size_t len, blob_done_cb cb, void *arg)
+{
+	blob_write(((tw *)w)->inner, data, len, cb, arg);
+}
+
+static void tw_abort(blob_writer *w)
+{
+	blob_abort(((tw *)w)->inner);
+	free(w);
+}
+
+/* Async: records the blob in the backlog (a marker file, and a pin) before the acknowledgement.
+ * This runs on the cachefs I/O thread: one small create, the price of never losing an upload. */
+static cairn_status backlog_add(cachefs_through *t, const cairn_digest *d)
+{
+	char m[4200], path[4096];
+	marker_path(t, d, m, sizeof m);
+	int fd = open(m, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return cairn_errno(errno, "write-through backlog %s", m);
+	close(fd);
+	cairn_status st = cachefs_pin_path(t->fs, d, path, sizeof path);
+	if (cairn_is_ok(&st))
+		atomic_fetch_add(&t->backlog, 1);
+	return st;
+}
+
+static void tw_committed(void *arg, cairn_status st)
+{
+	tw *w = arg;
+	cachefs_through *t = w->t;
+	blob_done_cb cb = w->cb;
+	void *cb_arg = w->arg;
+	cairn_digest d = w->base.digest;
+	free(w);
+	if (!cairn_is_ok(&st) || cairn_digest_is_empty_blob(&d))
+		return cb(cb_arg, st);
+	if (!t->async)
+		return upload_start(t, &d, cb, cb_arg);
+	st = backlog_add(t, &d);
+	cb(cb_arg, st);
+	if (cairn_is_ok(&st))
+		upload_backlogged(t, &d);
+}
+
+static void tw_commit(blob_writer *bw, blob_done_cb cb, void *arg)
+{
+	tw *w = (tw *)bw;
+	w->cb = cb;
+	w->arg = arg;
+	blob_commit(w->inner, tw_committed, w);
+}
+
+static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out);
+
+/* ---- reads: through to the bucket for what is not local ---- */
+
+typedef struct rt {
+	cachefs_through *t;
+	cairn_digest d;
+	char tmp[4200];
+	blob_open_read_cb cb;
+	void *arg;
+} rt;
+
+/* Streams the downloaded file into the local store; its commit checks the hash. Runs on an objstore
+ * transfer thread, which may block. */
+static cairn_status import(cachefs_through *t, const char *path, const cairn_digest *d)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_errno(errno, "open %s", path);
+	blob_writer *w;
+	cairn_status st = blobstore_open_write(t->local, d, &w);
+	if (!cairn_is_ok(&st)) {
+		close(fd);
+		return st;
+	}
+	enum { CHUNK = 1 << 20 };
+	uint8_t *buf = cairn_xmalloc(CHUNK);
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
+	ssize_t n = 0;
+	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
+		blob_write(w, buf, (size_t)n, cairn_waiter_done, &wt);
+		st = cairn_waiter_wait(&wt);
+	}
+	if (cairn_is_ok(&st) && n < 0)
+		st = cairn_errno(errno, "read %s", path);
+	if (cairn_is_ok(&st)) {
+		blob_commit(w, cairn_waiter_done, &wt);
+		st = cairn_waiter_wait(&wt);
+	} else {
+		blob_abort(w);
+	}
+	cairn_waiter_destroy(&wt);
+	free(buf);
+	close(fd);
+	return st;
+}
+
+static void fetched(void *arg, cairn_status st)
+{
+	rt *r = arg;
+	char ds[CAIRN_DIGEST_STR_MAX];
+	if (cairn_is_ok(&st)) {
+		st = import(r->t, r->tmp, &r->d);
+		if (st.code == CAIRN_INVALID_ARGUMENT) {
+			atomic_fetch_add(&r->t->refused, 1);
+			LOG_ERROR("cachefs", "object store holds corrupt bytes for blob=%s: %s", cairn_digest_str(&r->d, ds),
+			          st.msg);
+			st = cairn_err(CAIRN_DATA_LOSS, "the object store's copy of %s is corrupt", ds);
+		} else if (cairn_is_ok(&st)) {
+			atomic_fetch_add(&r->t->fetched, 1);
+		}
+	}
+	unlink(r->tmp);
+	cachefs_through *t = r->t;
+	if (st.code == CAIRN_NOT_FOUND || !cairn_is_ok(&st)) {
+		if (st.code != CAIRN_NOT_FOUND && st.code != CAIRN_DATA_LOSS)
+			LOG_WARN("cachefs", "read-through failed blob=%s: %s", cairn_digest_str(&r->d, ds), cairn_status_str(&st));
+		if (st.code != CAIRN_DATA_LOSS)
+			st = cairn_err(CAIRN_NOT_FOUND, "blob %s is not in the CAS", cairn_digest_str(&r->d, ds));
+		r->cb(r->arg, st, NULL);
+	} else {
+		blobstore_open_read(r->t->local, &r->d, r->cb, r->arg);
+	}
+	free(r);
+	active_add(t, -1);
+}
+
+static void local_opened(void *arg, cairn_status st, blob_reader *reader)
+{
+	rt *r = arg;
+	if (st.code != CAIRN_NOT_FOUND) {
+		r->cb(r->arg, st, reader);
+		free(r);
+		return;
+	}
+	char key[CAIRN_HASH_HEX_LEN + 8];
+	key_of(&r->d, key);
+	snprintf(r->tmp, sizeof r->tmp, "%s/rt-%llu.download", r->t->tmp_dir,
+	         (unsigned long long)atomic_fetch_add(&r->t->seq, 1));
+	active_add(r->t, 1);
+	objstore_get_file(r->t->os, key, r->tmp, fetched, r);
+}
+
+static void t_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
+{
+	rt *r = cairn_xcalloc(1, sizeof *r);
+	*r = (rt){.t = of(bs), .d = *d, .cb = cb, .arg = arg};
+	blobstore_open_read(r->t->local, d, local_opened, r);
+}
+
+/* ---- find_missing: local first, then the bucket for the rest ---- */
+
+typedef struct fm {
+	cachefs_through *t;
+	const cairn_digest *ds;
+	uint8_t *missing;
+	size_t n;
+	atomic_size_t pending;
+	blob_done_cb cb;
+	void *arg;
+	struct fm_item {
+		struct fm *f;
+		size_t i;
+	} *items;
+} fm;
+
+static void fm_end(fm *f)
+{
+	if (atomic_fetch_sub(&f->pending, 1) != 1)
+		return;
+	blob_done_cb cb = f->cb;
+	void *arg = f->arg;
+	cachefs_through *t = f->t;
+	free(f->items);
+	free(f);
+	cb(arg, cairn_ok());
+	active_add(t, -1);
+}
+
+static void fm_head(void *arg, cairn_status st, int64_t size)
+{
+	struct fm_item *it = arg;
+	fm *f = it->f;
+	/* present in the bucket: read through when used. An unreachable bucket leaves it missing, which
+	 * only makes the client upload it again. */
+	if (cairn_is_ok(&st) && size == f->ds[it->i].size)
+		f->missing[it->i] = 0;
+	fm_end(f);
+}
+
+static void fm_local(void *arg, cairn_status st)
+{
+	fm *f = arg;
+	if (!cairn_is_ok(&st)) {
+		blob_done_cb cb = f->cb;
+		void *cb_arg = f->arg;
+		free(f->items);
+		free(f);
+		return cb(cb_arg, st);
+	}
+	f->items = cairn_xcalloc(f->n + 1, sizeof *f->items);
+	atomic_store(&f->pending, 1);
+	active_add(f->t, 1);
+	for (size_t i = 0; i < f->n; i++) {
+		if (!f->missing[i])
+			continue;
+		f->items[i] = (struct fm_item){f, i};
+		char key[CAIRN_HASH_HEX_LEN + 8];
+		key_of(&f->ds[i], key);
+		atomic_fetch_add(&f->pending, 1);
+		objstore_head(f->t->os, key, fm_head, &f->items[i]);
+	}
+	fm_end(f);
+}
+
+static void t_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blob_done_cb cb,
+                           void *arg)
+{
+	fm *f = cairn_xcalloc(1, sizeof *f);
+	*f = (fm){.t = of(bs), .ds = ds, .missing = missing, .n = n, .cb = cb, .arg = arg};
+	blobstore_find_missing(f->t->local, ds, n, missing, fm_local, f);
+}
+
+/* ---- the flusher: retries and the backlog left by a previous run ---- */
+
+static bool parse_marker(const char *name, cairn_digest *d)
+{
+	const char *us = strchr(name, '_');
+	if (!us)
+		return false;
+	char *end;
+	long long size = strtoll(us + 1, &end, 10);
+	cairn_status st = cairn_digest_parse(name, (size_t)(us - name), size, d);
+	return *end == 0 && cairn_is_ok(&st);
+}
+
+/* Starts uploads for markers that have none under way. Returns the backlog's size. */
+static uint64_t flush_pass(cachefs_through *t, bool first)
+{
+	DIR *dir = opendir(t->backlog_dir);
+	if (!dir)
+		return 0;
+	uint64_t count = 0;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		cairn_digest d;
+		if (!parse_marker(e->d_name, &d))
+			continue;
+		char path[4096];
+		if (first) {
+			/* a restart: pin again what waits for its upload */
+			cairn_status st = cachefs_pin_path(t->fs, &d, path, sizeof path);
+			if (!cairn_is_ok(&st)) {
+				char m[4200], ds[CAIRN_DIGEST_STR_MAX];
+				LOG_ERROR("cachefs", "backlogged blob=%s is gone from the local store", cairn_digest_str(&d, ds));
+				marker_path(t, &d, m, sizeof m);
+				unlink(m);
+				continue;
+			}
+		}
+		count++;
+		upload_backlogged(t, &d);
+	}
+	closedir(dir);
+	return count;
+}
+
+static void *flusher(void *arg)
+{
+	cachefs_through *t = arg;
+	pthread_mutex_lock(&t->mu);
+	while (!t->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += RETRY_NS / 1000000000LL;
+		pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+		if (t->stopping)
+			break;
+		pthread_mutex_unlock(&t->mu);
+		flush_pass(t, false);
+		pthread_mutex_lock(&t->mu);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+/* ---- the object ---- */
+
+static const blobstore_ops through_ops = {
+	.find_missing = t_find_missing,
+	.open_read = t_open_read,
+	.open_write = t_open_write,
+	.write = tw_write,
+	.commit = tw_commit,
+	.abort = tw_abort,
+};
+
+static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+{
+	cachefs_through *t = of(bs);
+	blob_writer *inner;
+	cairn_status st = blobstore_open_write(t->local, d, &inner);
+	if (!cairn_is_ok(&st))
+		return st;
+	tw *w = cairn_xcalloc(1, sizeof *w);
+	w->base.ops = &through_ops;
+	w->base.digest = *d;
+	w->inner = inner;
+	w->t = t;
+	*out = &w->base;
+	return st;
+}
+
+cairn_status cachefs_through_new(cachefs *fs, objstore *os, bool async, cachefs_through **out)
+{
+	cachefs_through *t = cairn_xcalloc(1, sizeof *t);
+	t->bs.ops = &through_ops;
+	t->fs = fs;
+	t->local = cachefs_blobstore(fs);
+	t->os = os;
+	t->async = async;
+	size_t len = strlen(fs->dir) + 16;
+	t->backlog_dir = cairn_xmalloc(len);
+	t->tmp_dir = cairn_xmalloc(len);
+	snprintf(t->backlog_dir, len, "%s/backlog", fs->dir);
+	snprintf(t->tmp_dir, len, "%s/tmp", fs->dir);
+	if (mkdir(t->backlog_dir, 0755) != 0 && errno != EEXIST) {
+		cairn_status st = cairn_errno(errno, "create %s", t->backlog_dir);
+		free(t->backlog_dir);
+		free(t->tmp_dir);
+		free(t);
+		return st;
+	}
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	/* before serving, so that no new marker can be pinned twice: the backlog of the last run */
+	uint64_t n = flush_pass(t, true);
+	atomic_store(&t->backlog, n);
+	if (n)
+		LOG_INFO("cachefs", "write-through backlog resumed blobs=%llu", (unsigned long long)n);
+	/* the flusher runs in both modes: a sync run after an async one still drains its backlog */
+	pthread_create(&t->flusher, NULL, flusher, t);
+	*out = t;
+	return cairn_ok();
+}
+
+blobstore *cachefs_through_blobstore(cachefs_through *t) { return &t->bs; }
+
+void cachefs_through_get_stats(cachefs_through *t, cachefs_through_stats *out)
+{
+	*out = (cachefs_through_stats){.uploaded = atomic_load(&t->uploaded), .skipped = atomic_load(&t->skipped),
+	                               .fetched = atomic_load(&t->fetched), .refused = atomic_load(&t->refused),
+	                               .backlog = atomic_load(&t->backlog), .failures = atomic_load(&t->failures)};
+}
+
+void cachefs_through_free(cachefs_through *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stopping = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->flusher, NULL);
+	/* what waits on the object store reports here: wait for it (markers keep the async backlog
+	 * that is not flushed for the next run) */
+	pthread_mutex_lock(&t->mu);
+	while (t->active > 0)
+		pthread_cond_wait(&t->cv, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->cv);
+	free(t->backlog_dir);
+	free(t->tmp_dir);
+	free(t);
+}
