@@ -150,6 +150,6 @@ void gw_ac_update(rpc_call *call, void *svc)
 	size_t n = protobuf_c_message_get_packed_size(&req->action_result->base);
 	uint8_t *buf = cairn_arena_alloc(rpc_call_arena(call), n);
 	protobuf_c_message_pack(&req->action_result->base, buf);
-	st = ac_store_put(g->ac, req->instance_name, &action, buf, n);
+	st = gw_ac_put(g, req->instance_name, &action, buf, n);
 	rpc_call_reply(call, &req->action_result->base, &st);
 }

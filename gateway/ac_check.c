@@ -133,6 +133,31 @@ static void collect(lookup *l)
 	tree_got(l, cairn_err(CAIRN_CANCELLED, "start"), NULL, 0); /* drops the starting count */
 }
 
+/* Checks the entry in l->data. */
+static void check(lookup *l)
+{
+	l->ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, l->len, l->data);
+	if (!l->ar) {
+		ac_store_remove(l->g->ac, l->instance, &l->action);
+		return lookup_end(l, miss(l, " (the stored entry is unreadable)"));
+	}
+	collect(l);
+}
+
+/* A miss in memory, answered by the backing (the object store). */
+static void restored(void *arg, cairn_status st, uint8_t *data, size_t len)
+{
+	lookup *l = arg;
+	if (!cairn_is_ok(&st))
+		return lookup_end(l, miss(l, ""));
+	l->data = data;
+	l->len = len;
+	cairn_status put = ac_store_put(l->g->ac, l->instance, &l->action, data, len);
+	if (!cairn_is_ok(&put))
+		LOG_WARN("ac", "restored entry not kept in memory: %s", cairn_status_str(&put));
+	check(l);
+}
+
 void gw_ac_lookup(gateway *g, const char *instance, const cairn_digest *action, gw_ac_lookup_cb cb, void *arg)
 {
 	lookup *l = cairn_xcalloc(1, sizeof *l);
@@ -142,12 +167,9 @@ void gw_ac_lookup(gateway *g, const char *instance, const cairn_digest *action, 
 	l->action = *action;
 	l->cb = cb;
 	l->arg = arg;
-	if (!ac_store_get(g->ac, instance, action, &l->data, &l->len))
+	if (ac_store_get(g->ac, instance, action, &l->data, &l->len))
+		return check(l);
+	if (!g->cfg.ac_backing.get)
 		return lookup_end(l, miss(l, ""));
-	l->ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, l->len, l->data);
-	if (!l->ar) {
-		ac_store_remove(g->ac, instance, action);
-		return lookup_end(l, miss(l, " (the stored entry is unreadable)"));
-	}
-	collect(l);
+	g->cfg.ac_backing.get(g->cfg.ac_backing.ctx, instance, action, restored, l);
 }

@@ -134,7 +134,7 @@ static void done(void *arg, const runner_outcome *out)
 	if (atomic_load(&op->cancel) && cairn_is_ok(&st))
 		st = cairn_err(CAIRN_CANCELLED, "operation was cancelled");
 	if (may_cache(op, out, ar)) {
-		cairn_status put = ac_store_put(j->g->ac, op->instance, &op->action, out->result, out->result_len);
+		cairn_status put = gw_ac_put(j->g, op->instance, &op->action, out->result, out->result_len);
 		if (!cairn_is_ok(&put))
 			LOG_WARN("exec", "result not cached: %s", cairn_status_str(&put));
 	}

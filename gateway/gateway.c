@@ -24,6 +24,14 @@ void gateway_free(gateway *g)
 	free(g);
 }
 
+cairn_status gw_ac_put(gateway *g, const char *instance, const cairn_digest *action, const void *data, size_t len)
+{
+	cairn_status st = ac_store_put(g->ac, instance, action, data, len);
+	if (cairn_is_ok(&st) && g->cfg.ac_backing.put)
+		g->cfg.ac_backing.put(g->cfg.ac_backing.ctx, instance, action, data, len);
+	return st;
+}
+
 #define REAPI "/build.bazel.remote.execution.v2."
 
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap)

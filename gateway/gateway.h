@@ -23,6 +23,16 @@
 
 typedef struct gateway gateway;
 
+/* A second home for action-cache entries (backup/ puts them in the object store): every entry
+ * stored is also handed to put (which must not block), and a lookup that misses in memory asks get,
+ * whose callback owns data (malloc'd) when st is OK. */
+typedef struct gateway_ac_backing {
+	void *ctx;
+	void (*put)(void *ctx, const char *instance, const cairn_digest *action, const void *data, size_t len);
+	void (*get)(void *ctx, const char *instance, const cairn_digest *action,
+	            void (*cb)(void *arg, cairn_status st, uint8_t *data, size_t len), void *arg);
+} gateway_ac_backing;
+
 typedef struct gateway_config {
 	blobstore *cas;
 	int64_t ac_max_size;        /* bytes of action results held in memory */
@@ -31,6 +41,7 @@ typedef struct gateway_config {
 	int64_t upload_idle_ns;     /* an interrupted upload is dropped after this */
 	int64_t max_inline_size;    /* largest total inlined into a GetActionResult answer */
 	runner *runner;             /* where actions run; NULL: no Execution service */
+	gateway_ac_backing ac_backing; /* optional (put and get NULL: none) */
 } gateway_config;
 
 gateway *gateway_new(const gateway_config *cfg);

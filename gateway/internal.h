@@ -43,6 +43,8 @@ void gw_read_all(blobstore *bs, const cairn_digest *d, int64_t max, gw_read_all_
 void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t len, blob_done_cb cb,
                   void *arg);
 
+/* Stores an action result (packed) in memory and hands it to the backing, if any. */
+cairn_status gw_ac_put(gateway *g, const char *instance, const cairn_digest *action, const void *data, size_t len);
 /* Looks up an action result whose every named blob is in the CAS; cb gets the packed ActionResult
  * (malloc'd, the callee frees it) or NOT_FOUND. */
 typedef void (*gw_ac_lookup_cb)(void *arg, cairn_status st, uint8_t *result, size_t len);
