@@ -8,12 +8,31 @@
 
 #include "cmd/local_storage.h"
 
-static cairn_status pin_path(void *ctx, const cairn_digest *d, char *path, size_t cap)
+typedef local_store local;
+
+static void opened(void *arg, cairn_status st, blob_reader *r)
 {
-	return cachefs_pin_path(ctx, d, path, cap);
+	if (r)
+		blob_close_read(r);
+	cairn_waiter_done(arg, st);
 }
 
-static void unpin(void *ctx, const cairn_digest *d) { cachefs_unpin(ctx, d); }
+static cairn_status pin_path(void *ctx, const cairn_digest *d, char *path, size_t cap)
+{
+	local *l = ctx;
+	cairn_status st = cachefs_pin_path(l->fs, d, path, cap);
+	if (st.code != CAIRN_NOT_FOUND || l->cas == cachefs_blobstore(l->fs))
+		return st;
+	/* opening it through the services' store reads it back from the object store, if it is there */
+	cairn_waiter w;
+	cairn_waiter_init(&w);
+	blobstore_open_read(l->cas, d, opened, &w);
+	st = cairn_waiter_wait(&w);
+	cairn_waiter_destroy(&w);
+	return cairn_is_ok(&st) ? cachefs_pin_path(l->fs, d, path, cap) : st;
+}
+
+static void unpin(void *ctx, const cairn_digest *d) { cachefs_unpin(((local *)ctx)->fs, d); }
 
 static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uint8_t **data, size_t *len)
 {
@@ -21,7 +40,7 @@ static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uin
 		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "blob of %lld bytes is over the %lld allowed here",
 		                 (long long)d->size, (long long)max);
 	char path[4096];
-	cairn_status st = cachefs_pin_path(ctx, d, path, sizeof path);
+	cairn_status st = pin_path(ctx, d, path, sizeof path);
 	if (!cairn_is_ok(&st))
 		return st;
 	*data = cairn_xmalloc((size_t)d->size + 1);
@@ -38,7 +57,7 @@ static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uin
 		st = cairn_errno(fd < 0 ? errno : EIO, "read blob %s", path);
 	if (fd >= 0)
 		close(fd);
-	cachefs_unpin(ctx, d);
+	unpin(ctx, d);
 	if (!cairn_is_ok(&st)) {
 		free(*data);
 		*data = NULL;
@@ -49,7 +68,7 @@ static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uin
 static cairn_status put_bytes(void *ctx, const void *data, size_t len, cairn_digest *out)
 {
 	cairn_digest_of(data, len, out);
-	return blobstore_put_sync(cachefs_blobstore(ctx), out, data, len);
+	return blobstore_put_sync(((local *)ctx)->cas, out, data, len);
 }
 
 /* Hashes the file, then streams it into the store in chunks. */
@@ -73,7 +92,7 @@ static cairn_status put_file(void *ctx, const char *path, cairn_digest *out)
 	cairn_status st = n < 0 ? cairn_errno(errno, "read output %s", path) : cairn_ok();
 	blob_writer *w = NULL;
 	if (cairn_is_ok(&st))
-		st = blobstore_open_write(cachefs_blobstore(ctx), out, &w);
+		st = blobstore_open_write(((local *)ctx)->cas, out, &w);
 	if (cairn_is_ok(&st) && lseek(fd, 0, SEEK_SET) != 0)
 		st = cairn_errno(errno, "seek output %s", path);
 	cairn_waiter wt;
@@ -96,9 +115,9 @@ static cairn_status put_file(void *ctx, const char *path, cairn_digest *out)
 	return st;
 }
 
-executor_storage local_storage(cachefs *fs)
+executor_storage local_storage(local_store *l)
 {
-	executor_storage s = {.ctx = fs, .pin_path = pin_path, .unpin = unpin, .get_bytes = get_bytes,
+	executor_storage s = {.ctx = l, .pin_path = pin_path, .unpin = unpin, .get_bytes = get_bytes,
 	                      .put_file = put_file, .put_bytes = put_bytes};
 	return s;
 }

@@ -5,6 +5,14 @@
 #include "cachefs/cachefs.h"
 #include "executor/executor.h"
 
-executor_storage local_storage(cachefs *fs);
+/* Blobs not held locally are looked for once through `cas` (the store the services see, which may
+ * read them back from an object store) before they count as missing. */
+typedef struct local_store {
+	cachefs *fs;
+	blobstore *cas;
+} local_store;
+
+/* The executor's storage over *l, which must outlive the executor. */
+executor_storage local_storage(local_store *l);
 
 #endif

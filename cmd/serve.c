@@ -6,10 +6,12 @@
 
 #include <unistd.h>
 
+#include "backup/backup.h"
 #include "cachefs/cachefs.h"
 #include "cmd/cmd.h"
 #include "cmd/local_storage.h"
 #include "executor/executor.h"
+#include "objstore/objstore.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
 
@@ -25,7 +27,46 @@ typedef struct serve_flags {
 	const char *worker_config;
 	bool require_isolation;
 	int64_t action_timeout, max_action_timeout;
+	const char *external_storage, *s3_endpoint, *s3_region, *s3_addressing, *write_through;
 } serve_flags;
+
+/* What sits behind the local CAS when --external_storage is given. */
+typedef struct external {
+	objstore *os;
+	cachefs_through *through;
+	ac_backup *backup;
+} external;
+
+static cairn_status open_external(const serve_flags *f, cachefs *fs, external *x)
+{
+	*x = (external){0};
+	if (!f->external_storage[0])
+		return cairn_ok();
+	bool path_style = !strcmp(f->s3_addressing, "path") || (!strcmp(f->s3_addressing, "auto") && f->s3_endpoint[0]);
+	objstore_config oc = {.url = f->external_storage,
+	                      .endpoint = f->s3_endpoint[0] ? f->s3_endpoint : NULL,
+	                      .region = f->s3_region[0] ? f->s3_region : NULL,
+	                      .path_style = path_style};
+	cairn_status st = objstore_open(&oc, &x->os);
+	if (cairn_is_ok(&st))
+		st = cachefs_through_new(fs, x->os, !strcmp(f->write_through, "async"), &x->through);
+	if (!cairn_is_ok(&st)) {
+		objstore_close(x->os);
+		*x = (external){0};
+		return st;
+	}
+	x->backup = ac_backup_new(x->os, 10000);
+	LOG_INFO("serve", "external storage url=%s write_through=%s", f->external_storage, f->write_through);
+	return st;
+}
+
+/* In this order: what reports to the object store first, the object store last. */
+static void close_external(external *x)
+{
+	ac_backup_free(x->backup);
+	cachefs_through_free(x->through);
+	objstore_close(x->os);
+}
 
 static int usage_error(const char *msg)
 {
@@ -45,6 +86,10 @@ static int run(const serve_flags *f)
 		return usage_error("--cas_max_size must be positive");
 	if (f->cas_hard_limit && f->cas_hard_limit < f->cas_max_size)
 		return usage_error("--cas_hard_limit must be at least --cas_max_size");
+	if (strcmp(f->write_through, "sync") && strcmp(f->write_through, "async"))
+		return usage_error("--write_through must be sync or async");
+	if (strcmp(f->s3_addressing, "auto") && strcmp(f->s3_addressing, "path") && strcmp(f->s3_addressing, "virtual"))
+		return usage_error("--s3_addressing must be auto, path or virtual");
 
 	/* signals go to the main thread only, which waits for them below */
 	sigset_t sigs;
@@ -62,7 +107,16 @@ static int run(const serve_flags *f)
 		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
 		return 1;
 	}
+	external x;
+	st = open_external(f, fs, &x);
+	if (!cairn_is_ok(&st)) {
+		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
+		cachefs_close(fs);
+		return 1;
+	}
+	blobstore *cas = x.through ? cachefs_through_blobstore(x.through) : cachefs_blobstore(fs);
 	executor *ex = NULL;
+	local_store store = {.fs = fs, .cas = cas};
 	if (f->executors > 0 || f->worker_config[0]) {
 		char exec_dir[4096], host[256] = "cairn";
 		snprintf(exec_dir, sizeof exec_dir, "%s/exec", f->data_dir);
@@ -75,7 +129,7 @@ static int run(const serve_flags *f)
 			.worker_config = f->worker_config,
 			.executors = (int)f->executors,
 			.worker_id = host,
-			.storage = local_storage(fs),
+			.storage = local_storage(&store),
 			.require_isolation = f->require_isolation,
 			.default_timeout_ns = f->action_timeout * 1000000000LL,
 			.max_timeout_ns = f->max_action_timeout * 1000000000LL,
@@ -84,13 +138,15 @@ static int run(const serve_flags *f)
 		st = executor_new(&ec, &ex);
 		if (!cairn_is_ok(&st)) {
 			fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
+			close_external(&x);
 			cachefs_close(fs);
 			return 1;
 		}
 	}
 	gateway_config gc = {
 		.runner = ex ? executor_runner(ex) : NULL,
-		.cas = cachefs_blobstore(fs),
+		.ac_backing = x.backup ? ac_backup_backing(x.backup) : (gateway_ac_backing){0},
+		.cas = cas,
 		.ac_max_size = f->ac_max_size,
 		/* Batch calls answer in one message, which a client accepts up to 4 MiB by default */
 		.max_batch_size = (4 << 20) - (64 << 10),
@@ -110,6 +166,7 @@ static int run(const serve_flags *f)
 		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
 		gateway_free(g);
 		executor_free(ex);
+		close_external(&x);
 		cachefs_close(fs);
 		return 1;
 	}
@@ -132,6 +189,7 @@ static int run(const serve_flags *f)
 	rpc_server_stop(srv);
 	executor_free(ex); /* before the gateway: running actions report to it */
 	gateway_free(g);
+	close_external(&x);
 	cachefs_close(fs);
 	LOG_INFO("serve", "stopped");
 	return 0;
@@ -150,6 +208,11 @@ int cmd_serve(int argc, char **argv)
 		.executors = sysconf(_SC_NPROCESSORS_ONLN),
 		.worker_config = "",
 		.action_timeout = 900,
+		.external_storage = "",
+		.s3_endpoint = "",
+		.s3_region = "",
+		.s3_addressing = "auto",
+		.write_through = "sync",
 		.max_action_timeout = 3 * 3600,
 	};
 	const cairn_flag flags[] = {
@@ -172,6 +235,16 @@ int cmd_serve(int argc, char **argv)
 		 "refuse to start unless actions get namespaces and cgroup limits"},
 		{"action_timeout", CAIRN_FLAG_DURATION, &f.action_timeout, "timeout of actions that do not set one"},
 		{"max_action_timeout", CAIRN_FLAG_DURATION, &f.max_action_timeout, "largest timeout an action may ask for"},
+		{"external_storage", CAIRN_FLAG_STRING, &f.external_storage,
+		 "object store behind the CAS and the action cache: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or file:///DIR"},
+		{"s3_endpoint", CAIRN_FLAG_STRING, &f.s3_endpoint, "S3 endpoint URL (default: AWS for s3://, GCS for gs://)"},
+		{"s3_region", CAIRN_FLAG_STRING, &f.s3_region, "S3 region (default us-east-1; credentials come from "
+		 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"},
+		{"s3_addressing", CAIRN_FLAG_STRING, &f.s3_addressing,
+		 "auto (path-style with --s3_endpoint, else virtual-hosted), path or virtual"},
+		{"write_through", CAIRN_FLAG_STRING, &f.write_through,
+		 "sync: an upload is acknowledged once the object store has it; async: after the local write, "
+		 "with a backlog on disk that is flushed in the background"},
 	};
 	size_t nf = sizeof flags / sizeof flags[0];
 	int npos;

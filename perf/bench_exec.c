@@ -10,8 +10,10 @@
  * is checked (no error, exit code 0, not from the cache) and its ExecutedActionMetadata split into
  * the server's phases, so that the result says where the time of a call goes:
  *
- *   intake   client sends Execute -> queued_timestamp (the gateway reads Action and Command, queues)
- *   queue    queued -> worker_start (waiting for a free executor slot)
+ *   intake   client sends Execute -> queued_timestamp: the gateway reads Action and Command, queues the
+ *            operation, and it waits for a free executor (cairn stamps queued_timestamp when the
+ *            runner takes the job, not when the gateway queues it)
+ *   queue    queued -> worker_start (the runner's hand-off to the slot thread)
  *   fetch    input_fetch_start -> input_fetch_completed (the exec root is built)
  *   run      execution_start -> execution_completed (the sandboxed child, /bin/true itself)
  *   outputs  output_upload_start -> output_upload_completed (stdout, stderr, outputs into the CAS)

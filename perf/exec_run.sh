@@ -288,7 +288,10 @@ table() {
 phases() {
 	local r k
 	echo
-	echo "Where an Execute call's time goes (medians, from the ExecutedActionMetadata timestamps; ms):"
+	echo "Where an Execute call's time goes (medians, from the ExecutedActionMetadata timestamps; ms). intake:"
+	echo "the client's send until the executor took the job (cairn stamps queued_timestamp then, so waiting"
+	echo "for a free executor is in intake); queue: hand-off to the slot thread; run: the sandboxed child;"
+	echo "return: the done Operation back to the client. See perf/bench_exec.c."
 	echo
 	echo "| Clients | intake | queue | input fetch | run (sandboxed /bin/true) | outputs | worker total | return | Command+Action upload (not in the call) |"
 	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -328,12 +331,10 @@ details() {
 }
 
 machine() {
-	local model rev
+	local model
 	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-	rev=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
-	[ -n "$(git -C "$SRC" status --porcelain 2>/dev/null)" ] && rev="$rev (with uncommitted changes)"
 	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
-	echo "- Source: $rev; build: Release ($BUILD_DIR); Bazel $(dpkg-query -W -f '${Version}' bazel-bootstrap 2>/dev/null || echo '?') (Debian bazel-bootstrap)"
+	echo "- Source: $REV; build: Release ($BUILD_DIR); Bazel $(dpkg-query -W -f '${Version}' bazel-bootstrap 2>/dev/null || echo '?') (Debian bazel-bootstrap)"
 	echo "- Workspace: \`perf/gen_workspace.sh DIR $TARGETS\` ($(grep -c '^cc_library' "$WS"/mod*/BUILD | awk -F: '{ s += $2 } END { print s }') cc_library, $(grep -c '^cc_binary' "$WS/apps/BUILD") cc_binary, $(grep -c '^genrule' "$WS/gen/BUILD") genrule; -O2); Bazel's defaults: --jobs = $(nproc) cores, local actions in its default sandbox; \`cairn serve --executors=2\`"
 	echo "- Command: \`$COMMAND\`"
 	echo "- Load average (1 min) before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg) (other work on the machine skews every figure); run took $((SECONDS - START)) s"
@@ -356,12 +357,19 @@ loading and analysis are not in the times. Targets are for a 2-core machine.
 EOF
 }
 
+# The source as it was built (the tree may change while the run goes on).
+source_rev() {
+	REV=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
+	[ -z "$(git -C "$SRC" status --porcelain 2>/dev/null)" ] || REV="$REV (with uncommitted changes)"
+}
+
 main() {
 	START=$SECONDS
+	source_rev
 	build
 	CAIRN=$BUILD_DIR/cairn
 	BENCH=$BUILD_DIR/perf/cairn-bench
-	[ -x "$CAIRN" ] && [ -x "$BENCH" ] || die "no cairn or cairn-bench in $BUILD_DIR"
+	{ [ -x "$CAIRN" ] && [ -x "$BENCH" ]; } || die "no cairn or cairn-bench in $BUILD_DIR"
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/cairn-perf-exec.XXXXXX")
 	: >"$TMP/serve.log"
 	LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)

@@ -1,0 +1,132 @@
+/* The action cache's copy in the object store (see backup.h). */
+#include "backup/backup.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ENTRY (16 << 20)
+
+struct ac_backup {
+	objstore *os;
+	int64_t max_queue;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int64_t queued; /* writes under way; guarded by mu */
+	atomic_uint_fast64_t written, dropped, failed, restored;
+	int64_t last_drop_log;
+};
+
+void ac_backup_key(const char *instance, const cairn_digest *action, char *out, size_t cap)
+{
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_hash_hex(action->hash, hex);
+	if (instance[0])
+		snprintf(out, cap, "ac/%s/%s", instance, hex);
+	else
+		snprintf(out, cap, "ac/%s", hex);
+}
+
+ac_backup *ac_backup_new(objstore *os, int64_t max_queue)
+{
+	ac_backup *b = cairn_xcalloc(1, sizeof *b);
+	b->os = os;
+	b->max_queue = max_queue > 0 ? max_queue : 10000;
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	return b;
+}
+
+void ac_backup_free(ac_backup *b)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->mu);
+	while (b->queued > 0)
+		pthread_cond_wait(&b->cv, &b->mu);
+	pthread_mutex_unlock(&b->mu);
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+	free(b);
+}
+
+void ac_backup_get_stats(ac_backup *b, ac_backup_stats *out)
+{
+	*out = (ac_backup_stats){.written = atomic_load(&b->written), .dropped = atomic_load(&b->dropped),
+	                         .failed = atomic_load(&b->failed), .restored = atomic_load(&b->restored)};
+}
+
+static void written(void *arg, cairn_status st)
+{
+	ac_backup *b = arg;
+	if (cairn_is_ok(&st)) {
+		atomic_fetch_add(&b->written, 1);
+	} else {
+		atomic_fetch_add(&b->failed, 1);
+		LOG_WARN("backup", "action cache entry not backed up: %s", cairn_status_str(&st));
+	}
+	pthread_mutex_lock(&b->mu);
+	if (--b->queued == 0)
+		pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static void put(void *ctx, const char *instance, const cairn_digest *action, const void *data, size_t len)
+{
+	ac_backup *b = ctx;
+	pthread_mutex_lock(&b->mu);
+	bool room = b->queued < b->max_queue;
+	if (room)
+		b->queued++;
+	int64_t now = cairn_now_ns();
+	bool log_drop = !room && now - b->last_drop_log > 10 * 1000000000LL;
+	if (log_drop)
+		b->last_drop_log = now;
+	pthread_mutex_unlock(&b->mu);
+	if (!room) {
+		uint64_t n = atomic_fetch_add(&b->dropped, 1) + 1;
+		if (log_drop)
+			LOG_WARN("backup", "backup queue full: entries dropped=%llu (the object store is slow or down)",
+			         (unsigned long long)n);
+		return;
+	}
+	char key[4200];
+	ac_backup_key(instance, action, key, sizeof key);
+	objstore_put(b->os, key, data, len, written, b);
+}
+
+typedef struct get_ctx {
+	ac_backup *b;
+	void (*cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
+	void *arg;
+} get_ctx;
+
+static void got(void *arg, cairn_status st, uint8_t *data, size_t len)
+{
+	get_ctx *g = arg;
+	if (cairn_is_ok(&st))
+		atomic_fetch_add(&g->b->restored, 1);
+	else if (st.code != CAIRN_NOT_FOUND)
+		LOG_WARN("backup", "action cache entry not restored: %s", cairn_status_str(&st));
+	g->cb(g->arg, st, data, len);
+	free(g);
+}
+
+static void get(void *ctx, const char *instance, const cairn_digest *action,
+                void (*cb)(void *arg, cairn_status st, uint8_t *data, size_t len), void *arg)
+{
+	ac_backup *b = ctx;
+	get_ctx *g = cairn_xmalloc(sizeof *g);
+	*g = (get_ctx){.b = b, .cb = cb, .arg = arg};
+	char key[4200];
+	ac_backup_key(instance, action, key, sizeof key);
+	objstore_get(b->os, key, MAX_ENTRY, got, g);
+}
+
+gateway_ac_backing ac_backup_backing(ac_backup *b)
+{
+	gateway_ac_backing k = {.ctx = b, .put = put, .get = get};
+	return k;
+}

@@ -1,0 +1,273 @@
+/*
+ * objstore internals, shared by its files:
+ *
+ *   url.c        parses the store URL and finds credentials and the base URL of the bucket
+ *   encode.c     S3's percent-encoding, canonical query strings, the tiny XML reader
+ *   retry.c      which failures are retried, backoff with jitter, HTTP/curl results → cairn codes
+ *   http.c       one HTTP exchange on a thread's curl easy handle (body sources, response sinks)
+ *   s3.c         the S3 back end (also GCS's XML API): PUT, GET, HEAD, DELETE, ListObjectsV2
+ *   multipart.c  S3 multipart uploads
+ *   dir.c        the file:// back end
+ *   pool.c       the transfer threads and their bounded queue
+ *   objstore.c   the public calls: jobs queued to the pool, run by a back end, reported by callback
+ *
+ * A back end is a table of synchronous operations run on a transfer thread (os_worker): blocking
+ * there is what the threads are for. The S3 back end retries each HTTP exchange on its own (a
+ * multipart upload retries a failed part, not the whole object).
+ */
+#ifndef CAIRN_OBJSTORE_INTERNAL_H
+#define CAIRN_OBJSTORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <curl/curl.h>
+
+#include "objstore/objstore.h"
+
+#define OS_MOD "objstore"
+#define OS_DEFAULT_CONCURRENCY 16
+#define OS_DEFAULT_RETRIES 5
+#define OS_DEFAULT_THRESHOLD (INT64_C(64) << 20)
+#define OS_DEFAULT_PART_SIZE (INT64_C(16) << 20)
+#define OS_MIN_PART_SIZE (INT64_C(5) << 20) /* S3's minimum for every part but the last */
+#define OS_MAX_PARTS 10000                   /* S3's maximum part count */
+#define OS_DEFAULT_TIMEOUT_MS (INT64_C(300) * 1000)
+/* Limits of the queue in front of the transfer threads: calls beyond them are refused with
+ * RESOURCE_EXHAUSTED, so a burst of callers cannot grow memory without bound. */
+#define OS_QUEUE_MAX_JOBS 65536
+#define OS_QUEUE_MAX_BYTES (INT64_C(512) << 20) /* bytes copied by queued objstore_put calls */
+#define OS_LIST_PAGE 1000                       /* keys per list page (S3's maximum) */
+#define OS_ERR_BODY_MAX 2048                    /* bytes of an error response kept for its message */
+
+/* ---- url.c ----------------------------------------------------------------------------------- */
+
+enum os_kind { OS_S3, OS_GCS, OS_DIR };
+
+typedef struct os_location {
+	enum os_kind kind;
+	char *bucket; /* S3, GCS: the bucket; NULL for DIR */
+	char *prefix; /* S3, GCS: "" or ending in '/'. DIR: the absolute directory, no trailing '/' */
+} os_location;
+
+/* Parses "s3://bucket[/prefix]", "gs://bucket[/prefix]" or "file:///abs/dir". */
+cairn_status os_parse_url(const char *url, os_location *out);
+void os_location_free(os_location *l);
+/* The URL requests are made against, without a trailing '/': "http://host:port/bucket" (path style)
+ * or "https://bucket.host" (virtual-hosted). endpoint NULL means AWS in `region`, or GCS. */
+cairn_status os_base_url(enum os_kind kind, const char *endpoint, const char *region, const char *bucket,
+                         bool path_style, char **out);
+
+typedef struct os_credentials {
+	char *access_key, *secret_key, *session_token; /* session_token may be NULL */
+} os_credentials;
+/* From the config, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN. */
+cairn_status os_get_credentials(const objstore_config *cfg, os_credentials *out);
+void os_credentials_free(os_credentials *c);
+
+/* ---- encode.c -------------------------------------------------------------------------------- */
+
+/* sprintf into a new malloc'd string. */
+char *os_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* S3's URI encoding: every byte but A-Z a-z 0-9 - _ . ~ (and '/' if keep_slash) as %XX, upper hex. */
+char *os_uri_encode(const char *s, bool keep_slash);
+
+typedef struct os_param {
+	const char *name, *value; /* value "" for a flag parameter: written "name=" */
+} os_param;
+/* The canonical query string SigV4 signs: parameters sorted by name (then value), names and values
+ * encoded, each written "name=value" (flags too), joined by '&'. libcurl 7.88 signs the query as
+ * written, so the request must carry exactly this string. "" for n == 0. */
+char *os_query(const os_param *params, size_t n);
+
+/* Finds the next <tag>…</tag> at or after *pos in xml[0..len): returns 1 with its text, entities
+ * decoded, in *out (malloc'd) and *pos moved past it; 0 when there is none; -1 when it is malformed
+ * (no closing tag, a bad entity). A truncated answer must not pass for a short one. */
+int os_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, char **out);
+/* The text of the first <tag> (malloc'd), or NULL if there is none or it is malformed. */
+char *os_xml_first(const char *xml, size_t len, const char *tag);
+
+/* ---- retry.c --------------------------------------------------------------------------------- */
+
+/* True if a request that ended with this curl result and HTTP status may succeed when sent again. */
+bool os_retryable(CURLcode cc, long http);
+/* Milliseconds to wait before retry number `attempt` (0 for the first): exponential from 100 ms,
+ * capped at 10 s, half of it random, so clients that failed together do not retry together. */
+int64_t os_backoff_ms(int attempt, uint64_t *rng);
+/* The cairn code for an HTTP error status and its S3 error code (may be NULL). */
+int os_code_of_http(long http, const char *s3_code);
+/* The cairn code for a curl failure that no retry fixed (or that is not retried). */
+int os_code_of_curl(CURLcode cc);
+uint64_t os_rng_next(uint64_t *state);
+
+/* ---- http.c ---------------------------------------------------------------------------------- */
+
+/* A request body: a buffer, or a range of a file read with pread. */
+typedef struct os_source {
+	const uint8_t *mem; /* if NULL: the file fd */
+	int fd;
+	int64_t off, len;
+	int64_t pos; /* bytes handed to curl in this attempt */
+	int err;     /* errno of a failed read; a file that shrank gives EIO */
+} os_source;
+
+enum os_sink_kind { OS_SINK_DISCARD, OS_SINK_MEM, OS_SINK_FD };
+
+/* Where a successful response's body goes. Error bodies never reach it. */
+typedef struct os_sink {
+	enum os_sink_kind kind;
+	int fd;        /* OS_SINK_FD: written from offset 0 */
+	int64_t max;   /* OS_SINK_MEM: refuse bodies longer than this */
+	uint8_t *buf;  /* OS_SINK_MEM: malloc'd, owned by the caller */
+	size_t len;    /* bytes received (both kinds) */
+	size_t cap;
+	bool over_max; /* the body passed max */
+	int err;       /* errno of a failed write */
+} os_sink;
+
+/* What every request of a store is signed and limited with. */
+typedef struct os_http_auth {
+	const char *sigv4; /* CURLOPT_AWS_SIGV4: "aws:amz:REGION:s3" */
+	const char *access_key, *secret_key;
+	const char *session_token; /* or NULL */
+	int64_t timeout_ms;
+} os_http_auth;
+
+typedef struct os_http {
+	/* request */
+	const os_http_auth *auth;
+	const char *method; /* GET PUT POST HEAD DELETE */
+	const char *url;
+	const char *payload_sha256; /* hex, sent as x-amz-content-sha256 */
+	const char *content_type;   /* or NULL */
+	os_source *body;            /* PUT and POST; NULL for none */
+	os_sink *sink;              /* NULL: discard */
+	/* response of the last attempt */
+	CURLcode cc;
+	long status;
+	char curl_err[CURL_ERROR_SIZE];
+	char err_body[OS_ERR_BODY_MAX + 1];
+	size_t err_len;
+	int64_t content_length; /* -1 if unknown */
+	char etag[128];
+} os_http;
+
+struct objstore;
+
+/* One transfer thread. */
+typedef struct os_worker {
+	struct objstore *s;
+	CURL *curl;   /* reused by every request of this thread, for keep-alive; NULL for DIR */
+	uint64_t rng; /* for backoff jitter */
+	pthread_t thread;
+} os_worker;
+
+/* One attempt: sets cc, status, err_body, content_length, etag. Resets body and sink first. */
+void os_http_perform(os_worker *w, os_http *h);
+/* Whether the attempt succeeded: curl OK and a 2xx status. */
+static inline bool os_http_ok(const os_http *h) { return h->cc == CURLE_OK && h->status >= 200 && h->status < 300; }
+
+/* ---- back ends --------------------------------------------------------------------------------- */
+
+/* Receives a page of keys, relative to the store prefix. */
+typedef void (*os_page_fn)(void *arg, const char *const *keys, size_t n, bool done);
+
+typedef struct os_backend_ops {
+	/* src holds the whole object; sha256 is its hash if the caller knows it, else NULL. A known hash
+	 * is checked against the bytes (by the server for S3): a mismatch is DATA_LOSS. */
+	cairn_status (*put)(os_worker *w, const char *key, os_source *src, const uint8_t *sha256);
+	/* Writes the object into sink (an fd from offset 0, or memory); NOT_FOUND if absent. */
+	cairn_status (*get)(os_worker *w, const char *key, os_sink *sink);
+	cairn_status (*head)(os_worker *w, const char *key, int64_t *size);
+	/* Deleting an absent key is OK, as in S3. */
+	cairn_status (*del)(os_worker *w, const char *key);
+	/* Calls fn for each page; the last call has done == true. On failure returns it (fn is not
+	 * called with done then). */
+	cairn_status (*list)(os_worker *w, const char *prefix, os_page_fn fn, void *arg);
+	void (*free)(void *be);
+} os_backend_ops;
+
+cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, void **be);
+extern const os_backend_ops os_s3_ops;
+cairn_status os_dir_open(const os_location *loc, void **be);
+extern const os_backend_ops os_dir_ops;
+
+/* s3.c, for multipart.c */
+typedef struct os_s3 {
+	const char *scheme; /* "s3" or "gs", for messages */
+	char *base_url;     /* no trailing '/' */
+	char *prefix;       /* "" or ending in '/' */
+	char *sigv4;
+	os_credentials cred;
+	os_http_auth auth;
+	int64_t threshold, part_size;
+} os_s3;
+/* "s3 PUT key" style label for messages: writes into buf. */
+const char *os_s3_label(const os_s3 *b, const char *method, const char *key, char *buf, size_t cap);
+/* The object URL (base + encoded prefix + key), plus "?query" if query is not NULL or "". */
+char *os_s3_url(const os_s3 *b, const char *key, const char *query);
+/* Sends h, retrying as configured; returns OK for a 2xx, else the mapped error. */
+cairn_status os_s3_exchange(os_worker *w, os_http *h, const char *label);
+cairn_status os_s3_multipart(os_worker *w, const os_s3 *b, const char *key, os_source *src, const uint8_t *sha256);
+bool os_s3_wants_multipart(const os_s3 *b, int64_t size);
+
+/* ---- the store and its pool ------------------------------------------------------------------ */
+
+enum os_job_kind { OS_JOB_PUT_FILE, OS_JOB_PUT_MEM, OS_JOB_GET_FILE, OS_JOB_GET_MEM, OS_JOB_HEAD, OS_JOB_DELETE,
+	           OS_JOB_LIST };
+
+typedef struct os_job {
+	struct os_job *next;
+	enum os_job_kind kind;
+	char *key;  /* or the list prefix */
+	char *path; /* PUT_FILE, GET_FILE */
+	uint8_t *data; /* PUT_MEM: a copy of the caller's bytes */
+	size_t len;
+	int64_t max; /* GET_MEM */
+	bool has_sha;
+	uint8_t sha256[32];
+	union {
+		objstore_cb done;
+		objstore_data_cb data;
+		objstore_head_cb head;
+		objstore_list_cb list;
+	} cb;
+	void *arg;
+} os_job;
+
+struct objstore {
+	const os_backend_ops *ops;
+	void *be;
+	const char *scheme; /* "s3", "gs", "file": for messages */
+	int max_retries;
+	int64_t timeout_ms;
+	/* pool.c */
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work; /* a job was queued, or closing */
+	os_job *head, *tail;
+	size_t queued_jobs;
+	int64_t queued_bytes;
+	bool closing;
+	os_worker *workers;
+	int nworkers;
+	/* counters, read by objstore_get_stats while transfers run */
+	_Atomic uint64_t puts, gets, heads, deletes, lists, bytes_up, bytes_down, retries, failures;
+};
+
+/* Starts n transfer threads, each with its own curl easy handle if with_curl. */
+cairn_status os_pool_start(objstore *s, int n, bool with_curl);
+/* Queues a job; false (job untouched) when the queue is at its limits. */
+bool os_pool_submit(objstore *s, os_job *job);
+/* Runs every queued job, then joins the threads. */
+void os_pool_stop(objstore *s);
+/* The same when only the first `started` threads were started (a failed os_pool_start). */
+void os_pool_stop_started(objstore *s, int started);
+/* True when called on one of s's transfer threads. */
+bool os_pool_on_worker(objstore *s);
+/* objstore.c: runs one job on a transfer thread and reports it. */
+void os_job_run(os_worker *w, os_job *job);
+
+/* Reads src's range into h (and also into h2 unless NULL). */
+cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher *h2);
+
+#endif

@@ -1,0 +1,295 @@
+/* The S3 back end, also used for GCS through its XML API with HMAC keys: single-request PUT, GET,
+ * HEAD, DELETE and ListObjectsV2, each HTTP exchange retried on its own. Large uploads go to
+ * multipart.c. */
+#include "objstore/internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *os_s3_label(const os_s3 *b, const char *method, const char *key, char *buf, size_t cap)
+{
+	/* Long keys are cut so that the server's reason still fits in the status message. */
+	size_t n = strlen(key);
+	if (n > 72)
+		snprintf(buf, cap, "%s %s %.72s…", b->scheme, method, key);
+	else
+		snprintf(buf, cap, "%s %s %s", b->scheme, method, key);
+	return buf;
+}
+
+char *os_s3_url(const os_s3 *b, const char *key, const char *query)
+{
+	const char *q = query && *query ? query : NULL;
+	if (!key) /* the bucket itself */
+		return os_asprintf("%s/%s%s", b->base_url, q ? "?" : "", q ? q : "");
+	char *full = os_asprintf("%s%s", b->prefix, key);
+	char *path = os_uri_encode(full, true);
+	char *url = os_asprintf("%s/%s%s%s", b->base_url, path, q ? "?" : "", q ? q : "");
+	free(path);
+	free(full);
+	return url;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* "403 SignatureDoesNotMatch: The request signature we calculated does not match…" from an S3
+ * error body, or just "404" when there is none (HEAD answers carry no body). */
+static cairn_status http_failure(const os_http *h, const char *label, const char *attempts)
+{
+	char *code = os_xml_first(h->err_body, h->err_len, "Code");
+	char *msg = os_xml_first(h->err_body, h->err_len, "Message");
+	cairn_status st = cairn_err(os_code_of_http(h->status, code), "%s: %ld%s%s%s%s%s", label, h->status,
+	                            code ? " " : "", code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
+	                            attempts);
+	free(code);
+	free(msg);
+	return st;
+}
+
+static cairn_status failure(const os_http *h, const char *label, int attempts)
+{
+	char after[48] = "";
+	if (attempts > 1)
+		snprintf(after, sizeof after, " (after %d attempts)", attempts);
+	if (h->body && h->body->err)
+		return h->body->err == EIO && !h->body->mem
+		               ? cairn_err(CAIRN_DATA_LOSS, "%s: the file changed while it was uploaded", label)
+		               : cairn_errno(h->body->err, "%s: reading the upload", label);
+	if (h->sink && h->sink->over_max)
+		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "%s: the object is larger than the limit of %lld bytes", label,
+		                 (long long)h->sink->max);
+	if (h->sink && h->sink->err)
+		return cairn_errno(h->sink->err, "%s: writing the download", label);
+	if (h->cc != CURLE_OK)
+		return cairn_err(os_code_of_curl(h->cc), "%s: %s%s", label, h->curl_err[0] ? h->curl_err : curl_easy_strerror(h->cc),
+		                 after);
+	return http_failure(h, label, after);
+}
+
+cairn_status os_s3_exchange(os_worker *w, os_http *h, const char *label)
+{
+	objstore *s = w->s;
+	for (int attempt = 0;; attempt++) {
+		os_http_perform(w, h);
+		if (os_http_ok(h))
+			return cairn_ok();
+		if (attempt >= s->max_retries || !os_retryable(h->cc, h->status))
+			return failure(h, label, attempt + 1);
+		int64_t ms = os_backoff_ms(attempt, &w->rng);
+		atomic_fetch_add(&s->retries, 1);
+		LOG_WARN(OS_MOD, "%s failed, retrying: %s attempt=%d delay_ms=%lld", label,
+		         h->cc != CURLE_OK ? curl_easy_strerror(h->cc) : "server error", attempt + 1, (long long)ms);
+		sleep_ms(ms);
+	}
+}
+
+bool os_s3_wants_multipart(const os_s3 *b, int64_t size) { return size >= b->threshold; }
+
+static cairn_status s3_put(os_worker *w, const char *key, os_source *src, const uint8_t *sha256)
+{
+	const os_s3 *b = w->s->be;
+	if (os_s3_wants_multipart(b, src->len))
+		return os_s3_multipart(w, b, key, src, sha256);
+	uint8_t computed[32];
+	if (!sha256) {
+		cairn_hasher *hs = cairn_hasher_new();
+		cairn_status st = os_source_hash(src, hs, NULL);
+		cairn_hasher_final(hs, computed);
+		cairn_hasher_free(hs);
+		if (!cairn_is_ok(&st))
+			return st;
+		sha256 = computed;
+	}
+	char hex[CAIRN_HASH_HEX_LEN + 1], label[128];
+	cairn_hash_hex(sha256, hex);
+	char *url = os_s3_url(b, key, NULL);
+	os_http h = {.auth = &b->auth, .method = "PUT", .url = url, .payload_sha256 = hex, .body = src};
+	cairn_status st = os_s3_exchange(w, &h, os_s3_label(b, "PUT", key, label, sizeof label));
+	if (cairn_is_ok(&st))
+		atomic_fetch_add(&w->s->bytes_up, (uint64_t)src->len);
+	free(url);
+	return st;
+}
+
+/* The hash of an empty payload, which GET, HEAD and DELETE sign. */
+static const char empty_sha256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+static cairn_status s3_get(os_worker *w, const char *key, os_sink *sink)
+{
+	const os_s3 *b = w->s->be;
+	char label[128];
+	char *url = os_s3_url(b, key, NULL);
+	os_http h = {.auth = &b->auth, .method = "GET", .url = url, .payload_sha256 = empty_sha256, .sink = sink};
+	cairn_status st = os_s3_exchange(w, &h, os_s3_label(b, "GET", key, label, sizeof label));
+	if (cairn_is_ok(&st))
+		atomic_fetch_add(&w->s->bytes_down, (uint64_t)sink->len);
+	free(url);
+	return st;
+}
+
+static cairn_status s3_head(os_worker *w, const char *key, int64_t *size)
+{
+	const os_s3 *b = w->s->be;
+	char label[128];
+	char *url = os_s3_url(b, key, NULL);
+	os_http h = {.auth = &b->auth, .method = "HEAD", .url = url, .payload_sha256 = empty_sha256};
+	cairn_status st = os_s3_exchange(w, &h, os_s3_label(b, "HEAD", key, label, sizeof label));
+	free(url);
+	*size = h.content_length;
+	if (cairn_is_ok(&st) && h.content_length < 0)
+		st = cairn_err(CAIRN_INTERNAL, "%s: the answer has no Content-Length", label);
+	return st;
+}
+
+static cairn_status s3_del(os_worker *w, const char *key)
+{
+	const os_s3 *b = w->s->be;
+	char label[128];
+	char *url = os_s3_url(b, key, NULL);
+	os_http h = {.auth = &b->auth, .method = "DELETE", .url = url, .payload_sha256 = empty_sha256};
+	cairn_status st = os_s3_exchange(w, &h, os_s3_label(b, "DELETE", key, label, sizeof label));
+	free(url);
+	/* S3 answers 204 for an absent key; a server that says 404 NoSuchKey means the same. */
+	if (st.code == CAIRN_NOT_FOUND && strstr(st.msg, " NoSuchKey"))
+		st = cairn_ok();
+	return st;
+}
+
+/* The keys of one ListObjectsV2 page, without the store prefix; *next is the continuation token
+ * when the listing goes on, else NULL. */
+static cairn_status parse_page(const os_s3 *b, const os_sink *page, const char *label, char ***keys, size_t *n,
+                               char **next)
+{
+	const char *xml = (const char *)page->buf;
+	size_t len = page->len, pos = 0, cap = 0, plen = strlen(b->prefix);
+	char *k;
+	int r;
+	*keys = NULL;
+	*n = 0;
+	*next = NULL;
+	while ((r = os_xml_next(xml, len, &pos, "Key", &k)) == 1) {
+		if (strncmp(k, b->prefix, plen) != 0) { /* outside the store: never asked for */
+			free(k);
+			continue;
+		}
+		if (*n == cap)
+			*keys = cairn_xrealloc(*keys, (cap = cap ? 2 * cap : 64) * sizeof **keys);
+		memmove(k, k + plen, strlen(k + plen) + 1);
+		(*keys)[(*n)++] = k;
+	}
+	char *truncated = os_xml_first(xml, len, "IsTruncated");
+	bool more = truncated && strcmp(truncated, "true") == 0;
+	free(truncated);
+	if (more)
+		*next = os_xml_first(xml, len, "NextContinuationToken");
+	if (r < 0 || (more && !*next))
+		return cairn_err(CAIRN_INTERNAL, "%s: malformed ListObjectsV2 answer", label);
+	return cairn_ok();
+}
+
+static void free_keys(char **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+static cairn_status s3_list(os_worker *w, const char *prefix, os_page_fn fn, void *arg)
+{
+	const os_s3 *b = w->s->be;
+	char label[128];
+	char *full = os_asprintf("%s%s", b->prefix, prefix), *token = NULL;
+	os_s3_label(b, "LIST", full, label, sizeof label);
+	os_sink page = {.kind = OS_SINK_MEM, .max = 64 << 20};
+	cairn_status st;
+	for (;;) {
+		os_param p[3] = {{"list-type", "2"}, {"prefix", full}, {"continuation-token", token}};
+		char *q = os_query(p, token ? 3 : 2), *url = os_s3_url(b, NULL, q);
+		os_http h = {.auth = &b->auth, .method = "GET", .url = url, .payload_sha256 = empty_sha256, .sink = &page};
+		st = os_s3_exchange(w, &h, label);
+		free(url);
+		free(q);
+		free(token);
+		token = NULL;
+		char **keys = NULL;
+		size_t n = 0;
+		if (cairn_is_ok(&st))
+			st = parse_page(b, &page, label, &keys, &n, &token);
+		if (cairn_is_ok(&st))
+			fn(arg, (const char *const *)keys, n, token == NULL);
+		free_keys(keys, n);
+		if (!cairn_is_ok(&st) || !token)
+			break;
+	}
+	free(token);
+	free(page.buf);
+	free(full);
+	return st;
+}
+
+static void s3_free(void *be)
+{
+	os_s3 *b = be;
+	free(b->base_url);
+	free(b->prefix);
+	free(b->sigv4);
+	os_credentials_free(&b->cred);
+	free(b);
+}
+
+static cairn_status check_sizes(const objstore_config *cfg, int64_t *threshold, int64_t *part_size)
+{
+	*threshold = cfg->multipart_threshold > 0 ? cfg->multipart_threshold : OS_DEFAULT_THRESHOLD;
+	*part_size = cfg->part_size > 0 ? cfg->part_size : OS_DEFAULT_PART_SIZE;
+	if (*part_size < OS_MIN_PART_SIZE || *part_size > (INT64_C(5) << 30))
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store part size %lld: S3 takes 5 MiB to 5 GiB",
+		                 (long long)*part_size);
+	if (*threshold > (INT64_C(5) << 30))
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store multipart threshold %lld: S3 takes single PUTs up to 5 GiB",
+		                 (long long)*threshold);
+	return cairn_ok();
+}
+
+cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, void **be)
+{
+	assert(loc->kind == OS_S3 || loc->kind == OS_GCS);
+	os_s3 *b = cairn_xcalloc(1, sizeof *b);
+	b->scheme = loc->kind == OS_GCS ? "gs" : "s3";
+	b->prefix = cairn_xstrdup(loc->prefix);
+	const char *region = cfg->region && *cfg->region ? cfg->region : loc->kind == OS_GCS ? "auto" : "us-east-1";
+	cairn_status st = check_sizes(cfg, &b->threshold, &b->part_size);
+	if (cairn_is_ok(&st))
+		st = os_base_url(loc->kind, cfg->endpoint, region, loc->bucket, cfg->path_style, &b->base_url);
+	if (cairn_is_ok(&st))
+		st = os_get_credentials(cfg, &b->cred);
+	if (!cairn_is_ok(&st)) {
+		s3_free(b);
+		return st;
+	}
+	b->sigv4 = os_asprintf("aws:amz:%s:s3", region);
+	b->auth = (os_http_auth){.sigv4 = b->sigv4,
+	                         .access_key = b->cred.access_key,
+	                         .secret_key = b->cred.secret_key,
+	                         .session_token = b->cred.session_token,
+	                         .timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : OS_DEFAULT_TIMEOUT_MS};
+	*be = b;
+	return cairn_ok();
+}
+
+const os_backend_ops os_s3_ops = {
+	.put = s3_put,
+	.get = s3_get,
+	.head = s3_head,
+	.del = s3_del,
+	.list = s3_list,
+	.free = s3_free,
+};

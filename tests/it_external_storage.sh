@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# cairn serve with an S3 bucket behind it (a real Ceph radosgw on loopback): a Bazel build writes
+# every blob and every action result through to the bucket; cairn is stopped, its whole data
+# directory deleted, started again on an empty disk; after `bazel clean` the same build is all
+# cache hits, with every output read back through from the bucket. Then the same with async
+# write-through across an outage: radosgw stops mid-build, the build still succeeds from the local
+# disk, and once radosgw is back the backlog drains into the bucket with nothing lost.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/s3_fixture.sh"
+
+missing=$(s3_fixture_missing)
+if [ -n "$missing" ]; then
+	echo "SKIP: it_external_storage needs radosgw; not installed: $missing" >&2
+	exit 0
+fi
+
+cairn_tmpdir
+# shellcheck disable=SC2016 # expanded at exit
+at_exit 's3_down "$TMP/s3"'
+s3_up "$TMP/s3" || fail "the radosgw fixture did not start"
+export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+S3=(--external_storage="s3://$S3_BUCKET/cairn" --s3_endpoint="$S3_ENDPOINT")
+bazel_workspace
+REMOTE=(--remote_executor="grpc://127.0.0.1:PORT" --spawn_strategy=remote --remote_retries=0
+	--remote_default_exec_properties=OSFamily=Linux)
+remote() { echo "${REMOTE[@]/PORT/$PORT}"; }
+
+# s3 ARGS…: curl signing with SigV4 as the S3 user (curl does not add x-amz-content-sha256 itself)
+s3() {
+	curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+}
+
+# objects PREFIX: how many objects the bucket holds under cairn/PREFIX (one page: at most 1000)
+objects() {
+	s3 "$S3_ENDPOINT/$S3_BUCKET?list-type=2&prefix=cairn%2F${1//\//%2F}" | grep -o '<Key>' | wc -l
+}
+
+# exists KEY: the bucket holds the object
+exists() { [ "$(s3 -o /dev/null -w '%{http_code}' -I "$S3_ENDPOINT/$S3_BUCKET/$1")" = 200 ]; }
+
+log "sync write-through: a remote build fills the bucket"
+start_serve "${S3[@]}" --write_through=sync
+# shellcheck disable=SC2046
+bazel_run build $(remote) //... >"$TMP/b1.log" 2>&1 || { cat "$TMP/b1.log"; fail "first build failed"; }
+log "$(bazel_processes "$TMP/b1.log")"
+[ "$(objects cas/)" -gt 10 ] || fail "the bucket holds $(objects cas/) CAS blobs after a build"
+[ "$(objects ac/)" -gt 5 ] || fail "the bucket holds $(objects ac/) action results after a build"
+stop_serve
+
+log "restart on an empty disk: the action cache and the blobs come back from the bucket"
+rm -rf "$DATA"
+start_serve "${S3[@]}" --write_through=sync
+bazel_run clean >/dev/null 2>&1
+# shellcheck disable=SC2046
+bazel_run build $(remote) //... >"$TMP/b2.log" 2>&1 || { cat "$TMP/b2.log"; fail "build after the restart failed"; }
+log "$(bazel_processes "$TMP/b2.log")"
+[ "$(bazel_count "$TMP/b2.log" remote)" -eq 0 ] || fail "actions ran again after the restart: $(bazel_processes "$TMP/b2.log")"
+hits=$(bazel_count "$TMP/b2.log" 'remote cache hit')
+[ "$hits" -eq $(($(bazel_total "$TMP/b2.log") - $(bazel_count "$TMP/b2.log" internal))) ] ||
+	fail "not every action was a cache hit after the restart: $(bazel_processes "$TMP/b2.log")"
+out=$("$WS/bazel-bin/app/hello")
+[ "$out" = "hello, cairn! checksum=22878f51" ] || fail "app/hello read back through printed '$out'"
+stop_serve
+
+log "a wrong secret is refused by the bucket, and cairn says so"
+rm -rf "$DATA"
+AWS_SECRET_ACCESS_KEY=wrong start_serve "${S3[@]}" --write_through=sync
+echo "blob for a bad key" >"$TMP/f"
+if "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/f" 2>"$TMP/err"; then
+	fail "an upload succeeded although the object store refused the credentials"
+fi
+grep -q "UNAVAILABLE" "$TMP/err" || { cat "$TMP/err"; fail "the refused write-through did not report UNAVAILABLE"; }
+grep -qi "SignatureDoesNotMatch\|PERMISSION_DENIED\|403" "$TMP/err" "$SERVE_LOG" || fail "the error does not name the refused signature"
+stop_serve
+
+log "async write-through across an outage: the build succeeds, the backlog drains afterwards"
+rm -rf "$DATA"
+start_serve "${S3[@]}" --write_through=async
+s3_rgw_stop
+bazel_run clean >/dev/null 2>&1
+# shellcheck disable=SC2046
+bazel_run build $(remote) --remote_accept_cached=false //... >"$TMP/b3.log" 2>&1 || { cat "$TMP/b3.log"; fail "the build failed during the object-store outage"; }
+backlog=$(find "$DATA/backlog" -type f | wc -l)
+[ "$backlog" -gt 0 ] || fail "nothing waits in the backlog during the outage"
+log "backlog during the outage: $backlog blobs"
+s3_rgw_start
+backlog_empty() { [ -z "$(find "$DATA/backlog" -type f)" ]; }
+wait_for -t 120 backlog_empty
+for f in $(find "$WS/bazel-bin/app/" -maxdepth 1 -type f -name hello); do
+	hash=$(sha256sum "$f" | cut -d' ' -f1)
+	exists "cairn/cas/$hash" || fail "app/hello ($hash) never reached the bucket"
+done
+stop_serve
+echo "it_external_storage: ok"
