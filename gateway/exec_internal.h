@@ -42,7 +42,7 @@ typedef struct exec_op {
 	bool queued;
 	_Atomic bool cancel;
 	int64_t done_at;
-	struct exec_op *next;  /* all operations */
+	struct exec_op *next, *prev; /* the list of operations in flight, or (next only) of finished ones */
 	struct exec_op *qnext; /* the queue, by priority then arrival */
 } exec_op;
 
@@ -50,8 +50,11 @@ struct exec_state {
 	pthread_mutex_t mu;
 	runner *runner;
 	gateway *gateway;
-	exec_op *ops;
+	exec_op *ops;             /* queued or running */
 	size_t nops;
+	exec_op *done, *done_tail; /* finished, oldest first, kept for WaitExecution and GetOperation */
+	size_t ndone;
+	size_t max_done;
 	exec_op *queue;
 	uint64_t seq;
 	int64_t retention_ns;
@@ -83,7 +86,8 @@ void exec_enqueue(struct exec_state *x, exec_op *op);
 void exec_dispatch(struct exec_state *x);
 /* Cancels a queued or running operation. Under mu. */
 void exec_cancel(struct exec_state *x, exec_op *op);
-/* Drops completed operations past their retention with no watchers. Under mu. */
+/* Drops the oldest finished operations (past their retention, or beyond max_done) that no one
+ * follows. Under mu; costs only what it drops. */
 void exec_sweep(struct exec_state *x);
 
 void gw_execute(rpc_call *call, void *g);

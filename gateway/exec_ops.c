@@ -128,9 +128,11 @@ void exec_pack_response(const re_action_result *result, bool cached, const cairn
 
 exec_op *exec_find(struct exec_state *x, const char *name)
 {
-	for (exec_op *op = x->ops; op; op = op->next)
-		if (strcmp(op->name, name) == 0)
-			return op;
+	/* linear: finished operations are looked up only by clients whose Execute stream broke */
+	for (exec_op *lists[2] = {x->ops, x->done}, **l = lists; l < lists + 2; l++)
+		for (exec_op *op = *l; op; op = op->next)
+			if (strcmp(op->name, name) == 0)
+				return op;
 	return NULL;
 }
 

@@ -17,7 +17,8 @@ struct exec_state *exec_state_new(gateway *g, runner *r)
 	x->runner = r;
 	x->gateway = g;
 	x->retention_ns = 600 * 1000000000LL;
-	x->max_ops = 100000;
+	x->max_ops = 100000;  /* in flight */
+	x->max_done = 100000; /* finished and kept: about 300 bytes each */
 	return x;
 }
 
@@ -35,10 +36,11 @@ void exec_state_free(struct exec_state *x)
 {
 	if (!x)
 		return;
-	for (exec_op *op = x->ops, *n; op; op = n) {
-		n = op->next;
-		op_free(op);
-	}
+	for (exec_op *lists[2] = {x->ops, x->done}, **l = lists; l < lists + 2; l++)
+		for (exec_op *op = *l, *n; op; op = n) {
+			n = op->next;
+			op_free(op);
+		}
 	pthread_mutex_destroy(&x->mu);
 	free(x);
 }
@@ -46,15 +48,14 @@ void exec_state_free(struct exec_state *x)
 void exec_sweep(struct exec_state *x)
 {
 	int64_t now = cairn_now_ns();
-	for (exec_op **pp = &x->ops; *pp;) {
-		exec_op *op = *pp;
-		if (op->stage == STAGE_COMPLETED && !op->watchers && now - op->done_at > x->retention_ns) {
-			*pp = op->next;
-			x->nops--;
-			op_free(op);
-		} else {
-			pp = &op->next;
-		}
+	while (x->done && !x->done->watchers &&
+	       (x->ndone > x->max_done || now - x->done->done_at > x->retention_ns)) {
+		exec_op *op = x->done;
+		x->done = op->next;
+		if (!x->done)
+			x->done_tail = NULL;
+		x->ndone--;
+		op_free(op);
 	}
 }
 
@@ -64,7 +65,10 @@ void exec_enqueue(struct exec_state *x, exec_op *op)
 	op->stage = STAGE_QUEUED;
 	op->queued = true;
 	exec_op_repack(op);
+	op->prev = NULL;
 	op->next = x->ops;
+	if (x->ops)
+		x->ops->prev = op;
 	x->ops = op;
 	x->nops++;
 	exec_op **pp = &x->queue;
@@ -86,9 +90,29 @@ static void dequeue(struct exec_state *x, exec_op *op)
 		}
 }
 
+/* Moves a finished operation from the list in flight to the tail of the finished ones. */
+static void retire(struct exec_state *x, exec_op *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		x->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	x->nops--;
+	op->next = op->prev = NULL;
+	if (x->done_tail)
+		x->done_tail->next = op;
+	else
+		x->done = op;
+	x->done_tail = op;
+	x->ndone++;
+}
+
 /* Completes an operation with a packed ExecuteResponse (taken over). Under mu. */
 static void complete(struct exec_state *x, exec_op *op, uint8_t *response, size_t len)
 {
+	retire(x, op);
 	op->response = response;
 	op->response_len = len;
 	op->stage = STAGE_COMPLETED;
