@@ -248,16 +248,15 @@ static cairn_status run(exec_job *j, int64_t timeout_ns, exec_run *r, exec_cg_st
 	cairn_status st = sp.stdout_fd < 0 || sp.stderr_fd < 0
 	                          ? cairn_errno(errno, "cannot create stdout/stderr files")
 	                          : cairn_ok();
-	exec_cg_job cg = {0};
+	exec_cg_job *cg = &j->slot->cg;
 	char name[64];
-	snprintf(name, sizeof name, "job-%zu-%" PRIu64, j->slot->index, j->seq);
+	snprintf(name, sizeof name, "slot-%zu", j->slot->index);
 	if (cairn_is_ok(&st))
-		st = exec_cg_job_create(ex->cg, name, &j->limits, &cg);
+		st = exec_cg_job_begin(ex->cg, name, &j->limits, cg);
 	if (cairn_is_ok(&st)) {
-		st = exec_sandbox_run(&ex->caps, &sp, &cg, r);
-		exec_cg_job_stats(&cg, cgs);
-		exec_cg_job_kill(&cg); /* whatever escaped the process group without a pid namespace */
-		exec_cg_job_destroy(&cg);
+		st = exec_sandbox_run(&ex->caps, &sp, cg, r);
+		exec_cg_job_stats(cg, cgs);
+		exec_cg_job_end(cg); /* whatever escaped the process group without a pid namespace */
 	}
 	if (sp.stdout_fd >= 0)
 		close(sp.stdout_fd);

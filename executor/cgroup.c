@@ -172,7 +172,7 @@ static void remove_stale(const char *base)
 		DIR *sub = opendir(dir);
 		struct dirent *f;
 		while (sub && (f = readdir(sub)))
-			if (!strncmp(f->d_name, "job-", 4))
+			if (!strncmp(f->d_name, "job-", 4) || !strncmp(f->d_name, "slot-", 5))
 				unlinkat(dirfd(sub), f->d_name, AT_REMOVEDIR);
 		if (sub)
 			closedir(sub);
@@ -249,7 +249,12 @@ void exec_cgroups_free(exec_cgroups *cg)
 	free(cg);
 }
 
-/* ---- one action's leaf ------------------------------------------------------------------------ */
+/* ---- a slot's leaf ----------------------------------------------------------------------------- */
+/* Each slot has its own leaf `slot-<index>`, made on its first action and removed when the slot
+ * ends (not one per action: mkdir and rmdir of three groups cost about 0.5 ms, and an rmdir racing
+ * the last exiting process waited in 5 ms steps). Before each action the slot's limits are set to
+ * the action's (only the files that change) and the counters read; the action's CPU time and OOM
+ * kills are the differences after it. Peak RSS comes from wait4. */
 
 static cairn_status limit(const char *dir, const char *name, const char *value)
 {
@@ -257,39 +262,52 @@ static cairn_status limit(const char *dir, const char *name, const char *value)
 	return rc ? cairn_errno(-rc, "cannot set %s/%s to %s", dir, name, value) : cairn_ok();
 }
 
-static cairn_status set_limits(exec_cgroups *cg, int k, const char *dir, const exec_limits *lim)
+/* Sets the group's limits to lim (an unset limit is "none"); a file already holding the value the
+ * previous action of the slot set is not written again. */
+static cairn_status set_limits(exec_cgroups *cg, exec_cg_job *job, int k, const char *dir, const exec_limits *lim)
 {
 	char v[64];
 	cairn_status st = cairn_ok();
+	bool fresh = !job->applied;
+	bool cpu_changed = fresh || job->lim.cpu != lim->cpu, mem_changed = fresh || job->lim.memory != lim->memory;
 	long long quota = (long long)(lim->cpu * CPU_PERIOD_US);
 	if (quota > 0 && quota < 1000)
 		quota = 1000; /* the kernel's minimum */
-	if (k == CG_V2 && cg->v2_cpu && lim->cpu > 0) {
-		snprintf(v, sizeof v, "%lld %d", quota, CPU_PERIOD_US);
+	if (k == CG_V2 && cg->v2_cpu && cpu_changed) {
+		if (lim->cpu > 0)
+			snprintf(v, sizeof v, "%lld %d", quota, CPU_PERIOD_US);
+		else
+			snprintf(v, sizeof v, "max %d", CPU_PERIOD_US);
 		st = limit(dir, "cpu.max", v);
 	}
-	if (k == CG_V2 && cg->v2_mem && lim->memory > 0 && cairn_is_ok(&st)) {
-		snprintf(v, sizeof v, "%lld", (long long)lim->memory);
+	if (k == CG_V2 && cg->v2_mem && mem_changed && cairn_is_ok(&st)) {
+		if (lim->memory > 0)
+			snprintf(v, sizeof v, "%lld", (long long)lim->memory);
+		else
+			snprintf(v, sizeof v, "max");
 		st = limit(dir, "memory.max", v);
-		write_file(dir, "memory.swap.max", "0");  /* absent without swap accounting: fine */
-		write_file(dir, "memory.oom.group", "1"); /* an OOM kill takes the whole action */
+		write_file(dir, "memory.swap.max", lim->memory > 0 ? "0" : "max"); /* absent without swap accounting */
+		write_file(dir, "memory.oom.group", lim->memory > 0 ? "1" : "0"); /* an OOM kill takes the whole action */
 	}
-	if (k == CG_V1_CPU && lim->cpu > 0) {
+	if (k == CG_V1_CPU && cpu_changed) {
 		snprintf(v, sizeof v, "%d", CPU_PERIOD_US);
 		st = limit(dir, "cpu.cfs_period_us", v);
-		snprintf(v, sizeof v, "%lld", quota);
+		snprintf(v, sizeof v, "%lld", lim->cpu > 0 ? quota : -1LL);
 		if (cairn_is_ok(&st))
 			st = limit(dir, "cpu.cfs_quota_us", v);
 	}
-	if (k == CG_V1_MEM && lim->memory > 0) {
-		snprintf(v, sizeof v, "%lld", (long long)lim->memory);
+	if (k == CG_V1_MEM && mem_changed) {
+		snprintf(v, sizeof v, "%lld", lim->memory > 0 ? (long long)lim->memory : -1LL);
+		/* memsw must stay >= the limit: raising needs it first, lowering after (absent without swap
+		 * accounting, hence best effort) */
+		write_file(dir, "memory.memsw.limit_in_bytes", v);
 		st = limit(dir, "memory.limit_in_bytes", v);
-		write_file(dir, "memory.memsw.limit_in_bytes", v); /* absent without swap accounting */
+		write_file(dir, "memory.memsw.limit_in_bytes", v);
 	}
 	return st;
 }
 
-cairn_status exec_cg_job_create(exec_cgroups *cg, const char *name, const exec_limits *lim, exec_cg_job *job)
+static cairn_status make_dirs(exec_cgroups *cg, const char *name, exec_cg_job *job)
 {
 	*job = (exec_cg_job){0};
 	int n = 0;
@@ -305,13 +323,60 @@ cairn_status exec_cg_job_create(exec_cgroups *cg, const char *name, const exec_l
 		}
 		job->dirs[n] = cairn_xstrdup(dir);
 		job->kinds[n++] = k;
-		cairn_status st = set_limits(cg, k, dir, lim);
-		if (!cairn_is_ok(&st)) {
-			exec_cg_job_destroy(job);
-			return st;
+	}
+	job->name = cairn_xstrdup(name);
+	return cairn_ok();
+}
+
+static void read_counters(exec_cg_job *job, int64_t *user, int64_t *sys, int64_t *oom)
+{
+	*user = *sys = -1;
+	*oom = 0;
+	for (int i = 0; i < CG_N && job->dirs[i]; i++) {
+		if (job->kinds[i] == CG_V2) {
+			*user = read_key(job->dirs[i], "cpu.stat", "user_usec");
+			*sys = read_key(job->dirs[i], "cpu.stat", "system_usec");
+			int64_t o = read_key(job->dirs[i], "memory.events", "oom_kill");
+			*oom += o > 0 ? o : 0;
+		}
+		if (job->kinds[i] == CG_V1_MEM) {
+			int64_t o = read_key(job->dirs[i], "memory.oom_control", "oom_kill");
+			*oom += o > 0 ? o : 0;
 		}
 	}
+}
+
+static cairn_status apply(exec_cgroups *cg, exec_cg_job *job, const exec_limits *lim)
+{
+	for (int i = 0; i < CG_N && job->dirs[i]; i++) {
+		cairn_status st = set_limits(cg, job, job->kinds[i], job->dirs[i], lim);
+		if (!cairn_is_ok(&st))
+			return st;
+	}
+	job->applied = true;
+	job->lim = *lim;
 	return cairn_ok();
+}
+
+cairn_status exec_cg_job_begin(exec_cgroups *cg, const char *name, const exec_limits *lim, exec_cg_job *job)
+{
+	cairn_status st = job->name ? cairn_ok() : make_dirs(cg, name, job);
+	if (cairn_is_ok(&st)) {
+		st = apply(cg, job, lim);
+		if (!cairn_is_ok(&st)) {
+			/* e.g. a lower memory limit than what the slot's group still holds charged (page cache of
+			 * earlier actions): a new group starts from nothing */
+			char *keep = cairn_xstrdup(job->name);
+			exec_cg_job_destroy(job);
+			st = make_dirs(cg, keep, job);
+			free(keep);
+			if (cairn_is_ok(&st))
+				st = apply(cg, job, lim);
+		}
+	}
+	if (cairn_is_ok(&st))
+		read_counters(job, &job->user0, &job->sys0, &job->oom0);
+	return st;
 }
 
 cairn_status exec_cg_job_attach(exec_cg_job *job, pid_t pid)
@@ -353,15 +418,27 @@ void exec_cg_job_kill(exec_cg_job *job)
 void exec_cg_job_stats(exec_cg_job *job, exec_cg_stats *out)
 {
 	*out = (exec_cg_stats){.user_usec = -1, .sys_usec = -1};
+	int64_t user, sys, oom;
+	read_counters(job, &user, &sys, &oom);
+	if (user >= 0 && job->user0 >= 0)
+		out->user_usec = user - job->user0;
+	if (sys >= 0 && job->sys0 >= 0)
+		out->sys_usec = sys - job->sys0;
+	out->oom_killed = oom > job->oom0;
+}
+
+/* After an action: kills whatever is left in the slot's groups and waits until they are empty, so
+ * that the next action starts alone in them. */
+void exec_cg_job_end(exec_cg_job *job)
+{
+	exec_cg_job_kill(job);
 	for (int i = 0; i < CG_N && job->dirs[i]; i++) {
-		if (job->kinds[i] == CG_V2) {
-			out->user_usec = read_key(job->dirs[i], "cpu.stat", "user_usec");
-			out->sys_usec = read_key(job->dirs[i], "cpu.stat", "system_usec");
-			if (read_key(job->dirs[i], "memory.events", "oom_kill") > 0)
-				out->oom_killed = true;
+		char buf[64];
+		for (int tries = 0; read_file(job->dirs[i], "cgroup.procs", buf, sizeof buf) > 0 && tries < 2000; tries++) {
+			if (tries % 20 == 19)
+				kill_listed(job->dirs[i]);
+			nanosleep(&(struct timespec){0, 500 * 1000}, NULL);
 		}
-		if (job->kinds[i] == CG_V1_MEM && read_key(job->dirs[i], "memory.oom_control", "oom_kill") > 0)
-			out->oom_killed = true;
 	}
 }
 
@@ -379,4 +456,7 @@ void exec_cg_job_destroy(exec_cg_job *job)
 		free(job->dirs[i]);
 		job->dirs[i] = NULL;
 	}
+	free(job->name);
+	job->name = NULL;
+	job->applied = false;
 }

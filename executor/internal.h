@@ -100,15 +100,25 @@ void exec_cgroups_free(exec_cgroups *cg);
 typedef struct exec_cg_job {
 	char *dirs[3]; /* leaf directories (v2, v1 cpu, v1 memory), NULL where unused */
 	int kinds[3];
+	char *name;       /* NULL until the slot's groups exist */
+	bool applied;     /* lim is what the groups hold */
+	exec_limits lim;
+	int64_t user0, sys0, oom0; /* counters when the action started */
 } exec_cg_job;
 typedef struct exec_cg_stats {
 	bool oom_killed;
 	int64_t user_usec, sys_usec; /* -1 when unknown */
 } exec_cg_stats;
-cairn_status exec_cg_job_create(exec_cgroups *cg, const char *name, const exec_limits *lim, exec_cg_job *job);
+/* A slot's groups (job, zeroed at first, persists across the slot's actions): made on first use,
+ * set to the action's limits, counters noted. */
+cairn_status exec_cg_job_begin(exec_cgroups *cg, const char *name, const exec_limits *lim, exec_cg_job *job);
 cairn_status exec_cg_job_attach(exec_cg_job *job, pid_t pid);
 void exec_cg_job_kill(exec_cg_job *job);
+/* The action's CPU time and OOM kill, as differences from exec_cg_job_begin. */
 void exec_cg_job_stats(exec_cg_job *job, exec_cg_stats *out);
+/* Kills what is left and waits until the groups are empty. */
+void exec_cg_job_end(exec_cg_job *job);
+/* Removes the slot's groups. */
 void exec_cg_job_destroy(exec_cg_job *job);
 
 /* ---- isolate.c -------------------------------------------------------------------------------- */
@@ -189,6 +199,7 @@ struct exec_slot {
 	pthread_cond_t cv;
 	exec_job *job; /* assigned, not yet picked up */
 	bool busy;
+	exec_cg_job cg; /* the slot's cgroups (slot thread only) */
 };
 
 enum exec_ts {

@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -346,6 +347,36 @@ static _Noreturn void run_command(const init_ctx *c)
 	_exit(127);
 }
 
+static int command_main(void *arg)
+{
+	run_command(arg);
+}
+
+/* The command is started the way posix_spawn does it: CLONE_VM | CLONE_VFORK on a stack of its own,
+ * so that init's copy of cairn's page tables is neither copied again nor torn down by execve. init
+ * is suspended until the command execs or exits, so the shared memory has one user at a time; every
+ * signal is blocked across the clone so that no inherited handler runs on the shared memory before
+ * run_command resets them (it unblocks them itself). Falls back to a plain copy without the stack. */
+static pid_t spawn_command(const init_ctx *c)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	enum { STACK = 256 << 10 };
+	void *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	pid_t cmd;
+	if (stack != MAP_FAILED) {
+		cmd = clone(command_main, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);
+		munmap(stack, STACK);
+	} else {
+		cmd = raw_clone(0);
+		if (cmd == 0)
+			run_command(c);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return cmd;
+}
+
 static _Noreturn void run_init(const init_ctx *c)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -366,11 +397,9 @@ static _Noreturn void run_init(const init_ctx *c)
 	/* init is a copy of cairn's memory: no ptrace, no /proc/1/mem for the action (this also makes
 	 * /proc/self of init root's, hence after the uid maps and mounts) */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	pid_t cmd = raw_clone(0);
+	pid_t cmd = spawn_command(c);
 	if (cmd < 0)
 		fail("fork the command");
-	if (cmd == 0)
-		run_command(c);
 	send_msg(MSG_PID, cmd, 0, NULL);
 	bool pid1 = c->flags & CLONE_NEWPID;
 	for (;;) {

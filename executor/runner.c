@@ -163,6 +163,7 @@ static void *slot_main(void *arg)
 		pthread_mutex_lock(&ex->mu);
 	}
 	pthread_mutex_unlock(&ex->mu);
+	exec_cg_job_destroy(&s->cg);
 	return NULL;
 }
 

@@ -42,7 +42,7 @@ static size_t read_body(char *buf, size_t size, size_t nmemb, void *ud)
 	while (n < 0 && errno == EINTR);
 	if (n <= 0) {
 		/* A file that ends early was changed under us: its size no longer matches what we announced. */
-		src->err = n < 0 ? errno : EIO;
+		src->err = n < 0 ? errno : ENODATA;
 		return CURL_READFUNC_ABORT;
 	}
 	src->pos += n;
@@ -177,20 +177,31 @@ static size_t read_header(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* Out of memory is not a request error in cairn (see cairn_xmalloc): it aborts. */
+static struct curl_slist *append(struct curl_slist *l, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(l, line);
+	if (!n) {
+		LOG_ERROR(OS_MOD, "out of memory building request headers");
+		abort();
+	}
+	return n;
+}
+
 static struct curl_slist *make_headers(const os_http *h)
 {
 	char line[512];
 	struct curl_slist *l = NULL;
 	assert(h->payload_sha256 && strlen(h->payload_sha256) == CAIRN_HASH_HEX_LEN);
 	snprintf(line, sizeof line, "x-amz-content-sha256: %s", h->payload_sha256);
-	l = curl_slist_append(l, line);
+	l = append(l, line);
 	if (h->content_type) {
 		snprintf(line, sizeof line, "Content-Type: %s", h->content_type);
-		l = curl_slist_append(l, line);
+		l = append(l, line);
 	}
 	if (h->auth->session_token) {
 		char *t = os_asprintf("x-amz-security-token: %s", h->auth->session_token);
-		l = curl_slist_append(l, t);
+		l = append(l, t);
 		free(t);
 	}
 	return l;

@@ -108,7 +108,7 @@ typedef struct os_source {
 	int fd;
 	int64_t off, len;
 	int64_t pos; /* bytes handed to curl in this attempt */
-	int err;     /* errno of a failed read; a file that shrank gives EIO */
+	int err;     /* errno of a failed read; ENODATA for a file that ended early (it shrank) */
 } os_source;
 
 enum os_sink_kind { OS_SINK_DISCARD, OS_SINK_MEM, OS_SINK_FD };

@@ -160,7 +160,8 @@ static cairn_status upload_parts(upload *u, os_source *src, const uint8_t *sha25
 		cairn_hasher_final(whole, got);
 		if (memcmp(got, sha256, 32) != 0) {
 			char label[128];
-			st = cairn_err(CAIRN_DATA_LOSS, "%s: the bytes do not match the given SHA-256 (changed while read?)",
+			st = cairn_err(CAIRN_DATA_LOSS,
+			               "%s: the bytes do not match the given SHA-256 (a wrong digest, or the file changed)",
 			               os_s3_label(u->b, "PUT", u->key, label, sizeof label));
 		}
 	}
@@ -183,6 +184,9 @@ cairn_status os_s3_multipart(os_worker *w, const os_s3 *b, const char *key, os_s
 			st = complete(&u);
 		if (!cairn_is_ok(&st))
 			abort_upload(&u);
+		else
+			LOG_DEBUG(OS_MOD, "multipart upload done key=%s bytes=%lld parts=%d part_size=%lld", key,
+			          (long long)src->len, u.nparts, (long long)ps);
 	}
 	for (int i = 0; i < u.nparts; i++)
 		free(u.etags[i]);

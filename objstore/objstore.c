@@ -125,6 +125,11 @@ static cairn_status run_put_file(os_worker *w, os_job *j)
 			close(fd);
 		return st;
 	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "%s PUT %.100s: %s is not a regular file", w->s->scheme, j->key,
+		                 j->path);
+	}
 	os_source src = {.fd = fd, .len = sb.st_size};
 	cairn_status st = w->s->ops->put(w, j->key, &src, j->has_sha ? j->sha256 : NULL);
 	close(fd);
@@ -196,6 +201,8 @@ void os_job_run(os_worker *w, os_job *j)
 	if (j->kind == OS_JOB_GET_MEM) {
 		atomic_fetch_add(&s->gets, 1);
 		os_sink sink = {.kind = OS_SINK_MEM, .max = j->max};
+		if (cairn_is_ok(&st) && j->max < 0)
+			st = cairn_err(CAIRN_INVALID_ARGUMENT, "%s GET %.100s: a negative size limit", s->scheme, j->key);
 		if (cairn_is_ok(&st))
 			st = s->ops->get(w, j->key, &sink);
 		count(s, &st);
@@ -292,11 +299,7 @@ void objstore_put(objstore *s, const char *key, const void *data, size_t len, ob
 	os_job *j = new_job(OS_JOB_PUT_MEM, key, arg);
 	j->data = len ? memcpy(cairn_xmalloc(len), data, len) : NULL;
 	j->len = len;
-	/* The hash is computed here, on the caller's thread, so every upload carries it. */
-	cairn_digest d;
-	cairn_digest_of(data, len, &d);
-	memcpy(j->sha256, d.hash, 32);
-	j->has_sha = true;
+	/* No hash here: the back end computes it on its transfer thread, off the caller's. */
 	j->cb.done = cb;
 	submit(s, j);
 }

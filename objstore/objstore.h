@@ -5,7 +5,9 @@
  * and a local directory (tests, and single machines that want a second copy on another disk).
  *
  * Calls are asynchronous: each is queued to the store's transfer threads (at most max_concurrency
- * transfers at once) and reports through its callback exactly once, on a transfer thread. Retries
+ * transfers at once) and reports through its callback exactly once, on a transfer thread — except
+ * when the queue is at its limit (65,536 calls, or 512 MiB of buffers copied by objstore_put): then
+ * the callback runs at once, on the caller's thread, with RESOURCE_EXHAUSTED. Retries
  * with exponential backoff and jitter on 5xx, 429, timeouts and connection errors; never on other
  * 4xx. Every upload sends the body's SHA-256 as x-amz-content-sha256 so the store rejects corrupted
  * bytes. objstore knows nothing about CAS or AC semantics: keys are opaque strings under the prefix.
@@ -26,7 +28,7 @@ typedef struct objstore_config {
 	const char *session_token; /* NULL: AWS_SESSION_TOKEN if set */
 	bool path_style;          /* bucket in the path instead of the host name (needed for most local servers) */
 	int max_concurrency;      /* transfers at once; 0 means 16 */
-	int max_retries;          /* 0 means 5 */
+	int max_retries;          /* 0 means 5; negative means none */
 	int64_t multipart_threshold; /* objects at least this large go in parts; 0 means 64 MiB */
 	int64_t part_size;        /* 0 means 16 MiB */
 	int64_t timeout_ms;       /* per request; 0 means 300 s */
@@ -50,7 +52,7 @@ typedef void (*objstore_cb)(void *arg, cairn_status st);
  * blobs: their digest), else NULL and it is computed. */
 void objstore_put_file(objstore *s, const char *key, const char *path, const uint8_t *sha256, objstore_cb cb,
                        void *arg);
-/* Uploads a buffer (copied before the call returns). */
+/* Uploads a buffer (copied before the call returns; at most 512 MiB). */
 void objstore_put(objstore *s, const char *key, const void *data, size_t len, objstore_cb cb, void *arg);
 /* Downloads `key` into a new file at path (written to path.part, renamed when complete). NOT_FOUND if
  * absent. */
@@ -67,7 +69,7 @@ void objstore_delete(objstore *s, const char *key, objstore_cb cb, void *arg);
 typedef void (*objstore_list_cb)(void *arg, cairn_status st, const char *const *keys, size_t n, bool done);
 void objstore_list(objstore *s, const char *prefix, objstore_list_cb cb, void *arg);
 
-/* Synchronous forms for threads that may block (never gRPC threads). */
+/* Synchronous forms for threads that may block (never gRPC threads, nor an objstore callback). */
 cairn_status objstore_put_file_sync(objstore *s, const char *key, const char *path, const uint8_t *sha256);
 cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path);
 cairn_status objstore_head_sync(objstore *s, const char *key, int64_t *size);

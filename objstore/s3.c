@@ -61,7 +61,7 @@ static cairn_status failure(const os_http *h, const char *label, int attempts)
 	if (attempts > 1)
 		snprintf(after, sizeof after, " (after %d attempts)", attempts);
 	if (h->body && h->body->err)
-		return h->body->err == EIO && !h->body->mem
+		return h->body->err == ENODATA
 		               ? cairn_err(CAIRN_DATA_LOSS, "%s: the file changed while it was uploaded", label)
 		               : cairn_errno(h->body->err, "%s: reading the upload", label);
 	if (h->sink && h->sink->over_max)

@@ -104,7 +104,9 @@ cairn_status os_base_url(enum os_kind kind, const char *endpoint, const char *re
 			                  : os_asprintf("https://%s.s3.%s.amazonaws.com", bucket, region);
 		return cairn_ok();
 	}
-	const char *scheme = has_prefix(endpoint, "https://") ? "https://" : has_prefix(endpoint, "http://") ? "http://" : NULL;
+	const char *scheme = has_prefix(endpoint, "https://") ? "https://"
+	                     : has_prefix(endpoint, "http://") ? "http://"
+	                                                       : NULL;
 	if (!scheme)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store endpoint '%s': expected http:// or https://", endpoint);
 	const char *host = endpoint + strlen(scheme);

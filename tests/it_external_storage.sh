@@ -74,6 +74,49 @@ grep -q "UNAVAILABLE" "$TMP/err" || { cat "$TMP/err"; fail "the refused write-th
 grep -qi "SignatureDoesNotMatch\|PERMISSION_DENIED\|403" "$TMP/err" "$SERVE_LOG" || fail "the error does not name the refused signature"
 stop_serve
 
+log "a blob over 100 MiB is written through in parts and read back whole"
+rm -rf "$DATA"
+start_serve "${S3[@]}"
+head -c 150M /dev/urandom >"$TMP/big"
+big=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/big" | cut -d' ' -f1) || fail "the 150 MiB upload failed"
+exists "cairn/cas/${big%/*}" || fail "the 150 MiB blob is not in the bucket"
+stop_serve
+rm -rf "$DATA"
+start_serve "${S3[@]}"
+"$CAIRN" cas get --remote="grpc://127.0.0.1:$PORT" --output="$TMP/big.back" "$big" || fail "reading the 150 MiB blob back failed"
+cmp -s "$TMP/big" "$TMP/big.back" || fail "the 150 MiB blob read back differs"
+rm -f "$TMP/big" "$TMP/big.back"
+stop_serve
+
+log "a blob the local cache evicted comes back from the bucket"
+rm -rf "$DATA"
+start_serve "${S3[@]}" --cas_max_size=1M --cas_hard_limit=4M --cas_min_age=0s
+ds=()
+for i in 1 2 3 4; do
+	head -c 400000 /dev/urandom >"$TMP/e$i"
+	ds+=("$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/e$i" | cut -d' ' -f1)") || fail "put e$i failed"
+done
+first=${ds[0]}
+evicted() { [ -z "$(find "$DATA/cas" -name "${first%/*}_*")" ]; }
+wait_for -t 30 evicted
+"$CAIRN" cas get --remote="grpc://127.0.0.1:$PORT" --output="$TMP/e1.back" "$first" || fail "the evicted blob did not come back"
+cmp -s "$TMP/e1" "$TMP/e1.back" || fail "the evicted blob came back different"
+stop_serve
+
+log "gs:// URLs (GCS's XML API with HMAC keys) go through the same code"
+GS=(--external_storage="gs://$S3_BUCKET/gcs" --s3_endpoint="$S3_ENDPOINT")
+rm -rf "$DATA"
+start_serve "${GS[@]}"
+head -c 100000 /dev/urandom >"$TMP/gsblob"
+d=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/gsblob" | cut -d' ' -f1) || fail "put with gs:// failed"
+exists "gcs/cas/${d%/*}" || fail "the gs:// upload is not in the bucket under gcs/cas/"
+stop_serve
+rm -rf "$DATA"
+start_serve "${GS[@]}"
+"$CAIRN" cas get --remote="grpc://127.0.0.1:$PORT" --output="$TMP/gsback" "$d" || fail "read-through with gs:// failed"
+cmp -s "$TMP/gsblob" "$TMP/gsback" || fail "the blob read back through gs:// differs"
+stop_serve
+
 log "async write-through across an outage: the build succeeds, the backlog drains afterwards"
 rm -rf "$DATA"
 start_serve "${S3[@]}" --write_through=async

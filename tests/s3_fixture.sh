@@ -106,6 +106,10 @@ osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 mon allow pool size one = true
+# The mon batches map changes for 1 s by default; radosgw creates a dozen pools one after the other
+# at its first start, each waiting for a new map. Short batches bring the start-up from 16 s to 2 s.
+paxos propose interval = 0.05
+paxos min wait = 0.01
 mon allow pool delete = true
 mon warn on pool no redundancy = false
 mon max pg per osd = 1000
@@ -151,7 +155,7 @@ _s3_wait_rgw() {
 # writes the exports to DIR/env.
 _s3_up_body() {
 	set -euo pipefail
-	local d=$1 ports mon_v2 mon_v1 rgw_port fsid osd_uuid id ak sk bucket=cairn-test t0=$SECONDS
+	local d=$1 mon_v2 mon_v1 rgw_port fsid osd_uuid id ak sk bucket=cairn-test t0=$SECONDS
 	mkdir -p "$d"/{mon,osd,rgw,run,log,crash,pids}
 	read -r mon_v2 mon_v1 rgw_port <<<"$(_s3_free_ports 3)"
 	fsid=$(cat /proc/sys/kernel/random/uuid)
