@@ -21,13 +21,15 @@
  *
  * The shape of a run:
  *   slot thread ──clone(new namespaces)──▶ init (pid 1 of the new pid namespace, still root)
- *        │ moves init into the job's cgroups,            │ makes mounts private, the host read-only,
+ *        │ moves init into the slot's cgroups,            │ makes mounts private, the host read-only,
  *        │ then lets it go (sync pipe)                   │ hides work_dir and the CAS dirs under
  *        │                                               │ empty tmpfs, a private /tmp, /var/tmp,
  *        │ waits on a pidfd with the timeout,            │ /dev/shm, the exec root bound at
  *        │ polling the cancel flag; kills init (and      │ /tmp/execroot, a fresh /proc, lo up
  *        │ with it the whole pid namespace), the         └──fork──▶ command: new session, setuid,
  *        │ process group and the cgroup on timeout                  no_new_privs, chdir, execve
+ *        │                                        (the command is started with CLONE_VM|CLONE_VFORK
+ *        │                                         on its own stack, as posix_spawn does)
  *        ▼
  *   wait4(init) gives the rusage of everything init reaped; init reports the command's wait status
  *   through the status pipe (as pid 1 it cannot die of the same signal).
@@ -363,7 +365,13 @@ static pid_t spawn_command(const init_ctx *c)
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
 	enum { STACK = 256 << 10 };
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan cannot follow a clone onto a stack it does not know (it warns into the action's stderr
+	 * at the first noreturn call), so sanitizer builds take the plain copy */
+	void *stack = MAP_FAILED;
+#else
 	void *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+#endif
 	pid_t cmd;
 	if (stack != MAP_FAILED) {
 		cmd = clone(command_main, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);

@@ -93,7 +93,7 @@ done
 grep -E -- '^ +--' "$TMP/out" >"$TMP/flags"
 [ -s "$TMP/flags" ] || fail "serve --help lists no flags"
 while read -r setting _; do
-	grep -Eq -- "^ +$setting +[^ ]" "$TMP/flags" && [[ $setting =~ ^--[a-z_]+=[^\ ]*$ ]] ||
+	grep -Eq -- "^ +$setting +[^ ]" "$TMP/flags" && [[ $setting =~ ^--[a-z0-9_]+=[^\ ]*$ ]] ||
 		fail "serve --help line '$setting' is not --name=DEFAULT followed by its help"
 	"$CAIRN" serve "$setting" --help >/dev/null 2>"$TMP/err" ||
 		fail "cairn serve refuses the default its --help shows: $setting: $(cat "$TMP/err")"
