@@ -384,6 +384,10 @@ cairn_status exec_cg_job_attach(exec_cg_job *job, pid_t pid)
 	char v[32];
 	snprintf(v, sizeof v, "%d", (int)pid);
 	for (int i = 0; i < CG_N && job->dirs[i]; i++) {
+		/* each move waits for an RCU grace period (0.5 ms and more): a v1 group whose limit the
+		 * action does not use is left alone (accounting and killing go through v2 and wait4) */
+		if ((job->kinds[i] == CG_V1_CPU && job->lim.cpu <= 0) || (job->kinds[i] == CG_V1_MEM && job->lim.memory <= 0))
+			continue;
 		int rc = write_file(job->dirs[i], "cgroup.procs", v);
 		if (rc)
 			return cairn_errno(-rc, "cannot move the action into cgroup %s", job->dirs[i]);
