@@ -28,6 +28,8 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=perf/lib.sh
+source "$SRC/perf/lib.sh"
 BUILD_DIR=${BUILD_DIR:-/tmp/build-perf-exec}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 TARGETS=${TARGETS:-200}
@@ -50,11 +52,6 @@ SERVE_PID=
 BAZEL_ROOT= # the output root of the Bazel server that may be running
 SERVES=0    # data directories used so far (each start gets a new, empty one)
 
-log() { echo "--- $*" >&2; }
-die() {
-	echo "perf/exec_run.sh: $*" >&2
-	exit 1
-}
 
 # Stops Bazel and cairn and removes everything the run created, also when it fails or is interrupted.
 cleanup() {
@@ -83,41 +80,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-build() {
-	[ "${NO_BUILD:-0}" = 1 ] && return 0
-	log "building in $BUILD_DIR (Release)"
-	mkdir -p "$BUILD_DIR"
-	if ! { cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
-		make -C "$BUILD_DIR" -j"$(nproc)" cairn cairn-bench; } >"$BUILD_DIR/perf-build.log" 2>&1; then
-		tail -n 30 "$BUILD_DIR/perf-build.log" >&2
-		die "build failed (log: $BUILD_DIR/perf-build.log)"
-	fi
-}
 
-# field LINE KEY: the value of KEY=value in a result line.
-field() {
-	local v
-	v=$(sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1")
-	[ -n "$v" ] || die "no $2 in: $1"
-	echo "$v"
-}
 
-bench() {
-	local out
-	out=$("$BENCH" "$@" | grep '^result ') || die "cairn-bench $1 failed"
-	echo "$out" >&2
-	echo "$out"
-}
 
-calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
-fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }'; }
-# at_most A B / at_least A B: the verdict of a figure A against a target B.
-at_most() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "**not met**") }'; }
-at_least() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "met" : "**not met**") }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-now_s() { date +%s.%N; }
-# Server CPU time (user + system) in seconds so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$SERVE_PID/stat"; }
 
 # start_serve: a fresh `cairn serve --executors=2` with a new, empty data directory on a free port.
 start_serve() {
@@ -235,7 +200,6 @@ builds() {
 
 # ---- report ----
 
-row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
 
 # per_round NAME: the walls of every round, "12.3, 11.9, 12.8".
 per_round() {

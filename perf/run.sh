@@ -15,6 +15,8 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=perf/lib.sh
+source "$SRC/perf/lib.sh"
 BUILD_DIR=${BUILD_DIR:-/tmp/build-perf}
 SIZE=${SIZE:-1G}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
@@ -33,11 +35,6 @@ COMMAND="SIZE=$SIZE BENCH_SECONDS=$BENCH_SECONDS perf/run.sh${1:+ $1}"
 TMP=
 SERVE_PID=
 
-log() { echo "--- $*" >&2; }
-die() {
-	echo "perf/run.sh: $*" >&2
-	exit 1
-}
 
 # Stops the server (TERM, then KILL after 10 s) and removes everything the run created, also when
 # the run fails or is interrupted.
@@ -63,43 +60,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-build() {
-	[ "${NO_BUILD:-0}" = 1 ] && return 0
-	log "building in $BUILD_DIR (Release)"
-	mkdir -p "$BUILD_DIR"
-	if ! { cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
-		make -C "$BUILD_DIR" -j"$(nproc)" cairn cairn-bench; } >"$BUILD_DIR/perf-build.log" 2>&1; then
-		tail -n 30 "$BUILD_DIR/perf-build.log" >&2
-		die "build failed (log: $BUILD_DIR/perf-build.log)"
-	fi
-}
 
-# field LINE KEY: the value of KEY=value in a result line.
-field() {
-	local v
-	v=$(sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1")
-	[ -n "$v" ] || die "no $2 in: $1"
-	echo "$v"
-}
 
-# bench NAME ARGS…: runs cairn-bench and prints its result line; progress goes to the terminal.
-bench() {
-	local out
-	out=$("$BENCH" "$@" | grep '^result ') || die "cairn-bench $1 failed"
-	echo "$out" >&2
-	echo "$out"
-}
 
-# calc EXPR: floating-point arithmetic.
-calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
-fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }'; }
 # Thousands separators for big counts.
 big() {
 	awk -v v="$1" 'BEGIN { s = sprintf("%.0f", v); n = length(s); o = ""
 		for (i = 1; i <= n; i++) { o = o substr(s, i, 1); if (i < n && (n - i) % 3 == 0) o = o "," }
 		print o }'
 }
-verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "met" : "**not met**") }'; }
 
 # sha256_runs FILE: three timed `openssl dgst -sha256` runs; prints MB/s per run.
 sha256_runs() {
@@ -117,8 +86,6 @@ sha256_runs() {
 median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 
 rss_mb() { awk -v k="$1" '$1 == k":" { printf "%.1f", $2 * 1024 / 1e6 }' "/proc/$SERVE_PID/status"; }
-# Server CPU time (user + system) in seconds so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$SERVE_PID/stat"; }
 
 start_serve() {
 	: >"$TMP/serve.out" # exists before the server's shell gets to open it, for the polling below
@@ -193,7 +160,6 @@ measure() {
 	R_FS=$(bench fs-create --dir="$TMP" --blob_size=4K --seconds="$BENCH_SECONDS")
 }
 
-row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
 
 table() {
 	local up down down_x loop blobs find ac fs ref_up
@@ -213,20 +179,20 @@ table() {
 	row "SHA-256, \`openssl dgst -sha256\` of the $SIZE file" "$(fmt "$SHA") MB/s" "—" "—" "reference" "—"
 	row "TCP copy over 127.0.0.1, 1 MiB send/recv" "$(fmt "$loop") MB/s" "—" "—" "reference" "—"
 	row "ByteStream Write of $SIZE, 1 MiB chunks" "$(fmt "$up") MB/s" "$(fmt "$ref_up") MB/s ($ref_name)" \
-		"$(fmt "$(calc "$up / $ref_up")" 2)×" "≥ 0.5× min(sha256, loopback)" "$(verdict "$(calc "$up / $ref_up")" 0.5)"
+		"$(fmt "$(calc "$up / $ref_up")" 2)×" "≥ 0.5× min(sha256, loopback)" "$(at_least "$(calc "$up / $ref_up")" 0.5)"
 	row "ByteStream Read of $SIZE, verified by the client" "$(fmt "$down") MB/s" "$(fmt "$loop") MB/s (loopback)" \
-		"$(fmt "$(calc "$down / $loop")" 2)×" "≥ 0.6× loopback" "$(verdict "$(calc "$down / $loop")" 0.6)"
+		"$(fmt "$(calc "$down / $loop")" 2)×" "≥ 0.6× loopback" "$(at_least "$(calc "$down / $loop")" 0.6)"
 	row "… the same, not verified (the client does not hash)" "$(fmt "$down_x") MB/s" "$(fmt "$loop") MB/s (loopback)" \
-		"$(fmt "$(calc "$down_x / $loop")" 2)×" "≥ 0.6× loopback" "$(verdict "$(calc "$down_x / $loop")" 0.6)"
+		"$(fmt "$(calc "$down_x / $loop")" 2)×" "≥ 0.6× loopback" "$(at_least "$(calc "$down_x / $loop")" 0.6)"
 	row "File system: 4 KiB files stored as cachefs does (create, write, rename), one thread" "$(big "$fs") files/s" "—" "—" "reference" "—"
 	row "BatchUpdateBlobs, 4 KiB fresh blobs, 8 clients × 100 per call" "$(big "$blobs") blobs/s" "$(big "$fs") files/s (file system)" \
-		"$(fmt "$(calc "$blobs / $fs")" 2)×" "≥ 50,000 blobs/s" "$(verdict "$blobs" 50000)"
+		"$(fmt "$(calc "$blobs / $fs")" 2)×" "≥ 50,000 blobs/s" "$(at_least "$blobs" 50000)"
 	row "… call latency p50 / p99" "$(field "$R_BATCH" p50_ms) / $(field "$R_BATCH" p99_ms) ms" "—" "—" "—" "—"
-	row "FindMissingBlobs, 10,000 digests (5,000 present)" "$(big "$find") digests/s" "—" "—" "≥ 1,000,000 digests/s" "$(verdict "$find" 1000000)"
+	row "FindMissingBlobs, 10,000 digests (5,000 present)" "$(big "$find") digests/s" "—" "—" "≥ 1,000,000 digests/s" "$(at_least "$find" 1000000)"
 	row "… call latency p50 / p99 (20 calls)" "$(field "$R_FIND" p50_ms) / $(field "$R_FIND" p99_ms) ms" "—" "—" "—" "—"
 	row "GetActionResult hits, 4 clients, 1,000 entries" "$(big "$ac") req/s" "—" "—" "—" "—"
 	row "… call latency p50 / p99" "$(field "$R_AC" p50_ms) / $(field "$R_AC" p99_ms) ms" "—" "—" "—" "—"
-	row "\`cairn serve\` RSS right after start (idle)" "$RSS_IDLE MB" "—" "—" "≤ 30 MB" "$(verdict 30 "$RSS_IDLE")"
+	row "\`cairn serve\` RSS right after start (idle)" "$RSS_IDLE MB" "—" "—" "≤ 30 MB" "$(at_least 30 "$RSS_IDLE")"
 	row "\`cairn serve\` RSS after the run / peak (VmHWM)" "$RSS_AFTER / $RSS_PEAK MB" "—" "—" "—" "—"
 }
 

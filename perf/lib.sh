@@ -1,0 +1,48 @@
+# Helpers shared by the benchmark scripts (perf/run.sh, perf/exec_run.sh, perf/s3_run.sh); sourced.
+# They read the caller's SRC, BUILD_DIR, BENCH and SERVE_PID when called.
+
+log() { echo "--- $*" >&2; }
+die() {
+	echo "$(basename "$0"): $*" >&2
+	exit 1
+}
+
+# build: cairn and cairn-bench in Release into $BUILD_DIR (skipped with NO_BUILD=1).
+build() {
+	[ "${NO_BUILD:-0}" = 1 ] && return 0
+	log "building in $BUILD_DIR (Release)"
+	mkdir -p "$BUILD_DIR"
+	if ! { cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
+		make -C "$BUILD_DIR" -j"$(nproc)" cairn cairn-bench; } >"$BUILD_DIR/perf-build.log" 2>&1; then
+		tail -n 30 "$BUILD_DIR/perf-build.log" >&2
+		die "build failed (log: $BUILD_DIR/perf-build.log)"
+	fi
+}
+
+# field LINE KEY: the value of KEY=value in a result line.
+field() {
+	local v
+	v=$(sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1")
+	[ -n "$v" ] || die "no $2 in: $1"
+	echo "$v"
+}
+
+# bench NAME ARGS…: runs cairn-bench and prints its result line; progress goes to the terminal.
+bench() {
+	local out
+	out=$("$BENCH" "$@" | grep '^result ') || die "cairn-bench $1 failed"
+	echo "$out" >&2
+	echo "$out"
+}
+
+# calc EXPR: floating-point arithmetic; fmt V [DECIMALS]
+calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
+fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }'; }
+# at_most A B / at_least A B: the verdict of a figure A against a target B.
+at_most() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "**not met**") }'; }
+at_least() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "met" : "**not met**") }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+now_s() { date +%s.%N; }
+# cpu_s: the server's CPU time (user + system) in seconds so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$SERVE_PID/stat"; }
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
