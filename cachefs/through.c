@@ -7,7 +7,7 @@
  *    whose commit verifies the hash, so a bucket object whose bytes do not match its name is refused
  *    and reported, never served — and then reads it locally.
  *  - commit writes locally first. With sync write-through the upload is acknowledged only once the
- *    bucket has the blob (skipped when a HEAD finds it there already). With async, a marker file in
+ *    bucket has the blob (blobs of 1 MiB and more are skipped when a HEAD finds them there). With async, a marker file in
  *    backlog/ is written before the acknowledgement and removed after the upload; the blob stays
  *    pinned (not evicted) while it waits, a flusher thread retries failed uploads and, after a
  *    restart, picks the backlog up from the markers, so an acknowledged blob always reaches the
@@ -26,6 +26,9 @@
 #include <unistd.h>
 
 #define MAX_INFLIGHT 64
+/* Below this size a PUT costs about what a HEAD costs, so a blob is simply written again (a PUT of
+ * the same bytes under the same key changes nothing); above it, a HEAD first saves the transfer. */
+#define HEAD_FIRST_SIZE (1 << 20)
 #define RETRY_NS (5 * 1000000000LL)
 
 struct cachefs_through {
@@ -144,9 +147,11 @@ static void upload_start(cachefs_through *t, const cairn_digest *d, blob_done_cb
 		free(u);
 		return;
 	}
+	active_add(t, 1);
+	if (d->size < HEAD_FIRST_SIZE)
+		return head_done(u, cairn_err(CAIRN_NOT_FOUND, "not asked"), 0);
 	char key[CAIRN_HASH_HEX_LEN + 8];
 	key_of(d, key);
-	active_add(t, 1);
 	objstore_head(t->os, key, head_done, u);
 }
 

@@ -10,9 +10,9 @@
  *
  * Pieces: bench.c parses flags and dispatches; bench_util.c holds the random generator, statistics,
  * blob sets and the multi-client driver; bench_stream.c ByteStream upload/download and the raw TCP
- * loopback reference; bench_cas.c BatchUpdateBlobs and FindMissingBlobs; bench_ac.c the ActionCache;
- * bench_fs.c the file-system reference of the small-blob figures; bench_exec.c no-op actions through
- * Execute and their reference, fork + exec of the same command.
+ * loopback reference; bench_cas.c BatchUpdateBlobs, BatchReadBlobs and FindMissingBlobs; bench_ac.c
+ * the ActionCache; bench_fs.c the file-system reference of the small-blob figures; bench_exec.c no-op
+ * actions through Execute and their reference, fork + exec of the same command.
  */
 #ifndef CAIRN_PERF_BENCH_H
 #define CAIRN_PERF_BENCH_H
@@ -37,7 +37,7 @@ typedef struct bench_opts {
 	int64_t size;      /* upload/download/loopback: bytes */
 	int64_t chunk;     /* upload: bytes per WriteRequest; loopback: bytes per send/recv */
 	int64_t repeat;
-	int64_t seed;      /* generated blob of upload/download: same seed, same blob */
+	int64_t seed;      /* generated blob of upload/download, blob set of batch-upload/batch-read: same seed, same bytes */
 	int64_t blob_size; /* batch-upload, find-missing */
 	int64_t per_call;
 	int64_t clients;
@@ -46,7 +46,7 @@ typedef struct bench_opts {
 	int64_t present;
 	int64_t entries;
 	int64_t files;
-	int64_t count;     /* forkexec: processes to start */
+	int64_t count;     /* forkexec: processes to start; batch-upload/batch-read: blobs in the set (0: fresh blobs) */
 } bench_opts;
 
 /* ---- subcommands: 0 on success, 1 when a call failed or an answer was wrong ---- */
@@ -55,6 +55,7 @@ int bench_upload(const bench_opts *o);
 int bench_download(const bench_opts *o);
 int bench_loopback(const bench_opts *o);
 int bench_batch_upload(const bench_opts *o);
+int bench_batch_read(const bench_opts *o);
 int bench_find_missing(const bench_opts *o);
 int bench_ac_get(const bench_opts *o);
 int bench_fs_create(const bench_opts *o);
@@ -128,6 +129,11 @@ void bench_blobs_init(bench_blobs *b, size_t n, size_t size);
 /* Fills every blob with fresh random bytes (stamped with tag and a counter when size >= 16, so no two
  * blobs of a run are equal) and computes the digests. */
 void bench_blobs_fill(bench_blobs *b, bench_rng *r, uint64_t tag);
+/* Fills blobs [0, n) (n <= b->n) with blobs first .. first + n - 1 of the fixed set named by seed, and
+ * computes their digests: any process regenerates the same bytes from the same seed and index, so a
+ * set uploaded by one run can be read back and checked by another (stamped with seed and index when
+ * size >= 16, so no two blobs of a set are equal). */
+void bench_blobs_fill_set(bench_blobs *b, uint64_t seed, uint64_t first, size_t n);
 void bench_blobs_free(bench_blobs *b);
 /* One BatchUpdateBlobs call for blobs [first, first + count); every per-blob status must be OK. */
 cairn_status bench_blobs_upload(rpc_channel *ch, const bench_opts *o, const bench_blobs *b, size_t first,
@@ -152,6 +158,8 @@ struct bench_worker {
 	bench_lat lat;
 	uint64_t ops;    /* blobs, requests: what the rate counts */
 	int64_t prep_ns; /* client-side preparation outside the timed calls */
+	bool warmup;     /* set during the untimed first step */
+	bool done;       /* set by a step when the work is finished: the worker stops without error */
 	cairn_status st;
 };
 
@@ -163,7 +171,8 @@ typedef struct bench_totals {
 } bench_totals;
 
 /* Runs `clients` threads, each with its own channel, local state from make_local (may be NULL) and
- * one untimed warm-up step; then all start together and step until `seconds` have passed. */
+ * one untimed warm-up step; then all start together and step until `seconds` have passed or the
+ * step sets w->done (a fixed amount of work: the wall time is then until the last worker finished). */
 cairn_status bench_run_workers(const bench_opts *o, bench_step_fn step, void *ctx,
                                void *(*make_local)(bench_worker *w), void (*free_local)(void *local),
                                bench_totals *out);

@@ -214,6 +214,24 @@ void bench_blobs_fill(bench_blobs *b, bench_rng *r, uint64_t tag)
 	}
 }
 
+void bench_blobs_fill_set(bench_blobs *b, uint64_t seed, uint64_t first, size_t n)
+{
+	for (size_t i = 0; i < n && i < b->n; i++) {
+		uint8_t *p = b->data + i * b->size;
+		uint64_t index = first + i;
+		bench_rng r;
+		bench_rng_seed(&r, seed ^ (index * UINT64_C(0x9e3779b97f4a7c15)));
+		bench_rng_fill(&r, p, b->size);
+		if (b->size >= 16) {
+			memcpy(p, &seed, 8);
+			memcpy(p + 8, &index, 8);
+		}
+		cairn_digest_of(p, b->size, &b->d[i]);
+		bench_digest_pb(&b->d[i], b->hex[i], &b->pb[i]);
+		b->pbs[i] = &b->pb[i];
+	}
+}
+
 void bench_blobs_free(bench_blobs *b)
 {
 	free(b->data);
@@ -301,16 +319,18 @@ static void *worker_main(void *arg)
 	worker_slot *slot = arg;
 	bench_worker *w = &slot->w;
 	/* the warm-up connects the channel and lets the server allocate what a first call needs */
+	w->warmup = true;
 	if (w->ch)
 		w->st = slot->drv->step(w);
 	else
 		w->st = cairn_err(CAIRN_UNAVAILABLE, "no channel");
+	w->warmup = false;
 	w->ops = 0;
 	w->prep_ns = 0;
 	w->lat.n = 0;
 	pthread_barrier_wait(&slot->drv->start);
 	int64_t deadline = cairn_now_ns() + w->o->seconds * 1000000000LL;
-	while (cairn_is_ok(&w->st) && cairn_now_ns() < deadline) {
+	while (cairn_is_ok(&w->st) && !w->done && cairn_now_ns() < deadline) {
 		if (w->lat.n == w->lat.cap) {
 			slot->capped = true;
 			break;
