@@ -46,3 +46,18 @@ now_s() { date +%s.%N; }
 # cpu_s: the server's CPU time (user + system) in seconds so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$SERVE_PID/stat"; }
 row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@"; }
+
+# serve_wait_port: waits (30 s at most) until the cairn serve started as $SERVE_PID, with its stdout
+# in $TMP/serve.out, names its port; sets PORT and REMOTE.
+serve_wait_port() {
+	local deadline=$((SECONDS + 30))
+	PORT=
+	while [ -z "$PORT" ]; do
+		kill -0 "$SERVE_PID" 2>/dev/null || die "cairn serve exited at start"
+		[ $SECONDS -lt $deadline ] || die "cairn serve was not ready within 30 s"
+		# the ready message names grpc://127.0.0.1:PORT (in a .bazelrc line)
+		PORT=$(grep -o 'grpc://127\.0\.0\.1:[0-9]*' "$TMP/serve.out" | head -n 1 | cut -d: -f3 || true)
+		[ -n "$PORT" ] || sleep 0.05
+	done
+	REMOTE=grpc://127.0.0.1:$PORT
+}

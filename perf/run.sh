@@ -91,16 +91,7 @@ start_serve() {
 	: >"$TMP/serve.out" # exists before the server's shell gets to open it, for the polling below
 	"$CAIRN" serve --public_port=0 --data_dir="$TMP/data" >"$TMP/serve.out" 2>"$TMP/serve.log" &
 	SERVE_PID=$!
-	local deadline=$((SECONDS + 30))
-	PORT=
-	while [ -z "$PORT" ]; do
-		kill -0 "$SERVE_PID" 2>/dev/null || die "cairn serve exited at start"
-		[ $SECONDS -lt $deadline ] || die "cairn serve was not ready within 30 s"
-		# the ready message names grpc://127.0.0.1:PORT (in a .bazelrc line)
-		PORT=$(grep -o 'grpc://127\.0\.0\.1:[0-9]*' "$TMP/serve.out" | head -n 1 | cut -d: -f3 || true)
-		[ -n "$PORT" ] || sleep 0.05
-	done
-	REMOTE=grpc://127.0.0.1:$PORT
+	serve_wait_port
 	log "cairn serve pid $SERVE_PID on $REMOTE"
 }
 
