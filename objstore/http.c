@@ -2,8 +2,8 @@
  *
  * The handle is reset (curl_easy_reset keeps its connection cache) and set up afresh for every
  * request, so no option leaks from one request into the next while the connection is kept alive.
- * Signing is libcurl's CURLOPT_AWS_SIGV4, with the three things libcurl 7.88 leaves to the caller
- * (see /work/shared/S3.md): x-amz-content-sha256 is set here, the query arrives already canonical
+ * Signing is libcurl's CURLOPT_AWS_SIGV4, with the three things libcurl 7.88 leaves to the caller:
+ * x-amz-content-sha256 is set here, the query arrives already canonical
  * (os_query), and no header is ever blanked with "Name:" (libcurl would still sign it). The
  * "Expect: 100-continue" libcurl adds to large uploads is not signed and need not be: the server
  * then refuses a bad signature before the body is sent. */

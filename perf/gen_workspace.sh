@@ -14,8 +14,8 @@
 #
 # Everything is deterministic: the same N gives the same files, so cache keys repeat across runs.
 # The offline stand-ins (rules_cc, rules_java, remote_coverage_tools), WORKSPACE, .bazelrc and
-# .bazelignore are copied from tests/bazel (see /work/shared/BAZEL.md for why Bazel 4.2.3 needs
-# them); .bazelrc gains `--copt=-O2` so that compiles cost what release builds cost.
+# .bazelignore are copied from tests/bazel (Bazel 4.2.3 needs them to build offline);
+# .bazelrc gains `--copt=-O2` so that compiles cost what release builds cost.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # A throwaway S3 server for tests: Ceph radosgw (1 mon, 1 memstore osd, 1 rgw) on 127.0.0.1, all
 # state under one directory. radosgw checks SigV4 signatures and x-amz-content-sha256, which is why
-# it is the test server (see /work/shared/S3.md); memstore keeps the osd in RAM, for speed.
+# it is the test server; memstore keeps the osd in RAM, for speed.
 #
 #   source tests/s3_fixture.sh
 #   s3_up DIR      # starts the cluster; exports S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET
