@@ -287,9 +287,7 @@ details() {
 }
 
 machine() {
-	local model
-	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
+	machine_line
 	echo "- Source: $REV; build: Release ($BUILD_DIR); Bazel $(dpkg-query -W -f '${Version}' bazel-bootstrap 2>/dev/null || echo '?') (Debian bazel-bootstrap)"
 	echo "- Workspace: \`perf/gen_workspace.sh DIR $TARGETS\` ($(grep -c '^cc_library' "$WS"/mod*/BUILD | awk -F: '{ s += $2 } END { print s }') cc_library, $(grep -c '^cc_binary' "$WS/apps/BUILD") cc_binary, $(grep -c '^genrule' "$WS/gen/BUILD") genrule; -O2); Bazel's defaults: --jobs = $(nproc) cores, local actions in its default sandbox; \`cairn serve --executors=2\`"
 	echo "- Command: \`$COMMAND\`"
@@ -331,22 +329,7 @@ main() {
 	LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 	noop
 	builds
-	local entry
-	entry=$(
-		echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — remote execution"
-		echo
-		machine
-		echo
-		table
-		details
-	)
-	echo
-	echo "$entry"
-	if [ "$RECORD" = 1 ]; then
-		grep -q '^# Remote execution (perf/exec_run.sh)' "$RESULTS" 2>/dev/null || section_header >>"$RESULTS"
-		printf '\n%s\n' "$entry" >>"$RESULTS"
-		log "appended to $RESULTS"
-	fi
+	record_entry "remote execution" "Remote execution (perf/exec_run.sh)"
 }
 
 main

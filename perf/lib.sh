@@ -61,3 +61,46 @@ serve_wait_port() {
 	done
 	REMOTE=grpc://127.0.0.1:$PORT
 }
+
+# machine_line: "- Machine: …" for a results entry.
+machine_line() {
+	local model
+	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
+}
+
+# data_fs: the file system $TMP is on, and whether it has a journal (ext4 without one pays for
+# recently deleted inodes on every file it creates).
+data_fs() {
+	local type src journal=""
+	read -r type src < <(findmnt -n -o FSTYPE,SOURCE --target "$TMP")
+	case $type in
+	ext3 | ext4)
+		journal=", no journal"
+		compgen -G "/proc/fs/jbd2/$(basename "$src")-*" >/dev/null && journal=", journalled"
+		;;
+	esac
+	echo "$type on $src$journal"
+}
+
+# record_entry TITLE SECTION: prints the run's entry (the caller's machine, table and details) and,
+# with RECORD=1, appends it to $RESULTS under the heading "# SECTION", which the caller's
+# section_header writes the first time.
+record_entry() {
+	local entry
+	entry=$(
+		echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $1"
+		echo
+		machine
+		echo
+		table
+		details
+	)
+	echo
+	echo "$entry"
+	if [ "$RECORD" = 1 ]; then
+		grep -q "^# $2" "$RESULTS" 2>/dev/null || section_header >>"$RESULTS"
+		printf '\n%s\n' "$entry" >>"$RESULTS"
+		log "appended to $RESULTS"
+	fi
+}

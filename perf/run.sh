@@ -215,30 +215,16 @@ details() {
 }
 
 machine() {
-	local model rev
-	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	local rev
 	rev=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
 	[ -n "$(git -C "$SRC" status --porcelain 2>/dev/null)" ] && rev="$rev (with uncommitted changes)"
-	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
+	machine_line
 	echo "- Source: $rev; build: Release ($BUILD_DIR)"
 	echo "- Data directory and test file under $(dirname "$TMP"): $(data_fs)"
 	echo "- Command: \`$COMMAND\`"
 	echo "- Load average (1 min) before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg) (other work on the machine skews every figure)"
 }
 
-# data_fs: the file system the server's data directory is on, and whether it has a journal (ext4
-# without one pays for recently deleted inodes on every file it creates).
-data_fs() {
-	local type src journal=""
-	read -r type src < <(findmnt -n -o FSTYPE,SOURCE --target "$TMP")
-	case $type in
-	ext3 | ext4)
-		journal=", no journal"
-		compgen -G "/proc/fs/jbd2/$(basename "$src")-*" >/dev/null && journal=", journalled"
-		;;
-	esac
-	echo "$type on $src$journal"
-}
 
 results_header() {
 	cat <<'EOF'

@@ -523,22 +523,9 @@ details() {
 	echo '```'
 }
 
-data_fs() {
-	local type src journal=""
-	read -r type src < <(findmnt -n -o FSTYPE,SOURCE --target "$TMP")
-	case $type in
-	ext3 | ext4)
-		journal=", no journal"
-		compgen -G "/proc/fs/jbd2/$(basename "$src")-*" >/dev/null && journal=", journalled"
-		;;
-	esac
-	echo "$type on $src$journal"
-}
 
 machine() {
-	local model
-	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
+	machine_line
 	echo "- Source: $REV; build: Release ($BUILD_DIR)"
 	echo "- S3 server: Ceph radosgw $(radosgw --version 2>/dev/null | awk '{ print $3; exit }') (tests/s3_fixture.sh: 1 mon, 1 memstore osd, beast frontend, loopback); client: $(curl --version | head -n 1 | cut -d' ' -f1-2); cairn: \`cairn serve --executors=0 --external_storage=s3://$S3_BUCKET/$PREFIX --s3_endpoint=… --write_through=sync|async\`, objstore defaults (16 transfers at once, multipart from 64 MiB in 16 MiB parts)"
 	echo "- Data directories and test files under $(dirname "$TMP"): $(data_fs)"
@@ -587,22 +574,7 @@ main() {
 	: >"$TMP/serve.log"
 	LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 	measure
-	local entry
-	entry=$(
-		echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — external storage"
-		echo
-		machine
-		echo
-		table
-		details
-	)
-	echo
-	echo "$entry"
-	if [ "$RECORD" = 1 ]; then
-		grep -q '^# External storage (perf/s3_run.sh)' "$RESULTS" 2>/dev/null || section_header >>"$RESULTS"
-		printf '\n%s\n' "$entry" >>"$RESULTS"
-		log "appended to $RESULTS"
-	fi
+	record_entry "external storage" "External storage (perf/s3_run.sh)"
 }
 
 main
