@@ -135,6 +135,9 @@ void bench_blobs_fill(bench_blobs *b, bench_rng *r, uint64_t tag);
  * size >= 16, so no two blobs of a set are equal). */
 void bench_blobs_fill_set(bench_blobs *b, uint64_t seed, uint64_t first, size_t n);
 void bench_blobs_free(bench_blobs *b);
+/* One BatchUpdateBlobs call of prepared requests; every blob's status must be OK. */
+cairn_status bench_batch_update(rpc_channel *ch, const bench_opts *o,
+                                Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request **reqs, size_t n);
 /* One BatchUpdateBlobs call for blobs [first, first + count); every per-blob status must be OK. */
 cairn_status bench_blobs_upload(rpc_channel *ch, const bench_opts *o, const bench_blobs *b, size_t first,
                                 size_t count);

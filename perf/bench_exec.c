@@ -36,7 +36,6 @@
 #include "google/longrunning/operations.pb-c.h"
 
 #define EXEC_METHOD "/build.bazel.remote.execution.v2.Execution/Execute"
-#define BATCH_UPDATE_METHOD "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchUpdateBlobs"
 #define INPUT_TEXT "cairn-bench exec input\n"
 /* Command and Action of one step are a few hundred bytes each. */
 #define MSG_CAP 1024
@@ -98,25 +97,7 @@ static cairn_status upload_packed(rpc_channel *ch, const bench_opts *o, packed *
 		ones[i].data.len = msgs[i]->len;
 		ptrs[i] = &ones[i];
 	}
-	Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest req =
-		BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__INIT;
-	req.instance_name = (char *)o->instance;
-	req.n_requests = n;
-	req.requests = ptrs;
-	ProtobufCMessage *resp;
-	cairn_status st = rpc_unary(ch, BATCH_UPDATE_METHOD, &req.base,
-	                            &build__bazel__remote__execution__v2__batch_update_blobs_response__descriptor, &resp,
-	                            bench_timeout_ms(o));
-	if (!cairn_is_ok(&st))
-		return st;
-	const Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsResponse *r = (const void *)resp;
-	if (r->n_responses != n)
-		st = cairn_err(CAIRN_INTERNAL, "server answered for %zu blobs of %zu", r->n_responses, n);
-	for (size_t i = 0; i < r->n_responses && cairn_is_ok(&st); i++)
-		if (r->responses[i]->status && r->responses[i]->status->code)
-			st = cairn_err(r->responses[i]->status->code, "blob %zu: %s", i, r->responses[i]->status->message);
-	protobuf_c_message_free_unpacked(resp, NULL);
-	return st;
+	return bench_batch_update(ch, o, ptrs, n);
 }
 
 /* The input root: one small file, so that each action's exec root holds one hard link, as the

@@ -257,6 +257,24 @@ static cairn_status check_update_response(const ProtobufCMessage *resp, size_t c
 	return cairn_ok();
 }
 
+cairn_status bench_batch_update(rpc_channel *ch, const bench_opts *o, update_one **reqs, size_t n)
+{
+	Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest req =
+		BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__INIT;
+	req.instance_name = (char *)o->instance;
+	req.n_requests = n;
+	req.requests = reqs;
+	ProtobufCMessage *resp;
+	cairn_status st = rpc_unary(ch, METHOD_BATCH_UPDATE, &req.base,
+	                            &build__bazel__remote__execution__v2__batch_update_blobs_response__descriptor, &resp,
+	                            bench_timeout_ms(o));
+	if (cairn_is_ok(&st)) {
+		st = check_update_response(resp, n);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	return st;
+}
+
 cairn_status bench_blobs_upload(rpc_channel *ch, const bench_opts *o, const bench_blobs *b, size_t first,
                                 size_t count)
 {
@@ -269,19 +287,7 @@ cairn_status bench_blobs_upload(rpc_channel *ch, const bench_opts *o, const benc
 		ones[i].data.len = b->size;
 		ptrs[i] = &ones[i];
 	}
-	Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest req =
-		BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__INIT;
-	req.instance_name = (char *)o->instance;
-	req.n_requests = count;
-	req.requests = ptrs;
-	ProtobufCMessage *resp;
-	cairn_status st = rpc_unary(ch, METHOD_BATCH_UPDATE, &req.base,
-	                            &build__bazel__remote__execution__v2__batch_update_blobs_response__descriptor, &resp,
-	                            bench_timeout_ms(o));
-	if (cairn_is_ok(&st)) {
-		st = check_update_response(resp, count);
-		protobuf_c_message_free_unpacked(resp, NULL);
-	}
+	cairn_status st = bench_batch_update(ch, o, ptrs, count);
 	free(ones);
 	free(ptrs);
 	return st;
