@@ -25,7 +25,6 @@ struct rpc_call {
 
 	call_op close_op, recv_op, send_op, finish_op;
 	grpc_byte_buffer *recv_bb;
-	rpc_recv_cb recv_cb;
 	rpc_recv_raw_cb recv_raw_cb;
 	void *recv_arg;
 	rpc_done_cb send_cb, finish_cb;
@@ -180,29 +179,6 @@ void *rpc_call_state(rpc_call *c) { return c->state; }
 
 /* ---- recv ---- */
 
-static void on_recv(rpc_tag *t, bool ok)
-{
-	rpc_call *c = ((call_op *)t)->call;
-	grpc_byte_buffer *bb = c->recv_bb;
-	c->recv_bb = NULL;
-	rpc_recv_cb cb = c->recv_cb;
-	void *arg = c->recv_arg;
-	if (!ok)
-		atomic_store(&c->cancelled, true);
-	if (ok && bb) {
-		grpc_slice s = rpc_flatten(bb);
-		grpc_byte_buffer_destroy(bb);
-		cb(c, arg, true, GRPC_SLICE_LENGTH(s) ? GRPC_SLICE_START_PTR(s) : (const uint8_t *)"",
-		   GRPC_SLICE_LENGTH(s));
-		grpc_slice_unref(s);
-	} else {
-		if (bb)
-			grpc_byte_buffer_destroy(bb);
-		cb(c, arg, ok, NULL, 0);
-	}
-	rpc_call_unref(c);
-}
-
 struct rpc_msg {
 	size_t n, len;
 	grpc_slice *slices;
@@ -285,12 +261,6 @@ void rpc_call_recv_raw(rpc_call *c, rpc_recv_raw_cb cb, void *arg)
 	start_recv(c, on_recv_raw);
 }
 
-void rpc_call_recv(rpc_call *c, rpc_recv_cb cb, void *arg)
-{
-	c->recv_cb = cb;
-	c->recv_arg = arg;
-	start_recv(c, on_recv);
-}
 
 /* ---- send ---- */
 

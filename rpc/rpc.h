@@ -4,11 +4,11 @@
  * Server: one completion queue (NEXT) polled by several threads. Each registered method has a few
  * requests posted at all times; when a call arrives its handler runs on a poller thread with an
  * rpc_call. For unary and server-streaming methods the request message is already read
- * (rpc_call_request); client-streaming and bidi handlers pull messages with rpc_call_recv. Unknown
+ * (rpc_call_request); client-streaming and bidi handlers pull messages with rpc_call_recv_raw. Unknown
  * methods get UNIMPLEMENTED.
  *
  * A call is driven by its handler through three operations, each of which reports through a callback
- * exactly once (ok=false when the call failed or was cancelled): rpc_call_recv (one at a time),
+ * exactly once (ok=false when the call failed or was cancelled): rpc_call_recv_raw (one at a time),
  * rpc_call_send (one at a time; its completion is the back-pressure signal) and rpc_call_finish (once,
  * and no send may be in flight). Callbacks run on poller threads. The operations may be started from
  * any thread, e.g. from a storage completion. Every handler must call rpc_call_finish exactly once.
@@ -65,9 +65,6 @@ void rpc_server_stop(rpc_server *s);
 /* ---- one call (server side) ------------------------------------------------------------------ */
 
 typedef void (*rpc_done_cb)(rpc_call *call, void *arg, bool ok);
-/* data/len: one whole message, valid only during the callback; data == NULL with ok when the client
- * half-closed (no more messages). */
-typedef void (*rpc_recv_cb)(rpc_call *call, void *arg, bool ok, const uint8_t *data, size_t len);
 
 /* The pre-read request of a unary or server-streaming call; NULL if the client sent none. */
 const uint8_t *rpc_call_request(rpc_call *call, size_t *len);
@@ -83,11 +80,9 @@ cairn_arena *rpc_call_arena(rpc_call *call);
 const uint8_t *rpc_call_metadata(rpc_call *call, const char *key, size_t *len);
 const char *rpc_call_method(const rpc_call *call);
 
-void rpc_call_recv(rpc_call *call, rpc_recv_cb cb, void *arg);
-
-/* A received message left in the transport's own buffers, for handlers that stream large payloads
- * (ByteStream Write) without copying them: parts are views of the buffers, valid until
- * rpc_msg_free, which the handler calls when it no longer needs them (on any thread). */
+/* A received message, left in the transport's own buffers so that large payloads (ByteStream
+ * Write) are never copied: parts are views of the buffers, valid until rpc_msg_free, which the
+ * handler calls when it no longer needs them (on any thread). */
 typedef struct rpc_msg rpc_msg;
 typedef struct rpc_part {
 	const uint8_t *data;

@@ -59,16 +59,15 @@ static void h_stream(rpc_call *call, void *svc)
 }
 
 /* client streaming: counts messages until the half-close, answers the count */
-static void count_next(rpc_call *call, void *arg, bool ok, const uint8_t *data, size_t len)
+static void count_next(rpc_call *call, void *arg, bool ok, rpc_msg *msg)
 {
-	(void)len;
 	int64_t *n = arg;
 	if (!ok) {
 		cairn_status st = cairn_err(CAIRN_CANCELLED, "stream broke");
 		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
 		return;
 	}
-	if (!data) {
+	if (!msg) {
 		resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
 		resp.committed_size = *n;
 		cairn_status st = cairn_ok();
@@ -76,7 +75,8 @@ static void count_next(rpc_call *call, void *arg, bool ok, const uint8_t *data, 
 		return;
 	}
 	(*n)++;
-	rpc_call_recv(call, count_next, n);
+	rpc_msg_free(msg);
+	rpc_call_recv_raw(call, count_next, n);
 }
 
 static void h_count(rpc_call *call, void *svc)
@@ -84,7 +84,7 @@ static void h_count(rpc_call *call, void *svc)
 	(void)svc;
 	int64_t *n = cairn_arena_alloc(rpc_call_arena(call), sizeof *n);
 	*n = 0;
-	rpc_call_recv(call, count_next, n);
+	rpc_call_recv_raw(call, count_next, n);
 }
 
 /* fails with details in grpc-status-details-bin */
