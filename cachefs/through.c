@@ -251,31 +251,7 @@ static cairn_status import(cachefs_through *t, const char *path, const cairn_dig
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cairn_errno(errno, "open %s", path);
-	blob_writer *w;
-	cairn_status st = blobstore_open_write(t->local, d, &w);
-	if (!cairn_is_ok(&st)) {
-		close(fd);
-		return st;
-	}
-	enum { CHUNK = 1 << 20 };
-	uint8_t *buf = cairn_xmalloc(CHUNK);
-	cairn_waiter wt;
-	cairn_waiter_init(&wt);
-	ssize_t n = 0;
-	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
-		blob_write(w, buf, (size_t)n, cairn_waiter_done, &wt);
-		st = cairn_waiter_wait(&wt);
-	}
-	if (cairn_is_ok(&st) && n < 0)
-		st = cairn_errno(errno, "read %s", path);
-	if (cairn_is_ok(&st)) {
-		blob_commit(w, cairn_waiter_done, &wt);
-		st = cairn_waiter_wait(&wt);
-	} else {
-		blob_abort(w);
-	}
-	cairn_waiter_destroy(&wt);
-	free(buf);
+	cairn_status st = blobstore_put_fd_sync(t->local, d, fd, path);
 	close(fd);
 	return st;
 }

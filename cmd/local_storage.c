@@ -90,26 +90,10 @@ static cairn_status put_file(void *ctx, const char *path, cairn_digest *out)
 	cairn_hasher_free(h);
 	out->size = size;
 	cairn_status st = n < 0 ? cairn_errno(errno, "read output %s", path) : cairn_ok();
-	blob_writer *w = NULL;
-	if (cairn_is_ok(&st))
-		st = blobstore_open_write(((local *)ctx)->cas, out, &w);
 	if (cairn_is_ok(&st) && lseek(fd, 0, SEEK_SET) != 0)
 		st = cairn_errno(errno, "seek output %s", path);
-	cairn_waiter wt;
-	cairn_waiter_init(&wt);
-	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
-		blob_write(w, buf, (size_t)n, cairn_waiter_done, &wt);
-		st = cairn_waiter_wait(&wt);
-	}
-	if (cairn_is_ok(&st) && n < 0)
-		st = cairn_errno(errno, "read output %s", path);
-	if (w && cairn_is_ok(&st)) {
-		blob_commit(w, cairn_waiter_done, &wt);
-		st = cairn_waiter_wait(&wt);
-	} else if (w) {
-		blob_abort(w);
-	}
-	cairn_waiter_destroy(&wt);
+	if (cairn_is_ok(&st))
+		st = blobstore_put_fd_sync(((local *)ctx)->cas, out, fd, path);
 	free(buf);
 	close(fd);
 	return st;

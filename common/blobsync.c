@@ -1,6 +1,10 @@
 /* Synchronous use of the asynchronous blobstore, for threads that may block. */
 #include "common/common.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len)
 {
 	blob_writer *w;
@@ -23,5 +27,33 @@ cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void
 		blob_abort(w);
 	}
 	cairn_waiter_destroy(&wt);
+	return st;
+}
+
+cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name)
+{
+	blob_writer *w;
+	cairn_status st = blobstore_open_write(bs, d, &w);
+	if (!cairn_is_ok(&st))
+		return st;
+	enum { CHUNK = 1 << 20 };
+	uint8_t *buf = cairn_xmalloc(CHUNK);
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
+	ssize_t n = 0;
+	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
+		blob_write(w, buf, (size_t)n, cairn_waiter_done, &wt);
+		st = cairn_waiter_wait(&wt);
+	}
+	if (cairn_is_ok(&st) && n < 0)
+		st = cairn_errno(errno, "read %s", name);
+	if (cairn_is_ok(&st)) {
+		blob_commit(w, cairn_waiter_done, &wt);
+		st = cairn_waiter_wait(&wt);
+	} else {
+		blob_abort(w);
+	}
+	cairn_waiter_destroy(&wt);
+	free(buf);
 	return st;
 }

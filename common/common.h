@@ -250,6 +250,8 @@ static inline void blob_commit(blob_writer *w, blob_done_cb cb, void *arg) { w->
 static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
 /* Writes a whole buffer as a blob of digest d, in pieces, and waits: for threads that may block. */
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
+/* The same from an open file, read from its current offset to its end; `name` names it in errors. */
+cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name);
 
 /* ---- runner ---------------------------------------------------------------------------------- */
 
