@@ -5,6 +5,19 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Commits the writer after its writes went well (st OK), else drops it; then frees the waiter. */
+static cairn_status end_write(blob_writer *w, cairn_status st, cairn_waiter *wt)
+{
+	if (cairn_is_ok(&st)) {
+		blob_commit(w, cairn_waiter_done, wt);
+		st = cairn_waiter_wait(wt);
+	} else {
+		blob_abort(w);
+	}
+	cairn_waiter_destroy(wt);
+	return st;
+}
+
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len)
 {
 	blob_writer *w;
@@ -20,13 +33,7 @@ cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void
 		st = cairn_waiter_wait(&wt);
 		off += n;
 	}
-	if (cairn_is_ok(&st)) {
-		blob_commit(w, cairn_waiter_done, &wt);
-		st = cairn_waiter_wait(&wt);
-	} else {
-		blob_abort(w);
-	}
-	cairn_waiter_destroy(&wt);
+	st = end_write(w, st, &wt);
 	return st;
 }
 
@@ -47,13 +54,7 @@ cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd,
 	}
 	if (cairn_is_ok(&st) && n < 0)
 		st = cairn_errno(errno, "read %s", name);
-	if (cairn_is_ok(&st)) {
-		blob_commit(w, cairn_waiter_done, &wt);
-		st = cairn_waiter_wait(&wt);
-	} else {
-		blob_abort(w);
-	}
-	cairn_waiter_destroy(&wt);
+	st = end_write(w, st, &wt);
 	free(buf);
 	return st;
 }
