@@ -59,6 +59,9 @@ blobstore *cachefs_blobstore(cachefs *fs);
 bool cachefs_contains(cachefs *fs, const cairn_digest *d, bool touch);
 void cachefs_get_stats(cachefs *fs, cachefs_stats *out);
 
+/* Pins a held blob so that it is not evicted until cachefs_unpin (counts as a use). NOT_FOUND if
+ * absent. */
+cairn_status cachefs_pin(cachefs *fs, const cairn_digest *d);
 /* Path of a held blob's file, for hard-linking into an exec root, and pins the blob so that it is not
  * evicted until cachefs_unpin. NOT_FOUND if absent. */
 cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, size_t cap);

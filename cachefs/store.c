@@ -73,14 +73,8 @@ void cachefs_get_stats(cachefs *fs, cachefs_stats *out)
 	pthread_mutex_unlock(&ix->mu);
 }
 
-cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, size_t cap)
+cairn_status cachefs_pin(cachefs *fs, const cairn_digest *d)
 {
-	char name[CACHEFS_NAME_MAX];
-	cachefs_blob_name(d, name);
-	int len = snprintf(path, cap, "%s/cas/%02x/%s", fs->dir, d->hash[0], name);
-	if (len < 0 || (size_t)len >= cap)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "cachefs: a path buffer of %zu bytes is too small for %s/cas/…",
-		                 cap, fs->dir);
 	if (cairn_digest_is_empty_blob(d))
 		return cairn_ok(); /* its file is never removed */
 	cachefs_index *ix = &fs->ix;
@@ -97,6 +91,17 @@ cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, si
 		return cairn_ok();
 	char ds[CAIRN_DIGEST_STR_MAX];
 	return cairn_err(CAIRN_NOT_FOUND, "blob %s not found", cairn_digest_str(d, ds));
+}
+
+cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, size_t cap)
+{
+	char name[CACHEFS_NAME_MAX];
+	cachefs_blob_name(d, name);
+	int len = snprintf(path, cap, "%s/cas/%02x/%s", fs->dir, d->hash[0], name);
+	if (len < 0 || (size_t)len >= cap)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "cachefs: a path buffer of %zu bytes is too small for %s/cas/…",
+		                 cap, fs->dir);
+	return cachefs_pin(fs, d);
 }
 
 void cachefs_unpin(cachefs *fs, const cairn_digest *d)

@@ -194,13 +194,13 @@ static void tw_abort(blob_writer *w)
  * This runs on the cachefs I/O thread: one small create, the price of never losing an upload. */
 static cairn_status backlog_add(cachefs_through *t, const cairn_digest *d)
 {
-	char m[4200], path[4096];
+	char m[4200];
 	marker_path(t, d, m, sizeof m);
 	int fd = open(m, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return cairn_errno(errno, "write-through backlog %s", m);
 	close(fd);
-	cairn_status st = cachefs_pin_path(t->fs, d, path, sizeof path);
+	cairn_status st = cachefs_pin(t->fs, d);
 	if (cairn_is_ok(&st))
 		atomic_fetch_add(&t->backlog, 1);
 	return st;
@@ -407,10 +407,9 @@ static uint64_t flush_pass(cachefs_through *t, bool first)
 		cairn_digest d;
 		if (!parse_marker(e->d_name, &d))
 			continue;
-		char path[4096];
 		if (first) {
 			/* a restart: pin again what waits for its upload */
-			cairn_status st = cachefs_pin_path(t->fs, &d, path, sizeof path);
+			cairn_status st = cachefs_pin(t->fs, &d);
 			if (!cairn_is_ok(&st)) {
 				char m[4200], ds[CAIRN_DIGEST_STR_MAX];
 				LOG_ERROR("cachefs", "backlogged blob=%s is gone from the local store", cairn_digest_str(&d, ds));
