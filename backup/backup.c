@@ -1,23 +1,9 @@
 /* The action cache's copy in the object store (see backup.h). */
-#include "backup/backup.h"
+#include "backup/internal.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_ENTRY (16 << 20)
-
-struct ac_backup {
-	objstore *os;
-	int64_t max_queue;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int64_t queued; /* writes under way; guarded by mu */
-	atomic_uint_fast64_t written, dropped, failed, restored;
-	int64_t last_drop_log;
-};
 
 void ac_backup_key(const char *instance, const cairn_digest *action, char *out, size_t cap)
 {
@@ -43,6 +29,7 @@ void ac_backup_free(ac_backup *b)
 {
 	if (!b)
 		return;
+	ac_restore_free(b->restore);
 	pthread_mutex_lock(&b->mu);
 	while (b->queued > 0)
 		pthread_cond_wait(&b->cv, &b->mu);
@@ -55,7 +42,8 @@ void ac_backup_free(ac_backup *b)
 void ac_backup_get_stats(ac_backup *b, ac_backup_stats *out)
 {
 	*out = (ac_backup_stats){.written = atomic_load(&b->written), .dropped = atomic_load(&b->dropped),
-	                         .failed = atomic_load(&b->failed), .restored = atomic_load(&b->restored)};
+	                         .failed = atomic_load(&b->failed), .restored = atomic_load(&b->restored),
+	                         .restore_done = atomic_load(&b->restore_done)};
 }
 
 static void written(void *arg, cairn_status st)
@@ -92,7 +80,7 @@ static void put(void *ctx, const char *instance, const cairn_digest *action, con
 			         (unsigned long long)n);
 		return;
 	}
-	char key[4200];
+	char key[AC_BACKUP_KEY_MAX];
 	ac_backup_key(instance, action, key, sizeof key);
 	objstore_put(b->os, key, data, len, written, b);
 }
@@ -120,9 +108,9 @@ static void get(void *ctx, const char *instance, const cairn_digest *action,
 	ac_backup *b = ctx;
 	get_ctx *g = cairn_xmalloc(sizeof *g);
 	*g = (get_ctx){.b = b, .cb = cb, .arg = arg};
-	char key[4200];
+	char key[AC_BACKUP_KEY_MAX];
 	ac_backup_key(instance, action, key, sizeof key);
-	objstore_get(b->os, key, MAX_ENTRY, got, g);
+	objstore_get(b->os, key, AC_BACKUP_MAX_ENTRY, got, g);
 }
 
 gateway_ac_backing ac_backup_backing(ac_backup *b)

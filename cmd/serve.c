@@ -27,7 +27,7 @@ typedef struct serve_flags {
 	const char *worker_config;
 	bool require_isolation;
 	int64_t action_timeout, max_action_timeout;
-	const char *external_storage, *s3_endpoint, *s3_region, *s3_addressing, *write_through;
+	const char *external_storage, *s3_endpoint, *s3_region, *s3_addressing, *write_through, *ac_restore;
 } serve_flags;
 
 /* What sits behind the local CAS when --external_storage is given. */
@@ -122,6 +122,8 @@ static int run(const serve_flags *f)
 		return usage_error("--write_through must be sync or async");
 	if (strcmp(f->s3_addressing, "auto") && strcmp(f->s3_addressing, "path") && strcmp(f->s3_addressing, "virtual"))
 		return usage_error("--s3_addressing must be auto, path or virtual");
+	if (strcmp(f->ac_restore, "lazy") && strcmp(f->ac_restore, "eager"))
+		return usage_error("--ac_restore must be lazy or eager");
 
 	/* signals go to the main thread only, which waits for them below */
 	sigset_t sigs;
@@ -202,6 +204,8 @@ static int run(const serve_flags *f)
 		cachefs_close(fs);
 		return 1;
 	}
+	if (x.backup && !strcmp(f->ac_restore, "eager"))
+		ac_backup_restore(x.backup, g);
 	int port = rpc_server_port(srv);
 	LOG_INFO("serve", "listening address=127.0.0.1:%d data_dir=%s", port, f->data_dir);
 	if (ex)
@@ -219,6 +223,8 @@ static int run(const serve_flags *f)
 	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rpc_server_stop(srv);
 	executor_free(ex); /* before the gateway: running actions report to it */
+	ac_backup_free(x.backup); /* before the gateway: its restore fills the gateway's action cache */
+	x.backup = NULL;
 	gateway_free(g);
 	close_external(&x);
 	cachefs_close(fs);
@@ -244,6 +250,7 @@ int cmd_serve(int argc, char **argv)
 		.s3_region = "",
 		.s3_addressing = "auto",
 		.write_through = "sync",
+		.ac_restore = "lazy",
 		.max_action_timeout = 3 * 3600,
 	};
 	const cairn_flag flags[] = {
@@ -276,6 +283,9 @@ int cmd_serve(int argc, char **argv)
 		{"write_through", CAIRN_FLAG_STRING, &f.write_through,
 		 "sync: an upload is acknowledged once the object store has it; async: after the local write, "
 		 "with a backlog on disk that is flushed in the background"},
+		{"ac_restore", CAIRN_FLAG_STRING, &f.ac_restore,
+		 "how the action cache comes back from the object store: lazy (each entry on its first miss) or eager "
+		 "(also all of it at start, in the background, as far as --ac_max_size allows)"},
 	};
 	size_t nf = sizeof flags / sizeof flags[0];
 	int npos;

@@ -16,7 +16,11 @@
  *
  * Hashing: the action digest is chosen by the client — UpdateActionResult takes any digest, it need not
  * be the hash of anything — so an unkeyed table could be flooded with colliding keys. Buckets are
- * picked by SipHash-1-3 over (instance, digest hash, digest size) under a random key drawn per store.
+ * picked by SipHash-1-3 over (instance, digest hash) under a random key drawn per store.
+ *
+ * Keys: the instance name and the action digest's hash. The size adds nothing to a SHA-256 and is left
+ * out, as it is in the object-store backup (ac/<instance>/<hash>), so that entries restored from there
+ * answer whatever size a client gives with the hash.
  */
 #include "gateway/gateway.h"
 
@@ -124,8 +128,6 @@ static uint64_t key_hash(const ac_store *s, const char *instance, size_t instanc
 	sip_init(&h, s->key);
 	sip_update(&h, instance, instance_len);
 	sip_update(&h, d->hash, CAIRN_HASH_LEN);
-	uint64_t size = (uint64_t)d->size;
-	sip_update(&h, &size, sizeof size);
 	return sip_final(&h);
 }
 
@@ -137,7 +139,7 @@ static ac_entry **find_slot(ac_store *s, uint64_t hash, const char *instance, si
 	ac_entry **pp = &s->buckets[hash & (s->nbuckets - 1)];
 	for (; *pp; pp = &(*pp)->chain) {
 		ac_entry *e = *pp;
-		if (e->hash == hash && e->instance_len == instance_len && cairn_digest_eq(&e->action, d) &&
+		if (e->hash == hash && e->instance_len == instance_len && !memcmp(e->action.hash, d->hash, CAIRN_HASH_LEN) &&
 		    memcmp(e->instance, instance, instance_len) == 0)
 			return pp;
 	}
@@ -236,8 +238,9 @@ void ac_store_free(ac_store *s)
 	free(s);
 }
 
-cairn_status ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
-                          size_t len)
+/* Puts an entry; with `restore`, only where the key is absent and the entry fits without evicting. */
+static cairn_status put(ac_store *s, const char *instance, const cairn_digest *action, const void *data, size_t len,
+                        bool restore)
 {
 	if (!instance)
 		instance = "";
@@ -259,33 +262,55 @@ cairn_status ac_store_put(ac_store *s, const char *instance, const cairn_digest 
 		memcpy(e->data, data, len);
 
 	ac_entry *dead = NULL;
+	cairn_status st = cairn_ok();
 	pthread_mutex_lock(&s->mu);
 	ac_entry **slot = find_slot(s, e->hash, instance, ilen, action);
-	if (*slot) {
-		ac_entry *old = take(s, slot);
-		old->chain = dead;
-		dead = old;
+	if (restore && *slot) {
+		st = cairn_err(CAIRN_ALREADY_EXISTS, "the action cache holds the entry already");
+	} else if (restore && s->bytes + e->charge > s->max_bytes) {
+		st = cairn_err(CAIRN_RESOURCE_EXHAUSTED, "the action cache is full");
+	} else {
+		if (*slot) {
+			ac_entry *old = take(s, slot);
+			old->chain = dead;
+			dead = old;
+		}
+		while (s->bytes + e->charge > s->max_bytes) {
+			assert(s->oldest);
+			ac_entry *victim = s->oldest;
+			ac_entry *v =
+				take(s, find_slot(s, victim->hash, victim->instance, victim->instance_len, &victim->action));
+			assert(v == victim);
+			v->chain = dead;
+			dead = v;
+		}
+		/* Evictions may have changed the chain the slot pointed into: look it up again. */
+		slot = find_slot(s, e->hash, instance, ilen, action);
+		assert(!*slot);
+		*slot = e;
+		list_push_newest(s, e);
+		s->count++;
+		s->bytes += e->charge;
+		if (s->count > s->nbuckets)
+			grow(s);
+		e = NULL;
 	}
-	while (s->bytes + e->charge > s->max_bytes) {
-		assert(s->oldest);
-		ac_entry *victim = s->oldest;
-		ac_entry *v = take(s, find_slot(s, victim->hash, victim->instance, victim->instance_len, &victim->action));
-		assert(v == victim);
-		v->chain = dead;
-		dead = v;
-	}
-	/* Evictions may have changed the chain the slot pointed into: look it up again. */
-	slot = find_slot(s, e->hash, instance, ilen, action);
-	assert(!*slot);
-	*slot = e;
-	list_push_newest(s, e);
-	s->count++;
-	s->bytes += e->charge;
-	if (s->count > s->nbuckets)
-		grow(s);
 	pthread_mutex_unlock(&s->mu);
+	free(e);
 	free_chain(dead);
-	return cairn_ok();
+	return st;
+}
+
+cairn_status ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+                          size_t len)
+{
+	return put(s, instance, action, data, len, false);
+}
+
+cairn_status ac_store_restore(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+                              size_t len)
+{
+	return put(s, instance, action, data, len, true);
 }
 
 bool ac_store_get(ac_store *s, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len)

@@ -32,6 +32,12 @@ cairn_status gw_ac_put(gateway *g, const char *instance, const cairn_digest *act
 	return st;
 }
 
+cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_digest *action, const void *data,
+                                size_t len)
+{
+	return ac_store_restore(g->ac, instance, action, data, len);
+}
+
 #define REAPI "/build.bazel.remote.execution.v2."
 
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap)

@@ -46,6 +46,9 @@ typedef struct gateway_config {
 
 gateway *gateway_new(const gateway_config *cfg);
 void gateway_free(gateway *g);
+/* Adds an action-cache entry read back from the backing at start-up (see ac_store_restore). */
+cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_digest *action, const void *data,
+                                size_t len);
 /* Fills out[] with the gateway's methods (at most cap); returns how many. */
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap);
 
@@ -76,6 +79,10 @@ void ac_store_free(ac_store *s);
  * RESOURCE_EXHAUSTED if one entry alone is larger than the limit. */
 cairn_status ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
                           size_t len);
+/* Stores an entry brought back from a backup: only if the key is absent (ALREADY_EXISTS otherwise)
+ * and it fits without evicting anything (RESOURCE_EXHAUSTED otherwise). */
+cairn_status ac_store_restore(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+                              size_t len);
 /* Copies the entry into a malloc'd buffer and marks it used; false if absent. */
 bool ac_store_get(ac_store *s, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len);
 void ac_store_remove(ac_store *s, const char *instance, const cairn_digest *action);

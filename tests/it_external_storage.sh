@@ -63,6 +63,19 @@ out=$("$WS/bazel-bin/app/hello")
 [ "$out" = "hello, cairn! checksum=22878f51" ] || fail "app/hello read back through printed '$out'"
 stop_serve
 
+log "eager restore: the whole action cache comes back at start, before any lookup"
+rm -rf "$DATA"
+want=$(objects ac/)
+start_serve "${S3[@]}" --ac_restore=eager
+wait_for -t 60 grep -q "action cache restored" "$SERVE_LOG"
+got=$(grep -o "action cache restored entries=[0-9]*" "$SERVE_LOG" | cut -d= -f2)
+[ "$got" = "$want" ] || fail "the eager restore brought back '$got' entries, the bucket holds $want"
+stop_serve
+if "$CAIRN" serve --ac_restore=soon --data_dir="$TMP/unused" 2>"$TMP/err"; then
+	fail "cairn serve took --ac_restore=soon"
+fi
+grep -q "ac_restore must be lazy or eager" "$TMP/err" || fail "a bad --ac_restore gave: $(cat "$TMP/err")"
+
 log "a wrong secret is refused by the bucket, and cairn says so"
 rm -rf "$DATA"
 AWS_SECRET_ACCESS_KEY=wrong start_serve "${S3[@]}" --write_through=sync
