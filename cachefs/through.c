@@ -190,19 +190,27 @@ static void tw_abort(blob_writer *w)
 	free(w);
 }
 
-/* Async: records the blob in the backlog (a marker file, and a pin) before the acknowledgement.
+/* Async: records the blob in the backlog (a marker file, and a pin) before the acknowledgement; *added
+ * is false when it waits there already (the same blob uploaded again), which must not pin it twice.
  * This runs on the cachefs I/O thread: one small create, the price of never losing an upload. */
-static cairn_status backlog_add(cachefs_through *t, const cairn_digest *d)
+static cairn_status backlog_add(cachefs_through *t, const cairn_digest *d, bool *added)
 {
 	char m[4200];
 	marker_path(t, d, m, sizeof m);
-	int fd = open(m, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	*added = false;
+	int fd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 && errno == EEXIST)
+		return cairn_ok();
 	if (fd < 0)
 		return cairn_errno(errno, "write-through backlog %s", m);
 	close(fd);
 	cairn_status st = cachefs_pin(t->fs, d);
-	if (cairn_is_ok(&st))
-		atomic_fetch_add(&t->backlog, 1);
+	if (!cairn_is_ok(&st)) {
+		unlink(m);
+		return st;
+	}
+	atomic_fetch_add(&t->backlog, 1);
+	*added = true;
 	return st;
 }
 
@@ -218,9 +226,10 @@ static void tw_committed(void *arg, cairn_status st)
 		return cb(cb_arg, st);
 	if (!t->async)
 		return upload_start(t, &d, cb, cb_arg);
-	st = backlog_add(t, &d);
+	bool added;
+	st = backlog_add(t, &d, &added);
 	cb(cb_arg, st);
-	if (cairn_is_ok(&st))
+	if (added)
 		upload_backlogged(t, &d);
 }
 
