@@ -10,13 +10,14 @@
 #include "cachefs/cachefs.h"
 #include "cmd/cmd.h"
 #include "cmd/local_storage.h"
+#include "cmd/serve_stats.h"
 #include "executor/executor.h"
 #include "objstore/objstore.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
 
 typedef struct serve_flags {
-	int64_t public_port;
+	int64_t public_port, metrics_port;
 	const char *data_dir;
 	int64_t cas_max_size, cas_hard_limit, cas_min_age;
 	int64_t ac_max_size;
@@ -74,35 +75,15 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
-/* Logs the storage counters once a minute while waiting for SIGINT or SIGTERM; returns the signal.
- * (Metrics over HTTP come with the observability work; until then the log carries them.) */
-static int wait_for_signal(const sigset_t *sigs, cachefs *fs, external *x)
+/* Logs the counters once a minute while waiting for SIGINT or SIGTERM; returns the signal. */
+static int wait_for_signal(const sigset_t *sigs, const serve_stats *stats)
 {
 	struct timespec minute = {.tv_sec = 60};
 	for (;;) {
 		int sig = sigtimedwait(sigs, NULL, &minute);
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
-		cachefs_stats cs;
-		cachefs_get_stats(fs, &cs);
-		LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu", (unsigned long long)cs.blobs,
-		         (unsigned long long)cs.bytes, (unsigned long long)cs.evicted_blobs,
-		         (unsigned long long)cs.rejected_writes);
-		if (!x->os)
-			continue;
-		cachefs_through_stats ts;
-		objstore_stats os;
-		ac_backup_stats bs;
-		cachefs_through_get_stats(x->through, &ts);
-		objstore_get_stats(x->os, &os);
-		ac_backup_get_stats(x->backup, &bs);
-		LOG_INFO("stats",
-		         "object_store uploaded=%llu already_there=%llu fetched=%llu refused=%llu backlog=%llu failures=%llu "
-		         "bytes_up=%llu bytes_down=%llu retries=%llu ac_backed_up=%llu ac_dropped=%llu ac_restored=%llu",
-		         (unsigned long long)ts.uploaded, (unsigned long long)ts.skipped, (unsigned long long)ts.fetched,
-		         (unsigned long long)ts.refused, (unsigned long long)ts.backlog, (unsigned long long)ts.failures,
-		         (unsigned long long)os.bytes_up, (unsigned long long)os.bytes_down, (unsigned long long)os.retries,
-		         (unsigned long long)bs.written, (unsigned long long)bs.dropped, (unsigned long long)bs.restored);
+		serve_stats_log(stats);
 	}
 }
 
@@ -114,6 +95,8 @@ static int run(const serve_flags *f)
 	cairn_log_set_level(lvl);
 	if (f->public_port < 0 || f->public_port > 65535)
 		return usage_error("--public_port must be between 0 and 65535");
+	if (f->metrics_port < -1 || f->metrics_port > 65535)
+		return usage_error("--metrics_port must be -1 (off) or between 0 and 65535");
 	if (f->cas_max_size <= 0)
 		return usage_error("--cas_max_size must be positive");
 	if (f->cas_hard_limit && f->cas_hard_limit < f->cas_max_size)
@@ -142,14 +125,14 @@ static int run(const serve_flags *f)
 		return 1;
 	}
 	external x;
-	st = open_external(f, fs, &x);
-	if (!cairn_is_ok(&st)) {
-		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
-		cachefs_close(fs);
-		return 1;
-	}
-	blobstore *cas = x.through ? cachefs_through_blobstore(x.through) : cachefs_blobstore(fs);
 	executor *ex = NULL;
+	gateway *g = NULL;
+	metrics_server *metrics = NULL;
+	rpc_server *srv = NULL;
+	st = open_external(f, fs, &x);
+	if (!cairn_is_ok(&st))
+		goto out_fs;
+	blobstore *cas = x.through ? cachefs_through_blobstore(x.through) : cachefs_blobstore(fs);
 	local_store store = {.fs = fs, .cas = cas};
 	if (f->executors > 0 || f->worker_config[0]) {
 		char exec_dir[4096], host[256] = "cairn";
@@ -170,12 +153,8 @@ static int run(const serve_flags *f)
 			.max_output_size = 1LL << 34,
 		};
 		st = executor_new(&ec, &ex);
-		if (!cairn_is_ok(&st)) {
-			fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
-			close_external(&x);
-			cachefs_close(fs);
-			return 1;
-		}
+		if (!cairn_is_ok(&st))
+			goto out_external;
 	}
 	gateway_config gc = {
 		.runner = ex ? executor_runner(ex) : NULL,
@@ -188,22 +167,22 @@ static int run(const serve_flags *f)
 		.upload_idle_ns = 600 * 1000000000LL,
 		.max_inline_size = 1 << 20,
 	};
-	gateway *g = gateway_new(&gc);
+	g = gateway_new(&gc);
+	serve_stats stats = {.fs = fs, .through = x.through, .os = x.os, .backup = x.backup};
+	if (f->metrics_port >= 0) {
+		st = metrics_start("127.0.0.1", (int)f->metrics_port, serve_stats_collect, &stats, &metrics);
+		if (!cairn_is_ok(&st))
+			goto out_services;
+		LOG_INFO("serve", "metrics address=http://127.0.0.1:%d/metrics", metrics_port(metrics));
+	}
 	rpc_method methods[32];
 	size_t n = gateway_methods(g, methods, 32);
 	char addr[64];
 	snprintf(addr, sizeof addr, "127.0.0.1:%d", (int)f->public_port);
 	rpc_server_config rc = {.address = addr, .threads = (int)f->threads, .max_message_size = f->max_message_size};
-	rpc_server *srv;
 	st = rpc_server_start(&rc, methods, n, &srv);
-	if (!cairn_is_ok(&st)) {
-		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
-		gateway_free(g);
-		executor_free(ex);
-		close_external(&x);
-		cachefs_close(fs);
-		return 1;
-	}
+	if (!cairn_is_ok(&st))
+		goto out_services;
 	if (x.backup && !strcmp(f->ac_restore, "eager"))
 		ac_backup_restore(x.backup, g);
 	int port = rpc_server_port(srv);
@@ -219,15 +198,23 @@ static int run(const serve_flags *f)
 		       port);
 	fflush(stdout);
 
-	int sig = wait_for_signal(&sigs, fs, &x);
+	int sig = wait_for_signal(&sigs, &stats);
 	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rpc_server_stop(srv);
+out_services:
+	metrics_stop(metrics);
 	executor_free(ex); /* before the gateway: running actions report to it */
 	ac_backup_free(x.backup); /* before the gateway: its restore fills the gateway's action cache */
 	x.backup = NULL;
 	gateway_free(g);
+out_external:
 	close_external(&x);
+out_fs:
 	cachefs_close(fs);
+	if (!cairn_is_ok(&st)) {
+		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
+		return 1;
+	}
 	LOG_INFO("serve", "stopped");
 	return 0;
 }
@@ -236,6 +223,7 @@ int cmd_serve(int argc, char **argv)
 {
 	serve_flags f = {
 		.public_port = 8980,
+		.metrics_port = -1,
 		.data_dir = "./cairn-data",
 		.cas_max_size = 10LL << 30,
 		.cas_min_age = 300,
@@ -255,6 +243,8 @@ int cmd_serve(int argc, char **argv)
 	};
 	const cairn_flag flags[] = {
 		{"public_port", CAIRN_FLAG_INT, &f.public_port, "port for clients on 127.0.0.1 (0 picks a free one)"},
+		{"metrics_port", CAIRN_FLAG_INT, &f.metrics_port,
+		 "port of the Prometheus /metrics endpoint on 127.0.0.1 (0 picks a free one; -1: none)"},
 		{"data_dir", CAIRN_FLAG_STRING, &f.data_dir, "where the CAS keeps its files"},
 		{"cas_max_size", CAIRN_FLAG_SIZE, &f.cas_max_size, "the CAS evicts least recently used blobs above this"},
 		{"cas_hard_limit", CAIRN_FLAG_SIZE, &f.cas_hard_limit,

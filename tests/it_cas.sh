@@ -505,7 +505,7 @@ sanitizer_clean "$SERVE_LOG"
 tmp_empty || fail "cairn serve left temp files behind: $(temp_files)"
 kill -TERM "$held" 2>/dev/null
 wait "$held" || true
-start_serve
+start_serve --metrics_port=0
 missing_is "" "${ALL[@]}"
 missing_is "$PARTIAL" "$PARTIAL"
 get_same "$FIVE_M_D" "$FIVE_M"
@@ -514,6 +514,10 @@ c cas tree "$ROOT" | cut -d' ' -f1 | sort | cmp -s - "$TMP/tree0.set" || fail "G
 # the new process found what the old one stored by scanning the data directory
 grep -Eq "index rebuilt blobs=$blobs_before bytes=$bytes_before( |\$)" "$SERVE_LOG" ||
 	fail "the restarted server's log does not report an index of the $blobs_before blobs ($bytes_before bytes) on disk: $(cat "$SERVE_LOG")"
+log "/metrics counts the blobs the CAS holds"
+[ "$(metric cairn_cas_blobs)" = "$blobs_before" ] || fail "/metrics shows $(metric cairn_cas_blobs) blobs, the index $blobs_before"
+[ "$(metric cairn_cas_bytes)" = "$bytes_before" ] || fail "/metrics shows $(metric cairn_cas_bytes) bytes, the index $bytes_before"
+[ "$(metric cairn_cas_rejected_writes_total)" = 0 ] || fail "/metrics counts rejected writes on a roomy disk"
 
 stop_serve
 echo "it_cas: ok"

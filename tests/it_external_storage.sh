@@ -40,12 +40,18 @@ objects() {
 exists() { [ "$(s3 -o /dev/null -w '%{http_code}' -I "$S3_ENDPOINT/$S3_BUCKET/$1")" = 200 ]; }
 
 log "sync write-through: a remote build fills the bucket"
-start_serve "${S3[@]}" --write_through=sync
+start_serve "${S3[@]}" --write_through=sync --metrics_port=0
 # shellcheck disable=SC2046
 bazel_run build $(remote) //... >"$TMP/b1.log" 2>&1 || { cat "$TMP/b1.log"; fail "first build failed"; }
 log "$(bazel_processes "$TMP/b1.log")"
 [ "$(objects cas/)" -gt 10 ] || fail "the bucket holds $(objects cas/) CAS blobs after a build"
 [ "$(objects ac/)" -gt 5 ] || fail "the bucket holds $(objects ac/) action results after a build"
+log "the write-through shows in /metrics"
+up=$(metric cairn_write_through_uploaded_blobs_total)
+[ "$up" -ge "$(objects cas/)" ] || fail "/metrics counts $up blobs written through; the bucket holds $(objects cas/)"
+[ "$(metric 'cairn_object_store_bytes_total{direction="up"}')" -gt 0 ] || fail "/metrics counts no bytes uploaded"
+wait_for -t 30 test "$(metric cairn_ac_backup_written_total)" -ge "$(objects ac/)"
+[ "$(metric cairn_write_through_backlog_blobs)" = 0 ] || fail "a sync write-through left a backlog"
 stop_serve
 
 log "restart on an empty disk: the action cache and the blobs come back from the bucket"
@@ -132,7 +138,7 @@ stop_serve
 
 log "async write-through across an outage: the build succeeds, the backlog drains afterwards"
 rm -rf "$DATA"
-start_serve "${S3[@]}" --write_through=async
+start_serve "${S3[@]}" --write_through=async --metrics_port=0
 s3_rgw_stop
 bazel_run clean >/dev/null 2>&1
 # shellcheck disable=SC2046
@@ -140,8 +146,10 @@ bazel_run build $(remote) --remote_accept_cached=false //... >"$TMP/b3.log" 2>&1
 backlog=$(find "$DATA/backlog" -type f | wc -l)
 [ "$backlog" -gt 0 ] || fail "nothing waits in the backlog during the outage"
 log "backlog during the outage: $backlog blobs"
+[ "$(metric cairn_write_through_backlog_blobs)" = "$backlog" ] || fail "/metrics shows a backlog of $(metric cairn_write_through_backlog_blobs), the disk $backlog"
+[ "$(metric cairn_write_through_failures_total)" -gt 0 ] || fail "/metrics counts no failed upload during the outage"
 s3_rgw_start
-backlog_empty() { [ -z "$(find "$DATA/backlog" -type f)" ]; }
+backlog_empty() { [ -z "$(find "$DATA/backlog" -type f)" ] && [ "$(metric cairn_write_through_backlog_blobs)" = 0 ]; }
 wait_for -t 120 backlog_empty
 for f in $(find "$WS/bazel-bin/app/" -maxdepth 1 -type f -name hello); do
 	hash=$(sha256sum "$f" | cut -d' ' -f1)

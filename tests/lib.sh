@@ -149,6 +149,17 @@ sanitizer_clean() {
 	fi
 }
 
+# metric NAME[{LABELS}]: prints the value of one sample from the /metrics endpoint of the cairn
+# serve started last (which must have been given --metrics_port=0); fails if it is not there.
+metric() {
+	local url line
+	url=$(grep -o 'metrics address=[^ ]*' "$SERVE_LOG" | tail -n 1 | cut -d= -f2)
+	[ -n "$url" ] || fail "metric: cairn serve logged no metrics address (start it with --metrics_port=0)"
+	line=$(curl -sS --max-time 10 "$url" | grep -F "$1 " | grep -v '^#' | head -n 1)
+	[ -n "$line" ] || fail "metric: $url has no sample $1"
+	echo "${line##* }"
+}
+
 # stop_serve: stops the cairn serve started last with SIGTERM and fails the test if it crashed,
 # did not exit within 20 s, or a sanitizer reported anything. Exit status 0 and death by SIGTERM
 # (143) are both accepted.
