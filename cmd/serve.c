@@ -75,14 +75,16 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
-/* Logs the counters once a minute while waiting for SIGINT or SIGTERM; returns the signal. */
-static int wait_for_signal(const sigset_t *sigs, const serve_stats *stats)
+/* Logs the counters and runs the gateway's housekeeping once a minute while waiting for SIGINT or
+ * SIGTERM; returns the signal. */
+static int wait_for_signal(const sigset_t *sigs, const serve_stats *stats, gateway *g)
 {
 	struct timespec minute = {.tv_sec = 60};
 	for (;;) {
 		int sig = sigtimedwait(sigs, NULL, &minute);
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
+		gateway_tick(g);
 		serve_stats_log(stats);
 	}
 }
@@ -198,7 +200,7 @@ static int run(const serve_flags *f)
 		       port);
 	fflush(stdout);
 
-	int sig = wait_for_signal(&sigs, &stats);
+	int sig = wait_for_signal(&sigs, &stats, g);
 	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rpc_server_stop(srv);
 out_services:

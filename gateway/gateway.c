@@ -38,6 +38,8 @@ cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_di
 	return ac_store_restore(g->ac, instance, action, data, len);
 }
 
+void gateway_tick(gateway *g) { upload_table_expire(g->uploads); }
+
 #define REAPI "/build.bazel.remote.execution.v2."
 
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap)

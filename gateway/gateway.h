@@ -49,6 +49,9 @@ void gateway_free(gateway *g);
 /* Adds an action-cache entry read back from the backing at start-up (see ac_store_restore). */
 cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_digest *action, const void *data,
                                 size_t len);
+/* Housekeeping to call now and then (every minute): drops interrupted uploads that were not resumed
+ * within upload_idle_ns, with the disk space they reserved. */
+void gateway_tick(gateway *g);
 /* Fills out[] with the gateway's methods (at most cap); returns how many. */
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap);
 

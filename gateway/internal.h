@@ -116,6 +116,9 @@ cairn_status upload_new(blobstore *bs, const char *name, upload **out);
 void upload_free(upload *up);
 /* Keeps an interrupted upload; drops the oldest (and idle ones) beyond the limits. */
 void upload_park(struct upload_table *t, upload *up);
+/* Drops the uploads idle longer than the table's limit (aborting their blobs, which frees the space
+ * they reserved). */
+void upload_table_expire(struct upload_table *t);
 /* Takes a parked upload out of the table, or NULL. */
 upload *upload_take(struct upload_table *t, const char *name);
 /* Committed size of a parked upload, or -1. */

@@ -21,14 +21,13 @@ struct upload_table *upload_table_new(int64_t max_sessions, int64_t idle_ns)
 	return t;
 }
 
+static void free_list(upload *u);
+
 void upload_table_free(struct upload_table *t)
 {
 	if (!t)
 		return;
-	for (upload *u = t->head, *n; u; u = n) {
-		n = u->next;
-		upload_free(u);
-	}
+	free_list(t->head);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
 }
@@ -85,6 +84,14 @@ static upload *expire(struct upload_table *t, int64_t now)
 	return dropped;
 }
 
+static void free_list(upload *u)
+{
+	for (upload *n; u; u = n) {
+		n = u->next;
+		upload_free(u);
+	}
+}
+
 void upload_park(struct upload_table *t, upload *up)
 {
 	up->parked_at = cairn_now_ns();
@@ -94,10 +101,15 @@ void upload_park(struct upload_table *t, upload *up)
 	t->count++;
 	upload *dropped = expire(t, up->parked_at);
 	pthread_mutex_unlock(&t->mu);
-	for (upload *n; dropped; dropped = n) {
-		n = dropped->next;
-		upload_free(dropped);
-	}
+	free_list(dropped);
+}
+
+void upload_table_expire(struct upload_table *t)
+{
+	pthread_mutex_lock(&t->mu);
+	upload *dropped = expire(t, cairn_now_ns());
+	pthread_mutex_unlock(&t->mu);
+	free_list(dropped);
 }
 
 upload *upload_take(struct upload_table *t, const char *name)

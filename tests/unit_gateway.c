@@ -10,8 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "gateway/gateway.h"
+#include "gateway/internal.h"
 
 /* ---- helpers ---- */
 
@@ -388,6 +389,57 @@ static bool holds(ac_store *s, const char *inst, const cairn_digest *d)
 	return found;
 }
 
+/* ---- interrupted uploads ---- */
+
+/* A blob store whose writers only count how many were opened and aborted. */
+static int writers_opened, writers_aborted;
+
+static cairn_status counting_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+{
+	blob_writer *w = calloc(1, sizeof *w);
+	w->ops = bs->ops;
+	w->digest = *d;
+	writers_opened++;
+	*out = w;
+	return cairn_ok();
+}
+
+static void counting_abort(blob_writer *w)
+{
+	writers_aborted++;
+	free(w);
+}
+
+/* An upload nobody resumes is dropped once idle too long, even if no other upload comes to be
+ * parked: its blob is aborted, which frees what it reserved. */
+static void test_idle_uploads_expire(void **state)
+{
+	(void)state;
+	static const blobstore_ops ops = {.open_write = counting_open_write, .abort = counting_abort};
+	blobstore bs = {.ops = &ops};
+	writers_opened = writers_aborted = 0;
+	const char *old_name = "i/uploads/u1/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0";
+	const char *new_name = "i/uploads/u2/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0";
+	struct upload_table *t = upload_table_new(16, 200 * 1000000LL);
+	upload *up;
+	assert_int_equal(upload_new(&bs, old_name, &up).code, CAIRN_OK);
+	up->committed = 7;
+	upload_park(t, up);
+	upload_table_expire(t);
+	assert_int_equal(upload_committed(t, old_name), 7); /* not idle long enough yet */
+	usleep(250 * 1000);
+	assert_int_equal(upload_new(&bs, new_name, &up).code, CAIRN_OK);
+	upload_park(t, up); /* parking expires the old one too */
+	assert_int_equal(upload_committed(t, old_name), -1);
+	assert_int_equal(writers_aborted, 1);
+	usleep(250 * 1000);
+	upload_table_expire(t); /* and so does the housekeeping, with nothing else going on */
+	assert_int_equal(upload_committed(t, new_name), -1);
+	assert_int_equal(writers_aborted, 2);
+	assert_int_equal(writers_opened, 2);
+	upload_table_free(t);
+}
+
 static void test_ac_put_get_round_trip(void **state)
 {
 	(void)state;
@@ -707,6 +759,7 @@ int main(void)
 		cmocka_unit_test(test_reject_unknown_compressor),
 		cmocka_unit_test(test_reject_identity_compressor),
 		cmocka_unit_test(test_reject_missing_or_bad_uuid),
+		cmocka_unit_test(test_idle_uploads_expire),
 		cmocka_unit_test(test_ac_put_get_round_trip),
 		cmocka_unit_test(test_ac_separate_per_instance),
 		cmocka_unit_test(test_ac_put_replaces),
