@@ -269,6 +269,7 @@ typedef struct runner_job {
 	const runner_property *props; /* the action's platform properties (Action's, else Command's) */
 	size_t nprops;
 	int32_t priority;          /* ExecutionPolicy.priority: lower runs first */
+	int64_t queued_at;         /* wall-clock ns when the scheduler queued it (ExecutedActionMetadata) */
 } runner_job;
 
 /* The outcome of a job. On OK, result/result_len is a packed ActionResult (which may carry a non-zero

@@ -81,7 +81,7 @@ static exec_job *new_job(executor *ex, const runner_job *job, _Atomic bool *canc
 	j->arg = arg;
 	j->root_fd = -1;
 	j->uid = -1;
-	j->ts[TS_QUEUED] = cairn_wall_ns();
+	j->ts[TS_QUEUED] = job->queued_at ? job->queued_at : cairn_wall_ns();
 	size_t bytes = 0;
 	for (size_t i = 0; i < job->nprops; i++)
 		bytes += strlen(job->props[i].name) + strlen(job->props[i].value) + 2;

@@ -38,6 +38,7 @@ typedef struct exec_op {
 	char *prop_storage;
 	int32_t priority;
 	uint64_t seq; /* arrival order among equal priorities */
+	int64_t queued_at; /* wall clock, for the result's queued_timestamp */
 	bool do_not_cache;
 	bool queued;
 	_Atomic bool cancel;

@@ -62,6 +62,7 @@ void exec_sweep(struct exec_state *x)
 void exec_enqueue(struct exec_state *x, exec_op *op)
 {
 	op->seq = x->seq++;
+	op->queued_at = cairn_wall_ns();
 	op->stage = STAGE_QUEUED;
 	op->queued = true;
 	exec_op_repack(op);
@@ -179,7 +180,8 @@ void exec_dispatch(struct exec_state *x)
 	int scanned = 0;
 	for (exec_op *op = x->queue, *next; op && scanned < DISPATCH_SCAN; op = next, scanned++) {
 		next = op->qnext;
-		runner_job job = {.action = op->action, .props = op->props, .nprops = op->nprops, .priority = op->priority};
+		runner_job job = {.action = op->action, .props = op->props, .nprops = op->nprops, .priority = op->priority,
+		                  .queued_at = op->queued_at};
 		job_ctx *j = cairn_xmalloc(sizeof *j);
 		*j = (job_ctx){.x = x, .g = x->gateway, .op = op};
 		if (x->runner->ops->try_start(x->runner, &job, &op->cancel, started, done, j))
