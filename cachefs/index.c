@@ -250,6 +250,35 @@ void cachefs_index_unpin(cachefs_index *ix, uint32_t i)
 		cachefs_index_remove(ix, i);
 }
 
+enum cachefs_claim cachefs_index_claim(cachefs_index *ix, const cairn_digest *d, uint32_t now)
+{
+	uint32_t i = cachefs_index_find(ix, d);
+	if (i == CACHEFS_NIL) {
+		cachefs_index_insert(ix, d, CACHEFS_PENDING);
+		return CACHEFS_CLAIMED;
+	}
+	cachefs_entry *e = cachefs_index_at(ix, i);
+	if (e->state == CACHEFS_VISIBLE) {
+		cachefs_index_touch(ix, i, now);
+		return CACHEFS_HELD;
+	}
+	if (e->state == CACHEFS_GONE) {
+		e->state = CACHEFS_PENDING; /* revived; its readers keep their pins */
+		return CACHEFS_CLAIMED;
+	}
+	return CACHEFS_BUSY;
+}
+
+void cachefs_index_unclaim(cachefs_index *ix, uint32_t i)
+{
+	cachefs_entry *e = cachefs_index_at(ix, i);
+	assert(e->state == CACHEFS_PENDING);
+	if (e->pins) /* readers from before the file vanished still hold it */
+		e->state = CACHEFS_GONE;
+	else
+		cachefs_index_remove(ix, i);
+}
+
 bool cachefs_index_check(const cachefs_index *ix)
 {
 	uint64_t n = 0;

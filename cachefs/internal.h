@@ -85,6 +85,16 @@ void cachefs_index_unpublish(cachefs_index *ix, uint32_t i, enum cachefs_state s
 void cachefs_index_touch(cachefs_index *ix, uint32_t i, uint32_t now);
 /* Drops one pin; removes a GONE entry whose last pin it was. */
 void cachefs_index_unpin(cachefs_index *ix, uint32_t i);
+
+/* What a commit finds when it claims its digest. */
+enum cachefs_claim {
+	CACHEFS_CLAIMED, /* the entry is PENDING for this commit (it was absent, or GONE with readers' pins) */
+	CACHEFS_HELD,    /* the blob is visible already: counted as a use, the commit drops its copy */
+	CACHEFS_BUSY,    /* another commit or an eviction is at work on it: try again shortly */
+};
+enum cachefs_claim cachefs_index_claim(cachefs_index *ix, const cairn_digest *d, uint32_t now);
+/* Gives up a claimed entry whose bytes never arrived: GONE if readers still pin it, else removed. */
+void cachefs_index_unclaim(cachefs_index *ix, uint32_t i);
 /* The digest of entry i. */
 void cachefs_index_digest(const cachefs_index *ix, uint32_t i, cairn_digest *out);
 /* Walks the whole index and checks its invariants (LRU order and links, counts, bytes); for tests. */
