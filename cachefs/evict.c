@@ -4,8 +4,8 @@
  *
  * A pass works in batches: under the index lock it takes victims from the LRU tail, skipping pinned
  * entries and stopping at the first one used within min_age (the list is ordered by last use), and
- * marks them DYING, so readers no longer find them; then it unlinks their files without the lock
- * (this is not a gRPC thread, so plain unlinkat is fine); then it removes the entries. */
+ * marks them DYING, so readers no longer find them; then, without the lock, it unlinks their files
+ * through the ring and waits (this thread may block); then it removes the entries. */
 #include "cachefs/internal.h"
 
 #include <errno.h>
@@ -17,6 +17,11 @@
 #define BATCH 64
 #define PERIOD_S 1
 
+typedef struct victim {
+	cairn_digest d;
+	char name[CACHEFS_NAME_MAX];
+} victim;
+
 void cachefs_evict_kick(cachefs *fs, int64_t bytes)
 {
 	if (bytes <= fs->cfg.max_size)
@@ -27,8 +32,8 @@ void cachefs_evict_kick(cachefs *fs, int64_t bytes)
 	pthread_mutex_unlock(&fs->evict_mu);
 }
 
-/* Marks up to BATCH victims DYING and returns their digests. Under ix.mu. */
-static size_t pick(cachefs *fs, cairn_digest *victims)
+/* Marks up to BATCH victims DYING and returns them. Under ix.mu. */
+static size_t pick(cachefs *fs, victim *victims)
 {
 	cachefs_index *ix = &fs->ix;
 	uint32_t now = cachefs_index_tick(ix, cairn_now_ns());
@@ -42,7 +47,7 @@ static size_t pick(cachefs *fs, cairn_digest *victims)
 		if (e->last_use > now || (fs->cfg.min_age_ns > 0 && now - e->last_use <= min_age))
 			break; /* everything closer to the head was used even more recently */
 		if (e->pins == 0) {
-			cachefs_index_digest(ix, i, &victims[n++]);
+			cachefs_index_digest(ix, i, &victims[n++].d);
 			cachefs_index_unpublish(ix, i, CACHEFS_DYING);
 			ix->evicted_blobs++;
 			ix->evicted_bytes += (uint64_t)cachefs_entry_size(e);
@@ -52,21 +57,25 @@ static size_t pick(cachefs *fs, cairn_digest *victims)
 	return n;
 }
 
-static void unlink_victims(cachefs *fs, const cairn_digest *victims, size_t n)
+static void unlink_victims(cachefs *fs, victim *victims, size_t n)
 {
+	cachefs_op ops[BATCH];
 	for (size_t k = 0; k < n; k++) {
-		char name[CACHEFS_NAME_MAX];
-		cachefs_blob_name(&victims[k], name);
-		if (unlinkat(fs->casfd[victims[k].hash[0]], name, 0) != 0 && errno != ENOENT)
-			LOG_WARN("cachefs", "cannot remove evicted blob path=%s/cas/%02x/%s error=%s", fs->dir,
-			         victims[k].hash[0], name, strerror(errno));
+		victim *v = &victims[k];
+		cachefs_blob_name(&v->d, v->name);
+		ops[k] = (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = fs->casfd[v->d.hash[0]], .path = v->name};
 	}
+	cachefs_ring_run(&fs->ring, ops, n);
+	for (size_t k = 0; k < n; k++)
+		if (ops[k].res < 0 && ops[k].res != -ENOENT)
+			LOG_WARN("cachefs", "cannot remove evicted blob path=%s/cas/%02x/%s error=%s", fs->dir,
+			         victims[k].d.hash[0], victims[k].name, strerror((int)-ops[k].res));
 }
 
 void cachefs_evict_now(cachefs *fs)
 {
 	cachefs_index *ix = &fs->ix;
-	cairn_digest victims[BATCH];
+	victim victims[BATCH];
 	uint64_t blobs = 0;
 	int64_t bytes = 0, held = 0;
 	pthread_mutex_lock(&fs->pass_mu);
@@ -80,11 +89,11 @@ void cachefs_evict_now(cachefs *fs)
 		unlink_victims(fs, victims, n);
 		pthread_mutex_lock(&ix->mu);
 		for (size_t k = 0; k < n; k++)
-			cachefs_index_remove(ix, cachefs_index_find(ix, &victims[k]));
+			cachefs_index_remove(ix, cachefs_index_find(ix, &victims[k].d));
 		pthread_mutex_unlock(&ix->mu);
 		blobs += n;
 		for (size_t k = 0; k < n; k++)
-			bytes += victims[k].size;
+			bytes += victims[k].d.size;
 	}
 	pthread_mutex_unlock(&fs->pass_mu);
 	if (blobs)
@@ -114,7 +123,7 @@ static void *evict_main(void *arg)
 	return NULL;
 }
 
-cairn_status cachefs_evict_start(cachefs *fs)
+void cachefs_evict_init(cachefs *fs)
 {
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -123,6 +132,10 @@ cairn_status cachefs_evict_start(cachefs *fs)
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&fs->evict_mu, NULL);
 	pthread_mutex_init(&fs->pass_mu, NULL);
+}
+
+cairn_status cachefs_evict_start(cachefs *fs)
+{
 	int ret = pthread_create(&fs->evict_thread, NULL, evict_main, fs);
 	if (ret != 0)
 		return cairn_errno(ret, "cachefs: starting the eviction thread");
@@ -132,14 +145,18 @@ cairn_status cachefs_evict_start(cachefs *fs)
 
 void cachefs_evict_stop(cachefs *fs)
 {
-	if (fs->evict_started) {
-		pthread_mutex_lock(&fs->evict_mu);
-		fs->evict_stop = true;
-		pthread_cond_signal(&fs->evict_cv);
-		pthread_mutex_unlock(&fs->evict_mu);
-		pthread_join(fs->evict_thread, NULL);
-		fs->evict_started = false;
-	}
+	if (!fs->evict_started)
+		return;
+	pthread_mutex_lock(&fs->evict_mu);
+	fs->evict_stop = true;
+	pthread_cond_signal(&fs->evict_cv);
+	pthread_mutex_unlock(&fs->evict_mu);
+	pthread_join(fs->evict_thread, NULL);
+	fs->evict_started = false;
+}
+
+void cachefs_evict_destroy(cachefs *fs)
+{
 	pthread_cond_destroy(&fs->evict_cv);
 	pthread_mutex_destroy(&fs->evict_mu);
 	pthread_mutex_destroy(&fs->pass_mu);

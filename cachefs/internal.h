@@ -149,6 +149,7 @@ struct cachefs_op {
 	struct __kernel_timespec ts;
 	cachefs_op_cb cb;
 	void *arg;
+	int64_t res;            /* cachefs_ring_run: the result */
 };
 
 typedef struct cachefs_ring {
@@ -171,6 +172,9 @@ cairn_status cachefs_ring_start(cachefs_ring *r, unsigned entries);
 void cachefs_ring_stop(cachefs_ring *r);
 /* Queues an operation; never blocks on I/O. Its callback runs on the I/O thread. */
 void cachefs_ring_submit(cachefs_ring *r, cachefs_op *op);
+/* Runs n operations (their cb and arg are set here) and waits until all are done; each op's result
+ * is in its res. For threads that may block, other than the I/O thread. */
+void cachefs_ring_run(cachefs_ring *r, cachefs_op *ops, size_t n);
 
 /* ---- the store ------------------------------------------------------------------------------- */
 
@@ -187,7 +191,6 @@ struct cachefs {
 	int64_t low_water;       /* an eviction pass stops at or below this many bytes */
 	cachefs_index ix;
 	cachefs_ring ring;
-	bool ring_started;
 	atomic_uint_fast64_t tmp_seq;
 	/* eviction thread */
 	pthread_t evict_thread;
@@ -207,9 +210,12 @@ cairn_status cachefs_layout_open(cachefs *fs);
 void cachefs_layout_close(cachefs *fs);
 cairn_status cachefs_scan(cachefs *fs);
 
-/* evict.c */
+/* evict.c: init before anything else, start once the ring runs, stop before the ring stops (a pass
+ * waits on it), destroy last (a publish may still kick it). */
+void cachefs_evict_init(cachefs *fs);
 cairn_status cachefs_evict_start(cachefs *fs);
 void cachefs_evict_stop(cachefs *fs);
+void cachefs_evict_destroy(cachefs *fs);
 /* Wakes the eviction thread if the bytes held passed max_size. */
 void cachefs_evict_kick(cachefs *fs, int64_t bytes);
 

@@ -5,7 +5,9 @@
  * backlog entries into SQEs while the submission queue has room and fewer operations are in flight
  * than the completion queue holds (so completions can never overflow), and runs each operation's
  * callback when it completes. Short reads and writes are continued from where they stopped; -EAGAIN
- * and -EINTR are submitted again. Operations a callback queues go straight to the backlog. */
+ * and -EINTR are submitted again. Operations a callback queues go straight to the backlog.
+ *
+ * cachefs_ring_run is the synchronous face for threads that may block (eviction). */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -217,6 +219,43 @@ void cachefs_ring_submit(cachefs_ring *r, cachefs_op *op)
 	pthread_mutex_unlock(&r->mu);
 	if (was_empty)
 		wake(r);
+}
+
+/* ---- synchronous runs ---- */
+
+typedef struct run_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t left;
+} run_wait;
+
+static void run_done(cachefs_op *op, int64_t res)
+{
+	run_wait *w = op->arg;
+	op->res = res;
+	pthread_mutex_lock(&w->mu);
+	if (--w->left == 0)
+		pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+void cachefs_ring_run(cachefs_ring *r, cachefs_op *ops, size_t n)
+{
+	assert(!pthread_equal(pthread_self(), r->thread)); /* it would wait for itself */
+	run_wait w = {.left = n};
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	for (size_t k = 0; k < n; k++) {
+		ops[k].cb = run_done;
+		ops[k].arg = &w;
+		cachefs_ring_submit(r, &ops[k]);
+	}
+	pthread_mutex_lock(&w.mu);
+	while (w.left)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
 }
 
 cairn_status cachefs_ring_start(cachefs_ring *r, unsigned entries)

@@ -134,6 +134,7 @@ static cairn_status check_config(const cachefs_config *cfg)
 static void free_store(cachefs *fs)
 {
 	cachefs_layout_close(fs);
+	cachefs_evict_destroy(fs);
 	cachefs_index_destroy(&fs->ix);
 	free(fs->dir);
 	free(fs);
@@ -155,6 +156,7 @@ cairn_status cachefs_open(const cachefs_config *cfg, cachefs **out)
 	for (int x = 0; x < CACHEFS_FANOUT; x++)
 		fs->casfd[x] = -1;
 	cachefs_index_init(&fs->ix);
+	cachefs_evict_init(fs);
 	st = cachefs_layout_open(fs);
 	if (cairn_is_ok(&st))
 		st = cachefs_scan(fs); /* before any thread starts: the index is not yet shared */
@@ -163,13 +165,13 @@ cairn_status cachefs_open(const cachefs_config *cfg, cachefs **out)
 		return st;
 	}
 	fs->cfg.dir = fs->dir;
-	st = cachefs_evict_start(fs);
+	st = cachefs_ring_start(&fs->ring, cfg->ring_entries);
 	if (cairn_is_ok(&st)) {
-		st = cachefs_ring_start(&fs->ring, cfg->ring_entries);
-		fs->ring_started = cairn_is_ok(&st);
+		st = cachefs_evict_start(fs);
+		if (!cairn_is_ok(&st))
+			cachefs_ring_stop(&fs->ring);
 	}
 	if (!cairn_is_ok(&st)) {
-		cachefs_evict_stop(fs);
 		free_store(fs);
 		return st;
 	}
@@ -182,8 +184,8 @@ void cachefs_close(cachefs *fs)
 {
 	if (!fs)
 		return;
+	cachefs_evict_stop(fs);       /* first: a pass waits on the ring */
 	cachefs_ring_stop(&fs->ring); /* runs every queued operation and commit chain to its end */
-	cachefs_evict_stop(fs);
 	cachefs_stats s;
 	cachefs_get_stats(fs, &s);
 	assert(s.reserved == 0);
