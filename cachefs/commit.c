@@ -1,4 +1,4 @@
-/* The end of a writer, run once nothing of it is in flight: the chain of ring operations that makes a
+/* The end of a large writer, run once nothing of it is in flight: the chain of ring operations that makes a
  * verified blob visible (fsync, close, rename into cas/, fsync of the directory, publish in the
  * index), or that removes the temp file of a failed or aborted one. Each step's callback starts the
  * next; only the chain touches the writer now.
@@ -34,7 +34,7 @@ void cachefs_writer_free(cachefs_writer *w)
 	free(w);
 }
 
-static void finish(cachefs_writer *w, cairn_status st)
+void cachefs_writer_finish(cachefs_writer *w, cairn_status st)
 {
 	blob_done_cb cb = w->done_cb;
 	void *arg = w->done_arg;
@@ -76,7 +76,7 @@ static void cleanup(cachefs_writer *w, cairn_status st)
 		submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
 		                           .cb = cleanup_step});
 	else
-		finish(w, st);
+		cachefs_writer_finish(w, st);
 }
 
 static void publish(cachefs_writer *w, cairn_status st)
@@ -91,7 +91,7 @@ static void publish(cachefs_writer *w, cairn_status st)
 	int64_t bytes = ix->bytes;
 	pthread_mutex_unlock(&ix->mu);
 	cachefs_evict_kick(w->fs, bytes);
-	finish(w, st);
+	cachefs_writer_finish(w, st);
 }
 
 static void on_dir_synced(cachefs_op *op, int64_t res)
@@ -177,7 +177,7 @@ void cachefs_writer_finish_chain(cachefs_writer *w)
 	if (!w->has_file) {
 		/* nothing was written, and the hash matched: the empty blob, which needs no file */
 		assert(w->base.digest.size == 0);
-		return finish(w, cairn_ok());
+		return cachefs_writer_finish(w, cairn_ok());
 	}
 	if (w->fs->cfg.fsync)
 		return submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_FSYNC, .fd = w->fd, .cb = on_synced});

@@ -1,11 +1,13 @@
 /* Crash test for cachefs: a child process uploads blobs from three threads in a loop and is killed
  * with SIGKILL at a random point; then the store is reopened in this process, which checks that
  *  - no temp file is left (interrupted uploads, cas/<xx>/<n>.part, were removed),
- *  - every file in cas/ hashes to its name (no partial blob ever became visible),
+ *  - every file in cas/ hashes to its name, and every blob the index holds, in a file or in a pack,
+ *    reads back bytes that hash to its digest (no partial blob ever became visible),
  *  - every blob whose commit the child saw succeed is held (an acknowledged upload survives).
  * Several rounds, half of them with fsync. The test polls with deadlines; it never sleeps in order to
  * wait for something to happen. */
 #include "cachefs/cachefs.h"
+#include "cachefs/internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -200,6 +202,73 @@ static int count_tmp(const char *dir)
 	return n;
 }
 
+typedef struct sync_read {
+	cairn_waiter w;
+	blob_reader *r;
+	size_t n;
+} sync_read;
+
+static void opened(void *arg, cairn_status st, blob_reader *r)
+{
+	((sync_read *)arg)->r = r;
+	cairn_waiter_done(&((sync_read *)arg)->w, st);
+}
+
+static void got(void *arg, cairn_status st, size_t n)
+{
+	((sync_read *)arg)->n = n;
+	cairn_waiter_done(&((sync_read *)arg)->w, st);
+}
+
+/* Reads a held blob through the store and checks that its bytes hash to its digest. */
+static bool reads_back(blobstore *bs, const cairn_digest *d, uint8_t *buf)
+{
+	sync_read s = {0};
+	cairn_waiter_init(&s.w);
+	blobstore_open_read(bs, d, opened, &s);
+	cairn_status st = cairn_waiter_wait(&s.w);
+	size_t len = 0;
+	while (cairn_is_ok(&st) && len < (size_t)d->size) {
+		blob_read(s.r, len, buf + len, (size_t)d->size - len, got, &s);
+		st = cairn_waiter_wait(&s.w);
+		len += s.n;
+		if (s.n == 0)
+			break;
+	}
+	if (s.r)
+		blob_close_read(s.r);
+	cairn_waiter_destroy(&s.w);
+	cairn_digest back;
+	cairn_digest_of(buf, len, &back);
+	return cairn_is_ok(&st) && cairn_digest_eq(&back, d);
+}
+
+/* Every blob the index holds reads back right; returns how many lie in packs. */
+static uint64_t verify_held(cachefs *fs)
+{
+	size_t n = 0, cap = 1024;
+	cairn_digest *ds = malloc(cap * sizeof *ds);
+	uint64_t packed = 0;
+	pthread_mutex_lock(&fs->ix.mu);
+	CHECK(cachefs_index_check(&fs->ix) && cachefs_packs_check(fs), "the index does not check out");
+	for (uint32_t i = fs->ix.lru_head; i != CACHEFS_NIL; i = cachefs_index_at(&fs->ix, i)->next) {
+		if (n == cap)
+			ds = realloc(ds, (cap *= 2) * sizeof *ds);
+		cachefs_index_digest(&fs->ix, i, &ds[n++]);
+		packed += cachefs_index_at(&fs->ix, i)->loc != 0;
+	}
+	pthread_mutex_unlock(&fs->ix.mu);
+	uint8_t *buf = malloc(2 << 20);
+	for (size_t k = 0; k < n; k++) {
+		char str[CAIRN_DIGEST_STR_MAX];
+		CHECK(reads_back(cachefs_blobstore(fs), &ds[k], buf), "held blob %s does not read back",
+		      cairn_digest_str(&ds[k], str));
+	}
+	free(buf);
+	free(ds);
+	return packed;
+}
+
 static void verify(const char *dir, shared *sh, int round)
 {
 	cachefs_config cfg = {.dir = dir, .max_size = 1LL << 40};
@@ -214,14 +283,15 @@ static void verify(const char *dir, shared *sh, int round)
 		if (atomic_load(&sh->slot[i].valid) && !cachefs_contains(fs, &sh->slot[i].d, false))
 			missing++;
 	CHECK(missing == 0, "%llu acknowledged blobs are missing", (unsigned long long)missing);
+	uint64_t packed = verify_held(fs);
 	cachefs_stats s;
 	cachefs_get_stats(fs, &s);
 	cachefs_close(fs);
 	int files = verify_cas(dir);
-	CHECK((uint64_t)files == s.blobs + 1, "%d files in cas/ but %llu blobs indexed", files,
-	      (unsigned long long)s.blobs);
-	fprintf(stderr, "crash_cachefs: round %d: acknowledged=%llu held=%llu files verified=%d\n", round,
-	        (unsigned long long)acked, (unsigned long long)s.blobs, files);
+	CHECK((uint64_t)files + packed == s.blobs + 1, "%d files in cas/ and %llu packed blobs but %llu blobs indexed",
+	      files, (unsigned long long)packed, (unsigned long long)s.blobs);
+	fprintf(stderr, "crash_cachefs: round %d: acknowledged=%llu held=%llu packed=%llu files verified=%d\n", round,
+	        (unsigned long long)acked, (unsigned long long)s.blobs, (unsigned long long)packed, files);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
