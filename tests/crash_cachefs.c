@@ -4,8 +4,11 @@
  *  - every file in cas/ hashes to its name, and every blob the index holds, in a file or in a pack,
  *    reads back bytes that hash to its digest (no partial blob ever became visible),
  *  - every blob whose commit the child saw succeed is held (an acknowledged upload survives).
- * Several rounds, half of them with fsync. The test polls with deadlines; it never sleeps in order to
- * wait for something to happen. */
+ * Half the uploads are small blobs (group commits into packs), half large ones (files of their own).
+ * Several rounds, half of them with fsync; in every fourth the child's store is small, so that the
+ * kill may also land in an eviction (a blob punched from its pack must never come back), and the
+ * blobs acknowledged up to then need no longer be held. The test polls with deadlines; it never
+ * sleeps in order to wait for something to happen. */
 #include "cachefs/cachefs.h"
 #include "cachefs/internal.h"
 
@@ -25,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUNDS 10
+#define ROUNDS 24
 #define THREADS 3
 #define MAX_ACKED 100000
 
@@ -77,7 +80,10 @@ static void *uploader(void *p)
 	uint64_t x = a->seed | 1;
 	uint8_t *data = malloc(2 << 20);
 	for (;;) {
-		size_t len = next_rand(&x) % 4 == 0 ? next_rand(&x) % 4096 : next_rand(&x) % (2 << 20);
+		uint64_t kind = next_rand(&x) % 4;
+		size_t len = kind == 0   ? next_rand(&x) % 4096
+		             : kind == 1 ? next_rand(&x) % (2 << 20)
+		                         : 1 + next_rand(&x) % CACHEFS_PACK_MAX_BLOB;
 		for (size_t i = 0; i < len; i++)
 			data[i] = (uint8_t)(next_rand(&x) >> 32);
 		cairn_digest d;
@@ -95,9 +101,13 @@ static void *uploader(void *p)
 	return NULL;
 }
 
+static bool evicting(int round) { return round % 4 == 3; }
+
 static void run_child(const char *dir, shared *sh, int round)
 {
-	cachefs_config cfg = {.dir = dir, .max_size = 1LL << 40, .fsync = round % 2};
+	/* the hard limit well above max_size: eviction must not fall so far behind that a put is refused */
+	cachefs_config cfg = {.dir = dir, .max_size = evicting(round) ? 4 << 20 : 1LL << 40, .hard_limit = 1LL << 40,
+	                      .fsync = round % 2};
 	cachefs *fs;
 	cairn_status st = cachefs_open(&cfg, &fs);
 	if (!cairn_is_ok(&st)) {
@@ -269,7 +279,8 @@ static uint64_t verify_held(cachefs *fs)
 	return packed;
 }
 
-static void verify(const char *dir, shared *sh, int round)
+/* Checks the store after a kill; the blobs acknowledged from `first` on must be held. */
+static void verify(const char *dir, shared *sh, int round, uint64_t first)
 {
 	cachefs_config cfg = {.dir = dir, .max_size = 1LL << 40};
 	cachefs *fs;
@@ -279,7 +290,7 @@ static void verify(const char *dir, shared *sh, int round)
 		return;
 	CHECK(count_tmp(dir) == 0, "temp files are left after reopening");
 	uint64_t acked = atomic_load(&sh->acked), missing = 0;
-	for (uint64_t i = 0; i < acked && i < MAX_ACKED; i++)
+	for (uint64_t i = first; i < acked && i < MAX_ACKED; i++)
 		if (atomic_load(&sh->slot[i].valid) && !cachefs_contains(fs, &sh->slot[i].d, false))
 			missing++;
 	CHECK(missing == 0, "%llu acknowledged blobs are missing", (unsigned long long)missing);
@@ -316,8 +327,10 @@ int main(void)
 	}
 	uint64_t x = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 16;
 	fprintf(stderr, "crash_cachefs: seed %llu dir %s\n", (unsigned long long)x, dir);
+	uint64_t first = 0;
 	for (int round = 0; round < ROUNDS && !failures; round++) {
-		uint64_t target = atomic_load(&sh->acked) + 1 + next_rand(&x) % 12;
+		/* evicting rounds run longer, so that packs are partly punched when the kill comes */
+		uint64_t target = atomic_load(&sh->acked) + 1 + next_rand(&x) % 12 + (evicting(round) ? 40 : 0);
 		fflush(stderr);
 		pid_t pid = fork();
 		if (pid == 0)
@@ -329,7 +342,9 @@ int main(void)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		CHECK(ok, "round %d: the child did not reach %llu acknowledged blobs", round, (unsigned long long)target);
-		verify(dir, sh, round);
+		if (evicting(round))
+			first = atomic_load(&sh->acked);
+		verify(dir, sh, round, first);
 	}
 	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	munmap(sh, sizeof *sh);
