@@ -15,8 +15,9 @@
  * reports them, and stores small blobs as files of their own where it does not (a punch that left
  * zeros in place would otherwise come back as a blob of zeros). A file system that turns written zero
  * blocks into holes (ZFS with compression) would make the scan drop a blob of zeros: a miss, never a
- * wrong answer. The journal keeps the records of dead blobs until its pack is deleted: 48 bytes per
- * 4 KiB slot ever written to a pack that still holds a blob.
+ * wrong answer. The journal keeps the records of dead blobs until its pack is deleted: dead space of
+ * 48 bytes per blob ever written to a pack that still holds one (at most 1.2% of its data, 4 KiB a
+ * blob), the price of needing no compaction.
  *
  * A pack with no live blob, no reader and not active is deleted (its journal first: a data file
  * without a journal is removed by the scan). Its id is free again once both files are gone. */
