@@ -2,24 +2,38 @@
  * cachefs: the content-addressable store on local disk.
  *
  * Layout under the data directory:
- *   cas/<first two hex>/<64 hex>_<size>   a verified blob, read-only (mode 0444)
- *   tmp/<n>.part                          a blob being written; removed at start-up
- * A blob becomes visible only by rename(2) after its bytes were hashed and matched its name, so a
- * crash (kill -9 mid-write) leaves no half-visible blob. The size in the file name lets the start-up
- * scan drop files a power loss truncated without reading them.
+ *   cas/<first two hex>/<64 hex>_<size>  a blob in a file of its own, read-only (mode 0444): every blob
+ *                                        over 64 KiB, and a small one cachefs_pin_path needed as a file
+ *   cas/<first two hex>/<n>.part         a file being written; removed at start-up
+ *   packs/<id>.data                      small blobs (1 byte to 64 KiB), each at a 4 KiB slot of its own
+ *   packs/<id>.journal                   a 48-byte record per small blob: hash, size, slot, time, check
+ *   tmp/                                 write-through downloads; emptied at start-up
+ * A blob's bytes are hashed and matched against its name before it becomes visible: a file by
+ * rename(2), a small blob by its journal record, which is written only after its data. So a crash
+ * (kill -9 mid-write) leaves no half-visible blob: the start-up scan removes temp files, drops files
+ * whose length is not the size in their name (what a power loss truncated) and a torn last record,
+ * and frees pack space no live record covers. Evicting a small blob punches its slots, which frees
+ * the space at once and marks the record dead; a pack with no blob left is deleted. Where the file
+ * system cannot punch holes that SEEK_HOLE reports, small blobs get files of their own too.
  *
- * I/O: every file operation (open, read, write, fsync, rename, unlink) runs on one io_uring ring driven
- * by the cachefs I/O thread; callers on gRPC threads only queue requests and get callbacks, which run on
- * the I/O thread (or inline, for answers the in-memory index gives at once). Hashing happens in
- * cachefs_write on the caller's thread, so it spreads over the callers' cores.
+ * I/O: every file operation (open, read, write, fsync, fallocate, rename, unlink) runs on one io_uring
+ * ring driven by the cachefs I/O thread; callers on gRPC threads only queue requests and get callbacks,
+ * which run on the I/O thread (or inline, for answers the in-memory index gives at once; opening a
+ * packed blob needs no I/O). Threads that may block (eviction, cachefs_pin_path) queue and wait.
+ * Hashing happens in cachefs_write on the caller's thread, so it spreads over the callers' cores.
+ * Small blobs wait in memory until commit; the I/O thread then writes all those committed meanwhile
+ * with one write to the pack and one to its journal (with fsync, one fdatasync of each), so concurrent
+ * small uploads share their system calls. The start-up scan uses plain system calls, before the ring.
  *
- * Index: an in-memory open-addressing table of digest → entry (size, last use, LRU links, pins),
- * about 64 bytes a blob, rebuilt from a scan of cas/ at start-up. Eviction runs on its own thread when
- * the bytes held exceed max_size and removes least recently used blobs that are neither pinned (open
- * for reading, or being written) nor younger than min_age since their last use; a FindMissingBlobs
- * answer counts as a use. Writes are refused with RESOURCE_EXHAUSTED when the bytes held plus the
- * bytes reserved by writes in flight would pass hard_limit, so the disk never fills because eviction
- * fell behind; ENOSPC from the disk gives the same code, and reads go on.
+ * Index: an in-memory open-addressing table of digest → entry (size, location: its file, or pack and
+ * slot, last use, LRU links, pins), 56 bytes plus a 4-byte table slot: 61 to 67 bytes a blob, so ten
+ * million blobs take under 700 MB. It is rebuilt at start-up from a scan of cas/ and of the packs'
+ * journals. Eviction runs on its own thread when the bytes held exceed max_size and removes least
+ * recently used blobs that are neither pinned (open for reading, or being written) nor younger than
+ * min_age since their last use; a FindMissingBlobs answer counts as a use. Writes are refused with
+ * RESOURCE_EXHAUSTED when the bytes held plus the bytes reserved by writes in flight would pass
+ * hard_limit, so the disk never fills because eviction fell behind; ENOSPC from the disk gives the
+ * same code, and reads go on.
  */
 #ifndef CAIRN_CACHEFS_H
 #define CAIRN_CACHEFS_H
@@ -33,7 +47,7 @@ typedef struct cachefs_config {
 	int64_t max_size;         /* eviction starts above this many bytes */
 	int64_t hard_limit;       /* writes refused above this; 0 means max_size + max_size/10 */
 	int64_t min_age_ns;       /* a blob used more recently than this is never evicted */
-	bool fsync;               /* fsync each blob and its directory before it becomes visible */
+	bool fsync;               /* make each blob durable before acknowledging it (see I/O above) */
 	unsigned ring_entries;    /* io_uring submission queue size; 0 means 256 */
 } cachefs_config;
 
@@ -59,11 +73,12 @@ blobstore *cachefs_blobstore(cachefs *fs);
 bool cachefs_contains(cachefs *fs, const cairn_digest *d, bool touch);
 void cachefs_get_stats(cachefs *fs, cachefs_stats *out);
 
-/* Pins a held blob so that it is not evicted until cachefs_unpin (counts as a use). NOT_FOUND if
- * absent. */
+/* Pins a held blob so that it is not evicted until cachefs_unpin (counts as a use); a packed blob
+ * stays packed. NOT_FOUND if absent. In-memory only. */
 cairn_status cachefs_pin(cachefs *fs, const cairn_digest *d);
 /* Path of a held blob's file, for hard-linking into an exec root, and pins the blob so that it is not
- * evicted until cachefs_unpin. NOT_FOUND if absent. */
+ * evicted until cachefs_unpin. A packed blob is copied out to a file of its own first, which waits on
+ * disk I/O: not for gRPC threads. NOT_FOUND if absent. */
 cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, size_t cap);
 void cachefs_unpin(cachefs *fs, const cairn_digest *d);
 

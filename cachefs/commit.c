@@ -1,4 +1,4 @@
-/* The end of a writer, run once nothing of it is in flight: the chain of ring operations that makes a
+/* The end of a large writer, run once nothing of it is in flight: the chain of ring operations that makes a
  * verified blob visible (fsync, close, rename into cas/, fsync of the directory, publish in the
  * index), or that removes the temp file of a failed or aborted one. Each step's callback starts the
  * next; only the chain touches the writer now.
@@ -34,7 +34,7 @@ void cachefs_writer_free(cachefs_writer *w)
 	free(w);
 }
 
-static void finish(cachefs_writer *w, cairn_status st)
+void cachefs_writer_finish(cachefs_writer *w, cairn_status st)
 {
 	blob_done_cb cb = w->done_cb;
 	void *arg = w->done_arg;
@@ -76,7 +76,7 @@ static void cleanup(cachefs_writer *w, cairn_status st)
 		submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
 		                           .cb = cleanup_step});
 	else
-		finish(w, st);
+		cachefs_writer_finish(w, st);
 }
 
 static void publish(cachefs_writer *w, cairn_status st)
@@ -91,7 +91,7 @@ static void publish(cachefs_writer *w, cairn_status st)
 	int64_t bytes = ix->bytes;
 	pthread_mutex_unlock(&ix->mu);
 	cachefs_evict_kick(w->fs, bytes);
-	finish(w, st);
+	cachefs_writer_finish(w, st);
 }
 
 static void on_dir_synced(cachefs_op *op, int64_t res)
@@ -109,13 +109,7 @@ static void on_renamed(cachefs_op *op, int64_t res)
 	cachefs *fs = w->fs;
 	if (res < 0) {
 		pthread_mutex_lock(&fs->ix.mu);
-		uint32_t i = cachefs_index_find(&fs->ix, &w->base.digest);
-		cachefs_entry *e = cachefs_index_at(&fs->ix, i);
-		assert(e->state == CACHEFS_PENDING);
-		if (e->pins) /* readers from before the file vanished still hold it */
-			e->state = CACHEFS_GONE;
-		else
-			cachefs_index_remove(&fs->ix, i);
+		cachefs_index_unclaim(&fs->ix, cachefs_index_find(&fs->ix, &w->base.digest));
 		pthread_mutex_unlock(&fs->ix.mu);
 		return cleanup(w, cachefs_writer_io_error(w, res, "renaming into cas/"));
 	}
@@ -137,26 +131,12 @@ static void place(cachefs_writer *w)
 {
 	cachefs *fs = w->fs;
 	cachefs_index *ix = &fs->ix;
-	enum { RENAME, DUPLICATE, WAIT } next = RENAME;
 	pthread_mutex_lock(&ix->mu);
-	uint32_t i = cachefs_index_find(ix, &w->base.digest);
-	if (i == CACHEFS_NIL) {
-		cachefs_index_insert(ix, &w->base.digest, CACHEFS_PENDING);
-	} else {
-		cachefs_entry *e = cachefs_index_at(ix, i);
-		if (e->state == CACHEFS_VISIBLE) {
-			cachefs_index_touch(ix, i, cachefs_index_tick(ix, cairn_now_ns()));
-			next = DUPLICATE;
-		} else if (e->state == CACHEFS_GONE) {
-			e->state = CACHEFS_PENDING; /* revived; its readers keep their pins */
-		} else {
-			next = WAIT;
-		}
-	}
+	enum cachefs_claim c = cachefs_index_claim(ix, &w->base.digest, cachefs_index_tick(ix, cairn_now_ns()));
 	pthread_mutex_unlock(&ix->mu);
-	if (next == DUPLICATE)
+	if (c == CACHEFS_HELD)
 		return cleanup(w, cairn_ok());
-	if (next == WAIT)
+	if (c == CACHEFS_BUSY)
 		return submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_TIMEOUT, .ts = {.tv_nsec = 1000000},
 		                                  .cb = place_retry});
 	submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_RENAMEAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
@@ -197,7 +177,7 @@ void cachefs_writer_finish_chain(cachefs_writer *w)
 	if (!w->has_file) {
 		/* nothing was written, and the hash matched: the empty blob, which needs no file */
 		assert(w->base.digest.size == 0);
-		return finish(w, cairn_ok());
+		return cachefs_writer_finish(w, cairn_ok());
 	}
 	if (w->fs->cfg.fsync)
 		return submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_FSYNC, .fd = w->fd, .cb = on_synced});

@@ -4,8 +4,10 @@
  *
  * A pass works in batches: under the index lock it takes victims from the LRU tail, skipping pinned
  * entries and stopping at the first one used within min_age (the list is ordered by last use), and
- * marks them DYING, so readers no longer find them; then it unlinks their files without the lock
- * (this is not a gRPC thread, so plain unlinkat is fine); then it removes the entries. */
+ * marks them DYING, so readers no longer find them; then, without the lock, it frees their space
+ * through the ring and waits (this thread may block): a blob's own file is unlinked, a packed blob's
+ * slots are punched, which also marks its journal record dead (see pack.c); then it removes the
+ * entries, and deletes the packs that no longer hold anything. */
 #include "cachefs/internal.h"
 
 #include <errno.h>
@@ -17,6 +19,13 @@
 #define BATCH 64
 #define PERIOD_S 1
 
+typedef struct victim {
+	cairn_digest d;
+	uint32_t loc;
+	cachefs_pack *pack; /* NULL for a blob with its own file */
+	char name[CACHEFS_NAME_MAX];
+} victim;
+
 void cachefs_evict_kick(cachefs *fs, int64_t bytes)
 {
 	if (bytes <= fs->cfg.max_size)
@@ -27,8 +36,8 @@ void cachefs_evict_kick(cachefs *fs, int64_t bytes)
 	pthread_mutex_unlock(&fs->evict_mu);
 }
 
-/* Marks up to BATCH victims DYING and returns their digests. Under ix.mu. */
-static size_t pick(cachefs *fs, cairn_digest *victims)
+/* Marks up to BATCH victims DYING and returns them. Under ix.mu. */
+static size_t pick(cachefs *fs, victim *victims)
 {
 	cachefs_index *ix = &fs->ix;
 	uint32_t now = cachefs_index_tick(ix, cairn_now_ns());
@@ -42,7 +51,10 @@ static size_t pick(cachefs *fs, cairn_digest *victims)
 		if (e->last_use > now || (fs->cfg.min_age_ns > 0 && now - e->last_use <= min_age))
 			break; /* everything closer to the head was used even more recently */
 		if (e->pins == 0) {
-			cachefs_index_digest(ix, i, &victims[n++]);
+			victim *v = &victims[n++];
+			cachefs_index_digest(ix, i, &v->d);
+			v->loc = e->loc;
+			v->pack = e->loc ? cachefs_pack_of(fs, e->loc) : NULL;
 			cachefs_index_unpublish(ix, i, CACHEFS_DYING);
 			ix->evicted_blobs++;
 			ix->evicted_bytes += (uint64_t)cachefs_entry_size(e);
@@ -52,21 +64,58 @@ static size_t pick(cachefs *fs, cairn_digest *victims)
 	return n;
 }
 
-static void unlink_victims(cachefs *fs, const cairn_digest *victims, size_t n)
+static void free_space(cachefs *fs, victim *victims, size_t n)
 {
+	cachefs_op ops[BATCH];
 	for (size_t k = 0; k < n; k++) {
-		char name[CACHEFS_NAME_MAX];
-		cachefs_blob_name(&victims[k], name);
-		if (unlinkat(fs->casfd[victims[k].hash[0]], name, 0) != 0 && errno != ENOENT)
-			LOG_WARN("cachefs", "cannot remove evicted blob path=%s/cas/%02x/%s error=%s", fs->dir,
-			         victims[k].hash[0], name, strerror(errno));
+		victim *v = &victims[k];
+		if (v->pack) {
+			cachefs_pack_punch_op(&ops[k], v->pack, v->loc, v->d.size);
+		} else {
+			cachefs_blob_name(&v->d, v->name);
+			ops[k] = (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = fs->casfd[v->d.hash[0]], .path = v->name};
+		}
 	}
+	cachefs_ring_run(&fs->ring, ops, n);
+	for (size_t k = 0; k < n; k++) {
+		victim *v = &victims[k];
+		int64_t res = ops[k].res;
+		if (v->pack && res < 0) /* the slots stay until the pack goes; a restart finds the blob again */
+			LOG_WARN("cachefs", "cannot punch evicted blob path=%s/packs/%s offset=%" PRIu64 " error=%s", fs->dir,
+			         v->pack->data_name, cachefs_loc_off(v->loc), strerror((int)-res));
+		else if (!v->pack && res < 0 && res != -ENOENT)
+			LOG_WARN("cachefs", "cannot remove evicted blob path=%s/cas/%02x/%s error=%s", fs->dir, v->d.hash[0],
+			         v->name, strerror((int)-res));
+	}
+}
+
+/* Removes the victims' entries, and deletes the packs they leave with nothing in them. */
+static void forget(cachefs *fs, const victim *victims, size_t n)
+{
+	cachefs_index *ix = &fs->ix;
+	cachefs_pack *unused[BATCH];
+	size_t nu = 0;
+	pthread_mutex_lock(&ix->mu);
+	for (size_t k = 0; k < n; k++) {
+		uint32_t i = cachefs_index_find(ix, &victims[k].d);
+		cachefs_entry *e = cachefs_index_at(ix, i);
+		if (e->loc) {
+			e->loc = 0;
+			victims[k].pack->live--;
+			if (cachefs_pack_unused(victims[k].pack))
+				unused[nu++] = victims[k].pack;
+		}
+		cachefs_index_remove(ix, i);
+	}
+	pthread_mutex_unlock(&ix->mu);
+	for (size_t k = 0; k < nu; k++)
+		cachefs_pack_delete(fs, unused[k]);
 }
 
 void cachefs_evict_now(cachefs *fs)
 {
 	cachefs_index *ix = &fs->ix;
-	cairn_digest victims[BATCH];
+	victim victims[BATCH];
 	uint64_t blobs = 0;
 	int64_t bytes = 0, held = 0;
 	pthread_mutex_lock(&fs->pass_mu);
@@ -77,14 +126,11 @@ void cachefs_evict_now(cachefs *fs)
 		pthread_mutex_unlock(&ix->mu);
 		if (n == 0)
 			break;
-		unlink_victims(fs, victims, n);
-		pthread_mutex_lock(&ix->mu);
-		for (size_t k = 0; k < n; k++)
-			cachefs_index_remove(ix, cachefs_index_find(ix, &victims[k]));
-		pthread_mutex_unlock(&ix->mu);
+		free_space(fs, victims, n);
+		forget(fs, victims, n);
 		blobs += n;
 		for (size_t k = 0; k < n; k++)
-			bytes += victims[k].size;
+			bytes += victims[k].d.size;
 	}
 	pthread_mutex_unlock(&fs->pass_mu);
 	if (blobs)
@@ -114,7 +160,7 @@ static void *evict_main(void *arg)
 	return NULL;
 }
 
-cairn_status cachefs_evict_start(cachefs *fs)
+void cachefs_evict_init(cachefs *fs)
 {
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -123,6 +169,10 @@ cairn_status cachefs_evict_start(cachefs *fs)
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&fs->evict_mu, NULL);
 	pthread_mutex_init(&fs->pass_mu, NULL);
+}
+
+cairn_status cachefs_evict_start(cachefs *fs)
+{
 	int ret = pthread_create(&fs->evict_thread, NULL, evict_main, fs);
 	if (ret != 0)
 		return cairn_errno(ret, "cachefs: starting the eviction thread");
@@ -132,14 +182,18 @@ cairn_status cachefs_evict_start(cachefs *fs)
 
 void cachefs_evict_stop(cachefs *fs)
 {
-	if (fs->evict_started) {
-		pthread_mutex_lock(&fs->evict_mu);
-		fs->evict_stop = true;
-		pthread_cond_signal(&fs->evict_cv);
-		pthread_mutex_unlock(&fs->evict_mu);
-		pthread_join(fs->evict_thread, NULL);
-		fs->evict_started = false;
-	}
+	if (!fs->evict_started)
+		return;
+	pthread_mutex_lock(&fs->evict_mu);
+	fs->evict_stop = true;
+	pthread_cond_signal(&fs->evict_cv);
+	pthread_mutex_unlock(&fs->evict_mu);
+	pthread_join(fs->evict_thread, NULL);
+	fs->evict_started = false;
+}
+
+void cachefs_evict_destroy(cachefs *fs)
+{
 	pthread_cond_destroy(&fs->evict_cv);
 	pthread_mutex_destroy(&fs->evict_mu);
 	pthread_mutex_destroy(&fs->pass_mu);

@@ -1,5 +1,5 @@
 /* The in-memory index: an open-addressing table (linear probing, backward-shift deletion, so no
- * tombstones) of 32-bit slab indices, a slab of 52-byte entries grown in chunks, and an intrusive LRU
+ * tombstones) of 32-bit slab indices, a slab of 56-byte entries grown in chunks, and an intrusive LRU
  * list threaded through the entries by index. Everything here runs under ix->mu, taken by callers, so
  * that a batch (find_missing over 10,000 digests, an eviction pass) costs one lock round. */
 #include "cachefs/internal.h"
@@ -12,7 +12,7 @@
 #define INITIAL_SLOTS 1024u
 #define CHUNK_SIZE (1u << CACHEFS_CHUNK_SHIFT)
 
-_Static_assert(sizeof(cachefs_entry) == 52, "an index entry is 52 bytes; see the comment on cachefs_entry");
+_Static_assert(sizeof(cachefs_entry) == 56, "an index entry is 56 bytes; see the comment on cachefs_entry");
 
 void cachefs_index_init(cachefs_index *ix)
 {
@@ -161,7 +161,7 @@ static void clear_slot(cachefs_index *ix, uint32_t hole)
 void cachefs_index_remove(cachefs_index *ix, uint32_t i)
 {
 	cachefs_entry *e = cachefs_index_at(ix, i);
-	assert(e->state != CACHEFS_VISIBLE && e->pins == 0);
+	assert(e->state != CACHEFS_VISIBLE && e->pins == 0 && e->loc == 0);
 	uint32_t s = home_slot(ix, e->hash);
 	while (ix->slots[s] != i + 1) {
 		assert(ix->slots[s] != 0);
@@ -247,6 +247,35 @@ void cachefs_index_unpin(cachefs_index *ix, uint32_t i)
 	cachefs_entry *e = cachefs_index_at(ix, i);
 	assert(e->pins > 0);
 	if (--e->pins == 0 && e->state == CACHEFS_GONE)
+		cachefs_index_remove(ix, i);
+}
+
+enum cachefs_claim cachefs_index_claim(cachefs_index *ix, const cairn_digest *d, uint32_t now)
+{
+	uint32_t i = cachefs_index_find(ix, d);
+	if (i == CACHEFS_NIL) {
+		cachefs_index_insert(ix, d, CACHEFS_PENDING);
+		return CACHEFS_CLAIMED;
+	}
+	cachefs_entry *e = cachefs_index_at(ix, i);
+	if (e->state == CACHEFS_VISIBLE) {
+		cachefs_index_touch(ix, i, now);
+		return CACHEFS_HELD;
+	}
+	if (e->state == CACHEFS_GONE) {
+		e->state = CACHEFS_PENDING; /* revived; its readers keep their pins */
+		return CACHEFS_CLAIMED;
+	}
+	return CACHEFS_BUSY;
+}
+
+void cachefs_index_unclaim(cachefs_index *ix, uint32_t i)
+{
+	cachefs_entry *e = cachefs_index_at(ix, i);
+	assert(e->state == CACHEFS_PENDING);
+	if (e->pins) /* readers from before the file vanished still hold it */
+		e->state = CACHEFS_GONE;
+	else
 		cachefs_index_remove(ix, i);
 }
 

@@ -1,6 +1,9 @@
 /* Blob readers. Opening one pins the blob's entry (eviction skips pinned entries) and counts a use;
- * closing it unpins. If the file has gone from disk behind cachefs's back, the entry becomes GONE (no
- * longer held) and the reader gets NOT_FOUND, so the index heals itself. */
+ * closing it unpins. A packed blob is read from its pack's open data file (no open at all), and the
+ * reader holds a reference on the pack: pin_path may move the blob out to a file meanwhile, but the
+ * pack's file stays open, and the blob's slots unpunched, while a reader may read them. If a blob's
+ * own file has gone from disk behind cachefs's back, the entry becomes GONE (no longer held) and the
+ * reader gets NOT_FOUND, so the index heals itself. */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -13,7 +16,9 @@ typedef struct cachefs_reader {
 	blob_reader base;
 	cachefs *fs;
 	cairn_digest digest;
-	int fd;           /* -1 for the empty blob, which has no file */
+	int fd;           /* the blob's own file; -1 for the empty blob and for a packed one */
+	cachefs_pack *pack; /* a packed blob's pack, and where in it the blob starts */
+	uint64_t start;
 	bool pinned;
 	bool reading;
 	char name[CACHEFS_NAME_MAX];
@@ -49,7 +54,14 @@ static void unpin(cachefs_reader *r)
 	uint32_t i = cachefs_index_find(ix, &r->digest);
 	assert(i != CACHEFS_NIL); /* a pinned entry is never removed */
 	cachefs_index_unpin(ix, i);
+	bool unused = false;
+	if (r->pack) {
+		r->pack->refs--;
+		unused = cachefs_pack_unused(r->pack);
+	}
 	pthread_mutex_unlock(&ix->mu);
+	if (unused)
+		cachefs_pack_delete(r->fs, r->pack);
 	r->pinned = false;
 }
 
@@ -98,7 +110,7 @@ void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb c
 	}
 	cachefs_index *ix = &fs->ix;
 	pthread_mutex_lock(&ix->mu);
-	uint32_t i = cachefs_index_find(ix, d);
+	uint32_t i = cachefs_index_find(ix, d), loc = 0;
 	bool held = i != CACHEFS_NIL && cachefs_index_at(ix, i)->state == CACHEFS_VISIBLE;
 	if (held) {
 		cachefs_entry *e = cachefs_index_at(ix, i);
@@ -106,6 +118,9 @@ void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb c
 		if (held) {
 			e->pins++;
 			cachefs_index_touch(ix, i, cachefs_index_tick(ix, cairn_now_ns()));
+			loc = e->loc;
+			if (loc)
+				cachefs_pack_of(fs, loc)->refs++;
 		}
 	}
 	pthread_mutex_unlock(&ix->mu);
@@ -115,6 +130,12 @@ void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb c
 	}
 	cachefs_reader *r = reader_new(fs, d);
 	r->pinned = true;
+	if (loc) {
+		r->pack = cachefs_pack_of(fs, loc); /* its slot cannot go while we hold a reference */
+		r->start = cachefs_loc_off(loc);
+		cb(arg, cairn_ok(), &r->base);
+		return;
+	}
 	r->open_cb = cb;
 	r->arg = arg;
 	cachefs_blob_name(d, r->name);
@@ -131,7 +152,10 @@ static void on_read(cachefs_op *op, int64_t res)
 	uint64_t want = op->len;
 	r->reading = false;
 	cairn_status st = cairn_ok();
-	if (res < 0) {
+	if (res < 0 && r->pack) {
+		st = cairn_errno((int)-res, "cachefs: reading %s/packs/%s", r->fs->dir, r->pack->data_name);
+		res = 0;
+	} else if (res < 0) {
 		st = cairn_errno((int)-res, "cachefs: reading %s/cas/%02x/%s", r->fs->dir, r->digest.hash[0], r->name);
 		res = 0;
 	} else if ((uint64_t)res < want) {
@@ -155,11 +179,12 @@ void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_rea
 	}
 	if (len > size - off)
 		len = (size_t)(size - off);
-	assert(r->fd >= 0);
+	int fd = r->pack ? r->pack->fd : r->fd;
+	assert(fd >= 0);
 	r->reading = true;
 	r->read_cb = cb;
 	r->arg = arg;
-	r->op = (cachefs_op){.kind = CACHEFS_OP_READ, .fd = r->fd, .buf = buf, .len = len, .off = off,
+	r->op = (cachefs_op){.kind = CACHEFS_OP_READ, .fd = fd, .buf = buf, .len = len, .off = r->start + off,
 	                     .cb = on_read, .arg = r};
 	cachefs_ring_submit(&r->fs->ring, &r->op);
 }

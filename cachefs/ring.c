@@ -5,13 +5,18 @@
  * backlog entries into SQEs while the submission queue has room and fewer operations are in flight
  * than the completion queue holds (so completions can never overflow), and runs each operation's
  * callback when it completes. Short reads and writes are continued from where they stopped; -EAGAIN
- * and -EINTR are submitted again. Operations a callback queues go straight to the backlog. */
+ * and -EINTR are submitted again. Operations a callback queues go straight to the backlog.
+ *
+ * cachefs_ring_run is the synchronous face for threads that may block (eviction, pin_path). */
 #include "cachefs/internal.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* One SQE moves at most this many bytes (the SQE length is 32 bits); longer transfers loop. */
@@ -47,6 +52,11 @@ static cachefs_op *pop_front(cachefs_ring *r)
 
 static void prep_rw(struct io_uring_sqe *sqe, cachefs_op *op)
 {
+	if (op->kind == CACHEFS_OP_WRITEV) {
+		/* the iovecs already skip what is done (see consume_iov) */
+		io_uring_prep_writev(sqe, op->fd, op->buf, op->nvec, op->off + op->done);
+		return;
+	}
 	uint64_t n = op->len - op->done;
 	if (n > MAX_IO_CHUNK)
 		n = MAX_IO_CHUNK;
@@ -65,10 +75,14 @@ static void prep(struct io_uring_sqe *sqe, cachefs_op *op)
 		break;
 	case CACHEFS_OP_READ:
 	case CACHEFS_OP_WRITE:
+	case CACHEFS_OP_WRITEV:
 		prep_rw(sqe, op);
 		break;
 	case CACHEFS_OP_FSYNC:
-		io_uring_prep_fsync(sqe, op->fd, 0);
+		io_uring_prep_fsync(sqe, op->fd, (unsigned)op->flags);
+		break;
+	case CACHEFS_OP_FALLOCATE:
+		io_uring_prep_fallocate(sqe, op->fd, op->flags, (off_t)op->off, (off_t)op->len);
 		break;
 	case CACHEFS_OP_CLOSE:
 		io_uring_prep_close(sqe, op->fd);
@@ -81,6 +95,9 @@ static void prep(struct io_uring_sqe *sqe, cachefs_op *op)
 		break;
 	case CACHEFS_OP_TIMEOUT:
 		io_uring_prep_timeout(sqe, &op->ts, 0, 0);
+		break;
+	case CACHEFS_OP_NOP:
+		io_uring_prep_nop(sqe);
 		break;
 	}
 	io_uring_sqe_set_data(sqe, op);
@@ -113,14 +130,36 @@ static void fill_sq(cachefs_ring *r)
 	}
 }
 
+/* Drops the first n bytes from a writev's iovecs. */
+static void consume_iov(cachefs_op *op, uint64_t n)
+{
+	struct iovec *v = op->buf;
+	while (n >= v->iov_len && op->nvec > 1) {
+		n -= v->iov_len;
+		v++;
+		op->nvec--;
+	}
+	v->iov_base = (char *)v->iov_base + n;
+	v->iov_len -= n;
+	op->buf = v;
+}
+
+static bool is_rw(const cachefs_op *op)
+{
+	return op->kind == CACHEFS_OP_READ || op->kind == CACHEFS_OP_WRITE || op->kind == CACHEFS_OP_WRITEV;
+}
+
 /* Continues a partial transfer, or gives its final result. */
 static bool rw_continues(cachefs_op *op, int64_t *res)
 {
 	if (*res > 0) {
 		op->done += (uint64_t)*res;
-		if (op->done < op->len)
+		if (op->done < op->len) {
+			if (op->kind == CACHEFS_OP_WRITEV)
+				consume_iov(op, (uint64_t)*res);
 			return true;
-	} else if (*res == 0 && op->kind == CACHEFS_OP_WRITE && op->done < op->len) {
+		}
+	} else if (*res == 0 && op->kind != CACHEFS_OP_READ && op->done < op->len) {
 		*res = -EIO; /* a write that makes no progress would otherwise loop for ever */
 		return false;
 	}
@@ -141,7 +180,7 @@ static void complete(cachefs_ring *r, cachefs_op *op, int64_t res)
 		push_front(r, op);
 		return;
 	}
-	if (op->kind == CACHEFS_OP_READ || op->kind == CACHEFS_OP_WRITE) {
+	if (is_rw(op)) {
 		if (rw_continues(op, &res)) {
 			push_front(r, op);
 			return;
@@ -217,6 +256,99 @@ void cachefs_ring_submit(cachefs_ring *r, cachefs_op *op)
 	pthread_mutex_unlock(&r->mu);
 	if (was_empty)
 		wake(r);
+}
+
+/* ---- synchronous runs ---- */
+
+typedef struct run_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t left;
+} run_wait;
+
+static void run_done(cachefs_op *op, int64_t res)
+{
+	run_wait *w = op->arg;
+	op->res = res;
+	pthread_mutex_lock(&w->mu);
+	if (--w->left == 0)
+		pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* A read or write as the ring does it: continued until len (or the end of the file, for a read). */
+static int64_t direct_rw(cachefs_op *op)
+{
+	while (op->done < op->len) {
+		char *p = (char *)op->buf + op->done;
+		ssize_t n = op->kind == CACHEFS_OP_READ ? pread(op->fd, p, op->len - op->done, (off_t)(op->off + op->done))
+		                                        : pwrite(op->fd, p, op->len - op->done, (off_t)(op->off + op->done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return op->kind == CACHEFS_OP_READ ? (int64_t)op->done : -EIO;
+		op->done += (uint64_t)n;
+	}
+	return (int64_t)op->done;
+}
+
+/* One operation as a plain system call, on the I/O thread (see cachefs_ring_run). */
+static int64_t run_direct(cachefs_op *op)
+{
+	int rc;
+	op->done = 0;
+	switch (op->kind) {
+	case CACHEFS_OP_OPENAT:
+		rc = openat(op->fd, op->path, op->flags, op->mode);
+		break;
+	case CACHEFS_OP_READ:
+	case CACHEFS_OP_WRITE:
+		return direct_rw(op);
+	case CACHEFS_OP_FSYNC:
+		rc = op->flags & IORING_FSYNC_DATASYNC ? fdatasync(op->fd) : fsync(op->fd);
+		break;
+	case CACHEFS_OP_FALLOCATE:
+		rc = fallocate(op->fd, op->flags, (off_t)op->off, (off_t)op->len);
+		break;
+	case CACHEFS_OP_CLOSE:
+		rc = close(op->fd);
+		break;
+	case CACHEFS_OP_RENAMEAT:
+		rc = renameat(op->fd, op->path, op->fd2, op->path2);
+		break;
+	case CACHEFS_OP_UNLINKAT:
+		rc = unlinkat(op->fd, op->path, op->flags);
+		break;
+	default: /* writev, timeouts and no-ops are only ever queued */
+		assert(!"an operation kind cachefs_ring_run does not take");
+		return -EINVAL;
+	}
+	return rc < 0 ? -errno : rc;
+}
+
+void cachefs_ring_run(cachefs_ring *r, cachefs_op *ops, size_t n)
+{
+	if (pthread_equal(pthread_self(), r->thread)) {
+		for (size_t k = 0; k < n; k++)
+			ops[k].res = run_direct(&ops[k]);
+		return;
+	}
+	run_wait w = {.left = n};
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	for (size_t k = 0; k < n; k++) {
+		ops[k].cb = run_done;
+		ops[k].arg = &w;
+		cachefs_ring_submit(r, &ops[k]);
+	}
+	pthread_mutex_lock(&w.mu);
+	while (w.left)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
 }
 
 cairn_status cachefs_ring_start(cachefs_ring *r, unsigned entries)

@@ -4,8 +4,10 @@
  * The scan trusts a file in cas/xx/ when its name is <64 hex>_<size> with the right xx and its length
  * is that size: a file appears there only by rename after its hash was checked, so a complete file is
  * a good one, and the length check catches what a power loss truncated without reading any data.
- * Everything else there is removed, as is everything in tmp/ (uploads a crash interrupted). The LRU
- * order starts as the files' modification order: the oldest blob is evicted first. */
+ * Everything else there is removed (temp files of uploads a crash interrupted), as is everything in
+ * tmp/. Then the packs are scanned (pack_scan.c); a blob found both as a file and in a pack is kept
+ * as the file. The LRU order starts as the order of the files' modification times and the packed
+ * blobs' commit times: the oldest blob is evicted first. */
 #include "cachefs/internal.h"
 
 #include <dirent.h>
@@ -103,6 +105,10 @@ cairn_status cachefs_layout_open(cachefs *fs)
 	if (cairn_is_ok(&st))
 		st = open_subdir(fs, fs->dirfd, "", "tmp", &fs->tmpfd);
 	if (cairn_is_ok(&st))
+		st = open_subdir(fs, fs->dirfd, "", "packs", &fs->packsfd);
+	if (cairn_is_ok(&st))
+		cachefs_packs_probe(fs);
+	if (cairn_is_ok(&st))
 		st = open_subdir(fs, fs->dirfd, "", "cas", &casdir);
 	for (int x = 0; x < CACHEFS_FANOUT && cairn_is_ok(&st); x++) {
 		char name[3];
@@ -123,6 +129,8 @@ void cachefs_layout_close(cachefs *fs)
 			close(fs->casfd[x]);
 	if (fs->tmpfd >= 0)
 		close(fs->tmpfd);
+	if (fs->packsfd >= 0)
+		close(fs->packsfd);
 	if (fs->lockfd >= 0)
 		close(fs->lockfd); /* releases the flock */
 	if (fs->dirfd >= 0)
@@ -170,20 +178,12 @@ static bool parse_name(const char *name, int x, cairn_digest *out)
 	return cairn_is_ok(&st) && out->hash[0] == x;
 }
 
-typedef struct scan_state {
-	uint64_t *order; /* last_use << 32 | entry index, sorted before publishing */
-	size_t n, cap;
-	uint64_t dropped;
-	int64_t wall_now, mono_now;
-} scan_state;
-
-/* Indexes one well-formed, complete blob file (not yet on the LRU list). */
-static void add_found(cachefs *fs, scan_state *s, const cairn_digest *d, const struct stat *st)
+void cachefs_scan_add(cachefs *fs, cachefs_found *s, const cairn_digest *d, int64_t wall_ns, uint32_t loc)
 {
-	int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	int64_t age = s->wall_now > mtime ? s->wall_now - mtime : 0;
+	int64_t age = s->wall_now > wall_ns ? s->wall_now - wall_ns : 0;
 	uint32_t last_use = cachefs_index_tick(&fs->ix, s->mono_now - age);
 	uint32_t i = cachefs_index_insert(&fs->ix, d, CACHEFS_PENDING);
+	cachefs_index_at(&fs->ix, i)->loc = loc;
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 4096;
 		s->order = cairn_xrealloc(s->order, s->cap * sizeof *s->order);
@@ -191,7 +191,7 @@ static void add_found(cachefs *fs, scan_state *s, const cairn_digest *d, const s
 	s->order[s->n++] = (uint64_t)last_use << 32 | i;
 }
 
-static void scan_entry(cachefs *fs, scan_state *s, int x, const char *name)
+static void scan_entry(cachefs *fs, cachefs_found *s, int x, const char *name)
 {
 	cairn_digest d;
 	struct stat st;
@@ -204,7 +204,7 @@ static void scan_entry(cachefs *fs, scan_state *s, int x, const char *name)
 	}
 	if (named && S_ISREG(st.st_mode) && st.st_size == d.size) {
 		if (!cairn_digest_is_empty_blob(&d)) /* that one is always held, without an entry */
-			add_found(fs, s, &d, &st);
+			cachefs_scan_add(fs, s, &d, (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, 0);
 		return;
 	}
 	if (unlinkat(fs->casfd[x], name, 0) == 0)
@@ -213,7 +213,7 @@ static void scan_entry(cachefs *fs, scan_state *s, int x, const char *name)
 		LOG_WARN("cachefs", "cannot remove path=%s/cas/%02x/%s error=%s", fs->dir, x, name, strerror(errno));
 }
 
-static cairn_status scan_dir(cachefs *fs, scan_state *s, int x)
+static cairn_status scan_dir(cachefs *fs, cachefs_found *s, int x)
 {
 	int fd = dup(fs->casfd[x]);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -239,18 +239,20 @@ cairn_status cachefs_scan(cachefs *fs)
 {
 	uint64_t tmp_removed = 0;
 	cairn_status st = clean_tmp(fs, &tmp_removed);
-	scan_state s = {.wall_now = cairn_wall_ns(), .mono_now = cairn_now_ns()};
+	cachefs_found s = {.wall_now = cairn_wall_ns(), .mono_now = cairn_now_ns()};
 	for (int x = 0; x < CACHEFS_FANOUT && cairn_is_ok(&st); x++)
 		st = scan_dir(fs, &s, x);
+	if (cairn_is_ok(&st))
+		st = cachefs_scan_packs(fs, &s);
 	if (cairn_is_ok(&st)) {
 		/* publishing oldest first leaves the oldest at the LRU tail */
 		if (s.n)
 			qsort(s.order, s.n, sizeof *s.order, cmp_u64);
 		for (size_t k = 0; k < s.n; k++)
 			cachefs_index_publish(&fs->ix, (uint32_t)s.order[k], (uint32_t)(s.order[k] >> 32));
-		LOG_INFO("cachefs", "index rebuilt blobs=%" PRIu64 " bytes=%" PRId64 " dropped=%" PRIu64
-		         " tmp_removed=%" PRIu64 " dir=%s",
-		         fs->ix.visible, fs->ix.bytes, s.dropped, tmp_removed, fs->dir);
+		LOG_INFO("cachefs", "index rebuilt blobs=%" PRIu64 " bytes=%" PRId64 " packed=%" PRIu64 " packs=%" PRIu64
+		         " dropped=%" PRIu64 " tmp_removed=%" PRIu64 " dir=%s",
+		         fs->ix.visible, fs->ix.bytes, s.packed, s.packs, s.dropped, tmp_removed, fs->dir);
 	}
 	free(s.order);
 	return st;

@@ -101,7 +101,13 @@ cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, si
 	if (len < 0 || (size_t)len >= cap)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "cachefs: a path buffer of %zu bytes is too small for %s/cas/…",
 		                 cap, fs->dir);
-	return cachefs_pin(fs, d);
+	cairn_status st = cachefs_pin(fs, d);
+	if (!cairn_is_ok(&st) || cairn_digest_is_empty_blob(d))
+		return st;
+	st = cachefs_materialise(fs, d); /* a packed blob gets a file of its own */
+	if (!cairn_is_ok(&st))
+		cachefs_unpin(fs, d);
+	return st;
 }
 
 void cachefs_unpin(cachefs *fs, const cairn_digest *d)
@@ -133,7 +139,10 @@ static cairn_status check_config(const cachefs_config *cfg)
 
 static void free_store(cachefs *fs)
 {
+	cachefs_packs_close(fs);
 	cachefs_layout_close(fs);
+	cachefs_packer_destroy(&fs->pk);
+	cachefs_evict_destroy(fs);
 	cachefs_index_destroy(&fs->ix);
 	free(fs->dir);
 	free(fs);
@@ -151,10 +160,13 @@ cairn_status cachefs_open(const cachefs_config *cfg, cachefs **out)
 		fs->cfg.hard_limit = fs->cfg.max_size > INT64_MAX - fs->cfg.max_size / 10 ? INT64_MAX
 		                                                                       : fs->cfg.max_size + fs->cfg.max_size / 10;
 	fs->low_water = fs->cfg.max_size - fs->cfg.max_size / 20;
-	fs->dirfd = fs->tmpfd = fs->lockfd = -1;
+	fs->dirfd = fs->tmpfd = fs->lockfd = fs->packsfd = -1;
 	for (int x = 0; x < CACHEFS_FANOUT; x++)
 		fs->casfd[x] = -1;
+	fs->pack_limit = CACHEFS_PACK_MAX_SIZE;
 	cachefs_index_init(&fs->ix);
+	cachefs_evict_init(fs);
+	cachefs_packer_init(&fs->pk);
 	st = cachefs_layout_open(fs);
 	if (cairn_is_ok(&st))
 		st = cachefs_scan(fs); /* before any thread starts: the index is not yet shared */
@@ -163,13 +175,13 @@ cairn_status cachefs_open(const cachefs_config *cfg, cachefs **out)
 		return st;
 	}
 	fs->cfg.dir = fs->dir;
-	st = cachefs_evict_start(fs);
+	st = cachefs_ring_start(&fs->ring, cfg->ring_entries);
 	if (cairn_is_ok(&st)) {
-		st = cachefs_ring_start(&fs->ring, cfg->ring_entries);
-		fs->ring_started = cairn_is_ok(&st);
+		st = cachefs_evict_start(fs);
+		if (!cairn_is_ok(&st))
+			cachefs_ring_stop(&fs->ring);
 	}
 	if (!cairn_is_ok(&st)) {
-		cachefs_evict_stop(fs);
 		free_store(fs);
 		return st;
 	}
@@ -182,8 +194,8 @@ void cachefs_close(cachefs *fs)
 {
 	if (!fs)
 		return;
+	cachefs_evict_stop(fs);       /* first: a pass waits on the ring */
 	cachefs_ring_stop(&fs->ring); /* runs every queued operation and commit chain to its end */
-	cachefs_evict_stop(fs);
 	cachefs_stats s;
 	cachefs_get_stats(fs, &s);
 	assert(s.reserved == 0);

@@ -1,11 +1,16 @@
-/* Blob writers: the bytes of an upload go to cas/<xx>/<n>.part, beside where the blob will live.
+/* Blob writers. cachefs_write hashes the data on the caller's thread, then copies it into the
+ * writer's buffers.
  *
- * cachefs_write hashes the data on the caller's thread, then copies it into the writer's two buffers.
- * A full buffer is sealed and written through the ring (the temp file is created by the ring when the
- * first buffer is sealed, so small blobs cost no I/O before commit). The append's callback runs at
- * once when everything was copied and a buffer is still free; otherwise the rest of the data waits
- * until a buffer write completes, and the callback runs on the I/O thread. That is the back-pressure:
- * a writer never holds more than two buffers, however fast its client sends. */
+ * A small blob (up to CACHEFS_PACK_MAX_BLOB) stays in one buffer of its own size until commit, which
+ * checks the digest and hands a good blob to the group commit (group.c) that writes it into a pack:
+ * a wrong digest costs no I/O and leaves nothing behind.
+ *
+ * A large blob goes to cas/<xx>/<n>.part, beside where it will live, through two buffers. A full
+ * buffer is sealed and written through the ring (the temp file is created by the ring when the first
+ * buffer is sealed). The append's callback runs at once when everything was copied and a buffer is
+ * still free; otherwise the rest of the data waits until a buffer write completes, and the callback
+ * runs on the I/O thread. That is the back-pressure: a writer never holds more than two buffers,
+ * however fast its client sends. */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -42,17 +47,23 @@ bool cachefs_writer_idle(const cachefs_writer *w)
 	return true;
 }
 
-cairn_status cachefs_writer_io_error(cachefs_writer *w, int64_t res, const char *what)
+cairn_status cachefs_io_error(cachefs *fs, const cairn_digest *d, int64_t res, const char *what, const char *rel)
 {
 	int e = (int)-res;
 	if (e == ENOSPC || e == EDQUOT) {
-		pthread_mutex_lock(&w->fs->ix.mu);
-		w->fs->ix.rejected_writes++;
-		pthread_mutex_unlock(&w->fs->ix.mu);
+		pthread_mutex_lock(&fs->ix.mu);
+		fs->ix.rejected_writes++;
+		pthread_mutex_unlock(&fs->ix.mu);
 	}
 	char ds[CAIRN_DIGEST_STR_MAX];
-	return cairn_errno(e, "cachefs: %s %s/cas/%02x/%s for blob %s", what, w->fs->dir, w->base.digest.hash[0], w->tmpname,
-	                   cairn_digest_str(&w->base.digest, ds));
+	return cairn_errno(e, "cachefs: %s %s/%s for blob %s", what, fs->dir, rel, cairn_digest_str(d, ds));
+}
+
+cairn_status cachefs_writer_io_error(cachefs_writer *w, int64_t res, const char *what)
+{
+	char rel[48];
+	snprintf(rel, sizeof rel, "cas/%02x/%s", w->base.digest.hash[0], w->tmpname);
+	return cachefs_io_error(w->fs, &w->base.digest, res, what, rel);
 }
 
 static void set_err(cachefs_writer *w, int64_t res, const char *what)
@@ -91,7 +102,7 @@ static bool fill(cachefs_writer *w, const uint8_t **p, size_t *n)
 		b->fill += k;
 		*p += k;
 		*n -= k;
-		if (b->fill == w->cap)
+		if (b->fill == w->cap && !w->packed)
 			seal(w, b);
 	}
 }
@@ -197,6 +208,7 @@ cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_write
 {
 	cachefs *fs = (cachefs *)bs;
 	assert(d->size >= 0);
+	bool packed = fs->packing && d->size > 0 && d->size <= CACHEFS_PACK_MAX_BLOB;
 	pthread_mutex_lock(&fs->ix.mu);
 	int64_t bytes = fs->ix.bytes, reserved = fs->ix.reserved;
 	bool fits = d->size <= fs->cfg.hard_limit - bytes - reserved;
@@ -221,6 +233,7 @@ cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_write
 	w->hasher = cairn_hasher_new();
 	w->reserved = d->size;
 	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
+	w->packed = packed; /* then cap is the size: b[0] takes the whole blob and is never sealed */
 	for (int i = 0; i < 2; i++)
 		w->b[i].w = w;
 	w->fd = -1;
@@ -288,6 +301,29 @@ static cairn_status verify(cachefs_writer *w)
 	return cairn_ok();
 }
 
+/* Seals what is buffered, writes it and starts the finishing chain (commit.c) once nothing is in
+ * flight; with a bad outcome, that chain only cleans up. */
+static void commit_file(cachefs_writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	for (int i = 0; i < 2 && cairn_is_ok(&w->outcome); i++)
+		if (w->b[i].st == CACHEFS_WBUF_FILLING && w->b[i].fill > 0)
+			seal(w, &w->b[i]);
+	pump(w);
+	bool chain = !w->chain && cachefs_writer_idle(w);
+	w->chain |= chain;
+	pthread_mutex_unlock(&w->mu);
+	if (chain)
+		cachefs_writer_finish_chain(w);
+}
+
+void cachefs_writer_commit_file(cachefs_writer *w)
+{
+	assert(w->packed && w->phase == CACHEFS_W_COMMITTING);
+	w->packed = false;
+	commit_file(w);
+}
+
 void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg)
 {
 	cachefs_writer *w = (cachefs_writer *)bw;
@@ -298,15 +334,11 @@ void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg)
 	w->done_cb = cb;
 	w->done_arg = arg;
 	w->outcome = cairn_is_ok(&w->err) ? verdict : w->err;
-	for (int i = 0; i < 2 && cairn_is_ok(&w->outcome); i++)
-		if (w->b[i].st == CACHEFS_WBUF_FILLING && w->b[i].fill > 0)
-			seal(w, &w->b[i]);
-	pump(w);
-	bool chain = !w->chain && cachefs_writer_idle(w);
-	w->chain |= chain;
 	pthread_mutex_unlock(&w->mu);
-	if (chain)
-		cachefs_writer_finish_chain(w);
+	/* a small blob that failed the check started no I/O: commit_file only reports */
+	if (w->packed && cairn_is_ok(&w->outcome))
+		return cachefs_group_commit(w);
+	commit_file(w);
 }
 
 void cachefs_abort(blob_writer *bw)

@@ -34,30 +34,53 @@ static cairn_status pin_path(void *ctx, const cairn_digest *d, char *path, size_
 
 static void unpin(void *ctx, const cairn_digest *d) { cachefs_unpin(((local *)ctx)->fs, d); }
 
+/* A reader's answers, for a thread that waits for them. */
+typedef struct get_wait {
+	cairn_waiter w;
+	blob_reader *r;
+	size_t n;
+} get_wait;
+
+static void get_opened(void *arg, cairn_status st, blob_reader *r)
+{
+	get_wait *g = arg;
+	g->r = r;
+	cairn_waiter_done(&g->w, st);
+}
+
+static void get_read(void *arg, cairn_status st, size_t n)
+{
+	get_wait *g = arg;
+	g->n = n;
+	cairn_waiter_done(&g->w, st);
+}
+
+/* Reads the blob through the store (a small blob is read where it is, in a pack, and never gets a
+ * file of its own for this). */
 static cairn_status get_bytes(void *ctx, const cairn_digest *d, int64_t max, uint8_t **data, size_t *len)
 {
 	if (d->size > max)
 		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "blob of %lld bytes is over the %lld allowed here",
 		                 (long long)d->size, (long long)max);
-	char path[4096];
-	cairn_status st = pin_path(ctx, d, path, sizeof path);
-	if (!cairn_is_ok(&st))
-		return st;
+	local *l = ctx;
+	get_wait g = {0};
+	cairn_waiter_init(&g.w);
+	blobstore_open_read(l->cas, d, get_opened, &g);
+	cairn_status st = cairn_waiter_wait(&g.w);
 	*data = cairn_xmalloc((size_t)d->size + 1);
 	*len = (size_t)d->size;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
-	while (fd >= 0 && got < *len) {
-		ssize_t n = read(fd, *data + got, *len - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
+	for (size_t got = 0; cairn_is_ok(&st) && got < *len; got += g.n) {
+		blob_read(g.r, got, *data + got, *len - got, get_read, &g);
+		st = cairn_waiter_wait(&g.w);
+		if (cairn_is_ok(&st) && g.n == 0) {
+			char ds[CAIRN_DIGEST_STR_MAX];
+			st = cairn_err(CAIRN_DATA_LOSS, "blob %s ended after %zu of its %lld bytes", cairn_digest_str(d, ds), got,
+			               (long long)d->size);
+		}
 	}
-	if (fd < 0 || got != *len)
-		st = cairn_errno(fd < 0 ? errno : EIO, "read blob %s", path);
-	if (fd >= 0)
-		close(fd);
-	unpin(ctx, d);
+	if (g.r)
+		blob_close_read(g.r);
+	cairn_waiter_destroy(&g.w);
 	if (!cairn_is_ok(&st)) {
 		free(*data);
 		*data = NULL;

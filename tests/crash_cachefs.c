@@ -1,11 +1,16 @@
 /* Crash test for cachefs: a child process uploads blobs from three threads in a loop and is killed
  * with SIGKILL at a random point; then the store is reopened in this process, which checks that
  *  - no temp file is left (interrupted uploads, cas/<xx>/<n>.part, were removed),
- *  - every file in cas/ hashes to its name (no partial blob ever became visible),
+ *  - every file in cas/ hashes to its name, and every blob the index holds, in a file or in a pack,
+ *    reads back bytes that hash to its digest (no partial blob ever became visible),
  *  - every blob whose commit the child saw succeed is held (an acknowledged upload survives).
- * Several rounds, half of them with fsync. The test polls with deadlines; it never sleeps in order to
- * wait for something to happen. */
+ * Half the uploads are small blobs (group commits into packs), half large ones (files of their own).
+ * Several rounds, half of them with fsync; in every fourth the child's store is small, so that the
+ * kill may also land in an eviction (a blob punched from its pack must never come back), and the
+ * blobs acknowledged up to then need no longer be held. The test polls with deadlines; it never
+ * sleeps in order to wait for something to happen. */
 #include "cachefs/cachefs.h"
+#include "cachefs/internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUNDS 10
+#define ROUNDS 24
 #define THREADS 3
 #define MAX_ACKED 100000
 
@@ -75,7 +80,10 @@ static void *uploader(void *p)
 	uint64_t x = a->seed | 1;
 	uint8_t *data = malloc(2 << 20);
 	for (;;) {
-		size_t len = next_rand(&x) % 4 == 0 ? next_rand(&x) % 4096 : next_rand(&x) % (2 << 20);
+		uint64_t kind = next_rand(&x) % 4;
+		size_t len = kind == 0   ? next_rand(&x) % 4096
+		             : kind == 1 ? next_rand(&x) % (2 << 20)
+		                         : 1 + next_rand(&x) % CACHEFS_PACK_MAX_BLOB;
 		for (size_t i = 0; i < len; i++)
 			data[i] = (uint8_t)(next_rand(&x) >> 32);
 		cairn_digest d;
@@ -93,9 +101,13 @@ static void *uploader(void *p)
 	return NULL;
 }
 
+static bool evicting(int round) { return round % 4 == 3; }
+
 static void run_child(const char *dir, shared *sh, int round)
 {
-	cachefs_config cfg = {.dir = dir, .max_size = 1LL << 40, .fsync = round % 2};
+	/* the hard limit well above max_size: eviction must not fall so far behind that a put is refused */
+	cachefs_config cfg = {.dir = dir, .max_size = evicting(round) ? 4 << 20 : 1LL << 40, .hard_limit = 1LL << 40,
+	                      .fsync = round % 2};
 	cachefs *fs;
 	cairn_status st = cachefs_open(&cfg, &fs);
 	if (!cairn_is_ok(&st)) {
@@ -200,7 +212,75 @@ static int count_tmp(const char *dir)
 	return n;
 }
 
-static void verify(const char *dir, shared *sh, int round)
+typedef struct sync_read {
+	cairn_waiter w;
+	blob_reader *r;
+	size_t n;
+} sync_read;
+
+static void opened(void *arg, cairn_status st, blob_reader *r)
+{
+	((sync_read *)arg)->r = r;
+	cairn_waiter_done(&((sync_read *)arg)->w, st);
+}
+
+static void got(void *arg, cairn_status st, size_t n)
+{
+	((sync_read *)arg)->n = n;
+	cairn_waiter_done(&((sync_read *)arg)->w, st);
+}
+
+/* Reads a held blob through the store and checks that its bytes hash to its digest. */
+static bool reads_back(blobstore *bs, const cairn_digest *d, uint8_t *buf)
+{
+	sync_read s = {0};
+	cairn_waiter_init(&s.w);
+	blobstore_open_read(bs, d, opened, &s);
+	cairn_status st = cairn_waiter_wait(&s.w);
+	size_t len = 0;
+	while (cairn_is_ok(&st) && len < (size_t)d->size) {
+		blob_read(s.r, len, buf + len, (size_t)d->size - len, got, &s);
+		st = cairn_waiter_wait(&s.w);
+		len += s.n;
+		if (s.n == 0)
+			break;
+	}
+	if (s.r)
+		blob_close_read(s.r);
+	cairn_waiter_destroy(&s.w);
+	cairn_digest back;
+	cairn_digest_of(buf, len, &back);
+	return cairn_is_ok(&st) && cairn_digest_eq(&back, d);
+}
+
+/* Every blob the index holds reads back right; returns how many lie in packs. */
+static uint64_t verify_held(cachefs *fs)
+{
+	size_t n = 0, cap = 1024;
+	cairn_digest *ds = malloc(cap * sizeof *ds);
+	uint64_t packed = 0;
+	pthread_mutex_lock(&fs->ix.mu);
+	CHECK(cachefs_index_check(&fs->ix) && cachefs_packs_check(fs), "the index does not check out");
+	for (uint32_t i = fs->ix.lru_head; i != CACHEFS_NIL; i = cachefs_index_at(&fs->ix, i)->next) {
+		if (n == cap)
+			ds = realloc(ds, (cap *= 2) * sizeof *ds);
+		cachefs_index_digest(&fs->ix, i, &ds[n++]);
+		packed += cachefs_index_at(&fs->ix, i)->loc != 0;
+	}
+	pthread_mutex_unlock(&fs->ix.mu);
+	uint8_t *buf = malloc(2 << 20);
+	for (size_t k = 0; k < n; k++) {
+		char str[CAIRN_DIGEST_STR_MAX];
+		CHECK(reads_back(cachefs_blobstore(fs), &ds[k], buf), "held blob %s does not read back",
+		      cairn_digest_str(&ds[k], str));
+	}
+	free(buf);
+	free(ds);
+	return packed;
+}
+
+/* Checks the store after a kill; the blobs acknowledged from `first` on must be held. */
+static void verify(const char *dir, shared *sh, int round, uint64_t first)
 {
 	cachefs_config cfg = {.dir = dir, .max_size = 1LL << 40};
 	cachefs *fs;
@@ -210,18 +290,19 @@ static void verify(const char *dir, shared *sh, int round)
 		return;
 	CHECK(count_tmp(dir) == 0, "temp files are left after reopening");
 	uint64_t acked = atomic_load(&sh->acked), missing = 0;
-	for (uint64_t i = 0; i < acked && i < MAX_ACKED; i++)
+	for (uint64_t i = first; i < acked && i < MAX_ACKED; i++)
 		if (atomic_load(&sh->slot[i].valid) && !cachefs_contains(fs, &sh->slot[i].d, false))
 			missing++;
 	CHECK(missing == 0, "%llu acknowledged blobs are missing", (unsigned long long)missing);
+	uint64_t packed = verify_held(fs);
 	cachefs_stats s;
 	cachefs_get_stats(fs, &s);
 	cachefs_close(fs);
 	int files = verify_cas(dir);
-	CHECK((uint64_t)files == s.blobs + 1, "%d files in cas/ but %llu blobs indexed", files,
-	      (unsigned long long)s.blobs);
-	fprintf(stderr, "crash_cachefs: round %d: acknowledged=%llu held=%llu files verified=%d\n", round,
-	        (unsigned long long)acked, (unsigned long long)s.blobs, files);
+	CHECK((uint64_t)files + packed == s.blobs + 1, "%d files in cas/ and %llu packed blobs but %llu blobs indexed",
+	      files, (unsigned long long)packed, (unsigned long long)s.blobs);
+	fprintf(stderr, "crash_cachefs: round %d: acknowledged=%llu held=%llu packed=%llu files verified=%d\n", round,
+	        (unsigned long long)acked, (unsigned long long)s.blobs, (unsigned long long)packed, files);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -246,8 +327,10 @@ int main(void)
 	}
 	uint64_t x = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 16;
 	fprintf(stderr, "crash_cachefs: seed %llu dir %s\n", (unsigned long long)x, dir);
+	uint64_t first = 0;
 	for (int round = 0; round < ROUNDS && !failures; round++) {
-		uint64_t target = atomic_load(&sh->acked) + 1 + next_rand(&x) % 12;
+		/* evicting rounds run longer, so that packs are partly punched when the kill comes */
+		uint64_t target = atomic_load(&sh->acked) + 1 + next_rand(&x) % 12 + (evicting(round) ? 40 : 0);
 		fflush(stderr);
 		pid_t pid = fork();
 		if (pid == 0)
@@ -259,7 +342,9 @@ int main(void)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		CHECK(ok, "round %d: the child did not reach %llu acknowledged blobs", round, (unsigned long long)target);
-		verify(dir, sh, round);
+		if (evicting(round))
+			first = atomic_load(&sh->acked);
+		verify(dir, sh, round, first);
 	}
 	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	munmap(sh, sizeof *sh);

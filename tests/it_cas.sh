@@ -78,8 +78,27 @@ blob_files() {
 	find "$DATA/cas" -type f -name "${hash}_${size}*" | wc -l
 }
 
-cas_file_count() {
-	find "$DATA/cas" -type f ! -name '*.part' | wc -l
+# packed: "COUNT BYTES" of the records in the packs' journals (48 bytes each, the blob's size at
+# byte 32); while nothing was evicted or copied out of a pack, each is one small blob held.
+packed() {
+	"$PYTHON" - "$DATA/packs" <<'EOF'
+import glob, struct, sys
+n = size = 0
+for path in glob.glob(sys.argv[1] + "/*.journal"):
+    data = open(path, "rb").read()
+    for off in range(0, len(data) - len(data) % 48, 48):
+        n += 1
+        size += struct.unpack_from("<I", data, off + 32)[0]
+print(n, size)
+EOF
+}
+
+# stored_count: blobs on disk, in files of their own and in packs.
+stored_count() {
+	local files records
+	files=$(find "$DATA/cas" -type f ! -name '*.part' | wc -l)
+	read -r records _ < <(packed)
+	echo $((files + records))
 }
 
 # query_write_status NAME: "COMMITTED complete|partial" as QueryWriteStatus reports it for an upload
@@ -321,15 +340,15 @@ for mode in bytestream batch; do
 	[ $mode = batch ] && flag=(--batch)
 	head -c 10000 /dev/urandom >"$TMP/liar"
 	claimed=$(head -c 10000 /dev/urandom | sha256sum | cut -d' ' -f1)/10000
-	before=$(cas_file_count)
+	before=$(stored_count)
 	expect_status INVALID_ARGUMENT c cas put "${flag[@]}" --as_digest="$claimed" "$TMP/liar"
 	missing_is "$claimed $(digest_of "$TMP/liar")" "$claimed" "$(digest_of "$TMP/liar")"
 	wait_for -t 10 tmp_empty
-	[ "$(cas_file_count)" -eq "$before" ] || fail "the refused upload left a file under $DATA/cas"
+	[ "$(stored_count)" -eq "$before" ] || fail "the refused upload left a blob under $DATA/cas or $DATA/packs"
 	# a claimed size that differs is refused too
 	expect_status INVALID_ARGUMENT c cas put "${flag[@]}" --as_digest="${claimed%/*}/9999" "$TMP/liar"
 	wait_for -t 10 tmp_empty
-	[ "$(cas_file_count)" -eq "$before" ] || fail "the refused upload left a file under $DATA/cas"
+	[ "$(stored_count)" -eq "$before" ] || fail "the refused upload left a blob under $DATA/cas or $DATA/packs"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -491,9 +510,11 @@ held_ready() {
 	grep -q ready "$TMP/held.out" && ! tmp_empty
 }
 wait_for held_ready
-# what the new process must find: every blob file but the empty blob's (held without an entry)
-blobs_before=$(find "$DATA/cas" -type f ! -name "${EMPTY%/*}_0" ! -name '*.part' | wc -l)
-bytes_before=$(find "$DATA/cas" -type f ! -name '*.part' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+# what the new process must find: every blob file but the empty blob's (held without an entry), and
+# every packed blob
+read -r packed_blobs packed_bytes < <(packed)
+blobs_before=$(($(find "$DATA/cas" -type f ! -name "${EMPTY%/*}_0" ! -name '*.part' | wc -l) + packed_blobs))
+bytes_before=$(($(find "$DATA/cas" -type f ! -name '*.part' -printf '%s\n' | awk '{s += $1} END {print s + 0}') + packed_bytes))
 pid=$SERVE_PID
 kill -TERM "$pid"
 gone() { ! kill -0 "$pid" 2>/dev/null; }

@@ -236,12 +236,78 @@ static void blob_path(fixture *f, const cairn_digest *d, char *out, size_t cap)
 	snprintf(out, cap, "%s/cas/%02x/%s", f->dir, d->hash[0], name);
 }
 
+/* packs/<id>.data or packs/<id>.journal */
+static void pack_path(fixture *f, unsigned id, const char *ext, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/packs/%u.%s", f->dir, id, ext);
+}
+
+/* The size and allocated 512-byte blocks of a file; -1 if it does not exist. */
+static int64_t file_size(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+static int64_t file_blocks(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (int64_t)sb.st_blocks : -1;
+}
+
+/* Pack data files in packs/. */
+static int count_packs(fixture *f)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%s/packs", f->dir);
+	DIR *d = opendir(p);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *de; (de = readdir(d));)
+		n += strstr(de->d_name, ".data") != NULL;
+	closedir(d);
+	return n;
+}
+
+/* Where a held packed blob lies in its pack (offset in bytes); -1 if it is a file of its own. */
+static int64_t packed_at(cachefs *fs, const cairn_digest *d, unsigned *pack)
+{
+	pthread_mutex_lock(&fs->ix.mu);
+	uint32_t i = cachefs_index_find(&fs->ix, d);
+	assert_true(i != CACHEFS_NIL);
+	uint32_t loc = cachefs_index_at(&fs->ix, i)->loc;
+	pthread_mutex_unlock(&fs->ix.mu);
+	if (pack)
+		*pack = cachefs_loc_pack(loc);
+	return loc ? (int64_t)cachefs_loc_off(loc) : -1;
+}
+
+/* Whether [off, off + len) of a file holds a hole somewhere. */
+static bool has_hole(const char *path, int64_t off, int64_t len)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	off_t hole = lseek(fd, off, SEEK_HOLE);
+	close(fd);
+	return hole < off + len;
+}
+
+/* Waits (polling, with a deadline) until a file is gone: pack deletions finish on the I/O thread. */
+static bool gone_soon(const char *path)
+{
+	int64_t deadline = cairn_now_ns() + 10 * 1000000000LL;
+	while (access(path, F_OK) == 0 && cairn_now_ns() < deadline)
+		usleep(1000);
+	return access(path, F_OK) != 0;
+}
+
 static void assert_index_ok(cachefs *fs)
 {
 	pthread_mutex_lock(&fs->ix.mu);
-	bool ok = cachefs_index_check(&fs->ix);
+	bool ok = cachefs_index_check(&fs->ix), packs_ok = cachefs_packs_check(fs);
 	pthread_mutex_unlock(&fs->ix.mu);
 	assert_true(ok);
+	assert_true(packs_ok);
 }
 
 static cachefs_stats stats(cachefs *fs)
@@ -260,16 +326,18 @@ static void test_entry_size(void **state)
 	double per_blob = (double)sizeof(cachefs_entry) + 4.0 * 8 / 3;
 	print_message("index: %zu bytes per entry, at most %.1f bytes per blob with its table slot\n",
 	              sizeof(cachefs_entry), per_blob);
-	assert_true(per_blob <= 64);
+	assert_true(per_blob <= 67);
+	assert_true(per_blob * 10e6 < 1e9); /* ten million blobs in under 1 GB */
 }
 
 static void put_read_sizes(fixture *f, bool fsync)
 {
 	blobstore *bs = cachefs_blobstore(reopen(f, 1LL << 40, 0, 0, fsync));
-	const size_t sizes[] = {0, 1, 4096, MiB + 1, 20 * MiB};
-	const size_t chunks[] = {1, 1, 1000, 65537, 3 * MiB}; /* 3 MiB: one append larger than both buffers */
+	/* packed up to CACHEFS_PACK_MAX_BLOB, files above */
+	const size_t sizes[] = {0, 1, 4096, 64 * KiB, 64 * KiB + 1, MiB + 1, 20 * MiB};
+	const size_t chunks[] = {1, 1, 1000, 7000, 7000, 65537, 3 * MiB}; /* 3 MiB: one append larger than both buffers */
 	uint64_t bytes = 0;
-	for (size_t k = 0; k < 5; k++) {
+	for (size_t k = 0; k < 7; k++) {
 		uint8_t *data = random_bytes(sizes[k], k + 1);
 		cairn_digest d;
 		cairn_digest_of(data, sizes[k], &d);
@@ -277,18 +345,20 @@ static void put_read_sizes(fixture *f, bool fsync)
 		assert_int_equal(st.code, CAIRN_OK);
 		assert_blob(bs, &d, data, sizes[k]);
 		bytes += sizes[k];
-		if (sizes[k]) {
-			char path[256];
-			struct stat sb;
-			blob_path(f, &d, path, sizeof path);
+		char path[256];
+		struct stat sb;
+		blob_path(f, &d, path, sizeof path);
+		if (sizes[k] > CACHEFS_PACK_MAX_BLOB) {
 			assert_int_equal(stat(path, &sb), 0);
 			assert_int_equal(sb.st_size, (off_t)sizes[k]);
 			assert_int_equal(sb.st_mode & 0777, 0444);
+		} else if (sizes[k]) {
+			assert_int_equal(stat(path, &sb), -1); /* packed */
 		}
 		free(data);
 	}
 	cachefs_stats s = stats(f->fs);
-	assert_int_equal(s.blobs, 4); /* the empty blob is held without an entry */
+	assert_int_equal(s.blobs, 6); /* the empty blob is held without an entry */
 	assert_int_equal(s.bytes, bytes);
 	assert_int_equal(s.reserved, 0);
 	assert_int_equal(count_tmp(f), 0);
@@ -527,15 +597,18 @@ static void test_empty_blob(void **state)
 	assert_int_equal(stats(f->fs).blobs, 0);
 }
 
-/* Puts n blobs of 4 KiB; the k-th is filled from seed base + k. */
-static void put_blobs(blobstore *bs, cairn_digest *ds, int n, uint64_t base)
+/* Puts n blobs of the given size; the k-th is filled from seed base + k. */
+static void put_sized(blobstore *bs, cairn_digest *ds, int n, uint64_t base, size_t size)
 {
 	for (int k = 0; k < n; k++) {
-		uint8_t *data = random_bytes(4 * KiB, base + (uint64_t)k);
-		assert_int_equal(put(bs, data, 4 * KiB, &ds[k]).code, CAIRN_OK);
+		uint8_t *data = random_bytes(size, base + (uint64_t)k);
+		assert_int_equal(put(bs, data, size, &ds[k]).code, CAIRN_OK);
 		free(data);
 	}
 }
+
+/* Puts n blobs of 4 KiB (packed); the k-th is filled from seed base + k. */
+static void put_blobs(blobstore *bs, cairn_digest *ds, int n, uint64_t base) { put_sized(bs, ds, n, base, 4 * KiB); }
 
 static void touch(blobstore *bs, const cairn_digest *d)
 {
@@ -566,6 +639,26 @@ static void test_lru_eviction_order(void **state)
 	assert_int_equal(s.blobs, 9);
 	assert_int_equal(s.evicted_blobs, 2);
 	assert_int_equal(s.evicted_bytes, 8 * KiB);
+	char path[256];
+	blob_path(f, &d[1], path, sizeof path);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(count_cas(f), 0); /* all packed */
+	assert_index_ok(f->fs);
+}
+
+/* The same with blobs in files of their own: an evicted one's file is removed. */
+static void test_lru_eviction_files(void **state)
+{
+	fixture *f = *state;
+	const size_t size = 100 * KiB;
+	blobstore *bs = cachefs_blobstore(reopen(f, 10 * (int64_t)size, 20 * MiB, 0, false));
+	cairn_digest d[11];
+	put_sized(bs, d, 10, 1000, size);
+	touch(bs, &d[0]);
+	put_sized(bs, &d[10], 1, 2000, size);
+	cachefs_evict_now(f->fs);
+	assert_false(cachefs_contains(f->fs, &d[1], false));
+	assert_true(cachefs_contains(f->fs, &d[0], false));
 	char path[256];
 	blob_path(f, &d[1], path, sizeof path);
 	assert_int_equal(access(path, F_OK), -1); /* the file is gone too */
@@ -731,9 +824,10 @@ static void test_reopen_rebuilds_index(void **state)
 static void test_reopen_orders_by_mtime(void **state)
 {
 	fixture *f = *state;
+	const size_t size = 100 * KiB; /* blobs in files of their own */
 	blobstore *bs = cachefs_blobstore(open_default(f));
 	cairn_digest d[5];
-	put_blobs(bs, d, 5, 7000);
+	put_sized(bs, d, 5, 7000, size);
 	/* file times, in hours ago: d[2] is the newest, then d[4], d[0], d[3], d[1] */
 	const int hours_ago[5] = {3, 5, 1, 4, 2};
 	for (int k = 0; k < 5; k++) {
@@ -742,7 +836,7 @@ static void test_reopen_orders_by_mtime(void **state)
 		struct timespec ts[2] = {{.tv_sec = time(NULL) - hours_ago[k] * 3600}, {.tv_sec = time(NULL) - hours_ago[k] * 3600}};
 		assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
 	}
-	reopen(f, 3 * 4 * KiB, 0, 0, false); /* a pass keeps 95% of 3 blobs: 2 */
+	reopen(f, 3 * (int64_t)size, 0, 0, false); /* a pass keeps 95% of 3 blobs: 2 */
 	cachefs_evict_now(f->fs);
 	assert_true(cachefs_contains(f->fs, &d[2], false));
 	assert_true(cachefs_contains(f->fs, &d[4], false));
@@ -780,9 +874,10 @@ static void test_damaged_cas_files_dropped(void **state)
 	fixture *f = *state;
 	blobstore *bs = cachefs_blobstore(open_default(f));
 	cairn_digest good, cut;
-	uint8_t *a = random_bytes(8 * KiB, 8000), *b = random_bytes(8 * KiB, 8001);
-	assert_int_equal(put(bs, a, 8 * KiB, &good).code, CAIRN_OK);
-	assert_int_equal(put(bs, b, 8 * KiB, &cut).code, CAIRN_OK);
+	const size_t size = 100 * KiB; /* blobs in files of their own */
+	uint8_t *a = random_bytes(size, 8000), *b = random_bytes(size, 8001);
+	assert_int_equal(put(bs, a, size, &good).code, CAIRN_OK);
+	assert_int_equal(put(bs, b, size, &cut).code, CAIRN_OK);
 	cachefs_close(f->fs);
 	f->fs = NULL;
 	char p[256], name[CACHEFS_NAME_MAX];
@@ -799,7 +894,7 @@ static void test_damaged_cas_files_dropped(void **state)
 	open_default(f);
 	cachefs_stats s = stats(f->fs);
 	assert_int_equal(s.blobs, 1);
-	assert_int_equal(s.bytes, 8 * KiB);
+	assert_int_equal(s.bytes, size);
 	assert_true(cachefs_contains(f->fs, &good, false));
 	assert_false(cachefs_contains(f->fs, &cut, false));
 	assert_int_equal(count_cas(f), 1);
@@ -811,9 +906,10 @@ static void test_vanished_file(void **state)
 {
 	fixture *f = *state;
 	blobstore *bs = cachefs_blobstore(open_default(f));
-	uint8_t *data = random_bytes(50 * KiB, 9000);
+	const size_t size = 100 * KiB; /* a blob in a file of its own */
+	uint8_t *data = random_bytes(size, 9000);
 	cairn_digest d;
-	assert_int_equal(put(bs, data, 50 * KiB, &d).code, CAIRN_OK);
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
 	blob_reader *r1, *r2;
 	assert_int_equal(open_reader(bs, &d, &r1).code, CAIRN_OK);
 	char path[256];
@@ -824,14 +920,14 @@ static void test_vanished_file(void **state)
 	assert_false(cachefs_contains(f->fs, &d, false));
 	assert_int_equal(stats(f->fs).bytes, 0);
 	/* uploading it again while the first reader is still open brings it back */
-	assert_int_equal(put(bs, data, 50 * KiB, &d).code, CAIRN_OK);
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
 	assert_true(cachefs_contains(f->fs, &d, false));
 	uint8_t got[1000];
 	assert_int_equal(read_at(r1, 1000, got, sizeof got), sizeof got);
 	assert_memory_equal(got, data + 1000, sizeof got);
 	blob_close_read(r1);
-	assert_blob(bs, &d, data, 50 * KiB);
-	assert_int_equal(stats(f->fs).bytes, 50 * KiB);
+	assert_blob(bs, &d, data, size);
+	assert_int_equal(stats(f->fs).bytes, size);
 	assert_index_ok(f->fs);
 	free(data);
 }
@@ -926,7 +1022,33 @@ static int enospc_child(const char *dir)
 	    memcmp(buf, small, sizeof buf))
 		return 17;
 	blob_close_read(r);
-	cachefs_close(fs);
+	/* small blobs fill the rest: the one whose group does not fit is refused the same way */
+	cairn_digest dk[64];
+	int k = 0;
+	cairn_status st2;
+	do {
+		uint8_t *p = random_bytes(64 * KiB, 100 + (uint64_t)k);
+		st2 = put(bs, p, 64 * KiB, &dk[k]);
+		free(p);
+	} while (cairn_is_ok(&st2) && ++k < 64);
+	if (k == 0 || st2.code != CAIRN_RESOURCE_EXHAUSTED || !strstr(st2.msg, strerror(ENOSPC)))
+		return 19;
+	for (int round = 0; round < 2; round++) { /* the blobs before it are whole, also after a restart */
+		for (int j = 0; j < k; j++) {
+			uint8_t *want = random_bytes(64 * KiB, 100 + (uint64_t)j);
+			bool same = open_reader(bs, &dk[j], &r).code == CAIRN_OK &&
+			            read_at(r, 60 * KiB, buf, sizeof buf) == sizeof buf &&
+			            !memcmp(buf, want + 60 * KiB, sizeof buf);
+			free(want);
+			if (!same)
+				return 20;
+			blob_close_read(r);
+		}
+		cachefs_close(fs);
+		if (round == 0 && cachefs_open(&cfg, &fs).code != CAIRN_OK)
+			return 21;
+		bs = cachefs_blobstore(fs);
+	}
 	free(small);
 	free(big);
 	return 0;
@@ -949,6 +1071,431 @@ static void test_disk_full(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- packs ----------------------------------------------------------------------------------- */
+
+static void append_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+/* A blob's own file holds exactly these bytes, read-only. */
+static void assert_file(const char *path, const uint8_t *data, size_t len)
+{
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, (off_t)len);
+	assert_int_equal(sb.st_mode & 0777, 0444);
+	uint8_t *got = malloc(len + 1);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, got, len + 1), (ssize_t)len);
+	close(fd);
+	assert_memory_equal(got, data, len);
+	free(got);
+}
+
+static const size_t packed_sizes[] = {1, 100, 4095, 4096, 4097, 30000, 64 * KiB};
+#define NPACKED (sizeof packed_sizes / sizeof packed_sizes[0])
+
+/* Small blobs go into one pack, each at a 4 KiB slot with a journal record, and read back, also after
+ * a restart. */
+static void test_packed_round_trip(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	cairn_digest d[NPACKED];
+	uint8_t *data[NPACKED];
+	int64_t slots = 0;
+	for (size_t k = 0; k < NPACKED; k++) {
+		data[k] = random_bytes(packed_sizes[k], 11000 + k);
+		assert_int_equal(put(bs, data[k], packed_sizes[k], &d[k]).code, CAIRN_OK);
+		assert_blob(bs, &d[k], data[k], packed_sizes[k]);
+		assert_int_equal(packed_at(f->fs, &d[k], NULL), slots);
+		slots += (int64_t)cachefs_slot_bytes((int64_t)packed_sizes[k]);
+	}
+	blob_reader *r;
+	uint8_t buf[100];
+	assert_int_equal(open_reader(bs, &d[5], &r).code, CAIRN_OK);
+	assert_int_equal(read_at(r, 29950, buf, sizeof buf), 50); /* short at the end of the blob, not of the pack */
+	assert_memory_equal(buf, data[5] + 29950, 50);
+	blob_close_read(r);
+	char p[200];
+	pack_path(f, 1, "data", p, sizeof p);
+	assert_int_equal(file_size(p), slots);
+	pack_path(f, 1, "journal", p, sizeof p);
+	assert_int_equal(file_size(p), NPACKED * CACHEFS_RECORD_SIZE);
+	assert_int_equal(count_cas(f), 0);
+	assert_int_equal(count_packs(f), 1);
+	assert_index_ok(f->fs);
+
+	bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(stats(f->fs).blobs, NPACKED);
+	for (size_t k = 0; k < NPACKED; k++) {
+		assert_blob(bs, &d[k], data[k], packed_sizes[k]);
+		free(data[k]);
+	}
+	assert_index_ok(f->fs);
+}
+
+/* A small upload whose bytes do not match its digest writes nothing: no record, no data, no pack. */
+static void test_packed_bad_digest_leaves_nothing(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *a = random_bytes(5000, 1), *b = random_bytes(5000, 2);
+	cairn_digest d;
+	cairn_digest_of(a, 5000, &d);
+	cairn_status st = put_chunked(bs, &d, b, 5000, 1000);
+	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
+	assert_non_null(strstr(st.msg, "does not match digest"));
+	assert_int_equal(put_chunked(bs, &d, a, 4999, 1000).code, CAIRN_INVALID_ARGUMENT);
+	assert_false(cachefs_contains(f->fs, &d, false));
+	assert_int_equal(stats(f->fs).reserved, 0);
+	assert_int_equal(count_packs(f), 0);
+	assert_int_equal(put_chunked(bs, &d, a, 5000, 1000).code, CAIRN_OK);
+	char p[200];
+	pack_path(f, 1, "journal", p, sizeof p);
+	assert_int_equal(file_size(p), CACHEFS_RECORD_SIZE); /* the good upload's record only */
+	open_default(f);
+	assert_int_equal(stats(f->fs).blobs, 1);
+	free(a);
+	free(b);
+}
+
+/* Evicting packed blobs punches their slots at once; a pack left with nothing is deleted. */
+static void test_packed_eviction_frees_space(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	cairn_digest d[16];
+	put_blobs(bs, d, 16, 12000);
+	char p[200], j[200];
+	pack_path(f, 1, "data", p, sizeof p);
+	pack_path(f, 1, "journal", j, sizeof j);
+	int64_t before = file_blocks(p);
+	assert_true(before >= 16 * 4 * KiB / 512);
+	reopen(f, 8 * 4 * KiB, 0, 0, false); /* a pass keeps 95% of 8 blobs: 7, the newest */
+	cachefs_evict_now(f->fs);
+	for (int k = 0; k < 16; k++)
+		assert_int_equal(cachefs_contains(f->fs, &d[k], false), k >= 9);
+	assert_true(file_blocks(p) <= before - 9 * 4 * KiB / 512);
+	assert_true(has_hole(p, 0, 4 * KiB) && has_hole(p, 8 * 4 * KiB, 4 * KiB));
+	assert_false(has_hole(p, 9 * 4 * KiB, 7 * 4 * KiB));
+	assert_index_ok(f->fs);
+	open_default(f); /* a restart finds the punched blobs dead */
+	assert_int_equal(stats(f->fs).blobs, 7);
+	for (int k = 0; k < 16; k++) {
+		uint8_t *data = random_bytes(4 * KiB, 12000 + (uint64_t)k);
+		if (k >= 9)
+			assert_blob(cachefs_blobstore(f->fs), &d[k], data, 4 * KiB);
+		else
+			assert_false(cachefs_contains(f->fs, &d[k], false));
+		free(data);
+	}
+	reopen(f, 1, 0, 0, false); /* everything goes */
+	cachefs_evict_now(f->fs);
+	assert_int_equal(stats(f->fs).blobs, 0);
+	assert_true(gone_soon(j));
+	assert_true(gone_soon(p));
+	assert_index_ok(f->fs);
+}
+
+/* Full packs are retired and deleted once empty; the active pack stays, even empty. Packs of four
+ * 4 KiB slots here. */
+static void test_packed_rotation(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 6 * 4 * KiB, 10 * MiB, 0, false));
+	f->fs->pack_limit = 4 * 4 * KiB; /* before any write: only the I/O thread reads it from here on */
+	cairn_digest d[11], big;
+	/* packs 1 (d[0..3]), 2 (d[4..7]), 3 (d[8..10]). Eviction settles after each put (whether the
+	 * eviction thread or this one runs the pass), so that passes run at 7 blobs and keep 95% of 6: 5 */
+	for (int k = 0; k < 11; k++) {
+		put_blobs(bs, &d[k], 1, 12100 + (uint64_t)k);
+		cachefs_evict_now(f->fs);
+	}
+	for (int k = 0; k < 11; k++)
+		assert_int_equal(cachefs_contains(f->fs, &d[k], false), k >= 6);
+	char p1[200], j1[200], p2[200], p3[200];
+	pack_path(f, 1, "data", p1, sizeof p1);
+	pack_path(f, 1, "journal", j1, sizeof j1);
+	pack_path(f, 2, "data", p2, sizeof p2);
+	pack_path(f, 3, "data", p3, sizeof p3);
+	assert_true(gone_soon(p1));
+	assert_true(gone_soon(j1));
+	assert_true(has_hole(p2, 0, 2 * 4 * KiB));
+	assert_false(has_hole(p2, 2 * 4 * KiB, 2 * 4 * KiB));
+	unsigned pack;
+	assert_int_equal(packed_at(f->fs, &d[10], &pack), 2 * 4 * KiB);
+	assert_int_equal(pack, 3);
+	/* a blob larger than max_size pushes every blob out, itself too */
+	put_sized(bs, &big, 1, 12200, 100 * KiB);
+	cachefs_evict_now(f->fs);
+	assert_int_equal(stats(f->fs).blobs, 0);
+	assert_true(gone_soon(p2));
+	assert_int_equal(file_blocks(p3), 0); /* empty, but it is the one appended to */
+	put_blobs(bs, d, 1, 12300);
+	assert_int_equal(packed_at(f->fs, &d[0], &pack), 3 * 4 * KiB);
+	assert_int_equal(pack, 3);
+	assert_index_ok(f->fs);
+}
+
+/* After a restart, packed blobs go in the order they were written. */
+static void test_packed_restart_keeps_order(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d[5];
+	put_blobs(cachefs_blobstore(open_default(f)), d, 5, 12400);
+	reopen(f, 3 * 4 * KiB, 0, 0, false); /* a pass keeps 95% of 3 blobs: 2 */
+	cachefs_evict_now(f->fs);
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(cachefs_contains(f->fs, &d[k], false), k >= 3);
+}
+
+/* A record a crash tore or damaged ends the journal: the scan cuts it there and frees its blob's slot. */
+static void test_torn_journal_tail(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d[3];
+	put_blobs(cachefs_blobstore(open_default(f)), d, 3, 13000);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	char p[200], j[200];
+	pack_path(f, 1, "data", p, sizeof p);
+	pack_path(f, 1, "journal", j, sizeof j);
+	append_file(j, "a torn record", 13);
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(stats(f->fs).blobs, 3);
+	assert_int_equal(file_size(j), 3 * CACHEFS_RECORD_SIZE);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	int fd = open(j, O_RDWR);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, 2 * CACHEFS_RECORD_SIZE + 10), 1);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, 2 * CACHEFS_RECORD_SIZE + 10), 1);
+	close(fd);
+	bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(stats(f->fs).blobs, 2);
+	assert_false(cachefs_contains(f->fs, &d[2], false));
+	assert_int_equal(file_size(j), 2 * CACHEFS_RECORD_SIZE);
+	assert_int_equal(file_size(p), 2 * 4 * KiB);
+	for (int k = 0; k < 3; k++) {
+		uint8_t *data = random_bytes(4 * KiB, 13000 + (uint64_t)k);
+		if (k == 2)
+			assert_int_equal(put(bs, data, 4 * KiB, &d[k]).code, CAIRN_OK);
+		assert_blob(bs, &d[k], data, 4 * KiB);
+		free(data);
+	}
+	assert_index_ok(f->fs);
+}
+
+/* A blob found both as a file and in a pack is kept as the file; the pack copy is punched, and a pack
+ * left with no live record is removed. */
+static void test_pack_and_file_same_digest(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d[2];
+	put_blobs(cachefs_blobstore(open_default(f)), d, 2, 13100);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	uint8_t *data[2] = {random_bytes(4 * KiB, 13100), random_bytes(4 * KiB, 13101)};
+	char path[256], p[200];
+	pack_path(f, 1, "data", p, sizeof p);
+	blob_path(f, &d[0], path, sizeof path);
+	write_file(path, data[0], 4 * KiB);
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(stats(f->fs).blobs, 2);
+	assert_int_equal(packed_at(f->fs, &d[0], NULL), -1);
+	assert_int_equal(packed_at(f->fs, &d[1], NULL), 4 * KiB);
+	assert_true(has_hole(p, 0, 4 * KiB));
+	assert_false(has_hole(p, 4 * KiB, 4 * KiB));
+	for (int k = 0; k < 2; k++)
+		assert_blob(bs, &d[k], data[k], 4 * KiB);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	blob_path(f, &d[1], path, sizeof path);
+	write_file(path, data[1], 4 * KiB);
+	bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(stats(f->fs).blobs, 2);
+	assert_int_equal(count_packs(f), 0);
+	for (int k = 0; k < 2; k++) {
+		assert_blob(bs, &d[k], data[k], 4 * KiB);
+		free(data[k]);
+	}
+	assert_index_ok(f->fs);
+}
+
+/* pin_path gives a packed blob a file of its own (cachefs_pin does not); the pack copy is punched
+ * unless a reader may still read it. */
+static void test_pin_path_materialises(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *a = random_bytes(5000, 14000), *b = random_bytes(3000, 14001);
+	cairn_digest da, db;
+	assert_int_equal(put(bs, a, 5000, &da).code, CAIRN_OK);
+	assert_int_equal(put(bs, b, 3000, &db).code, CAIRN_OK);
+	char pa[256], pb[256], got[256], p[200];
+	blob_path(f, &da, pa, sizeof pa);
+	blob_path(f, &db, pb, sizeof pb);
+	pack_path(f, 1, "data", p, sizeof p);
+	assert_int_equal(cachefs_pin(f->fs, &da).code, CAIRN_OK);
+	assert_int_equal(access(pa, F_OK), -1);
+	cachefs_unpin(f->fs, &da);
+
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &da, &r).code, CAIRN_OK);
+	assert_int_equal(cachefs_pin_path(f->fs, &da, got, sizeof got).code, CAIRN_OK);
+	assert_string_equal(got, pa);
+	assert_file(pa, a, 5000);
+	assert_int_equal(packed_at(f->fs, &da, NULL), -1);
+	assert_false(has_hole(p, 0, 8 * KiB)); /* the reader may still read it there */
+	uint8_t buf[5000];
+	assert_int_equal(read_at(r, 0, buf, sizeof buf), sizeof buf);
+	assert_memory_equal(buf, a, sizeof buf);
+	blob_close_read(r);
+	assert_blob(bs, &da, a, 5000);
+	cachefs_unpin(f->fs, &da);
+
+	assert_int_equal(cachefs_pin_path(f->fs, &db, got, sizeof got).code, CAIRN_OK);
+	assert_file(pb, b, 3000);
+	assert_true(has_hole(p, 8 * KiB, 4 * KiB)); /* no other pin: punched at once */
+	assert_blob(bs, &db, b, 3000);
+	cachefs_unpin(f->fs, &db);
+	assert_int_equal(stats(f->fs).blobs, 2);
+	assert_int_equal(stats(f->fs).bytes, 8000);
+	assert_index_ok(f->fs);
+
+	/* a restart finds each blob once, as its file; the pack, left with no live record, goes */
+	bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(stats(f->fs).blobs, 2);
+	assert_int_equal(count_packs(f), 0);
+	assert_blob(bs, &da, a, 5000);
+	assert_blob(bs, &db, b, 3000);
+
+	/* its file vanishes under an open reader; uploading it again packs it again */
+	assert_int_equal(open_reader(bs, &da, &r).code, CAIRN_OK);
+	assert_int_equal(unlink(pa), 0);
+	blob_reader *r2;
+	assert_int_equal(open_reader(bs, &da, &r2).code, CAIRN_NOT_FOUND);
+	assert_int_equal(put(bs, a, 5000, &da).code, CAIRN_OK);
+	assert_true(packed_at(f->fs, &da, NULL) >= 0);
+	assert_int_equal(read_at(r, 1000, buf, 100), 100);
+	assert_memory_equal(buf, a + 1000, 100);
+	blob_close_read(r);
+	assert_blob(bs, &da, a, 5000);
+	assert_index_ok(f->fs);
+	free(a);
+	free(b);
+}
+
+typedef struct pin_in_cb {
+	sync_wait s;
+	cachefs *fs;
+	cairn_digest d;
+	char path[256];
+} pin_in_cb;
+
+/* A commit callback that asks for the blob's file at once, as write-through does (on the I/O thread). */
+static void commit_then_pin(void *arg, cairn_status st)
+{
+	pin_in_cb *p = arg;
+	if (cairn_is_ok(&st))
+		st = cachefs_pin_path(p->fs, &p->d, p->path, sizeof p->path);
+	sw_finish(&p->s, st, 0, NULL);
+}
+
+/* pin_path from a commit callback, on the I/O thread, which cannot wait for its own ring. */
+static void test_pin_path_in_commit_callback(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(7000, 14100);
+	pin_in_cb p = {.fs = f->fs};
+	sw_init(&p.s);
+	cairn_digest_of(data, 7000, &p.d);
+	blob_writer *w;
+	assert_int_equal(blobstore_open_write(bs, &p.d, &w).code, CAIRN_OK);
+	blob_write(w, data, 7000, on_done, &p.s);
+	sw_wait(&p.s);
+	blob_commit(w, commit_then_pin, &p);
+	sw_wait(&p.s);
+	assert_int_equal(p.s.st.code, CAIRN_OK);
+	assert_file(p.path, data, 7000);
+	assert_int_equal(packed_at(f->fs, &p.d, NULL), -1);
+	cachefs_unpin(f->fs, &p.d);
+	assert_blob(bs, &p.d, data, 7000);
+	assert_index_ok(f->fs);
+	free(data);
+}
+
+typedef struct small_arg {
+	blobstore *bs;
+	uint64_t seed;
+	cairn_digest d[100];
+	cairn_status st;
+} small_arg;
+
+/* The k-th blob of a writer: every fourth is the same for all writers (uploads of one digest race). */
+static uint8_t *small_blob(uint64_t seed, int k, size_t *len)
+{
+	uint64_t s = k % 4 == 0 ? (uint64_t)k : seed * 1000 + (uint64_t)k;
+	*len = 1 + (size_t)((s * 7919 + 104729) % (64 * KiB));
+	return random_bytes(*len, 15000 + s);
+}
+
+static void *small_writer(void *p)
+{
+	small_arg *a = p;
+	for (int k = 0; k < 100 && cairn_is_ok(&a->st); k++) {
+		size_t len;
+		uint8_t *data = small_blob(a->seed, k, &len);
+		a->st = put(a->bs, data, len, &a->d[k]);
+		free(data);
+	}
+	return NULL;
+}
+
+/* Many writers of small blobs at once: group commits, duplicates and pack rotations under load. */
+static void test_many_small_writers(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	f->fs->pack_limit = 64 * 4 * KiB; /* many packs; before any write */
+	enum { T = 8 };
+	pthread_t t[T];
+	small_arg *a = calloc(T, sizeof *a);
+	for (int i = 0; i < T; i++) {
+		a[i].bs = bs;
+		a[i].seed = (uint64_t)i + 1;
+		pthread_create(&t[i], NULL, small_writer, &a[i]);
+	}
+	for (int i = 0; i < T; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].st.code, CAIRN_OK);
+	}
+	assert_int_equal(stats(f->fs).reserved, 0);
+	assert_int_equal(stats(f->fs).blobs, T * 75 + 25);
+	assert_index_ok(f->fs);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < T; i++)
+			for (int k = 0; k < 100; k++) {
+				size_t len;
+				uint8_t *data = small_blob(a[i].seed, k, &len);
+				assert_blob(bs, &a[i].d[k], data, len);
+				free(data);
+			}
+		bs = cachefs_blobstore(open_default(f)); /* and the same after a restart */
+		assert_int_equal(stats(f->fs).blobs, T * 75 + 25);
+	}
+	assert_index_ok(f->fs);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -963,6 +1510,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_find_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_eviction_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lru_eviction_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_never_evicted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_age_expires, setup, teardown),
@@ -974,6 +1522,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vanished_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_bad_digest_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_eviction_frees_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_restart_keeps_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_journal_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pack_and_file_same_digest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin_path_materialises, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin_path_in_commit_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_small_writers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
