@@ -269,8 +269,9 @@ int cmd_serve(int argc, char **argv)
 		{"external_storage", CAIRN_FLAG_STRING, &f.external_storage,
 		 "object store behind the CAS and the action cache: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or file:///DIR"},
 		{"s3_endpoint", CAIRN_FLAG_STRING, &f.s3_endpoint, "S3 endpoint URL (default: AWS for s3://, GCS for gs://)"},
-		{"s3_region", CAIRN_FLAG_STRING, &f.s3_region, "S3 region (default us-east-1; credentials come from "
-		 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"},
+		{"s3_region", CAIRN_FLAG_STRING, &f.s3_region,
+		 "S3 region (default us-east-1). Keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+		 "AWS_SESSION_TOKEN), else for s3:// from EC2 instance metadata"},
 		{"s3_addressing", CAIRN_FLAG_STRING, &f.s3_addressing,
 		 "auto (path-style with --s3_endpoint, else virtual-hosted), path or virtual"},
 		{"write_through", CAIRN_FLAG_STRING, &f.write_through,

@@ -34,7 +34,7 @@ static cairn_status open_backend(const objstore_config *cfg, const os_location *
 		return cairn_err(CAIRN_INTERNAL, "objstore: curl_global_init: %s", curl_easy_strerror(curl_init_result));
 	s->ops = &os_s3_ops;
 	s->scheme = loc->kind == OS_GCS ? "gs" : "s3";
-	return os_s3_open(cfg, loc, &s->be);
+	return os_s3_open(cfg, loc, s, &s->be);
 }
 
 cairn_status objstore_open(const objstore_config *cfg, objstore **out)

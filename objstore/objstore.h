@@ -1,8 +1,9 @@
 /*
  * objstore: object-store clients behind one small interface, for the CAS write-through and the
  * action-cache backup. Back ends: S3 (libcurl with SigV4; path-style or virtual-hosted; any
- * endpoint; multipart above a threshold), GCS through the same S3 code on its XML API with HMAC keys,
- * and a local directory (tests, and single machines that want a second copy on another disk).
+ * endpoint; multipart above a threshold; keys given, or the instance role's from EC2 instance
+ * metadata), GCS through the same S3 code on its XML API with HMAC keys, and a local directory
+ * (tests, and single machines that want a second copy on another disk).
  *
  * Calls are asynchronous: each is queued to the store's transfer threads (at most max_concurrency
  * transfers at once) and reports through its callback exactly once, on a transfer thread — except
@@ -40,7 +41,10 @@ typedef struct objstore_stats {
 	uint64_t retries, failures;
 } objstore_stats;
 
-/* Parses the URL and credentials and starts the transfer threads. No request is made. */
+/* Parses the URL and credentials and starts the transfer threads. No request is made unless the
+ * credentials come from a metadata service: then the first set is fetched, so that a store without
+ * usable credentials fails here, saying what was tried. Logs the API and where the credentials
+ * come from. */
 cairn_status objstore_open(const objstore_config *cfg, objstore **out);
 /* Waits for queued transfers, then frees everything. */
 void objstore_close(objstore *s);
