@@ -9,15 +9,19 @@
  *   exchange.c   one request sent until it succeeds or fails for good, and its failure in words
  *   auth.c       credentials cached and refreshed before they expire, shared by the transfer threads
  *   aws_imds.c   S3 credentials from the EC2 instance metadata service (IMDSv2)
+ *   gcp_auth.c   OAuth tokens for GCS: a service-account key (jwt.c signs its assertion), or the GCE
+ *                metadata server
  *   s3.c         the S3 back end (also GCS's XML API): PUT, GET, HEAD, DELETE, ListObjectsV2
  *   multipart.c  S3 multipart uploads
+ *   gcs_json.c   the GCS JSON API back end; gcs_upload.c its uploads (multipart and resumable)
  *   dir.c        the file:// back end
  *   pool.c       the transfer threads and their bounded queue
  *   objstore.c   the public calls: jobs queued to the pool, run by a back end, reported by callback
  *
  * A back end is a table of synchronous operations run on a transfer thread (os_worker): blocking
- * there is what the threads are for. The S3 back end retries each HTTP exchange on its own (a
- * multipart upload retries a failed part, not the whole object).
+ * there is what the threads are for. The cloud back ends retry each HTTP exchange on its own (a
+ * multipart upload retries a failed part, not the whole object; a resumable one, from where the
+ * server says it got to).
  */
 #ifndef CAIRN_OBJSTORE_INTERNAL_H
 #define CAIRN_OBJSTORE_INTERNAL_H
@@ -266,8 +270,31 @@ typedef struct os_sa_key_fields {
 } os_sa_key_fields;
 cairn_status os_json_sa_key(const char *body, size_t len, os_sa_key_fields *out);
 
-/* ---- aws_imds.c ------------------------------------------------------------------------------ */
+/* ---- jwt.c ----------------------------------------------------------------------------------- */
 
+/* Base64 of p[0..n): the standard alphabet with padding, or base64url without padding. */
+char *os_base64(const uint8_t *p, size_t n, bool url);
+
+/* A Google service-account key file. */
+typedef struct os_sa_key {
+	char *email, *token_uri, *key_id; /* key_id may be NULL */
+	struct evp_pkey_st *pkey;         /* the RSA private key */
+} os_sa_key;
+/* Parses the JSON of a key file ({"type": "service_account", "client_email", "private_key" (PEM),
+ * "token_uri", "private_key_id"}); `what` names it in messages. */
+cairn_status os_sa_key_parse(const char *json, size_t len, const char *what, os_sa_key *out);
+cairn_status os_sa_key_load(const char *path, os_sa_key *out);
+void os_sa_key_free(os_sa_key *k);
+/* The signed JWT (RS256) asserting the key's identity to its token_uri for `scope`, valid for an
+ * hour from `now` (seconds since the epoch). */
+cairn_status os_jwt_assertion(const os_sa_key *k, const char *scope, int64_t now, char **out);
+
+/* ---- gcp_auth.c, aws_imds.c ------------------------------------------------------------------ */
+
+/* The OAuth token source of the GCS JSON API: cfg's key file, else GOOGLE_APPLICATION_CREDENTIALS,
+ * else the GCE metadata server (its host from GCE_METADATA_HOST if set). Its first token is
+ * fetched now (os_auth_prime): a failure says what was tried. */
+cairn_status os_gcp_auth_new(const objstore_config *cfg, objstore *s, os_auth **out);
 /* S3 credentials from the EC2 instance metadata service, IMDSv2 (its URL from
  * AWS_EC2_METADATA_SERVICE_ENDPOINT if set); NULL in *out when AWS_EC2_METADATA_DISABLED is true. */
 void os_aws_imds_auth_new(os_auth **out);
@@ -294,6 +321,8 @@ typedef struct os_backend_ops {
 
 cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, objstore *s, void **be);
 extern const os_backend_ops os_s3_ops;
+cairn_status os_gcs_open(const objstore_config *cfg, const os_location *loc, objstore *s, void **be);
+extern const os_backend_ops os_gcs_ops;
 cairn_status os_dir_open(const os_location *loc, void **be);
 extern const os_backend_ops os_dir_ops;
 
