@@ -5,7 +5,7 @@
  * signs with that one set to its end, so a refresh never hands a request the key of one set and the
  * token of another. One thread fetches at a time (on its own transfer thread's connection); the
  * others keep using the current set while it still works, or wait for the fetch when it does not.
- * The strings of a published set never change; its times are read and changed under the mutex. */
+ * A published set never changes: one the store refused is dropped from the cache, not altered. */
 #include "objstore/internal.h"
 
 #include <assert.h>
@@ -181,6 +181,8 @@ void os_auth_invalidate(os_auth *a, const os_secret *seen)
 	}
 	pthread_mutex_unlock(&a->mu);
 }
+
+int os_metadata_retries(const os_worker *w) { return w->s->max_retries < 2 ? w->s->max_retries : 2; }
 
 cairn_status os_auth_prime(os_auth *a, objstore *s)
 {

@@ -18,8 +18,6 @@
 #include <time.h>
 
 #define IMDS_DEFAULT "http://169.254.169.254"
-#define IMDS_TIMEOUT_MS 5000
-#define IMDS_RETRIES 2
 #define IMDS_ANSWER_MAX (64 << 10)
 #define ROLE_PATH "/latest/meta-data/iam/security-credentials/"
 
@@ -30,15 +28,14 @@ static cairn_status imds_call(os_worker *w, const char *base, const char *method
 	*answer = NULL;
 	const char *headers[] = {header, NULL};
 	char *url = os_asprintf("%s%s", base, path);
-	os_http_auth none = {.timeout_ms = IMDS_TIMEOUT_MS};
+	os_http_auth none = {.timeout_ms = OS_METADATA_TIMEOUT_MS};
 	os_source empty = {.mem = (const uint8_t *)""};
 	os_sink sink = {.kind = OS_SINK_MEM, .max = IMDS_ANSWER_MAX};
 	os_http h = {.auth = &none, .method = method, .url = url, .headers = headers, .sink = &sink,
 	             .body = strcmp(method, "PUT") == 0 ? &empty : NULL};
 	char label[300];
 	snprintf(label, sizeof label, "EC2 instance metadata %s %.200s", method, url);
-	int retries = w->s->max_retries < IMDS_RETRIES ? w->s->max_retries : IMDS_RETRIES;
-	cairn_status st = os_exchange(w, &h, label, retries, os_json_google_error);
+	cairn_status st = os_exchange(w, &h, label, os_metadata_retries(w), os_json_google_error);
 	free(url);
 	if (!cairn_is_ok(&st)) {
 		free(sink.buf);

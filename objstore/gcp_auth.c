@@ -14,12 +14,7 @@
 
 #define GCS_SCOPE "https://www.googleapis.com/auth/devstorage.read_write"
 #define TOKEN_ANSWER_MAX (64 << 10)
-/* The metadata server is on the host's own network: an answer that takes longer is not coming. */
-#define METADATA_TIMEOUT_MS 5000
-#define METADATA_RETRIES 2
 #define TOKEN_TIMEOUT_MS 30000
-
-static int retries(const os_worker *w, int cap) { return w->s->max_retries < cap ? w->s->max_retries : cap; }
 
 /* Sends h (its sink a TOKEN_ANSWER_MAX buffer) and reads the token answer into out. */
 static cairn_status token_exchange(os_worker *w, os_http *h, const char *label, int max_retries, os_secret *out)
@@ -56,12 +51,12 @@ static cairn_status metadata_fetch(void *ctx, os_worker *w, os_secret *out)
 {
 	const metadata *m = ctx;
 	static const char *const headers[] = {"Metadata-Flavor: Google", NULL};
-	os_http_auth none = {.timeout_ms = METADATA_TIMEOUT_MS};
+	os_http_auth none = {.timeout_ms = OS_METADATA_TIMEOUT_MS};
 	os_sink answer = {.kind = OS_SINK_MEM, .max = TOKEN_ANSWER_MAX};
 	os_http h = {.auth = &none, .method = "GET", .url = m->url, .headers = headers, .sink = &answer};
 	char label[200];
 	snprintf(label, sizeof label, "GCE metadata server %.100s", m->host);
-	return token_exchange(w, &h, label, retries(w, METADATA_RETRIES), out);
+	return token_exchange(w, &h, label, os_metadata_retries(w), out);
 }
 
 static cairn_status metadata_auth(objstore *s, os_auth **out)

@@ -245,6 +245,11 @@ void os_secret_set_lifetime(os_secret *s, int64_t seconds);
 /* Fetches the first set at once on a curl handle of its own, so that a store opened without
  * usable credentials fails at start with the reason. */
 cairn_status os_auth_prime(os_auth *a, struct objstore *s);
+/* Metadata services (EC2's, GCE's) are on the host's own network: an answer that takes longer is
+ * not coming, and a host where none answers fails its start within seconds. */
+#define OS_METADATA_TIMEOUT_MS 5000
+/* Retries of a metadata request: the store's, at most two. */
+int os_metadata_retries(const os_worker *w);
 
 /* ---- json.c ---------------------------------------------------------------------------------- */
 
@@ -255,7 +260,8 @@ cairn_status os_json_token(const char *body, size_t len, char **token, int64_t *
  * …, "Token": …, "Expiration": "2026-01-02T03:04:05Z"}; *expiration in seconds since the epoch. */
 cairn_status os_json_aws_credentials(const char *body, size_t len, os_secret *out, int64_t *expiration);
 /* The error of a Google API, {"error": {"code": 400, "message": …, "errors": [{"reason": …}]}},
- * or of an OAuth endpoint, {"error": "invalid_grant", "error_description": …}. An os_error_reader. */
+ * or of an OAuth endpoint, {"error": "invalid_grant", "error_description": …}; of a body that is
+ * not JSON (metadata services answer in text), its first line. An os_error_reader. */
 void os_json_google_error(const char *body, size_t len, char **code, char **msg);
 /* A GCS objects.list page: the names under `prefix` with the prefix cut (a malloc'd array of
  * malloc'd strings), and nextPageToken (NULL on the last page). */
