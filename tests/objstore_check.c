@@ -343,6 +343,7 @@ static void check_list(void)
 	list_all(s, "list/", &l);
 	CHECK(l.nkeys == N, "listed %zu keys, expected %d", l.nkeys, N);
 	CHECK(l.pages >= 2, "%d pages for %d keys: pagination was not exercised", l.pages, N);
+	int pages = l.pages;
 	qsort(l.keys, l.nkeys, sizeof *l.keys, cmp_str);
 	for (int i = 0; i < N; i++) {
 		char key[64];
@@ -356,7 +357,7 @@ static void check_list(void)
 	list_all(s, "nothing-here/", &l);
 	CHECK(l.nkeys == 0 && l.pages == 1, "an empty listing: %zu keys in %d pages", l.nkeys, l.pages);
 	free_listing(&l);
-	printf("list: %d keys in %d pages\n", N, l.pages);
+	printf("list: %d keys in %d pages\n", N, pages);
 	objstore_close(s);
 }
 

@@ -6,8 +6,9 @@
 #   source tests/s3_fixture.sh
 #   s3_up DIR      # starts the cluster; exports S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET
 #                  # S3_REGION S3_DIR; on failure it cleans up after itself, shows the logs and returns 1
-#   s3_session_credentials  # temporary keys and a session token from radosgw's STS (GetSessionToken):
-#                  # exports S3_STS_ACCESS_KEY S3_STS_SECRET_KEY S3_STS_TOKEN
+#   s3_session_credentials  # turns radosgw's STS on (restarting radosgw) and gets temporary keys and
+#                  # a session token from it (GetSessionToken): exports S3_STS_ACCESS_KEY
+#                  # S3_STS_SECRET_KEY S3_STS_TOKEN
 #   s3_rgw_stop    # stops radosgw only (the cluster stays), waits until it is gone
 #   s3_rgw_start   # starts radosgw again on the same port and waits until it answers
 #   s3_down DIR    # stops every daemon by its pid file, SIGKILLs stragglers, removes DIR
@@ -81,7 +82,7 @@ _s3_running() {
 }
 
 _s3_write_conf() {
-	local d=$1 fsid=$2 mon_v2=$3 mon_v1=$4 rgw_port=$5 sts_key=$6
+	local d=$1 fsid=$2 mon_v2=$3 mon_v1=$4 rgw_port=$5
 	cat >"$d/ceph.conf" <<CONF
 [global]
 fsid = $fsid
@@ -128,10 +129,6 @@ rgw data = $d/rgw
 # tcp_nodelay: without it every small keep-alive GET stalls 40 ms (delayed ACK).
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw thread pool size = 64
-# STS, so that tests can have session tokens that radosgw really checks (x-amz-security-token):
-# with STS off, radosgw ignores a token it never issued. The key (16 bytes) encrypts the tokens.
-rgw s3 auth use sts = true
-rgw sts key = $sts_key
 CONF
 }
 
@@ -165,7 +162,7 @@ _s3_up_body() {
 	mkdir -p "$d"/{mon,osd,rgw,run,log,crash,pids}
 	read -r mon_v2 mon_v1 rgw_port <<<"$(_s3_free_ports 3)"
 	fsid=$(cat /proc/sys/kernel/random/uuid)
-	_s3_write_conf "$d" "$fsid" "$mon_v2" "$mon_v1" "$rgw_port" "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+	_s3_write_conf "$d" "$fsid" "$mon_v2" "$mon_v1" "$rgw_port"
 	local c=$d/ceph.conf
 	ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 	monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_v2,v1:127.0.0.1:$mon_v1]" "$d/monmap" >/dev/null
@@ -268,10 +265,16 @@ _s3_form_post() {
 		-H "x-amz-content-sha256: $hash" -H 'Content-Type: application/x-www-form-urlencoded' --data "$2" "$S3_ENDPOINT/"
 }
 
-# s3_session_credentials: see the top of this file. The user is allowed sts:GetSessionToken by a
-# user policy (which needs the user-policy capability to put).
+# s3_session_credentials: see the top of this file. With STS off, radosgw ignores an
+# x-amz-security-token it never issued; with it on, it checks every token, but also reports a wrong
+# signature as AccessDenied instead of SignatureDoesNotMatch: so it is on only for the tests that
+# need it. The key (16 bytes) encrypts the tokens. The user is allowed sts:GetSessionToken by a user
+# policy (which needs the user-policy capability to put).
 s3_session_credentials() {
 	local policy out
+	printf 'rgw s3 auth use sts = true\nrgw sts key = %s\n' "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
+		>>"$S3_DIR/ceph.conf" # in [client.rgw.a], the last section
+	s3_rgw_stop && s3_rgw_start || { echo "s3_fixture: radosgw did not start again with STS" >&2; return 1; }
 	timeout 60 radosgw-admin -c "$S3_DIR/ceph.conf" caps add --uid=test --caps="user-policy=*" >>"$S3_DIR/log/user.out" 2>&1 ||
 		{ echo "s3_fixture: radosgw-admin caps add failed" >&2; return 1; }
 	policy='%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C'
