@@ -195,7 +195,7 @@ cairn_status os_gcs_open(const objstore_config *cfg, const os_location *loc, obj
 		gcs_free(g);
 		return st;
 	}
-	LOG_INFO(OS_MOD, "store url=%s api=gcs-json (OAuth) credentials=\"%s\"", cfg->url, os_auth_source(g->token));
+	LOG_INFO(OS_MOD, "store opened url=%s api=gcs-json credentials=\"%s\"", cfg->url, os_auth_source(g->token));
 	*be = g;
 	return cairn_ok();
 }

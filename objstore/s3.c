@@ -268,8 +268,8 @@ cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, objs
 	b->sigv4 = os_asprintf("aws:amz:%s:s3", region);
 	b->auth = (os_http_auth){.sigv4 = b->sigv4,
 	                         .timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : OS_DEFAULT_TIMEOUT_MS};
-	LOG_INFO(OS_MOD, "store url=%s api=%s credentials=\"%s\"", cfg->url,
-	         loc->kind == OS_GCS ? "gcs-xml (HMAC keys)" : "s3", os_auth_source(b->keys));
+	LOG_INFO(OS_MOD, "store opened url=%s api=%s credentials=\"%s\"", cfg->url,
+	         loc->kind == OS_GCS ? "gcs-xml" : "s3", os_auth_source(b->keys));
 	*be = b;
 	return cairn_ok();
 }

@@ -37,7 +37,7 @@ stat_is() { [ "$(cloud_stat "$1")" "$2" "$3" ] || fail "fixture counter $1 is $(
 
 log "a service-account key file: a small blob in one request, a large one in resumable chunks"
 start_serve "${GS[@]}" "${KEY[@]}"
-grep -q "api=gcs-json (OAuth) credentials=\"service-account key file $SA_KEY (" "$SERVE_LOG" ||
+grep -q "store opened url=gs://bucket/cairn api=gcs-json credentials=\"service-account key file $SA_KEY (" "$SERVE_LOG" ||
 	fail "serve did not log the JSON API with the key file"
 head -c 100000 /dev/urandom >"$TMP/small"
 head -c $((20 * 1024 * 1024 + 12345)) /dev/urandom >"$TMP/big"
@@ -133,7 +133,7 @@ log "the GCE metadata server"
 rm -rf "$DATA"
 m0=$(cloud_stat metadata_tokens)
 GCE_METADATA_HOST=${CLOUD#http://} start_serve "${GS[@]}"
-grep -q "api=gcs-json (OAuth) credentials=\"GCE metadata server ${CLOUD#http://}\"" "$SERVE_LOG" ||
+grep -q "api=gcs-json credentials=\"GCE metadata server ${CLOUD#http://}\"" "$SERVE_LOG" ||
 	fail "serve did not log the metadata server as the credential source"
 stat_is metadata_tokens -gt "$m0"
 echo "via the metadata server $RANDOM" >"$TMP/m1"
