@@ -180,7 +180,7 @@ typedef struct os_worker {
 	pthread_t thread;
 } os_worker;
 
-/* One attempt: sets cc, status, err_body, content_length, etag. Resets body and sink first. */
+/* One attempt: sets cc, status, err_body, content_length, etag, captured. Resets body and sink first. */
 void os_http_perform(os_worker *w, os_http *h);
 /* Whether the attempt succeeded: curl OK and a 2xx status (or also_ok). */
 static inline bool os_http_ok(const os_http *h)
@@ -219,7 +219,8 @@ typedef struct os_secret {
 	int64_t expires_ns; /* monotonic time from which this set no longer works; INT64_MAX: never */
 } os_secret;
 
-/* Fetches a new set into *out (zeroed), with os_secret_set_lifetime; runs on a transfer thread. */
+/* Fetches a new set into *out (zeroed), with os_secret_set_lifetime; runs on a transfer thread, or
+ * on os_auth_prime's own handle. */
 typedef cairn_status (*os_fetch_fn)(void *ctx, os_worker *w, os_secret *out);
 
 /* A source of credentials: fixed, or fetched again before the current set expires. */
