@@ -15,13 +15,15 @@ ARGS ?=
 # is named: libprotobuf-dev holds the well-known .proto files (google/protobuf/*.proto) that
 # protoc-c compiles, which protobuf-compiler only recommends; bazel-bootstrap is the tests' Bazel
 # client; python3-grpcio and python3-protobuf drive the tests that need a client other than Bazel;
-# libcurl is the object-store client's HTTP; libmicrohttpd serves /metrics; ceph-mon, ceph-osd and
-# radosgw are the S3 server the external-storage tests start on loopback.
+# libcurl is the object-store client's HTTP and libjson-c-dev reads the cloud APIs' JSON answers;
+# libmicrohttpd serves /metrics; ceph-mon, ceph-osd and radosgw are the S3 server the
+# external-storage tests start on loopback; openssl (the command) makes and checks the test
+# service-account keys of the GCS fixture.
 PACKAGES := build-essential cmake pkg-config \
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev \
 	liburing-dev libzstd-dev libssl-dev libcmocka-dev zstd \
 	bazel-bootstrap python3 python3-grpcio python3-protobuf \
-	curl ca-certificates iproute2 libcurl4-openssl-dev libmicrohttpd-dev \
+	curl ca-certificates iproute2 libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev openssl \
 	ceph-mon ceph-osd radosgw
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

@@ -29,6 +29,7 @@ typedef struct serve_flags {
 	bool require_isolation;
 	int64_t action_timeout, max_action_timeout;
 	const char *external_storage, *s3_endpoint, *s3_region, *s3_addressing, *write_through, *ac_restore;
+	const char *gcs_credentials_file;
 } serve_flags;
 
 /* What sits behind the local CAS when --external_storage is given. */
@@ -47,6 +48,7 @@ static cairn_status open_external(const serve_flags *f, cachefs *fs, external *x
 	objstore_config oc = {.url = f->external_storage,
 	                      .endpoint = f->s3_endpoint[0] ? f->s3_endpoint : NULL,
 	                      .region = f->s3_region[0] ? f->s3_region : NULL,
+	                      .gcs_credentials_file = f->gcs_credentials_file[0] ? f->gcs_credentials_file : NULL,
 	                      .path_style = path_style};
 	cairn_status st = objstore_open(&oc, &x->os);
 	if (cairn_is_ok(&st))
@@ -241,6 +243,7 @@ int cmd_serve(int argc, char **argv)
 		.s3_addressing = "auto",
 		.write_through = "sync",
 		.ac_restore = "lazy",
+		.gcs_credentials_file = "",
 		.max_action_timeout = 3 * 3600,
 	};
 	const cairn_flag flags[] = {
@@ -267,11 +270,17 @@ int cmd_serve(int argc, char **argv)
 		{"max_action_timeout", CAIRN_FLAG_DURATION, &f.max_action_timeout, "largest timeout an action may ask for"},
 		{"external_storage", CAIRN_FLAG_STRING, &f.external_storage,
 		 "object store behind the CAS and the action cache: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or file:///DIR"},
-		{"s3_endpoint", CAIRN_FLAG_STRING, &f.s3_endpoint, "S3 endpoint URL (default: AWS for s3://, GCS for gs://)"},
-		{"s3_region", CAIRN_FLAG_STRING, &f.s3_region, "S3 region (default us-east-1; credentials come from "
-		 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"},
+		{"s3_endpoint", CAIRN_FLAG_STRING, &f.s3_endpoint,
+		 "object store endpoint URL (default: AWS for s3://, https://storage.googleapis.com for gs://)"},
+		{"s3_region", CAIRN_FLAG_STRING, &f.s3_region,
+		 "S3 region (default us-east-1). Keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+		 "AWS_SESSION_TOKEN), else for s3:// from EC2 instance metadata; for gs:// such HMAC keys select GCS's "
+		 "XML API"},
 		{"s3_addressing", CAIRN_FLAG_STRING, &f.s3_addressing,
 		 "auto (path-style with --s3_endpoint, else virtual-hosted), path or virtual"},
+		{"gcs_credentials_file", CAIRN_FLAG_STRING, &f.gcs_credentials_file,
+		 "gs:// without HMAC keys uses GCS's JSON API with OAuth tokens from this service-account key file "
+		 "(default: GOOGLE_APPLICATION_CREDENTIALS, else the GCE metadata server)"},
 		{"write_through", CAIRN_FLAG_STRING, &f.write_through,
 		 "sync: an upload is acknowledged once the object store has it; async: after the local write, "
 		 "with a backlog on disk that is flushed in the background"},

@@ -2,7 +2,9 @@
  *
  * The handle is reset (curl_easy_reset keeps its connection cache) and set up afresh for every
  * request, so no option leaks from one request into the next while the connection is kept alive.
- * Signing is libcurl's CURLOPT_AWS_SIGV4, with the three things libcurl 7.88 leaves to the caller:
+ * A request is signed with SigV4 (S3, GCS's XML API), carries an OAuth bearer token (GCS's JSON
+ * API), or carries nothing (metadata servers, token endpoints: their headers say what they need).
+ * SigV4 signing is libcurl's CURLOPT_AWS_SIGV4, with the three things libcurl 7.88 leaves to the caller:
  * x-amz-content-sha256 is set here, the query arrives already canonical
  * (os_query), and no header is ever blanked with "Name:" (libcurl would still sign it). The
  * "Expect: 100-continue" libcurl adds to large uploads is not signed and need not be: the server
@@ -49,12 +51,10 @@ static size_t read_body(char *buf, size_t size, size_t nmemb, void *ud)
 	return (size_t)n;
 }
 
-cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher *h2)
+cairn_status os_source_scan(const os_source *src, os_scan_fn fn, void *arg)
 {
 	if (src->mem) {
-		cairn_hasher_update(h, src->mem + src->off, (size_t)src->len);
-		if (h2)
-			cairn_hasher_update(h2, src->mem + src->off, (size_t)src->len);
+		fn(arg, src->mem + src->off, (size_t)src->len);
 		return cairn_ok();
 	}
 	const size_t chunk = 1 << 20;
@@ -70,13 +70,29 @@ cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher 
 			           : cairn_err(CAIRN_DATA_LOSS, "the file to upload shrank while it was read");
 			break;
 		}
-		cairn_hasher_update(h, buf, (size_t)n);
-		if (h2)
-			cairn_hasher_update(h2, buf, (size_t)n);
+		fn(arg, buf, (size_t)n);
 		pos += n;
 	}
 	free(buf);
 	return st;
+}
+
+typedef struct two_hashers {
+	cairn_hasher *h, *h2;
+} two_hashers;
+
+static void hash_into(void *arg, const uint8_t *p, size_t n)
+{
+	two_hashers *t = arg;
+	cairn_hasher_update(t->h, p, n);
+	if (t->h2)
+		cairn_hasher_update(t->h2, p, n);
+}
+
+cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher *h2)
+{
+	two_hashers t = {h, h2};
+	return os_source_scan(src, hash_into, &t);
 }
 
 /* libcurl rewinds the body when it must send it again on the same request (a redirect, an auth
@@ -144,7 +160,7 @@ static size_t write_body(char *p, size_t size, size_t nmemb, void *ud)
 	long status = 0;
 	curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status >= 300) {
-		keep_error_body(x->h, p, n); /* for the <Code> and <Message> of the error */
+		keep_error_body(x->h, p, n); /* for the store's error code and message */
 		return n;
 	}
 	os_sink *k = x->h->sink;
@@ -158,21 +174,35 @@ static size_t write_body(char *p, size_t size, size_t nmemb, void *ud)
 	return ok ? n : 0; /* 0 stops the transfer with CURLE_WRITE_ERROR */
 }
 
+/* The value of header line p[0..n) if it is `name`, trimmed, else NULL; *len its length. */
+static const char *header_value(const char *p, size_t n, const char *name, size_t *len)
+{
+	size_t nl = strlen(name);
+	if (n <= nl || p[nl] != ':' || strncasecmp(p, name, nl) != 0)
+		return NULL;
+	const char *v = p + nl + 1, *end = p + n;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	*len = (size_t)(end - v);
+	return v;
+}
+
 static size_t read_header(char *p, size_t size, size_t nmemb, void *ud)
 {
 	exchange *x = ud;
-	size_t n = size * nmemb;
-	if (n > 5 && strncasecmp(p, "ETag:", 5) == 0) {
-		const char *v = p + 5, *end = p + n;
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-			end--;
-		size_t len = (size_t)(end - v);
-		if (len < sizeof x->h->etag) {
-			memcpy(x->h->etag, v, len);
-			x->h->etag[len] = 0;
-		}
+	size_t n = size * nmemb, len;
+	const char *v = header_value(p, n, "ETag", &len);
+	if (v && len < sizeof x->h->etag) {
+		memcpy(x->h->etag, v, len);
+		x->h->etag[len] = 0;
+	}
+	if (x->h->capture && (v = header_value(p, n, x->h->capture, &len))) {
+		free(x->h->captured);
+		x->h->captured = cairn_xmalloc(len + 1);
+		memcpy(x->h->captured, v, len);
+		x->h->captured[len] = 0;
 	}
 	return n;
 }
@@ -188,22 +218,34 @@ static struct curl_slist *append(struct curl_slist *l, const char *line)
 	return n;
 }
 
+static struct curl_slist *append_fmt(struct curl_slist *l, const char *name, const char *value)
+{
+	char *line = os_asprintf("%s: %s", name, value);
+	l = append(l, line);
+	free(line);
+	return l;
+}
+
 static struct curl_slist *make_headers(const os_http *h)
 {
-	char line[512];
 	struct curl_slist *l = NULL;
-	assert(h->payload_sha256 && strlen(h->payload_sha256) == CAIRN_HASH_HEX_LEN);
-	snprintf(line, sizeof line, "x-amz-content-sha256: %s", h->payload_sha256);
-	l = append(l, line);
-	if (h->content_type) {
-		snprintf(line, sizeof line, "Content-Type: %s", h->content_type);
-		l = append(l, line);
+	const os_http_auth *a = h->auth;
+	if (a->sigv4) {
+		assert(h->payload_sha256 && strlen(h->payload_sha256) == CAIRN_HASH_HEX_LEN);
+		l = append_fmt(l, "x-amz-content-sha256", h->payload_sha256);
+		/* Added before libcurl signs the request, so the token is signed too. */
+		if (a->session_token)
+			l = append_fmt(l, "x-amz-security-token", a->session_token);
 	}
-	if (h->auth->session_token) {
-		char *t = os_asprintf("x-amz-security-token: %s", h->auth->session_token);
-		l = append(l, t);
-		free(t);
+	if (a->bearer) {
+		char *v = os_asprintf("Bearer %s", a->bearer);
+		l = append_fmt(l, "Authorization", v);
+		free(v);
 	}
+	if (h->content_type)
+		l = append_fmt(l, "Content-Type", h->content_type);
+	for (const char *const *e = h->headers; e && *e; e++)
+		l = append(l, *e);
 	return l;
 }
 
@@ -255,6 +297,8 @@ static bool reset_attempt(os_http *h)
 	h->err_body[0] = 0;
 	h->content_length = -1;
 	h->etag[0] = 0;
+	free(h->captured);
+	h->captured = NULL;
 	if (h->body) {
 		h->body->pos = 0;
 		h->body->err = 0;
@@ -290,9 +334,11 @@ void os_http_perform(os_worker *w, os_http *h)
 	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
 	curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->curl_err);
-	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, h->auth->sigv4);
-	curl_easy_setopt(c, CURLOPT_USERNAME, h->auth->access_key);
-	curl_easy_setopt(c, CURLOPT_PASSWORD, h->auth->secret_key);
+	if (h->auth->sigv4) {
+		curl_easy_setopt(c, CURLOPT_AWS_SIGV4, h->auth->sigv4);
+		curl_easy_setopt(c, CURLOPT_USERNAME, h->auth->access_key);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, h->auth->secret_key);
+	}
 	struct curl_slist *headers = make_headers(h);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);

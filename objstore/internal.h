@@ -3,17 +3,25 @@
  *
  *   url.c        parses the store URL and finds credentials and the base URL of the bucket
  *   encode.c     S3's percent-encoding, canonical query strings, the tiny XML reader
+ *   json.c       the JSON answers of cloud APIs (tokens, credentials, GCS objects and errors), with json-c
  *   retry.c      which failures are retried, backoff with jitter, HTTP/curl results → cairn codes
  *   http.c       one HTTP exchange on a thread's curl easy handle (body sources, response sinks)
+ *   exchange.c   one request sent until it succeeds or fails for good, and its failure in words
+ *   auth.c       credentials cached and refreshed before they expire, shared by the transfer threads
+ *   aws_imds.c   S3 credentials from the EC2 instance metadata service (IMDSv2)
+ *   gcp_auth.c   OAuth tokens for GCS: a service-account key (jwt.c signs its assertion), or the GCE
+ *                metadata server
  *   s3.c         the S3 back end (also GCS's XML API): PUT, GET, HEAD, DELETE, ListObjectsV2
  *   multipart.c  S3 multipart uploads
+ *   gcs_json.c   the GCS JSON API back end; gcs_upload.c its uploads (multipart and resumable)
  *   dir.c        the file:// back end
  *   pool.c       the transfer threads and their bounded queue
  *   objstore.c   the public calls: jobs queued to the pool, run by a back end, reported by callback
  *
  * A back end is a table of synchronous operations run on a transfer thread (os_worker): blocking
- * there is what the threads are for. The S3 back end retries each HTTP exchange on its own (a
- * multipart upload retries a failed part, not the whole object).
+ * there is what the threads are for. The cloud back ends retry each HTTP exchange on its own (a
+ * multipart upload retries a failed part, not the whole object; a resumable one, from where the
+ * server says it got to).
  */
 #ifndef CAIRN_OBJSTORE_INTERNAL_H
 #define CAIRN_OBJSTORE_INTERNAL_H
@@ -56,6 +64,8 @@ void os_location_free(os_location *l);
  * or "https://bucket.host" (virtual-hosted). endpoint NULL means AWS in `region`, or GCS. */
 cairn_status os_base_url(enum os_kind kind, const char *endpoint, const char *region, const char *bucket,
                          bool path_style, char **out);
+/* An endpoint URL checked (http:// or https://, a host) and without its trailing '/'. */
+cairn_status os_endpoint_url(const char *endpoint, char **out);
 
 typedef struct os_credentials {
 	char *access_key, *secret_key, *session_token; /* session_token may be NULL */
@@ -63,6 +73,8 @@ typedef struct os_credentials {
 /* From the config, else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN. */
 cairn_status os_get_credentials(const objstore_config *cfg, os_credentials *out);
 void os_credentials_free(os_credentials *c);
+/* True if the config or the environment names an access key or a secret key (HMAC keys). */
+bool os_keys_given(const objstore_config *cfg);
 
 /* ---- encode.c -------------------------------------------------------------------------------- */
 
@@ -125,11 +137,13 @@ typedef struct os_sink {
 	int err;       /* errno of a failed write */
 } os_sink;
 
-/* What every request of a store is signed and limited with. */
+/* What a request is signed and limited with: SigV4 when sigv4 is set, else a bearer token if set,
+ * else nothing. */
 typedef struct os_http_auth {
 	const char *sigv4; /* CURLOPT_AWS_SIGV4: "aws:amz:REGION:s3" */
 	const char *access_key, *secret_key;
 	const char *session_token; /* or NULL */
+	const char *bearer;        /* OAuth access token, sent as "Authorization: Bearer …" */
 	int64_t timeout_ms;
 } os_http_auth;
 
@@ -138,10 +152,13 @@ typedef struct os_http {
 	const os_http_auth *auth;
 	const char *method; /* GET PUT POST HEAD DELETE */
 	const char *url;
-	const char *payload_sha256; /* hex, sent as x-amz-content-sha256 */
+	const char *payload_sha256; /* hex, sent as x-amz-content-sha256 (SigV4 only) */
 	const char *content_type;   /* or NULL */
+	const char *const *headers; /* more "Name: value" lines, NULL-terminated; or NULL */
 	os_source *body;            /* PUT and POST; NULL for none */
 	os_sink *sink;              /* NULL: discard */
+	long also_ok;               /* a status besides 2xx that means success (308 for a resumable chunk), or 0 */
+	const char *capture;        /* a response header whose value is wanted ("Location"), or NULL */
 	/* response of the last attempt */
 	CURLcode cc;
 	long status;
@@ -150,6 +167,7 @@ typedef struct os_http {
 	size_t err_len;
 	int64_t content_length; /* -1 if unknown */
 	char etag[128];
+	char *captured; /* the value of the `capture` header, or NULL: malloc'd, the caller frees it */
 } os_http;
 
 struct objstore;
@@ -162,10 +180,131 @@ typedef struct os_worker {
 	pthread_t thread;
 } os_worker;
 
-/* One attempt: sets cc, status, err_body, content_length, etag. Resets body and sink first. */
+/* One attempt: sets cc, status, err_body, content_length, etag, captured. Resets body and sink first. */
 void os_http_perform(os_worker *w, os_http *h);
-/* Whether the attempt succeeded: curl OK and a 2xx status. */
-static inline bool os_http_ok(const os_http *h) { return h->cc == CURLE_OK && h->status >= 200 && h->status < 300; }
+/* Whether the attempt succeeded: curl OK and a 2xx status (or also_ok). */
+static inline bool os_http_ok(const os_http *h)
+{
+	return h->cc == CURLE_OK && ((h->status >= 200 && h->status < 300) || (h->also_ok && h->status == h->also_ok));
+}
+
+/* ---- exchange.c ------------------------------------------------------------------------------ */
+
+/* Reads a store's error body into its error code and message (each malloc'd, or NULL if absent). */
+typedef void (*os_error_reader)(const char *body, size_t len, char **code, char **msg);
+
+/* Sends h until it succeeds, fails in a way no retry fixes, or max_retries retries have failed;
+ * returns OK or the last failure, named with label ("s3 PUT key") and read with read_error. */
+cairn_status os_exchange(os_worker *w, os_http *h, const char *label, int max_retries, os_error_reader read_error);
+/* After attempt number `attempt` (0 for the first) of h failed: if another may succeed and fewer
+ * than max_retries retries were made, counts and logs the retry, sleeps its backoff and returns
+ * true; else false. For loops that must do something between attempts (a resumable upload asks
+ * the server where it got to). */
+bool os_retry_pause(os_worker *w, const os_http *h, int attempt, int max_retries, const char *label);
+/* "s3 PUT key" style label for messages, in buf. */
+const char *os_label(const char *scheme, const char *method, const char *key, char *buf, size_t cap);
+/* The failure of h's last attempt in words, with the cairn code that fits it. */
+cairn_status os_failure(const os_http *h, const char *label, int attempts, os_error_reader read_error);
+
+/* ---- auth.c ---------------------------------------------------------------------------------- */
+
+/* One set of credentials, immutable once published: S3 keys (and session token), or an OAuth
+ * access token (in `token`). Shared by reference count, so a request keeps using the set it
+ * started with while another thread publishes the next. */
+typedef struct os_secret {
+	atomic_int refs;
+	char *access_key, *secret_key;
+	char *token;
+	int64_t refresh_ns; /* monotonic time from which a new set is fetched; INT64_MAX: never */
+	int64_t expires_ns; /* monotonic time from which this set no longer works; INT64_MAX: never */
+} os_secret;
+
+/* Fetches a new set into *out (zeroed), with os_secret_set_lifetime; runs on a transfer thread, or
+ * on os_auth_prime's own handle. */
+typedef cairn_status (*os_fetch_fn)(void *ctx, os_worker *w, os_secret *out);
+
+/* A source of credentials: fixed, or fetched again before the current set expires. */
+typedef struct os_auth os_auth;
+
+/* Fixed credentials (takes the strings); `source` says where they came from, for the log. */
+os_auth *os_auth_new_fixed(char *access_key, char *secret_key, char *token, const char *source);
+/* Credentials from fetch (ctx freed with free_ctx); nothing is fetched until os_auth_get. */
+os_auth *os_auth_new(os_fetch_fn fetch, void *ctx, void (*free_ctx)(void *), const char *source);
+void os_auth_free(os_auth *a);
+const char *os_auth_source(const os_auth *a);
+/* A reference to the current set (release it with os_secret_release), fetching one first if there
+ * is none or it is due for refresh. Threads that need one while another fetches wait for it, or
+ * use the current set while it has not expired. A failed fetch is logged; the current set is
+ * still used while it works, else the failure is returned. */
+cairn_status os_auth_get(os_auth *a, os_worker *w, os_secret **out);
+/* The store refused `seen` (401): it is not handed out again, the next os_auth_get fetches. */
+void os_auth_invalidate(os_auth *a, const os_secret *seen);
+void os_secret_release(os_secret *s);
+/* Sets refresh and expiry from a lifetime in seconds counted from now: refreshed at three
+ * quarters of it, or five minutes before the end if that is later. */
+void os_secret_set_lifetime(os_secret *s, int64_t seconds);
+/* Fetches the first set at once on a curl handle of its own, so that a store opened without
+ * usable credentials fails at start with the reason. */
+cairn_status os_auth_prime(os_auth *a, struct objstore *s);
+/* Metadata services (EC2's, GCE's) are on the host's own network: an answer that takes longer is
+ * not coming, and a host where none answers fails its start within seconds. */
+#define OS_METADATA_TIMEOUT_MS 5000
+/* Retries of a metadata request: the store's, at most two. */
+int os_metadata_retries(const os_worker *w);
+
+/* ---- json.c ---------------------------------------------------------------------------------- */
+
+/* An OAuth 2.0 token answer (service-account grant, GCE metadata server):
+ * {"access_token": "…", "expires_in": 3599, "token_type": "Bearer"}. */
+cairn_status os_json_token(const char *body, size_t len, char **token, int64_t *expires_in);
+/* EC2 instance-metadata role credentials: {"Code": "Success", "AccessKeyId": …, "SecretAccessKey":
+ * …, "Token": …, "Expiration": "2026-01-02T03:04:05Z"}; *expiration in seconds since the epoch. */
+cairn_status os_json_aws_credentials(const char *body, size_t len, os_secret *out, int64_t *expiration);
+/* The error of a Google API, {"error": {"code": 400, "message": …, "errors": [{"reason": …}]}},
+ * or of an OAuth endpoint, {"error": "invalid_grant", "error_description": …}; of a body that is
+ * not JSON (metadata services answer in text), its first line. An os_error_reader. */
+void os_json_google_error(const char *body, size_t len, char **code, char **msg);
+/* A GCS objects.list page: the names under `prefix` with the prefix cut (a malloc'd array of
+ * malloc'd strings), and nextPageToken (NULL on the last page). */
+cairn_status os_json_gcs_list(const char *body, size_t len, const char *prefix, char ***names, size_t *n,
+                              char **next);
+/* The "size" of a GCS object resource (a decimal string in the JSON API). */
+cairn_status os_json_gcs_size(const char *body, size_t len, int64_t *size);
+/* The fields cairn uses from a Google service-account key file (malloc'd; token_uri and key_id may
+ * be NULL). The message of a failure says what is wrong with the file, without naming it. */
+typedef struct os_sa_key_fields {
+	char *email, *pem, *token_uri, *key_id;
+} os_sa_key_fields;
+cairn_status os_json_sa_key(const char *body, size_t len, os_sa_key_fields *out);
+
+/* ---- jwt.c ----------------------------------------------------------------------------------- */
+
+/* Base64 of p[0..n): the standard alphabet with padding, or base64url without padding. */
+char *os_base64(const uint8_t *p, size_t n, bool url);
+
+/* A Google service-account key file. */
+typedef struct os_sa_key {
+	char *email, *token_uri, *key_id; /* key_id may be NULL */
+	struct evp_pkey_st *pkey;         /* the RSA private key */
+} os_sa_key;
+/* Parses the JSON of a key file ({"type": "service_account", "client_email", "private_key" (PEM),
+ * "token_uri", "private_key_id"}); `what` names it in messages. */
+cairn_status os_sa_key_parse(const char *json, size_t len, const char *what, os_sa_key *out);
+cairn_status os_sa_key_load(const char *path, os_sa_key *out);
+void os_sa_key_free(os_sa_key *k);
+/* The signed JWT (RS256) asserting the key's identity to its token_uri for `scope`, valid for an
+ * hour from `now` (seconds since the epoch). */
+cairn_status os_jwt_assertion(const os_sa_key *k, const char *scope, int64_t now, char **out);
+
+/* ---- gcp_auth.c, aws_imds.c ------------------------------------------------------------------ */
+
+/* The OAuth token source of the GCS JSON API: cfg's key file, else GOOGLE_APPLICATION_CREDENTIALS,
+ * else the GCE metadata server (its host from GCE_METADATA_HOST if set). Its first token is
+ * fetched now (os_auth_prime): a failure says what was tried. */
+cairn_status os_gcp_auth_new(const objstore_config *cfg, objstore *s, os_auth **out);
+/* S3 credentials from the EC2 instance metadata service, IMDSv2 (its URL from
+ * AWS_EC2_METADATA_SERVICE_ENDPOINT if set); NULL in *out when AWS_EC2_METADATA_DISABLED is true. */
+void os_aws_imds_auth_new(os_auth **out);
 
 /* ---- back ends --------------------------------------------------------------------------------- */
 
@@ -187,8 +326,10 @@ typedef struct os_backend_ops {
 	void (*free)(void *be);
 } os_backend_ops;
 
-cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, void **be);
+cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, objstore *s, void **be);
 extern const os_backend_ops os_s3_ops;
+cairn_status os_gcs_open(const objstore_config *cfg, const os_location *loc, objstore *s, void **be);
+extern const os_backend_ops os_gcs_ops;
 cairn_status os_dir_open(const os_location *loc, void **be);
 extern const os_backend_ops os_dir_ops;
 
@@ -198,15 +339,15 @@ typedef struct os_s3 {
 	char *base_url;     /* no trailing '/' */
 	char *prefix;       /* "" or ending in '/' */
 	char *sigv4;
-	os_credentials cred;
-	os_http_auth auth;
+	os_auth *keys;     /* fixed, or from EC2 instance metadata */
+	os_http_auth auth; /* without keys: os_s3_exchange adds the current ones to each request */
 	int64_t threshold, part_size;
 } os_s3;
 /* "s3 PUT key" style label for messages: writes into buf. */
 const char *os_s3_label(const os_s3 *b, const char *method, const char *key, char *buf, size_t cap);
 /* The object URL (base + encoded prefix + key), plus "?query" if query is not NULL or "". */
 char *os_s3_url(const os_s3 *b, const char *key, const char *query);
-/* Sends h, retrying as configured; returns OK for a 2xx, else the mapped error. */
+/* Sends h with the current keys, retrying as configured; returns OK for a 2xx, else the mapped error. */
 cairn_status os_s3_exchange(os_worker *w, os_http *h, const char *label);
 cairn_status os_s3_multipart(os_worker *w, const os_s3 *b, const char *key, os_source *src, const uint8_t *sha256);
 bool os_s3_wants_multipart(const os_s3 *b, int64_t size);
@@ -269,5 +410,8 @@ void os_job_run(os_worker *w, os_job *job);
 
 /* Reads src's range into h (and also into h2 unless NULL). */
 cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher *h2);
+/* Reads src's range, handing it to fn piece by piece. */
+typedef void (*os_scan_fn)(void *arg, const uint8_t *p, size_t n);
+cairn_status os_source_scan(const os_source *src, os_scan_fn fn, void *arg);
 
 #endif

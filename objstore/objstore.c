@@ -32,9 +32,15 @@ static cairn_status open_backend(const objstore_config *cfg, const os_location *
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_result != CURLE_OK)
 		return cairn_err(CAIRN_INTERNAL, "objstore: curl_global_init: %s", curl_easy_strerror(curl_init_result));
+	/* gs:// with HMAC keys speaks GCS's XML API through the S3 code; without, the JSON API. */
+	if (loc->kind == OS_GCS && !os_keys_given(cfg)) {
+		s->ops = &os_gcs_ops;
+		s->scheme = "gs";
+		return os_gcs_open(cfg, loc, s, &s->be);
+	}
 	s->ops = &os_s3_ops;
 	s->scheme = loc->kind == OS_GCS ? "gs" : "s3";
-	return os_s3_open(cfg, loc, &s->be);
+	return os_s3_open(cfg, loc, s, &s->be);
 }
 
 cairn_status objstore_open(const objstore_config *cfg, objstore **out)

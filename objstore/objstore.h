@@ -1,16 +1,20 @@
 /*
  * objstore: object-store clients behind one small interface, for the CAS write-through and the
  * action-cache backup. Back ends: S3 (libcurl with SigV4; path-style or virtual-hosted; any
- * endpoint; multipart above a threshold), GCS through the same S3 code on its XML API with HMAC keys,
- * and a local directory (tests, and single machines that want a second copy on another disk).
+ * endpoint; multipart above a threshold; keys given, or the instance role's from EC2 instance
+ * metadata), GCS through the same S3 code on its XML API when HMAC keys are given, GCS's JSON API
+ * with OAuth tokens otherwise (from a service-account key file or the GCE metadata server;
+ * resumable uploads above a threshold), and a local directory (tests, and single machines that
+ * want a second copy on another disk).
  *
  * Calls are asynchronous: each is queued to the store's transfer threads (at most max_concurrency
  * transfers at once) and reports through its callback exactly once, on a transfer thread — except
  * when the queue is at its limit (65,536 calls, or 512 MiB of buffers copied by objstore_put): then
  * the callback runs at once, on the caller's thread, with RESOURCE_EXHAUSTED. Retries
  * with exponential backoff and jitter on 5xx, 429, timeouts and connection errors; never on other
- * 4xx. Every upload sends the body's SHA-256 as x-amz-content-sha256 so the store rejects corrupted
- * bytes. objstore knows nothing about CAS or AC semantics: keys are opaque strings under the prefix.
+ * 4xx. Every upload sends the body's SHA-256 (S3: x-amz-content-sha256) or MD5 (GCS JSON API:
+ * md5Hash) so the store rejects corrupted bytes. objstore knows nothing about CAS or AC semantics:
+ * keys are opaque strings under the prefix.
  */
 #ifndef CAIRN_OBJSTORE_H
 #define CAIRN_OBJSTORE_H
@@ -26,11 +30,14 @@ typedef struct objstore_config {
 	const char *access_key;   /* NULL: AWS_ACCESS_KEY_ID */
 	const char *secret_key;   /* NULL: AWS_SECRET_ACCESS_KEY */
 	const char *session_token; /* NULL: AWS_SESSION_TOKEN if set */
+	/* gs:// without HMAC keys: a service-account key file; NULL: GOOGLE_APPLICATION_CREDENTIALS, else
+	 * the GCE metadata server */
+	const char *gcs_credentials_file;
 	bool path_style;          /* bucket in the path instead of the host name (needed for most local servers) */
 	int max_concurrency;      /* transfers at once; 0 means 16 */
 	int max_retries;          /* 0 means 5; negative means none */
-	int64_t multipart_threshold; /* objects at least this large go in parts; 0 means 64 MiB */
-	int64_t part_size;        /* 0 means 16 MiB */
+	int64_t multipart_threshold; /* objects at least this large go in parts; 0 means 64 MiB (GCS JSON: 8 MiB) */
+	int64_t part_size;        /* 0 means 16 MiB (GCS JSON: a multiple of 256 KiB) */
 	int64_t timeout_ms;       /* per request; 0 means 300 s */
 } objstore_config;
 
@@ -40,7 +47,10 @@ typedef struct objstore_stats {
 	uint64_t retries, failures;
 } objstore_stats;
 
-/* Parses the URL and credentials and starts the transfer threads. No request is made. */
+/* Parses the URL and credentials and starts the transfer threads. No request is made unless the
+ * credentials come from a metadata service or a key file: then the first set is fetched, so that a
+ * store without usable credentials fails here, saying what was tried. Logs the API and where the
+ * credentials come from. */
 cairn_status objstore_open(const objstore_config *cfg, objstore **out);
 /* Waits for queued transfers, then frees everything. */
 void objstore_close(objstore *s);

@@ -1,24 +1,17 @@
 /* The S3 back end, also used for GCS through its XML API with HMAC keys: single-request PUT, GET,
  * HEAD, DELETE and ListObjectsV2, each HTTP exchange retried on its own. Large uploads go to
- * multipart.c. */
+ * multipart.c. Every request signs with one consistent set of keys taken at its start: fixed ones,
+ * or those of the instance's role, which aws_imds.c renews before they expire. */
 #include "objstore/internal.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 const char *os_s3_label(const os_s3 *b, const char *method, const char *key, char *buf, size_t cap)
 {
-	/* Long keys are cut so that the server's reason still fits in the status message. */
-	size_t n = strlen(key);
-	if (n > 72)
-		snprintf(buf, cap, "%s %s %.72s…", b->scheme, method, key);
-	else
-		snprintf(buf, cap, "%s %s %s", b->scheme, method, key);
-	return buf;
+	return os_label(b->scheme, method, key, buf, cap);
 }
 
 char *os_s3_url(const os_s3 *b, const char *key, const char *query)
@@ -34,62 +27,30 @@ char *os_s3_url(const os_s3 *b, const char *key, const char *query)
 	return url;
 }
 
-static void sleep_ms(int64_t ms)
+static void read_xml_error(const char *body, size_t len, char **code, char **msg)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
-/* "403 SignatureDoesNotMatch: The request signature we calculated does not match…" from an S3
- * error body, or just "404" when there is none (HEAD answers carry no body). */
-static cairn_status http_failure(const os_http *h, const char *label, const char *attempts)
-{
-	char *code = os_xml_first(h->err_body, h->err_len, "Code");
-	char *msg = os_xml_first(h->err_body, h->err_len, "Message");
-	cairn_status st = cairn_err(os_code_of_http(h->status, code), "%s: %ld%s%s%s%s%s", label, h->status,
-	                            code ? " " : "", code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
-	                            attempts);
-	free(code);
-	free(msg);
-	return st;
-}
-
-static cairn_status failure(const os_http *h, const char *label, int attempts)
-{
-	char after[48] = "";
-	if (attempts > 1)
-		snprintf(after, sizeof after, " (after %d attempts)", attempts);
-	if (h->body && h->body->err)
-		return h->body->err == ENODATA
-		               ? cairn_err(CAIRN_DATA_LOSS, "%s: the file changed while it was uploaded", label)
-		               : cairn_errno(h->body->err, "%s: reading the upload", label);
-	if (h->sink && h->sink->over_max)
-		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "%s: the object is larger than the limit of %lld bytes", label,
-		                 (long long)h->sink->max);
-	if (h->sink && h->sink->err)
-		return cairn_errno(h->sink->err, "%s: writing the download", label);
-	if (h->cc != CURLE_OK)
-		return cairn_err(os_code_of_curl(h->cc), "%s: %s%s", label, h->curl_err[0] ? h->curl_err : curl_easy_strerror(h->cc),
-		                 after);
-	return http_failure(h, label, after);
+	*code = os_xml_first(body, len, "Code");
+	*msg = os_xml_first(body, len, "Message");
 }
 
 cairn_status os_s3_exchange(os_worker *w, os_http *h, const char *label)
 {
-	objstore *s = w->s;
-	for (int attempt = 0;; attempt++) {
-		os_http_perform(w, h);
-		if (os_http_ok(h))
-			return cairn_ok();
-		if (attempt >= s->max_retries || !os_retryable(h->cc, h->status))
-			return failure(h, label, attempt + 1);
-		int64_t ms = os_backoff_ms(attempt, &w->rng);
-		atomic_fetch_add(&s->retries, 1);
-		LOG_WARN(OS_MOD, "%s failed, retrying: %s attempt=%d delay_ms=%lld", label,
-		         h->cc != CURLE_OK ? curl_easy_strerror(h->cc) : "server error", attempt + 1, (long long)ms);
-		sleep_ms(ms);
-	}
+	const os_s3 *b = w->s->be;
+	os_secret *k;
+	cairn_status st = os_auth_get(b->keys, w, &k);
+	if (!cairn_is_ok(&st))
+		return cairn_err(st.code, "%s: %s", label, st.msg);
+	/* This request signs with the keys it was handed, even if newer ones arrive meanwhile. */
+	const os_http_auth *base = h->auth;
+	os_http_auth a = *base;
+	a.access_key = k->access_key;
+	a.secret_key = k->secret_key;
+	a.session_token = k->token;
+	h->auth = &a;
+	st = os_exchange(w, h, label, w->s->max_retries, read_xml_error);
+	h->auth = base;
+	os_secret_release(k);
+	return st;
 }
 
 bool os_s3_wants_multipart(const os_s3 *b, int64_t size) { return size >= b->threshold; }
@@ -242,7 +203,7 @@ static void s3_free(void *be)
 	free(b->base_url);
 	free(b->prefix);
 	free(b->sigv4);
-	os_credentials_free(&b->cred);
+	os_auth_free(b->keys);
 	free(b);
 }
 
@@ -259,7 +220,36 @@ static cairn_status check_sizes(const objstore_config *cfg, int64_t *threshold, 
 	return cairn_ok();
 }
 
-cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, void **be)
+/* The keys: given (config or environment), else for s3:// those of the instance's role from EC2
+ * instance metadata, fetched now so that a store without credentials fails at start. */
+static cairn_status find_keys(const objstore_config *cfg, const os_location *loc, objstore *s, os_auth **out)
+{
+	os_credentials c;
+	cairn_status st = os_get_credentials(cfg, &c);
+	if (cairn_is_ok(&st)) {
+		bool from_cfg = cfg->access_key && *cfg->access_key;
+		*out = os_auth_new_fixed(c.access_key, c.secret_key, c.session_token,
+		                         from_cfg ? "access_key and secret_key" : "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+		return st;
+	}
+	if (loc->kind != OS_S3 || os_keys_given(cfg))
+		return st; /* gs:// comes here with HMAC keys only; half a key pair is a mistake to report */
+	os_aws_imds_auth_new(out);
+	if (!*out)
+		return cairn_err(CAIRN_INVALID_ARGUMENT,
+		                 "object store %s: no keys given (access_key, AWS_ACCESS_KEY_ID), and EC2 instance metadata "
+		                 "is disabled (AWS_EC2_METADATA_DISABLED)",
+		                 cfg->url);
+	st = os_auth_prime(*out, s);
+	if (!cairn_is_ok(&st)) {
+		os_auth_free(*out);
+		*out = NULL;
+		return cairn_err(st.code, "object store %s: no keys given, and %s", cfg->url, st.msg);
+	}
+	return st;
+}
+
+cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, objstore *s, void **be)
 {
 	assert(loc->kind == OS_S3 || loc->kind == OS_GCS);
 	os_s3 *b = cairn_xcalloc(1, sizeof *b);
@@ -270,17 +260,16 @@ cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, void
 	if (cairn_is_ok(&st))
 		st = os_base_url(loc->kind, cfg->endpoint, region, loc->bucket, cfg->path_style, &b->base_url);
 	if (cairn_is_ok(&st))
-		st = os_get_credentials(cfg, &b->cred);
+		st = find_keys(cfg, loc, s, &b->keys);
 	if (!cairn_is_ok(&st)) {
 		s3_free(b);
 		return st;
 	}
 	b->sigv4 = os_asprintf("aws:amz:%s:s3", region);
 	b->auth = (os_http_auth){.sigv4 = b->sigv4,
-	                         .access_key = b->cred.access_key,
-	                         .secret_key = b->cred.secret_key,
-	                         .session_token = b->cred.session_token,
 	                         .timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : OS_DEFAULT_TIMEOUT_MS};
+	LOG_INFO(OS_MOD, "store opened url=%s api=%s credentials=\"%s\"", cfg->url,
+	         loc->kind == OS_GCS ? "gcs-xml" : "s3", os_auth_source(b->keys));
 	*be = b;
 	return cairn_ok();
 }

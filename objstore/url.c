@@ -1,5 +1,5 @@
 /* Store URLs ("s3://bucket/prefix", "gs://bucket/prefix", "file:///dir"), the base URL requests go
- * to, and credentials. */
+ * to, and keys given in the config or the environment. */
 #include "objstore/internal.h"
 
 #include <assert.h>
@@ -90,6 +90,33 @@ void os_location_free(os_location *l)
 	l->bucket = l->prefix = NULL;
 }
 
+/* Splits an endpoint URL "http(s)://host[:port][/]" into its scheme and host, without the '/'. */
+static cairn_status split_endpoint(const char *endpoint, const char **scheme, const char **host, int *host_len)
+{
+	*scheme = has_prefix(endpoint, "https://") ? "https://" : has_prefix(endpoint, "http://") ? "http://" : NULL;
+	if (!*scheme)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store endpoint '%s': expected http:// or https://", endpoint);
+	*host = endpoint + strlen(*scheme);
+	size_t n = strlen(*host);
+	while (n > 0 && (*host)[n - 1] == '/')
+		n--;
+	if (n == 0)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store endpoint '%s': no host", endpoint);
+	*host_len = (int)n;
+	return cairn_ok();
+}
+
+cairn_status os_endpoint_url(const char *endpoint, char **out)
+{
+	const char *scheme, *host;
+	int hn;
+	*out = NULL;
+	cairn_status st = split_endpoint(endpoint, &scheme, &host, &hn);
+	if (cairn_is_ok(&st))
+		*out = os_asprintf("%s%.*s", scheme, hn, host);
+	return st;
+}
+
 cairn_status os_base_url(enum os_kind kind, const char *endpoint, const char *region, const char *bucket,
                          bool path_style, char **out)
 {
@@ -104,21 +131,13 @@ cairn_status os_base_url(enum os_kind kind, const char *endpoint, const char *re
 			                  : os_asprintf("https://%s.s3.%s.amazonaws.com", bucket, region);
 		return cairn_ok();
 	}
-	const char *scheme = has_prefix(endpoint, "https://") ? "https://"
-	                     : has_prefix(endpoint, "http://") ? "http://"
-	                                                       : NULL;
-	if (!scheme)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store endpoint '%s': expected http:// or https://", endpoint);
-	const char *host = endpoint + strlen(scheme);
-	size_t n = strlen(host);
-	while (n > 0 && host[n - 1] == '/')
-		n--;
-	if (n == 0)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store endpoint '%s': no host", endpoint);
-	int hn = (int)n;
-	*out = path_style ? os_asprintf("%s%.*s/%s", scheme, hn, host, bucket)
-	                  : os_asprintf("%s%s.%.*s", scheme, bucket, hn, host);
-	return cairn_ok();
+	const char *scheme, *host;
+	int hn;
+	cairn_status st = split_endpoint(endpoint, &scheme, &host, &hn);
+	if (cairn_is_ok(&st))
+		*out = path_style ? os_asprintf("%s%.*s/%s", scheme, hn, host, bucket)
+		                  : os_asprintf("%s%s.%.*s", scheme, bucket, hn, host);
+	return st;
 }
 
 static char *dup_or_env(const char *v, const char *env)
@@ -142,6 +161,17 @@ cairn_status os_get_credentials(const objstore_config *cfg, os_credentials *out)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store %s: no credentials: need %s", cfg->url, missing);
 	}
 	return cairn_ok();
+}
+
+static bool set(const char *v, const char *env)
+{
+	const char *e = getenv(env);
+	return (v && *v) || (e && *e);
+}
+
+bool os_keys_given(const objstore_config *cfg)
+{
+	return set(cfg->access_key, "AWS_ACCESS_KEY_ID") || set(cfg->secret_key, "AWS_SECRET_ACCESS_KEY");
 }
 
 void os_credentials_free(os_credentials *c)

@@ -6,6 +6,9 @@
 #   source tests/s3_fixture.sh
 #   s3_up DIR      # starts the cluster; exports S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET
 #                  # S3_REGION S3_DIR; on failure it cleans up after itself, shows the logs and returns 1
+#   s3_session_credentials  # turns radosgw's STS on (restarting radosgw) and gets temporary keys and
+#                  # a session token from it (GetSessionToken): exports S3_STS_ACCESS_KEY
+#                  # S3_STS_SECRET_KEY S3_STS_TOKEN
 #   s3_rgw_stop    # stops radosgw only (the cluster stays), waits until it is gone
 #   s3_rgw_start   # starts radosgw again on the same port and waits until it answers
 #   s3_down DIR    # stops every daemon by its pid file, SIGKILLs stragglers, removes DIR
@@ -252,6 +255,40 @@ s3_down() {
 	_s3_stop_pids "$d/pids/osd"
 	_s3_stop_pids "$d/pids/mon"
 	rm -rf "$d"
+}
+
+# _s3_form_post SERVICE BODY: a SigV4-signed form POST to radosgw as the test user; prints the answer.
+_s3_form_post() {
+	local hash
+	hash=$(printf %s "$2" | sha256sum | cut -d' ' -f1)
+	curl -sS --fail-with-body --max-time 30 --aws-sigv4 "aws:amz:us-east-1:$1" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+		-H "x-amz-content-sha256: $hash" -H 'Content-Type: application/x-www-form-urlencoded' --data "$2" "$S3_ENDPOINT/"
+}
+
+# s3_session_credentials: see the top of this file. With STS off, radosgw ignores an
+# x-amz-security-token it never issued; with it on, it checks every token, but also reports a wrong
+# signature as AccessDenied instead of SignatureDoesNotMatch: so it is on only for the tests that
+# need it. The key (16 bytes) encrypts the tokens. The user is allowed sts:GetSessionToken by a user
+# policy (which needs the user-policy capability to put).
+s3_session_credentials() {
+	local policy out
+	printf 'rgw s3 auth use sts = true\nrgw sts key = %s\n' "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
+		>>"$S3_DIR/ceph.conf" # in [client.rgw.a], the last section
+	s3_rgw_stop && s3_rgw_start || { echo "s3_fixture: radosgw did not start again with STS" >&2; return 1; }
+	timeout 60 radosgw-admin -c "$S3_DIR/ceph.conf" caps add --uid=test --caps="user-policy=*" >>"$S3_DIR/log/user.out" 2>&1 ||
+		{ echo "s3_fixture: radosgw-admin caps add failed" >&2; return 1; }
+	policy='%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C'
+	policy+='%22Action%22%3A%5B%22sts%3AGetSessionToken%22%5D%2C%22Resource%22%3A%22%2A%22%7D%5D%7D'
+	_s3_form_post iam "Action=PutUserPolicy&PolicyDocument=$policy&PolicyName=sts&UserName=test&Version=2010-05-08" \
+		>>"$S3_DIR/log/user.out" || { echo "s3_fixture: PutUserPolicy failed" >&2; return 1; }
+	out=$(_s3_form_post sts "Action=GetSessionToken&DurationSeconds=3600&Version=2011-06-15") ||
+		{ echo "s3_fixture: GetSessionToken failed: $out" >&2; return 1; }
+	S3_STS_ACCESS_KEY=$(sed -n 's:.*<AccessKeyId>\([^<]*\)</AccessKeyId>.*:\1:p' <<<"$out")
+	S3_STS_SECRET_KEY=$(sed -n 's:.*<SecretAccessKey>\([^<]*\)</SecretAccessKey>.*:\1:p' <<<"$out")
+	S3_STS_TOKEN=$(sed -n 's:.*<SessionToken>\([^<]*\)</SessionToken>.*:\1:p' <<<"$out")
+	[ -n "$S3_STS_ACCESS_KEY" ] && [ -n "$S3_STS_SECRET_KEY" ] && [ -n "$S3_STS_TOKEN" ] ||
+		{ echo "s3_fixture: no credentials in the GetSessionToken answer: $out" >&2; return 1; }
+	export S3_STS_ACCESS_KEY S3_STS_SECRET_KEY S3_STS_TOKEN
 }
 
 # s3_rgw_stop: stops radosgw of the cluster started by s3_up (for tests of retries).

@@ -141,10 +141,12 @@ static void open_refuses_bad_configs(void **state)
 	(void)state;
 	unsetenv("AWS_ACCESS_KEY_ID");
 	unsetenv("AWS_SECRET_ACCESS_KEY");
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* no keys, and no instance metadata to ask */
 	objstore *s = (objstore *)1;
 	objstore_config cfg = {.url = "s3://b/p"};
 	assert_int_equal(objstore_open(&cfg, &s).code, CAIRN_INVALID_ARGUMENT); /* no credentials */
 	assert_null(s);
+	unsetenv("AWS_EC2_METADATA_DISABLED");
 	cfg.access_key = "ak";
 	cfg.secret_key = "sk";
 	cfg.part_size = 1 << 20; /* below S3's 5 MiB */
