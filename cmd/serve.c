@@ -74,6 +74,30 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
+static void log_stats(cachefs *fs, external *x)
+{
+	cachefs_stats cs;
+	cachefs_get_stats(fs, &cs);
+	LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu", (unsigned long long)cs.blobs,
+	         (unsigned long long)cs.bytes, (unsigned long long)cs.evicted_blobs,
+	         (unsigned long long)cs.rejected_writes);
+	if (!x->os)
+		return;
+	cachefs_through_stats ts;
+	objstore_stats os;
+	ac_backup_stats bs;
+	cachefs_through_get_stats(x->through, &ts);
+	objstore_get_stats(x->os, &os);
+	ac_backup_get_stats(x->backup, &bs);
+	LOG_INFO("stats",
+	         "object_store uploaded=%llu already_there=%llu fetched=%llu refused=%llu backlog=%llu failures=%llu "
+	         "bytes_up=%llu bytes_down=%llu retries=%llu ac_backed_up=%llu ac_dropped=%llu ac_restored=%llu",
+	         (unsigned long long)ts.uploaded, (unsigned long long)ts.skipped, (unsigned long long)ts.fetched,
+	         (unsigned long long)ts.refused, (unsigned long long)ts.backlog, (unsigned long long)ts.failures,
+	         (unsigned long long)os.bytes_up, (unsigned long long)os.bytes_down, (unsigned long long)os.retries,
+	         (unsigned long long)bs.written, (unsigned long long)bs.dropped, (unsigned long long)bs.restored);
+}
+
 /* Logs the storage counters once a minute while waiting for SIGINT or SIGTERM; returns the signal.
  * (Metrics over HTTP come with the observability work; until then the log carries them.) */
 static int wait_for_signal(const sigset_t *sigs, cachefs *fs, external *x)
@@ -83,26 +107,7 @@ static int wait_for_signal(const sigset_t *sigs, cachefs *fs, external *x)
 		int sig = sigtimedwait(sigs, NULL, &minute);
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
-		cachefs_stats cs;
-		cachefs_get_stats(fs, &cs);
-		LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu", (unsigned long long)cs.blobs,
-		         (unsigned long long)cs.bytes, (unsigned long long)cs.evicted_blobs,
-		         (unsigned long long)cs.rejected_writes);
-		if (!x->os)
-			continue;
-		cachefs_through_stats ts;
-		objstore_stats os;
-		ac_backup_stats bs;
-		cachefs_through_get_stats(x->through, &ts);
-		objstore_get_stats(x->os, &os);
-		ac_backup_get_stats(x->backup, &bs);
-		LOG_INFO("stats",
-		         "object_store uploaded=%llu already_there=%llu fetched=%llu refused=%llu backlog=%llu failures=%llu "
-		         "bytes_up=%llu bytes_down=%llu retries=%llu ac_backed_up=%llu ac_dropped=%llu ac_restored=%llu",
-		         (unsigned long long)ts.uploaded, (unsigned long long)ts.skipped, (unsigned long long)ts.fetched,
-		         (unsigned long long)ts.refused, (unsigned long long)ts.backlog, (unsigned long long)ts.failures,
-		         (unsigned long long)os.bytes_up, (unsigned long long)os.bytes_down, (unsigned long long)os.retries,
-		         (unsigned long long)bs.written, (unsigned long long)bs.dropped, (unsigned long long)bs.restored);
+		log_stats(fs, x);
 	}
 }
 
@@ -220,6 +225,7 @@ static int run(const serve_flags *f)
 	rpc_server_stop(srv);
 	executor_free(ex); /* before the gateway: running actions report to it */
 	gateway_free(g);
+	log_stats(fs, &x); /* the final counters: no client call is left */
 	close_external(&x);
 	cachefs_close(fs);
 	LOG_INFO("serve", "stopped");
