@@ -6,15 +6,21 @@
  *  - open_read of a blob that is not local downloads it into tmp/, streams it into the local store —
  *    whose commit verifies the hash, so a bucket object whose bytes do not match its name is refused
  *    and reported, never served — and then reads it locally.
- *  - sync write-through writes locally first, then uploads (through_upload.c) and acknowledges only
- *    once the bucket has the blob; a writer of a blob below 1 MiB keeps a copy of its bytes for that.
+ *  - sync write-through acknowledges an upload only once the bucket has the blob. A blob of at least
+ *    one multipart part (16 MiB by default) is streamed: its bucket upload runs while its bytes
+ *    arrive and is completed once the local commit verified the digest (through_stream.c). Smaller
+ *    blobs, and large ones when the store cannot stream or the part buffers are all taken, are
+ *    written locally first and then uploaded (through_upload.c); a writer of a blob below 1 MiB
+ *    keeps a copy of its bytes for that.
  *  - async write-through writes locally, writes a marker file in backlog/ and only then
  *    acknowledges; the marker is removed after the upload. The blob stays pinned (not evicted) while
  *    it waits, a flusher thread retries failed uploads and, after a restart, picks the backlog up
- *    from the markers, so an acknowledged blob always reaches the bucket.
+ *    from the markers, so an acknowledged blob always reaches the bucket. Nothing is streamed in
+ *    async mode: the client does not wait for the bucket there.
  */
 #include "cachefs/through.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -363,6 +369,8 @@ static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writ
 	cairn_status st = blobstore_open_write(t->local, d, &inner);
 	if (!cairn_is_ok(&st))
 		return st;
+	if (!t->async && (*out = cachefs_through_stream_open(t, d, inner)))
+		return st;
 	tw *w = cairn_xcalloc(1, sizeof *w);
 	w->base.ops = &through_ops;
 	w->base.digest = *d;
@@ -430,6 +438,7 @@ void cachefs_through_free(cachefs_through *t)
 	pthread_mutex_lock(&t->mu);
 	while (t->active > 0)
 		pthread_cond_wait(&t->cv, &t->mu);
+	assert(t->stream_mem == 0); /* every streamed writer returned its part buffers */
 	pthread_mutex_unlock(&t->mu);
 	pthread_mutex_destroy(&t->mu);
 	pthread_cond_destroy(&t->cv);

@@ -1,7 +1,8 @@
 /* Private to cachefs: what the files of the write-through blobstore share.
  *
  *   through.c         the object: writers, reads through, find_missing, the async backlog and its flusher
- *   through_upload.c  uploads of committed blobs (sync writes, the async backlog)
+ *   through_upload.c  uploads of committed blobs (sync blobs that were not streamed, the async backlog)
+ *   through_stream.c  sync writes of large blobs, streamed to the bucket while their bytes arrive
  */
 #ifndef CAIRN_CACHEFS_THROUGH_H
 #define CAIRN_CACHEFS_THROUGH_H
@@ -29,7 +30,8 @@ struct cachefs_through {
 	cairn_digest inflight[CACHEFS_THROUGH_MAX_INFLIGHT]; /* async uploads under way; guarded by mu */
 	size_t ninflight;
 	bool stopping;
-	long active; /* operations waiting on the object store; guarded by mu */
+	long active;        /* operations waiting on the object store; guarded by mu */
+	int64_t stream_mem; /* bytes of part buffers reserved by streamed writers; guarded by mu */
 	pthread_t flusher;
 	atomic_uint_fast64_t uploaded, skipped, fetched, refused, backlog, failures, seq;
 };
@@ -50,5 +52,10 @@ void cachefs_through_upload(cachefs_through *t, const cairn_digest *d, const uin
                             void *arg);
 /* Async: starts the upload unless it is under way or too many are; the flusher gets the rest. */
 void cachefs_through_upload_backlogged(cachefs_through *t, const cairn_digest *d);
+
+/* through_stream.c: a sync writer of d over inner that streams the blob to the bucket as it arrives,
+ * or NULL when d is below one part, the store cannot stream, or the part buffers do not fit the
+ * memory budget now (then the blob is uploaded after its commit). */
+blob_writer *cachefs_through_stream_open(cachefs_through *t, const cairn_digest *d, blob_writer *inner);
 
 #endif

@@ -1,4 +1,5 @@
-/* Uploads of committed blobs to the bucket: sync writes and the async backlog.
+/* Uploads of committed blobs to the bucket: sync writes that were not streamed (through_stream.c)
+ * and the async backlog.
  *
  * Blobs below CACHEFS_THROUGH_SMALL (1 MiB) go up from memory and need no file of their own (small
  * blobs may live in pack files): a sync writer kept a copy of their bytes as they passed; the async
