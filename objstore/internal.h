@@ -232,6 +232,7 @@ int64_t os_part_size_for(int64_t part_size, int64_t size);
 
 /* ---- the store and its pool ------------------------------------------------------------------ */
 
+/* The STREAM_* kinds come last: os_job_run hands every kind from OS_JOB_STREAM_BEGIN on to stream.c. */
 enum os_job_kind { OS_JOB_PUT_FILE, OS_JOB_PUT_MEM, OS_JOB_GET_FILE, OS_JOB_GET_MEM, OS_JOB_HEAD, OS_JOB_DELETE,
 	           OS_JOB_LIST, OS_JOB_STREAM_BEGIN, OS_JOB_STREAM_PART, OS_JOB_STREAM_COMPLETE,
 	           OS_JOB_STREAM_ABORT };
