@@ -6,15 +6,21 @@
  *  - open_read of a blob that is not local downloads it into tmp/, streams it into the local store —
  *    whose commit verifies the hash, so a bucket object whose bytes do not match its name is refused
  *    and reported, never served — and then reads it locally.
- *  - commit writes locally first. With sync write-through the upload is acknowledged only once the
- *    bucket has the blob (blobs of 1 MiB and more are skipped when a HEAD finds them there). With async, a marker file in
- *    backlog/ is written before the acknowledgement and removed after the upload; the blob stays
- *    pinned (not evicted) while it waits, a flusher thread retries failed uploads and, after a
- *    restart, picks the backlog up from the markers, so an acknowledged blob always reaches the
- *    bucket.
+ *  - sync write-through acknowledges an upload only once the bucket has the blob. A blob of at least
+ *    one multipart part (16 MiB by default) is streamed: its bucket upload runs while its bytes
+ *    arrive and is completed once the local commit verified the digest (through_stream.c). Smaller
+ *    blobs, and large ones when the store cannot stream or the part buffers are all taken, are
+ *    written locally first and then uploaded (through_upload.c); a writer of a blob below 1 MiB
+ *    keeps a copy of its bytes for that.
+ *  - async write-through writes locally, writes a marker file in backlog/ and only then
+ *    acknowledges; the marker is removed after the upload. The blob stays pinned (not evicted) while
+ *    it waits, a flusher thread retries failed uploads and, after a restart, picks the backlog up
+ *    from the markers, so an acknowledged blob always reaches the bucket. Nothing is streamed in
+ *    async mode: the client does not wait for the bucket there.
  */
 #include "cachefs/through.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,33 +31,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_INFLIGHT 64
-/* Below this size a PUT costs about what a HEAD costs, so a blob is simply written again (a PUT of
- * the same bytes under the same key changes nothing); above it, a HEAD first saves the transfer. */
-#define HEAD_FIRST_SIZE (1 << 20)
 #define RETRY_NS (5 * 1000000000LL)
-
-struct cachefs_through {
-	blobstore bs;
-	cachefs *fs;
-	blobstore *local;
-	objstore *os;
-	bool async;
-	char *backlog_dir, *tmp_dir;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	cairn_digest inflight[MAX_INFLIGHT]; /* async uploads under way; guarded by mu */
-	size_t ninflight;
-	bool stopping;
-	long active; /* operations waiting on the object store; guarded by mu */
-	pthread_t flusher;
-	atomic_uint_fast64_t uploaded, skipped, fetched, refused, backlog, failures, seq;
-};
 
 static cachefs_through *of(blobstore *bs) { return (cachefs_through *)bs; }
 
-/* Every operation that waits on the object store is counted, so that free can wait for them. */
-static void active_add(cachefs_through *t, long delta)
+void cachefs_through_active(cachefs_through *t, long delta)
 {
 	pthread_mutex_lock(&t->mu);
 	t->active += delta;
@@ -60,113 +44,22 @@ static void active_add(cachefs_through *t, long delta)
 	pthread_mutex_unlock(&t->mu);
 }
 
-static void key_of(const cairn_digest *d, char key[CAIRN_HASH_HEX_LEN + 8])
+void cachefs_through_key(const cairn_digest *d, char key[CACHEFS_THROUGH_KEY_MAX])
 {
 	memcpy(key, "cas/", 4);
 	cairn_hash_hex(d->hash, key + 4);
 }
 
-static void marker_path(const cachefs_through *t, const cairn_digest *d, char *out, size_t cap)
+void cachefs_through_marker(const cachefs_through *t, const cairn_digest *d, char *out, size_t cap)
 {
 	char hex[CAIRN_HASH_HEX_LEN + 1];
 	cairn_hash_hex(d->hash, hex);
 	snprintf(out, cap, "%s/%s_%lld", t->backlog_dir, hex, (long long)d->size);
 }
 
-/* ---- upload of one committed blob ---- */
-
-typedef struct upload {
-	cachefs_through *t;
-	cairn_digest d;
-	char path[4096];
-	blob_done_cb cb; /* sync: the client's commit callback; async: NULL */
-	void *arg;
-} upload;
-
-static void upload_end(upload *u, cairn_status st)
+cairn_status cachefs_through_unavailable(const cairn_status *st)
 {
-	cachefs_through *t = u->t;
-	cachefs_unpin(t->fs, &u->d);
-	if (u->cb) {
-		if (!cairn_is_ok(&st))
-			st = cairn_err(CAIRN_UNAVAILABLE, "the object store did not take the blob: %s", st.msg);
-		u->cb(u->arg, st);
-	} else {
-		pthread_mutex_lock(&t->mu);
-		for (size_t i = 0; i < t->ninflight; i++)
-			if (cairn_digest_eq(&t->inflight[i], &u->d)) {
-				t->inflight[i] = t->inflight[--t->ninflight];
-				break;
-			}
-		pthread_mutex_unlock(&t->mu);
-		if (cairn_is_ok(&st)) {
-			char m[4200];
-			marker_path(t, &u->d, m, sizeof m);
-			unlink(m);
-			atomic_fetch_sub(&t->backlog, 1);
-			cachefs_unpin(t->fs, &u->d); /* the pin the marker held */
-		} else {
-			LOG_WARN("cachefs", "write-through failed, will retry: %s", cairn_status_str(&st));
-		}
-	}
-	if (!cairn_is_ok(&st))
-		atomic_fetch_add(&t->failures, 1);
-	free(u);
-	active_add(t, -1);
-}
-
-static void put_done(void *arg, cairn_status st)
-{
-	upload *u = arg;
-	if (cairn_is_ok(&st))
-		atomic_fetch_add(&u->t->uploaded, 1);
-	upload_end(u, st);
-}
-
-static void head_done(void *arg, cairn_status st, int64_t size)
-{
-	upload *u = arg;
-	if (cairn_is_ok(&st) && size == u->d.size) {
-		atomic_fetch_add(&u->t->skipped, 1); /* the bucket has it already */
-		return upload_end(u, st);
-	}
-	char key[CAIRN_HASH_HEX_LEN + 8];
-	key_of(&u->d, key);
-	objstore_put_file(u->t->os, key, u->path, u->d.hash, put_done, u);
-}
-
-/* Starts the upload of a held blob; cb (or, async, the backlog) hears how it went. */
-static void upload_start(cachefs_through *t, const cairn_digest *d, blob_done_cb cb, void *arg)
-{
-	upload *u = cairn_xcalloc(1, sizeof *u);
-	*u = (upload){.t = t, .d = *d, .cb = cb, .arg = arg};
-	cairn_status st = cachefs_pin_path(t->fs, d, u->path, sizeof u->path);
-	if (!cairn_is_ok(&st)) {
-		if (cb)
-			cb(arg, st);
-		free(u);
-		return;
-	}
-	active_add(t, 1);
-	if (d->size < HEAD_FIRST_SIZE)
-		return head_done(u, cairn_err(CAIRN_NOT_FOUND, "not asked"), 0);
-	char key[CAIRN_HASH_HEX_LEN + 8];
-	key_of(d, key);
-	objstore_head(t->os, key, head_done, u);
-}
-
-/* Async: starts the upload unless it is under way or too many are; the flusher gets the rest. */
-static void upload_backlogged(cachefs_through *t, const cairn_digest *d)
-{
-	pthread_mutex_lock(&t->mu);
-	bool go = t->ninflight < MAX_INFLIGHT;
-	for (size_t i = 0; go && i < t->ninflight; i++)
-		go = !cairn_digest_eq(&t->inflight[i], d);
-	if (go)
-		t->inflight[t->ninflight++] = *d;
-	pthread_mutex_unlock(&t->mu);
-	if (go)
-		upload_start(t, d, NULL, NULL);
+	return cairn_err(CAIRN_UNAVAILABLE, "the object store did not take the blob: %s", st->msg);
 }
 
 /* ---- writes ---- */
@@ -175,18 +68,28 @@ typedef struct tw {
 	blob_writer base;
 	blob_writer *inner;
 	cachefs_through *t;
+	uint8_t *copy; /* sync, below CACHEFS_THROUGH_SMALL: the bytes as they passed, uploaded from memory */
+	size_t copied;
 	blob_done_cb cb;
 	void *arg;
 } tw;
 
-static void tw_write(blob_writer *w, const void *data, size_t len, blob_done_cb cb, void *arg)
+static void tw_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)
 {
-	blob_write(((tw *)w)->inner, data, len, cb, arg);
+	tw *w = (tw *)bw;
+	/* Bytes past the digest's size are not kept: the local writer refuses them. */
+	if (w->copy && len <= (size_t)w->base.digest.size - w->copied) {
+		memcpy(w->copy + w->copied, data, len);
+		w->copied += len;
+	}
+	blob_write(w->inner, data, len, cb, arg);
 }
 
-static void tw_abort(blob_writer *w)
+static void tw_abort(blob_writer *bw)
 {
-	blob_abort(((tw *)w)->inner);
+	tw *w = (tw *)bw;
+	blob_abort(w->inner);
+	free(w->copy);
 	free(w);
 }
 
@@ -196,7 +99,7 @@ static void tw_abort(blob_writer *w)
 static cairn_status backlog_add(cachefs_through *t, const cairn_digest *d, bool *added)
 {
 	char m[4200];
-	marker_path(t, d, m, sizeof m);
+	cachefs_through_marker(t, d, m, sizeof m);
 	*added = false;
 	int fd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0 && errno == EEXIST)
@@ -221,16 +124,20 @@ static void tw_committed(void *arg, cairn_status st)
 	blob_done_cb cb = w->cb;
 	void *cb_arg = w->arg;
 	cairn_digest d = w->base.digest;
+	uint8_t *copy = w->copy;
 	free(w);
-	if (!cairn_is_ok(&st) || cairn_digest_is_empty_blob(&d))
-		return cb(cb_arg, st);
-	if (!t->async)
-		return upload_start(t, &d, cb, cb_arg);
-	bool added;
-	st = backlog_add(t, &d, &added);
-	cb(cb_arg, st);
-	if (added)
-		upload_backlogged(t, &d);
+	if (!cairn_is_ok(&st) || cairn_digest_is_empty_blob(&d)) {
+		cb(cb_arg, st);
+	} else if (!t->async) {
+		cachefs_through_upload(t, &d, copy, cb, cb_arg);
+	} else {
+		bool added;
+		st = backlog_add(t, &d, &added);
+		cb(cb_arg, st);
+		if (added)
+			cachefs_through_upload_backlogged(t, &d);
+	}
+	free(copy); /* objstore_put copied it */
 }
 
 static void tw_commit(blob_writer *bw, blob_done_cb cb, void *arg)
@@ -292,7 +199,7 @@ static void fetched(void *arg, cairn_status st)
 		blobstore_open_read(r->t->local, &r->d, r->cb, r->arg);
 	}
 	free(r);
-	active_add(t, -1);
+	cachefs_through_active(t, -1);
 }
 
 static void local_opened(void *arg, cairn_status st, blob_reader *reader)
@@ -303,11 +210,11 @@ static void local_opened(void *arg, cairn_status st, blob_reader *reader)
 		free(r);
 		return;
 	}
-	char key[CAIRN_HASH_HEX_LEN + 8];
-	key_of(&r->d, key);
+	char key[CACHEFS_THROUGH_KEY_MAX];
+	cachefs_through_key(&r->d, key);
 	snprintf(r->tmp, sizeof r->tmp, "%s/rt-%llu.download", r->t->tmp_dir,
 	         (unsigned long long)atomic_fetch_add(&r->t->seq, 1));
-	active_add(r->t, 1);
+	cachefs_through_active(r->t, 1);
 	objstore_get_file(r->t->os, key, r->tmp, fetched, r);
 }
 
@@ -344,7 +251,7 @@ static void fm_end(fm *f)
 	free(f->items);
 	free(f);
 	cb(arg, cairn_ok());
-	active_add(t, -1);
+	cachefs_through_active(t, -1);
 }
 
 static void fm_head(void *arg, cairn_status st, int64_t size)
@@ -370,13 +277,13 @@ static void fm_local(void *arg, cairn_status st)
 	}
 	f->items = cairn_xcalloc(f->n + 1, sizeof *f->items);
 	atomic_store(&f->pending, 1);
-	active_add(f->t, 1);
+	cachefs_through_active(f->t, 1);
 	for (size_t i = 0; i < f->n; i++) {
 		if (!f->missing[i])
 			continue;
 		f->items[i] = (struct fm_item){f, i};
-		char key[CAIRN_HASH_HEX_LEN + 8];
-		key_of(&f->ds[i], key);
+		char key[CACHEFS_THROUGH_KEY_MAX];
+		cachefs_through_key(&f->ds[i], key);
 		atomic_fetch_add(&f->pending, 1);
 		objstore_head(f->t->os, key, fm_head, &f->items[i]);
 	}
@@ -422,13 +329,13 @@ static uint64_t flush_pass(cachefs_through *t, bool first)
 			if (!cairn_is_ok(&st)) {
 				char m[4200], ds[CAIRN_DIGEST_STR_MAX];
 				LOG_ERROR("cachefs", "backlogged blob=%s is gone from the local store", cairn_digest_str(&d, ds));
-				marker_path(t, &d, m, sizeof m);
+				cachefs_through_marker(t, &d, m, sizeof m);
 				unlink(m);
 				continue;
 			}
 		}
 		count++;
-		upload_backlogged(t, &d);
+		cachefs_through_upload_backlogged(t, &d);
 	}
 	closedir(dir);
 	return count;
@@ -471,11 +378,15 @@ static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writ
 	cairn_status st = blobstore_open_write(t->local, d, &inner);
 	if (!cairn_is_ok(&st))
 		return st;
+	if (!t->async && (*out = cachefs_through_stream_open(t, d, inner)))
+		return st;
 	tw *w = cairn_xcalloc(1, sizeof *w);
 	w->base.ops = &through_ops;
 	w->base.digest = *d;
 	w->inner = inner;
 	w->t = t;
+	if (!t->async && d->size > 0 && d->size < CACHEFS_THROUGH_SMALL)
+		w->copy = cairn_xmalloc((size_t)d->size);
 	*out = &w->base;
 	return st;
 }
@@ -536,6 +447,7 @@ void cachefs_through_free(cachefs_through *t)
 	pthread_mutex_lock(&t->mu);
 	while (t->active > 0)
 		pthread_cond_wait(&t->cv, &t->mu);
+	assert(t->stream_mem == 0); /* every streamed writer returned its part buffers */
 	pthread_mutex_unlock(&t->mu);
 	pthread_mutex_destroy(&t->mu);
 	pthread_cond_destroy(&t->cv);

@@ -160,7 +160,9 @@ static cairn_status put_bytestream(rpc_channel *ch, const cas_opts *o, const cha
 		st = rpc_stream_recv(s, &google__bytestream__write_response__descriptor, &resp);
 	bool interrupted = st.code == CAIRN_ABORTED;
 	cairn_status fst = rpc_stream_finish(s, NULL, NULL);
-	if (cairn_is_ok(&st) && !cairn_is_ok(&fst))
+	/* A server that fails the upload early ends the call while the client still sends: the send
+	 * breaks, and the call's status says why (unless it is only the cancel of a broken stream). */
+	if (!cairn_is_ok(&fst) && (cairn_is_ok(&st) || (!interrupted && fst.code != CAIRN_CANCELLED)))
 		st = fst;
 	if (cairn_is_ok(&st) && (!resp || ((Google__Bytestream__WriteResponse *)resp)->committed_size != p.produced))
 		st = cairn_err(CAIRN_INTERNAL, "server did not commit the whole upload");

@@ -205,9 +205,12 @@ static int run(const serve_flags *f)
 	int sig = wait_for_signal(&sigs, &stats, g);
 	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	rpc_server_stop(srv);
+	executor_free(ex); /* before the gateway: running actions report to it */
+	ex = NULL;
+	serve_stats_log(&stats); /* the final counters: no client call nor action is left */
 out_services:
 	metrics_stop(metrics);
-	executor_free(ex); /* before the gateway: running actions report to it */
+	executor_free(ex);
 	ac_backup_free(x.backup); /* before the gateway: its restore fills the gateway's action cache */
 	x.backup = NULL;
 	gateway_free(g);

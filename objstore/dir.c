@@ -4,7 +4,11 @@
  * place, so a reader sees the old object or the whole new one, never a part, even after a crash. A
  * known SHA-256 is checked while copying, as S3 does with x-amz-content-sha256. Keys that would
  * escape the root or clash with .tmp ("..", ".", empty components, a leading '/') are refused.
- * Unlike S3, "a" and "a/b" cannot both be keys (a file cannot also be a directory). */
+ * Unlike S3, "a" and "a/b" cannot both be keys (a file cannot also be a directory).
+ *
+ * A streamed upload is a directory ROOT/.tmp/stream-XXXXXX (its id) holding one file per part, named
+ * by its number; completing copies the parts in order into a temporary file and puts that in place
+ * like any put, then removes the directory; aborting removes the directory. */
 #include "objstore/internal.h"
 
 #include <assert.h>
@@ -333,6 +337,136 @@ static cairn_status dir_list(os_worker *w, const char *prefix, os_page_fn fn, vo
 	return st;
 }
 
+/* ---- streamed uploads ---- */
+
+static char *part_path(const os_dir *d, const char *id, int number, const char *suffix)
+{
+	assert(!strchr(id, '/'));
+	return os_asprintf("%s/.tmp/%s/%d%s", d->root, id, number, suffix);
+}
+
+static cairn_status dir_stream_begin(os_worker *w, const char *key, char **id)
+{
+	const os_dir *d = w->s->be;
+	cairn_status st = check_key(key);
+	if (!cairn_is_ok(&st))
+		return st;
+	char *path = os_asprintf("%s/.tmp/stream-XXXXXX", d->root);
+	if (mkdtemp(path))
+		*id = cairn_xstrdup(strrchr(path, '/') + 1);
+	else
+		st = cairn_errno(errno, "file store: creating %s", path);
+	free(path);
+	return st;
+}
+
+/* A part is written beside its final name and renamed, so a part sent again replaces it whole. Its
+ * ETag is its SHA-256, which completion checks. */
+static cairn_status dir_stream_part(os_worker *w, const char *key, const char *id, int number, os_source *src,
+                                    char **etag)
+{
+	const os_dir *d = w->s->be;
+	char *tmp = part_path(d, id, number, ".part"), *path = part_path(d, id, number, "");
+	cairn_status st = cairn_ok();
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		st = cairn_errno(errno, "file PUT %.100s: creating part %d", key, number);
+	} else {
+		uint8_t hash[32];
+		st = copy_in(src, fd, hash);
+		if (close(fd) != 0 && cairn_is_ok(&st))
+			st = cairn_errno(errno, "file PUT %.100s: writing part %d", key, number);
+		if (cairn_is_ok(&st) && rename(tmp, path) != 0)
+			st = cairn_errno(errno, "file PUT %.100s: renaming part %d", key, number);
+		if (cairn_is_ok(&st)) {
+			*etag = cairn_xmalloc(CAIRN_HASH_HEX_LEN + 1);
+			cairn_hash_hex(hash, *etag);
+			atomic_fetch_add(&w->s->bytes_up, (uint64_t)src->len);
+		} else {
+			unlink(tmp);
+		}
+	}
+	free(tmp);
+	free(path);
+	return st;
+}
+
+/* Appends part `number` to fd and checks that it still has the hash its ETag names. */
+static cairn_status append_part(const os_dir *d, const char *key, const char *id, int number, const char *etag,
+                                int fd)
+{
+	char *path = part_path(d, id, number, "");
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	struct stat sb;
+	if (in < 0 || fstat(in, &sb) != 0) {
+		cairn_status st = cairn_errno(errno, "file PUT %.100s: opening part %d", key, number);
+		if (in >= 0)
+			close(in);
+		return st;
+	}
+	os_source src = {.fd = in, .len = sb.st_size};
+	uint8_t hash[32];
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_status st = copy_in(&src, fd, hash);
+	close(in);
+	cairn_hash_hex(hash, hex);
+	if (cairn_is_ok(&st) && strcmp(hex, etag) != 0)
+		st = cairn_err(CAIRN_DATA_LOSS, "file PUT %.100s: part %d changed after it was stored", key, number);
+	return st;
+}
+
+static cairn_status remove_stream(const os_dir *d, const char *id)
+{
+	assert(!strchr(id, '/'));
+	char *path = os_asprintf("%s/.tmp/%s", d->root, id);
+	DIR *dir = opendir(path);
+	cairn_status st = cairn_ok();
+	if (dir) {
+		for (struct dirent *e; (e = readdir(dir));)
+			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+			    unlinkat(dirfd(dir), e->d_name, 0) != 0 && errno != ENOENT)
+				st = cairn_errno(errno, "file store: removing %s/%s", path, e->d_name);
+		closedir(dir);
+		if (cairn_is_ok(&st) && rmdir(path) != 0)
+			st = cairn_errno(errno, "file store: removing %s", path);
+	} else if (errno != ENOENT) {
+		st = cairn_errno(errno, "file store: opening %s", path);
+	}
+	free(path);
+	return st;
+}
+
+static cairn_status dir_stream_complete(os_worker *w, const char *key, const char *id, char *const *etags, int n)
+{
+	const os_dir *d = w->s->be;
+	char *tmp = os_asprintf("%s/.tmp/put-XXXXXX", d->root);
+	int fd = mkstemp(tmp);
+	cairn_status st = cairn_ok();
+	if (fd < 0)
+		st = cairn_errno(errno, "file store: creating a temporary file in %s/.tmp", d->root);
+	for (int i = 1; i <= n && cairn_is_ok(&st); i++)
+		st = append_part(d, key, id, i, etags[i - 1], fd);
+	if (cairn_is_ok(&st) && (fchmod(fd, 0644) != 0 || fdatasync(fd) != 0))
+		st = cairn_errno(errno, "file store: syncing %.100s", key);
+	if (fd >= 0)
+		close(fd);
+	if (cairn_is_ok(&st))
+		st = place(d, tmp, key);
+	if (!cairn_is_ok(&st) && fd >= 0)
+		unlink(tmp);
+	free(tmp);
+	if (cairn_is_ok(&st))
+		remove_stream(d, id); /* the object is in place; leftover parts would only waste space */
+	return st;
+}
+
+static cairn_status dir_stream_abort(os_worker *w, const char *key, const char *id)
+{
+	(void)key;
+	return remove_stream(w->s->be, id);
+}
+
 static void dir_free(void *be)
 {
 	os_dir *d = be;
@@ -384,5 +518,9 @@ const os_backend_ops os_dir_ops = {
 	.head = dir_head,
 	.del = dir_del,
 	.list = dir_list,
+	.stream_begin = dir_stream_begin,
+	.stream_part = dir_stream_part,
+	.stream_complete = dir_stream_complete,
+	.stream_abort = dir_stream_abort,
 	.free = dir_free,
 };

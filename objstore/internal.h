@@ -12,11 +12,12 @@
  *   gcp_auth.c   OAuth tokens for GCS: a service-account key (jwt.c signs its assertion), or the GCE
  *                metadata server
  *   s3.c         the S3 back end (also GCS's XML API): PUT, GET, HEAD, DELETE, ListObjectsV2
- *   multipart.c  S3 multipart uploads
+ *   multipart.c  S3 multipart uploads: whole objects, and the steps of streamed ones
  *   gcs_json.c   the GCS JSON API back end; gcs_upload.c its uploads (multipart and resumable)
  *   dir.c        the file:// back end
  *   pool.c       the transfer threads and their bounded queue
  *   objstore.c   the public calls: jobs queued to the pool, run by a back end, reported by callback
+ *   stream.c     streamed uploads: a handle per upload, one job per step
  *
  * A back end is a table of synchronous operations run on a transfer thread (os_worker): blocking
  * there is what the threads are for. The cloud back ends retry each HTTP exchange on its own (a
@@ -323,6 +324,15 @@ typedef struct os_backend_ops {
 	/* Calls fn for each page; the last call has done == true. On failure returns it (fn is not
 	 * called with done then). */
 	cairn_status (*list)(os_worker *w, const char *prefix, os_page_fn fn, void *arg);
+	/* Streamed uploads; optional (all four NULL: the back end cannot stream). begin returns the
+	 * upload's id (malloc'd); part stores src as part `number` (storing a number again replaces it)
+	 * and returns its ETag (malloc'd); complete makes the object from parts 1..n, given their ETags;
+	 * abort drops the upload and its parts (an upload that is gone already is OK). */
+	cairn_status (*stream_begin)(os_worker *w, const char *key, char **id);
+	cairn_status (*stream_part)(os_worker *w, const char *key, const char *id, int number, os_source *src,
+	                            char **etag);
+	cairn_status (*stream_complete)(os_worker *w, const char *key, const char *id, char *const *etags, int n);
+	cairn_status (*stream_abort)(os_worker *w, const char *key, const char *id);
 	void (*free)(void *be);
 } os_backend_ops;
 
@@ -341,7 +351,7 @@ typedef struct os_s3 {
 	char *sigv4;
 	os_auth *keys;     /* fixed, or from EC2 instance metadata */
 	os_http_auth auth; /* without keys: os_s3_exchange adds the current ones to each request */
-	int64_t threshold, part_size;
+	int64_t threshold; /* objects at least this large go in parts (of the store's part_size) */
 } os_s3;
 /* "s3 PUT key" style label for messages: writes into buf. */
 const char *os_s3_label(const os_s3 *b, const char *method, const char *key, char *buf, size_t cap);
@@ -351,11 +361,22 @@ char *os_s3_url(const os_s3 *b, const char *key, const char *query);
 cairn_status os_s3_exchange(os_worker *w, os_http *h, const char *label);
 cairn_status os_s3_multipart(os_worker *w, const os_s3 *b, const char *key, os_source *src, const uint8_t *sha256);
 bool os_s3_wants_multipart(const os_s3 *b, int64_t size);
+/* multipart.c: the S3 back end's streaming operations */
+cairn_status os_s3_stream_begin(os_worker *w, const char *key, char **id);
+cairn_status os_s3_stream_part(os_worker *w, const char *key, const char *id, int number, os_source *src,
+                               char **etag);
+cairn_status os_s3_stream_complete(os_worker *w, const char *key, const char *id, char *const *etags, int n);
+cairn_status os_s3_stream_abort(os_worker *w, const char *key, const char *id);
+/* The part size for an object of `size` bytes: part_size, doubled until the object fits in S3's
+ * 10,000 parts. */
+int64_t os_part_size_for(int64_t part_size, int64_t size);
 
 /* ---- the store and its pool ------------------------------------------------------------------ */
 
+/* The STREAM_* kinds come last: os_job_run hands every kind from OS_JOB_STREAM_BEGIN on to stream.c. */
 enum os_job_kind { OS_JOB_PUT_FILE, OS_JOB_PUT_MEM, OS_JOB_GET_FILE, OS_JOB_GET_MEM, OS_JOB_HEAD, OS_JOB_DELETE,
-	           OS_JOB_LIST };
+	           OS_JOB_LIST, OS_JOB_STREAM_BEGIN, OS_JOB_STREAM_PART, OS_JOB_STREAM_COMPLETE,
+	           OS_JOB_STREAM_ABORT };
 
 typedef struct os_job {
 	struct os_job *next;
@@ -363,7 +384,10 @@ typedef struct os_job {
 	char *key;  /* or the list prefix */
 	char *path; /* PUT_FILE, GET_FILE */
 	uint8_t *data; /* PUT_MEM: a copy of the caller's bytes */
-	size_t len;
+	size_t len;    /* of data, or of part_data */
+	objstore_stream *stream;  /* STREAM_PART, _COMPLETE, _ABORT */
+	int part;                 /* STREAM_PART: its number; STREAM_COMPLETE: the number of parts */
+	const uint8_t *part_data; /* STREAM_PART: the caller's buffer, valid until the callback */
 	int64_t max; /* GET_MEM */
 	bool has_sha;
 	uint8_t sha256[32];
@@ -372,6 +396,7 @@ typedef struct os_job {
 		objstore_data_cb data;
 		objstore_head_cb head;
 		objstore_list_cb list;
+		objstore_stream_cb stream;
 	} cb;
 	void *arg;
 } os_job;
@@ -381,6 +406,7 @@ struct objstore {
 	void *be;
 	const char *scheme; /* "s3", "gs", "file": for messages */
 	int max_retries;
+	int64_t part_size;  /* of multipart and streamed uploads, before os_part_size_for */
 	int64_t timeout_ms;
 	/* pool.c */
 	pthread_mutex_t mu;
@@ -405,8 +431,20 @@ void os_pool_stop(objstore *s);
 void os_pool_stop_started(objstore *s, int started);
 /* True when called on one of s's transfer threads. */
 bool os_pool_on_worker(objstore *s);
-/* objstore.c: runs one job on a transfer thread and reports it. */
+/* objstore.c: runs one job on a transfer thread, reports it and frees it. */
 void os_job_run(os_worker *w, os_job *job);
+/* A new job for key (copied), reporting to arg. */
+os_job *os_new_job(enum os_job_kind kind, const char *key, void *arg);
+/* Queues j, or refuses it (os_refuse). */
+void os_submit(objstore *s, os_job *j);
+/* Reports a job the queue did not take with RESOURCE_EXHAUSTED, on this thread, and frees it. */
+void os_refuse(objstore *s, os_job *j);
+/* An empty key, or one longer than S3 allows, is INVALID_ARGUMENT. */
+cairn_status os_check_key(const objstore *s, const char *key);
+/* Counts a failure (NOT_FOUND is an answer, not a failure). */
+void os_count(objstore *s, const cairn_status *st);
+/* stream.c: runs a STREAM_* job and reports it (the caller frees the job). */
+void os_stream_run(os_worker *w, os_job *j);
 
 /* Reads src's range into h (and also into h2 unless NULL). */
 cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher *h2);

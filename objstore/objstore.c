@@ -55,6 +55,7 @@ cairn_status objstore_open(const objstore_config *cfg, objstore **out)
 	objstore *s = cairn_xcalloc(1, sizeof *s);
 	/* A negative max_retries means none: 0 already means the default. */
 	s->max_retries = cfg->max_retries < 0 ? 0 : or_default(cfg->max_retries, OS_DEFAULT_RETRIES);
+	s->part_size = cfg->part_size > 0 ? cfg->part_size : OS_DEFAULT_PART_SIZE;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv_work, NULL);
 	st = open_backend(cfg, &loc, s);
@@ -112,7 +113,7 @@ static void free_job(os_job *j)
 	free(j);
 }
 
-static cairn_status check_key(const objstore *s, const char *key)
+cairn_status os_check_key(const objstore *s, const char *key)
 {
 	size_t n = strlen(key);
 	/* An empty key would address the bucket itself: a PUT there creates a bucket. */
@@ -169,7 +170,7 @@ static void report_page(void *arg, const char *const *keys, size_t n, bool done)
 	j->cb.list(j->arg, cairn_ok(), keys, n, done);
 }
 
-static void count(objstore *s, const cairn_status *st)
+void os_count(objstore *s, const cairn_status *st)
 {
 	if (!cairn_is_ok(st) && st->code != CAIRN_NOT_FOUND)
 		atomic_fetch_add(&s->failures, 1);
@@ -203,7 +204,12 @@ static cairn_status run_simple(os_worker *w, os_job *j)
 void os_job_run(os_worker *w, os_job *j)
 {
 	objstore *s = w->s;
-	cairn_status st = j->kind == OS_JOB_LIST ? cairn_ok() : check_key(s, j->key);
+	if (j->kind >= OS_JOB_STREAM_BEGIN) {
+		os_stream_run(w, j);
+		free_job(j);
+		return;
+	}
+	cairn_status st = j->kind == OS_JOB_LIST ? cairn_ok() : os_check_key(s, j->key);
 	if (j->kind == OS_JOB_GET_MEM) {
 		atomic_fetch_add(&s->gets, 1);
 		os_sink sink = {.kind = OS_SINK_MEM, .max = j->max};
@@ -211,7 +217,7 @@ void os_job_run(os_worker *w, os_job *j)
 			st = cairn_err(CAIRN_INVALID_ARGUMENT, "%s GET %.100s: a negative size limit", s->scheme, j->key);
 		if (cairn_is_ok(&st))
 			st = s->ops->get(w, j->key, &sink);
-		count(s, &st);
+		os_count(s, &st);
 		if (!cairn_is_ok(&st)) {
 			free(sink.buf);
 			sink = (os_sink){0};
@@ -224,18 +230,18 @@ void os_job_run(os_worker *w, os_job *j)
 		int64_t size = -1;
 		if (cairn_is_ok(&st))
 			st = s->ops->head(w, j->key, &size);
-		count(s, &st);
+		os_count(s, &st);
 		j->cb.head(j->arg, st, cairn_is_ok(&st) ? size : -1);
 	} else if (j->kind == OS_JOB_LIST) {
 		atomic_fetch_add(&s->lists, 1);
 		st = s->ops->list(w, j->key, report_page, j);
-		count(s, &st);
+		os_count(s, &st);
 		if (!cairn_is_ok(&st))
 			j->cb.list(j->arg, st, NULL, 0, true);
 	} else {
 		if (cairn_is_ok(&st))
 			st = run_simple(w, j);
-		count(s, &st);
+		os_count(s, &st);
 		j->cb.done(j->arg, st);
 	}
 	free_job(j);
@@ -243,7 +249,7 @@ void os_job_run(os_worker *w, os_job *j)
 
 /* ---- queueing -------------------------------------------------------------------------------------- */
 
-static os_job *new_job(enum os_job_kind kind, const char *key, void *arg)
+os_job *os_new_job(enum os_job_kind kind, const char *key, void *arg)
 {
 	assert(key);
 	os_job *j = cairn_xcalloc(1, sizeof *j);
@@ -259,11 +265,14 @@ static cairn_status queue_full(objstore *s)
 	                 s->scheme, OS_QUEUE_MAX_JOBS, (long long)(OS_QUEUE_MAX_BYTES >> 20));
 }
 
-/* Queues j, or reports it at once with RESOURCE_EXHAUSTED. */
-static void submit(objstore *s, os_job *j)
+void os_submit(objstore *s, os_job *j)
 {
-	if (os_pool_submit(s, j))
-		return;
+	if (!os_pool_submit(s, j))
+		os_refuse(s, j);
+}
+
+void os_refuse(objstore *s, os_job *j)
+{
 	cairn_status st = queue_full(s);
 	atomic_fetch_add(&s->failures, 1);
 	switch (j->kind) {
@@ -276,6 +285,9 @@ static void submit(objstore *s, os_job *j)
 	case OS_JOB_LIST:
 		j->cb.list(j->arg, st, NULL, 0, true);
 		break;
+	case OS_JOB_STREAM_BEGIN:
+		j->cb.stream(j->arg, st, NULL);
+		break;
 	default:
 		j->cb.done(j->arg, st);
 	}
@@ -285,13 +297,13 @@ static void submit(objstore *s, os_job *j)
 void objstore_put_file(objstore *s, const char *key, const char *path, const uint8_t *sha256, objstore_cb cb,
                        void *arg)
 {
-	os_job *j = new_job(OS_JOB_PUT_FILE, key, arg);
+	os_job *j = os_new_job(OS_JOB_PUT_FILE, key, arg);
 	j->path = cairn_xstrdup(path);
 	j->has_sha = sha256 != NULL;
 	if (sha256)
 		memcpy(j->sha256, sha256, 32);
 	j->cb.done = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 void objstore_put(objstore *s, const char *key, const void *data, size_t len, objstore_cb cb, void *arg)
@@ -302,49 +314,49 @@ void objstore_put(objstore *s, const char *key, const void *data, size_t len, ob
 		                  s->scheme, key, len));
 		return;
 	}
-	os_job *j = new_job(OS_JOB_PUT_MEM, key, arg);
+	os_job *j = os_new_job(OS_JOB_PUT_MEM, key, arg);
 	j->data = len ? memcpy(cairn_xmalloc(len), data, len) : NULL;
 	j->len = len;
 	/* No hash here: the back end computes it on its transfer thread, off the caller's. */
 	j->cb.done = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 void objstore_get_file(objstore *s, const char *key, const char *path, objstore_cb cb, void *arg)
 {
-	os_job *j = new_job(OS_JOB_GET_FILE, key, arg);
+	os_job *j = os_new_job(OS_JOB_GET_FILE, key, arg);
 	j->path = cairn_xstrdup(path);
 	j->cb.done = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 void objstore_get(objstore *s, const char *key, int64_t max, objstore_data_cb cb, void *arg)
 {
-	os_job *j = new_job(OS_JOB_GET_MEM, key, arg);
+	os_job *j = os_new_job(OS_JOB_GET_MEM, key, arg);
 	j->max = max;
 	j->cb.data = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 void objstore_head(objstore *s, const char *key, objstore_head_cb cb, void *arg)
 {
-	os_job *j = new_job(OS_JOB_HEAD, key, arg);
+	os_job *j = os_new_job(OS_JOB_HEAD, key, arg);
 	j->cb.head = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 void objstore_delete(objstore *s, const char *key, objstore_cb cb, void *arg)
 {
-	os_job *j = new_job(OS_JOB_DELETE, key, arg);
+	os_job *j = os_new_job(OS_JOB_DELETE, key, arg);
 	j->cb.done = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 void objstore_list(objstore *s, const char *prefix, objstore_list_cb cb, void *arg)
 {
-	os_job *j = new_job(OS_JOB_LIST, prefix ? prefix : "", arg);
+	os_job *j = os_new_job(OS_JOB_LIST, prefix ? prefix : "", arg);
 	j->cb.list = cb;
-	submit(s, j);
+	os_submit(s, j);
 }
 
 /* ---- synchronous forms ------------------------------------------------------------------------------ */

@@ -16,6 +16,14 @@
 
 static int64_t job_bytes(const os_job *j) { return j->kind == OS_JOB_PUT_MEM ? (int64_t)j->len : 0; }
 
+/* Completing or aborting a streamed upload is always queued: it ends an upload the caller holds (one
+ * per upload, so they are bounded by the uploads begun), and a refused abort would leave its parts in
+ * the bucket. */
+static bool always_taken(const os_job *j)
+{
+	return j->kind == OS_JOB_STREAM_COMPLETE || j->kind == OS_JOB_STREAM_ABORT;
+}
+
 static void *worker_main(void *p)
 {
 	os_worker *w = p;
@@ -48,7 +56,8 @@ bool os_pool_submit(objstore *s, os_job *job)
 	int64_t bytes = job_bytes(job);
 	pthread_mutex_lock(&s->mu);
 	assert(!s->closing); /* no call may race with objstore_close */
-	bool fits = s->queued_jobs < OS_QUEUE_MAX_JOBS && s->queued_bytes + bytes <= OS_QUEUE_MAX_BYTES;
+	bool fits = always_taken(job) ||
+	            (s->queued_jobs < OS_QUEUE_MAX_JOBS && s->queued_bytes + bytes <= OS_QUEUE_MAX_BYTES);
 	if (fits) {
 		job->next = NULL;
 		if (s->tail)

@@ -1,7 +1,8 @@
 /* The S3 back end, also used for GCS through its XML API with HMAC keys: single-request PUT, GET,
- * HEAD, DELETE and ListObjectsV2, each HTTP exchange retried on its own. Large uploads go to
- * multipart.c. Every request signs with one consistent set of keys taken at its start: fixed ones,
- * or those of the instance's role, which aws_imds.c renews before they expire. */
+ * HEAD, DELETE and ListObjectsV2, each HTTP exchange retried on its own. Large uploads and streamed
+ * ones go to multipart.c (GCS's XML API has the same multipart calls). Every request signs with one
+ * consistent set of keys taken at its start: fixed ones, or those of the instance's role, which
+ * aws_imds.c renews before they expire. */
 #include "objstore/internal.h"
 
 #include <assert.h>
@@ -207,13 +208,13 @@ static void s3_free(void *be)
 	free(b);
 }
 
-static cairn_status check_sizes(const objstore_config *cfg, int64_t *threshold, int64_t *part_size)
+/* The part size is the store's (objstore.c); S3 bounds it. */
+static cairn_status check_sizes(const objstore_config *cfg, int64_t part_size, int64_t *threshold)
 {
 	*threshold = cfg->multipart_threshold > 0 ? cfg->multipart_threshold : OS_DEFAULT_THRESHOLD;
-	*part_size = cfg->part_size > 0 ? cfg->part_size : OS_DEFAULT_PART_SIZE;
-	if (*part_size < OS_MIN_PART_SIZE || *part_size > (INT64_C(5) << 30))
+	if (part_size < OS_MIN_PART_SIZE || part_size > (INT64_C(5) << 30))
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store part size %lld: S3 takes 5 MiB to 5 GiB",
-		                 (long long)*part_size);
+		                 (long long)part_size);
 	if (*threshold > (INT64_C(5) << 30))
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "object store multipart threshold %lld: S3 takes single PUTs up to 5 GiB",
 		                 (long long)*threshold);
@@ -256,7 +257,7 @@ cairn_status os_s3_open(const objstore_config *cfg, const os_location *loc, objs
 	b->scheme = loc->kind == OS_GCS ? "gs" : "s3";
 	b->prefix = cairn_xstrdup(loc->prefix);
 	const char *region = cfg->region && *cfg->region ? cfg->region : loc->kind == OS_GCS ? "auto" : "us-east-1";
-	cairn_status st = check_sizes(cfg, &b->threshold, &b->part_size);
+	cairn_status st = check_sizes(cfg, s->part_size, &b->threshold);
 	if (cairn_is_ok(&st))
 		st = os_base_url(loc->kind, cfg->endpoint, region, loc->bucket, cfg->path_style, &b->base_url);
 	if (cairn_is_ok(&st))
@@ -280,5 +281,9 @@ const os_backend_ops os_s3_ops = {
 	.head = s3_head,
 	.del = s3_del,
 	.list = s3_list,
+	.stream_begin = os_s3_stream_begin,
+	.stream_part = os_s3_stream_part,
+	.stream_complete = os_s3_stream_complete,
+	.stream_abort = os_s3_stream_abort,
 	.free = s3_free,
 };

@@ -165,7 +165,9 @@ void rpc_stream_cancel(rpc_stream *s) { grpc_call_cancel(s->call, NULL); }
 
 cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details_len)
 {
-	if (!s->closed_send)
+	/* A send that failed means the call is over: the server's status (it may have ended the call
+	 * early, with the reason) is there to read, and a cancel now would replace it with CANCELLED. */
+	if (!s->closed_send && !s->failed)
 		grpc_call_cancel(s->call, NULL);
 	grpc_op op = {.op = GRPC_OP_RECV_STATUS_ON_CLIENT};
 	op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;

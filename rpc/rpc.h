@@ -147,7 +147,8 @@ cairn_status rpc_stream_close_send(rpc_stream *s);
 cairn_status rpc_stream_recv(rpc_stream *s, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg);
 /* Cancels the call: the server sees the client go away; finish still has to be called. */
 void rpc_stream_cancel(rpc_stream *s);
-/* Ends the stream (cancelling it if the client has not half-closed) and returns the call's status; frees s. If
+/* Ends the stream (cancelling it if the client has not half-closed and no send failed) and returns the call's
+ * status — after a failed send, the server's reason for ending the call early; frees s. If
  * details is not NULL it receives a malloc'd copy of grpc-status-details-bin (or NULL). */
 cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details_len);
 

@@ -2,9 +2,13 @@
 # cairn serve with an S3 bucket behind it (a real Ceph radosgw on loopback): a Bazel build writes
 # every blob and every action result through to the bucket; cairn is stopped, its whole data
 # directory deleted, started again on an empty disk; after `bazel clean` the same build is all
-# cache hits, with every output read back through from the bucket. Then the same with async
-# write-through across an outage: radosgw stops mid-build, the build still succeeds from the local
-# disk, and once radosgw is back the backlog drains into the bucket with nothing lost.
+# cache hits, with every output read back through from the bucket. Large blobs with sync
+# write-through are streamed to the bucket while they arrive: a 150 MiB blob lands whole; one whose
+# bytes do not match its digest, or whose client goes away, leaves no object and no open multipart
+# upload; one the bucket has is not sent again; radosgw stopped mid-upload gives the client
+# UNAVAILABLE, and the same upload succeeds once it is back. Then async write-through across an
+# outage: radosgw stops mid-build, the build still succeeds from the local disk, and once radosgw is
+# back the backlog drains into the bucket with nothing lost.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/s3_fixture.sh"
 
@@ -38,6 +42,14 @@ objects() {
 
 # exists KEY: the bucket holds the object
 exists() { [ "$(s3 -o /dev/null -w '%{http_code}' -I "$S3_ENDPOINT/$S3_BUCKET/$1")" = 200 ]; }
+
+# open_uploads [PREFIX]: how many multipart uploads are open under PREFIX/ (default cairn), by
+# ListMultipartUploads (curl signs the query as written: flags need their '=')
+open_uploads() {
+	s3 "$S3_ENDPOINT/$S3_BUCKET?prefix=${1:-cairn}%2F&uploads=" | awk -F'<Upload>' '{ n += NF - 1 } END { print n + 0 }'
+}
+# uploads_open N [PREFIX]: N multipart uploads are open
+uploads_open() { [ "$(open_uploads "${2:-}")" = "$1" ]; }
 
 log "sync write-through: a remote build fills the bucket"
 start_serve "${S3[@]}" --write_through=sync --metrics_port=0
@@ -93,19 +105,91 @@ grep -q "UNAVAILABLE" "$TMP/err" || { cat "$TMP/err"; fail "the refused write-th
 grep -qi "SignatureDoesNotMatch\|PERMISSION_DENIED\|403" "$TMP/err" "$SERVE_LOG" || fail "the error does not name the refused signature"
 stop_serve
 
-log "a blob over 100 MiB is written through in parts and read back whole"
+log "sync write-through streams a blob over 100 MiB to the bucket while it arrives"
 rm -rf "$DATA"
-start_serve "${S3[@]}"
+start_serve "${S3[@]}" --log_level=debug
 head -c 150M /dev/urandom >"$TMP/big"
 big=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/big" | cut -d' ' -f1) || fail "the 150 MiB upload failed"
-exists "cairn/cas/${big%/*}" || fail "the 150 MiB blob is not in the bucket"
+bighash=${big%/*}
+# acknowledged: the bucket holds it, byte for byte, and it went up as a stream of ten 16 MiB parts
+[ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/cairn/cas/$bighash" | sha256sum | cut -d' ' -f1)" = "$bighash" ] ||
+	fail "the bucket's copy of the 150 MiB blob differs"
+grep -q "streamed multipart upload done key=cas/$bighash parts=10" "$SERVE_LOG" ||
+	fail "the 150 MiB blob was not streamed in 10 parts"
+[ "$(open_uploads)" = 0 ] || fail "multipart uploads are left open after a streamed upload: $(open_uploads)"
+
+log "a large upload whose bytes do not match its digest is refused and leaves nothing in the bucket"
+head -c 150M /dev/urandom >"$TMP/other"
+wrong=$(sha256sum "$TMP/other" | cut -d' ' -f1)
+if "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --as_digest="$wrong/$((150 << 20))" "$TMP/big" 2>"$TMP/err"; then
+	fail "an upload under a wrong digest succeeded"
+fi
+grep -q INVALID_ARGUMENT "$TMP/err" || { cat "$TMP/err"; fail "the wrong digest did not give INVALID_ARGUMENT"; }
+# its parts had gone out while it arrived, and the multipart upload was aborted
+grep -q "streamed multipart upload aborted key=cas/$wrong parts_stored=[1-9][0-9]* " "$SERVE_LOG" ||
+	fail "the refused upload was not streamed, then aborted"
+! exists "cairn/cas/$wrong" || fail "an object was left under the wrong digest"
+[ "$(open_uploads)" = 0 ] || fail "the refused upload left a multipart upload open"
+
+log "a client that disconnects mid-upload leaves no object and, once cairn drops it, no upload"
+"$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=resumed --interrupt_after=40M "$TMP/other" 2>/dev/null &&
+	fail "the interrupted upload claimed success"
+wait_for -t 30 uploads_open 1 # parts went out while the client was still sending
+! exists "cairn/cas/$wrong" || fail "an interrupted upload made an object"
+# the same upload resumed: the multipart upload goes on and completes with the right bytes
+"$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=resumed "$TMP/other" >/dev/null 2>&1 ||
+	fail "resuming the interrupted upload failed"
+[ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/cairn/cas/$wrong" | sha256sum | cut -d' ' -f1)" = "$wrong" ] ||
+	fail "the bucket's copy of the resumed upload differs"
+[ "$(open_uploads)" = 0 ] || fail "multipart uploads are left open after a resumed upload"
+# one that is never resumed: cairn keeps it for a resume until it drops it (at the latest when it stops)
+head -c 100M /dev/urandom >"$TMP/gone"
+gone=$(sha256sum "$TMP/gone" | cut -d' ' -f1)
+"$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=gone --interrupt_after=40M "$TMP/gone" 2>/dev/null &&
+	fail "the interrupted upload claimed success"
+wait_for -t 30 uploads_open 1
 stop_serve
+! exists "cairn/cas/$gone" || fail "an upload that was never finished made an object"
+[ "$(open_uploads)" = 0 ] || fail "the dropped upload left a multipart upload open"
+counters() { grep 'object_store uploaded=' "$SERVE_LOG" | tail -n 1; }
+counters | grep -q "object_store uploaded=2 " || fail "the counters do not show two blobs uploaded: $(counters)"
+
+log "a large blob the bucket has already is not uploaded again"
+rm -rf "$DATA"
+start_serve "${S3[@]}"
+"$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/big" >/dev/null || fail "putting the 150 MiB blob again failed"
+stop_serve
+counters | grep -q "object_store uploaded=0 already_there=1 .* bytes_up=0 " ||
+	fail "the blob the bucket had was uploaded again: $(counters)"
+rm -f "$TMP/other" "$TMP/gone"
+
+log "the blob over 100 MiB is read back whole through a cairn on an empty disk"
 rm -rf "$DATA"
 start_serve "${S3[@]}"
 "$CAIRN" cas get --remote="grpc://127.0.0.1:$PORT" --output="$TMP/big.back" "$big" || fail "reading the 150 MiB blob back failed"
 cmp -s "$TMP/big" "$TMP/big.back" || fail "the 150 MiB blob read back differs"
-rm -f "$TMP/big" "$TMP/big.back"
+rm -f "$TMP/big.back"
 stop_serve
+
+log "radosgw stopped mid-upload: the client gets UNAVAILABLE; once it is back the same upload succeeds"
+OUTAGE=(--external_storage="s3://$S3_BUCKET/outage" --s3_endpoint="$S3_ENDPOINT")
+rm -rf "$DATA"
+start_serve "${OUTAGE[@]}"
+"$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=outage --interrupt_after=40M "$TMP/big" 2>/dev/null &&
+	fail "the interrupted upload claimed success"
+wait_for -t 30 uploads_open 1 outage
+s3_rgw_stop
+if "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=outage "$TMP/big" 2>"$TMP/err"; then
+	fail "an upload succeeded while radosgw was down"
+fi
+grep -q UNAVAILABLE "$TMP/err" || { cat "$TMP/err"; fail "the upload during the outage did not give UNAVAILABLE"; }
+grep -q "object store did not take the blob" "$TMP/err" || { cat "$TMP/err"; fail "the error does not name the object store"; }
+s3_rgw_start || fail "radosgw did not start again"
+"$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/big" >/dev/null || fail "the upload failed after radosgw came back"
+[ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/outage/cas/$bighash" | sha256sum | cut -d' ' -f1)" = "$bighash" ] ||
+	fail "the bucket's copy after the outage differs"
+stop_serve
+rm -f "$TMP/big"
 
 log "a blob the local cache evicted comes back from the bucket"
 rm -rf "$DATA"
@@ -122,13 +206,20 @@ wait_for -t 30 evicted
 cmp -s "$TMP/e1" "$TMP/e1.back" || fail "the evicted blob came back different"
 stop_serve
 
-log "gs:// URLs (GCS's XML API with HMAC keys) go through the same code"
+log "gs:// URLs (GCS's XML API with HMAC keys) go through the same code, streamed uploads too"
 GS=(--external_storage="gs://$S3_BUCKET/gcs" --s3_endpoint="$S3_ENDPOINT")
 rm -rf "$DATA"
-start_serve "${GS[@]}"
+start_serve "${GS[@]}" --log_level=debug
 head -c 100000 /dev/urandom >"$TMP/gsblob"
 d=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/gsblob" | cut -d' ' -f1) || fail "put with gs:// failed"
 exists "gcs/cas/${d%/*}" || fail "the gs:// upload is not in the bucket under gcs/cas/"
+head -c 40M /dev/urandom >"$TMP/gsbig"
+gsbig=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/gsbig" | cut -d' ' -f1) || fail "a 40 MiB put with gs:// failed"
+grep -q "streamed multipart upload done key=cas/${gsbig%/*} parts=3" "$SERVE_LOG" ||
+	fail "the 40 MiB blob was not streamed through gs:// in 3 parts"
+[ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/gcs/cas/${gsbig%/*}" | sha256sum | cut -d' ' -f1)" = "${gsbig%/*}" ] ||
+	fail "the bucket's copy of the 40 MiB gs:// blob differs"
+rm -f "$TMP/gsbig"
 stop_serve
 rm -rf "$DATA"
 start_serve "${GS[@]}"

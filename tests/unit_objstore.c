@@ -1,7 +1,7 @@
 /* Unit tests of objstore/ that need no server: store URLs, base URLs and credentials, S3's
  * percent-encoding and canonical queries, the XML reader, retry classification and backoff, and the
- * file:// back end through the public API. The S3 back end against a real server is tests/
- * it_objstore.sh. */
+ * file:// back end through the public API, streamed uploads included. The S3 back end against a real
+ * server is tests/it_objstore.sh. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -391,6 +391,7 @@ typedef struct result {
 	int pages;
 	size_t nkeys;
 	char **keys;
+	objstore_stream *up;
 } result;
 
 static void result_init(result *r)
@@ -427,6 +428,13 @@ static void on_data(void *arg, cairn_status st, uint8_t *data, size_t len)
 	result *r = arg;
 	r->data = data;
 	r->len = len;
+	result_set(r, st);
+}
+
+static void on_stream(void *arg, cairn_status st, objstore_stream *up)
+{
+	result *r = arg;
+	r->up = up;
 	result_set(r, st);
 }
 
@@ -558,6 +566,20 @@ static void write_file(const char *path, const void *data, size_t len)
 	assert_int_equal(fclose(fp), 0);
 }
 
+/* Entries under the store's .tmp: what an upload leaves behind. */
+static int tmp_entries(const fixture *f)
+{
+	char tmpdir[200];
+	snprintf(tmpdir, sizeof tmpdir, "%s/store/.tmp", f->dir);
+	DIR *dir = opendir(tmpdir);
+	assert_non_null(dir);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(dir));)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(dir);
+	return n;
+}
+
 static void dir_files_and_digests(void **state)
 {
 	fixture *f = *state;
@@ -586,15 +608,7 @@ static void dir_files_and_digests(void **state)
 	assert_int_equal(st.code, CAIRN_DATA_LOSS);
 	int64_t size;
 	assert_int_equal(objstore_head_sync(s, "cas/bad", &size).code, CAIRN_NOT_FOUND);
-	char tmpdir[200];
-	snprintf(tmpdir, sizeof tmpdir, "%s/store/.tmp", f->dir);
-	DIR *dir = opendir(tmpdir);
-	assert_non_null(dir);
-	int n = 0;
-	for (struct dirent *e; (e = readdir(dir));)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	assert_int_equal(n, 0);
+	assert_int_equal(tmp_entries(f), 0);
 	/* A missing source file, a missing object: nothing is created at the destination. */
 	snprintf(src, sizeof src, "%s/no-such-file", f->dir);
 	assert_int_equal(objstore_put_file_sync(s, "cas/x", src, NULL).code, CAIRN_NOT_FOUND);
@@ -697,6 +711,146 @@ static void dir_concurrent_puts(void **state)
 	free(r.data);
 }
 
+/* ---- streamed uploads on the file:// back end ----------------------------------------------------------- */
+
+static objstore_stream *stream_begin(objstore *s, const char *key, int want)
+{
+	result r;
+	result_init(&r);
+	objstore_stream_begin(s, key, on_stream, &r);
+	assert_int_equal(result_wait(&r).code, want);
+	if (want == CAIRN_OK)
+		assert_non_null(r.up);
+	else
+		assert_null(r.up);
+	return r.up;
+}
+
+/* Sends parts numbers[0..n) at once (part k holds data[offs[k-1] .. offs[k])) and waits for all. */
+static void stream_parts(objstore_stream *up, const int *numbers, int n, const uint8_t *data, const size_t *offs)
+{
+	result rs[8];
+	assert_true(n <= 8);
+	for (int i = 0; i < n; i++) {
+		int k = numbers[i];
+		result_init(&rs[i]);
+		objstore_stream_part(up, k, data + offs[k - 1], offs[k] - offs[k - 1], on_done, &rs[i]);
+	}
+	for (int i = 0; i < n; i++)
+		assert_int_equal(result_wait(&rs[i]).code, CAIRN_OK);
+}
+
+static cairn_status stream_end(objstore_stream *up, int nparts, bool complete)
+{
+	result r;
+	result_init(&r);
+	if (complete)
+		objstore_stream_complete(up, nparts, on_done, &r);
+	else
+		objstore_stream_abort(up, on_done, &r);
+	return result_wait(&r);
+}
+
+/* The object under key holds exactly data[0..len). */
+static void expect_object(fixture *f, const char *key, const uint8_t *data, size_t len)
+{
+	char dst[200];
+	snprintf(dst, sizeof dst, "%s/back", f->dir);
+	assert_int_equal(objstore_get_file_sync(f->s, key, dst).code, CAIRN_OK);
+	FILE *fp = fopen(dst, "rb");
+	assert_non_null(fp);
+	uint8_t *back = malloc(len + 1);
+	assert_int_equal(fread(back, 1, len + 1, fp), len);
+	fclose(fp);
+	assert_memory_equal(back, data, len);
+	free(back);
+	unlink(dst);
+}
+
+static void dir_stream_parts_in_any_order(void **state)
+{
+	fixture *f = *state;
+	objstore *s = f->s;
+	/* Parts of the configured size (16 MiB by default), doubled for objects past 10,000 of them. */
+	assert_int_equal(objstore_stream_part_size(s, 1), 16 << 20);
+	assert_int_equal(objstore_stream_part_size(s, (int64_t)10000 << 24), 16 << 20);
+	assert_int_equal(objstore_stream_part_size(s, ((int64_t)10000 << 24) + 1), 32 << 20);
+	enum { PART = 5 << 20 };
+	static uint8_t data[2 * PART + 1234];
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (uint8_t)(i * 7 + (i >> 16));
+	const size_t offs[] = {0, PART, 2 * PART, sizeof data};
+
+	objstore_stream *up = stream_begin(s, "cas/streamed", CAIRN_OK);
+	stream_parts(up, (int[]){3, 1, 2}, 3, data, offs); /* the last first, all at once */
+	int64_t size;
+	assert_int_equal(objstore_head_sync(s, "cas/streamed", &size).code, CAIRN_NOT_FOUND); /* not before completion */
+	assert_int_equal(stream_end(up, 3, true).code, CAIRN_OK);
+	expect_object(f, "cas/streamed", data, sizeof data);
+	assert_int_equal(tmp_entries(f), 0);
+
+	/* A part sent again replaces the first copy. */
+	static uint8_t junk[PART];
+	memset(junk, 0xA5, sizeof junk);
+	up = stream_begin(s, "cas/resent", CAIRN_OK);
+	const size_t junk_offs[] = {0, PART};
+	stream_parts(up, (int[]){1}, 1, junk, junk_offs);
+	stream_parts(up, (int[]){2, 1}, 2, data, offs);
+	assert_int_equal(stream_end(up, 2, true).code, CAIRN_OK);
+	expect_object(f, "cas/resent", data, 2 * PART);
+	assert_int_equal(tmp_entries(f), 0);
+
+	objstore_stats st;
+	objstore_get_stats(s, &st);
+	assert_int_equal(st.puts, 2); /* one per object, not per part */
+	assert_int_equal(st.bytes_up, sizeof data + 3 * PART);
+	assert_int_equal(st.failures, 0);
+}
+
+static void dir_stream_abort_leaves_nothing(void **state)
+{
+	fixture *f = *state;
+	objstore *s = f->s;
+	static uint8_t data[3 << 20];
+	memset(data, 0x3C, sizeof data);
+	const size_t offs[] = {0, 1 << 20, 2 << 20, sizeof data};
+	int64_t size;
+
+	/* Aborted after its parts were stored: no object, no part, no directory. */
+	objstore_stream *up = stream_begin(s, "cas/aborted", CAIRN_OK);
+	stream_parts(up, (int[]){2, 1}, 2, data, offs);
+	assert_int_equal(stream_end(up, 0, false).code, CAIRN_OK);
+	assert_int_equal(objstore_head_sync(s, "cas/aborted", &size).code, CAIRN_NOT_FOUND);
+	assert_int_equal(tmp_entries(f), 0);
+
+	/* Aborting an upload that replaces an object leaves the old object as it was. */
+	assert_int_equal(put(s, "cas/kept", "old").code, CAIRN_OK);
+	up = stream_begin(s, "cas/kept", CAIRN_OK);
+	stream_parts(up, (int[]){1}, 1, data, offs);
+	assert_int_equal(stream_end(up, 0, false).code, CAIRN_OK);
+	assert_int_equal(get_expect(s, "cas/kept", 100, "old").code, CAIRN_OK);
+
+	/* Completing with a part never sent fails, and the upload is aborted: nothing is left. */
+	up = stream_begin(s, "cas/gap", CAIRN_OK);
+	stream_parts(up, (int[]){1, 3}, 2, data, offs);
+	cairn_status st = stream_end(up, 3, true);
+	assert_int_equal(st.code, CAIRN_FAILED_PRECONDITION);
+	assert_non_null(strstr(st.msg, "part 2 of 3"));
+	assert_int_equal(objstore_head_sync(s, "cas/gap", &size).code, CAIRN_NOT_FOUND);
+	assert_int_equal(tmp_entries(f), 0);
+
+	/* A bad key is refused at the start; a bad part number at once, on the caller's thread. */
+	stream_begin(s, "a//b", CAIRN_INVALID_ARGUMENT);
+	up = stream_begin(s, "cas/numbers", CAIRN_OK);
+	result r;
+	result_init(&r);
+	objstore_stream_part(up, 10001, data, 1, on_done, &r);
+	assert_true(r.done);
+	assert_int_equal(result_wait(&r).code, CAIRN_INVALID_ARGUMENT);
+	assert_int_equal(stream_end(up, 0, false).code, CAIRN_OK);
+	assert_int_equal(tmp_entries(f), 0);
+}
+
 static void dir_open_creates_and_refuses(void **state)
 {
 	fixture *f = *state;
@@ -736,6 +890,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(dir_refuses_bad_keys, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_list_pages_and_prefixes, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_concurrent_puts, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(dir_stream_parts_in_any_order, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(dir_stream_abort_leaves_nothing, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_open_creates_and_refuses, dir_setup, dir_teardown),
 	};
 	cairn_log_set_level(CAIRN_LOG_ERROR);

@@ -1,0 +1,378 @@
+/* The write-through blobstore (cachefs/through*.c) over a file:// object store: what a client of a
+ * CAS with a bucket behind it relies on, without an S3 server. The store's part size is 2 MiB, so a
+ * blob of 7 MiB is streamed in four parts while it is written, one of 1.5 MiB is uploaded from its
+ * file after the commit, and one of 100 KiB from memory. The same against radosgw, through the real
+ * server, is tests/it_external_storage.sh. */
+#include "cachefs/through.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define MiB (1 << 20)
+#define PART (2 * MiB)
+
+typedef struct fixture {
+	char dir[64];
+	char url[128];
+	cachefs *fs;
+	objstore *os;
+	cachefs_through *t;
+	blobstore *bs;
+} fixture;
+
+static void open_through(fixture *f, bool async)
+{
+	char cas[128];
+	snprintf(cas, sizeof cas, "%s/cas", f->dir);
+	cachefs_config cc = {.dir = cas, .max_size = INT64_C(1) << 30};
+	assert_int_equal(cachefs_open(&cc, &f->fs).code, CAIRN_OK);
+	objstore_config oc = {.url = f->url, .part_size = PART};
+	assert_int_equal(objstore_open(&oc, &f->os).code, CAIRN_OK);
+	assert_int_equal(cachefs_through_new(f->fs, f->os, async, &f->t).code, CAIRN_OK);
+	f->bs = cachefs_through_blobstore(f->t);
+}
+
+/* Closes all, once everything under way is done (cachefs_through_free waits for it). */
+static void close_through(fixture *f)
+{
+	cachefs_through_free(f->t);
+	objstore_close(f->os);
+	cachefs_close(f->fs);
+	f->t = NULL;
+}
+
+static int setup(void **state, bool async)
+{
+	fixture *f = calloc(1, sizeof *f);
+	strcpy(f->dir, "/tmp/unit_through.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->url, sizeof f->url, "file://%s/bucket", f->dir);
+	open_through(f, async);
+	*state = f;
+	return 0;
+}
+
+static int setup_sync(void **state) { return setup(state, false); }
+static int setup_async(void **state) { return setup(state, true); }
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	if (f->t)
+		close_through(f);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* A blob of n bytes, different for each seed; its digest in *d. */
+static uint8_t *make_blob(size_t n, uint64_t seed, cairn_digest *d)
+{
+	uint8_t *b = malloc(n);
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		b[i] = (uint8_t)x;
+	}
+	cairn_digest_of(b, n, d);
+	return b;
+}
+
+static void object_path(const fixture *f, const cairn_digest *d, char *out, size_t cap)
+{
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_hash_hex(d->hash, hex);
+	snprintf(out, cap, "%s/bucket/cas/%s", f->dir, hex);
+}
+
+/* The bucket holds exactly data[0..n) for d. */
+static void expect_object(const fixture *f, const cairn_digest *d, const uint8_t *data, size_t n)
+{
+	char path[256];
+	object_path(f, d, path, sizeof path);
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	uint8_t *back = malloc(n + 1);
+	assert_int_equal(fread(back, 1, n + 1, fp), n);
+	fclose(fp);
+	assert_memory_equal(back, data, n);
+	free(back);
+}
+
+static bool has_object(const fixture *f, const cairn_digest *d)
+{
+	char path[256];
+	object_path(f, d, path, sizeof path);
+	return access(path, F_OK) == 0;
+}
+
+/* Entries under the bucket's .tmp: streamed uploads in progress (stream-*) and their parts, or
+ * what a failed upload left behind. */
+static int tmp_entries(const fixture *f, const char *sub)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/bucket/.tmp%s%s", f->dir, sub ? "/" : "", sub ? sub : "");
+	DIR *dir = opendir(path);
+	if (!dir)
+		return -1;
+	int n = 0;
+	for (struct dirent *e; (e = readdir(dir));)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(dir);
+	return n;
+}
+
+/* The number of part files of the one streamed upload in progress (-1 if there is none). */
+static int parts_stored(const fixture *f)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/bucket/.tmp", f->dir);
+	DIR *dir = opendir(path);
+	assert_non_null(dir);
+	int n = -1;
+	for (struct dirent *e; (e = readdir(dir));)
+		if (strncmp(e->d_name, "stream-", 7) == 0)
+			n = tmp_entries(f, e->d_name);
+	closedir(dir);
+	return n;
+}
+
+static void wait_parts(const fixture *f, int want)
+{
+	int64_t deadline = cairn_now_ns() + INT64_C(30) * 1000000000;
+	while (parts_stored(f) < want) {
+		assert_true(cairn_now_ns() < deadline);
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+}
+
+/* Opens a writer and writes data[0..n) in pieces of 64 KiB; the writer stays open. */
+static blob_writer *write_open(fixture *f, const cairn_digest *d, const uint8_t *data, size_t n)
+{
+	blob_writer *w;
+	assert_int_equal(blobstore_open_write(f->bs, d, &w).code, CAIRN_OK);
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
+	for (size_t off = 0; off < n; off += 64 << 10) {
+		size_t k = n - off < (64u << 10) ? n - off : (64u << 10);
+		blob_write(w, data + off, k, cairn_waiter_done, &wt);
+		assert_int_equal(cairn_waiter_wait(&wt).code, CAIRN_OK);
+	}
+	cairn_waiter_destroy(&wt);
+	return w;
+}
+
+static cairn_status commit(blob_writer *w)
+{
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
+	blob_commit(w, cairn_waiter_done, &wt);
+	cairn_status st = cairn_waiter_wait(&wt);
+	cairn_waiter_destroy(&wt);
+	return st;
+}
+
+static void stats(fixture *f, cachefs_through_stats *ts, objstore_stats *os)
+{
+	cachefs_through_get_stats(f->t, ts);
+	objstore_get_stats(f->os, os);
+}
+
+static void large_blob_streams_while_written(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d;
+	size_t n = 7 * MiB;
+	uint8_t *data = make_blob(n, 1, &d);
+	/* Two whole parts written: both are in the bucket's upload before the rest arrives. */
+	blob_writer *w = write_open(f, &d, data, 2 * PART + 4096);
+	wait_parts(f, 2);
+	assert_false(has_object(f, &d)); /* nothing visible before the commit */
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
+	blob_write(w, data + 2 * PART + 4096, n - 2 * PART - 4096, cairn_waiter_done, &wt);
+	assert_int_equal(cairn_waiter_wait(&wt).code, CAIRN_OK);
+	cairn_waiter_destroy(&wt);
+	assert_int_equal(commit(w).code, CAIRN_OK);
+	/* Acknowledged: the bucket has the whole blob, and the upload left nothing behind. */
+	expect_object(f, &d, data, n);
+	assert_int_equal(tmp_entries(f, NULL), 0);
+	assert_true(cachefs_contains(f->fs, &d, false));
+	cachefs_through_stats ts;
+	objstore_stats os;
+	stats(f, &ts, &os);
+	assert_int_equal(ts.uploaded, 1);
+	assert_int_equal(ts.failures, 0);
+	assert_int_equal(os.bytes_up, n); /* each byte sent once */
+	free(data);
+}
+
+static void wrong_digest_leaves_nothing(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d, other;
+	size_t n = 7 * MiB;
+	uint8_t *data = make_blob(n, 2, &d);
+	free(make_blob(n, 3, &other)); /* same size, other bytes */
+	blob_writer *w = write_open(f, &other, data, n);
+	wait_parts(f, 3); /* the full parts went out before the mismatch was known */
+	cairn_status st = commit(w);
+	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
+	/* By the time the client hears it, the upload is aborted: no object, no parts. */
+	assert_false(has_object(f, &other));
+	assert_false(has_object(f, &d));
+	assert_int_equal(tmp_entries(f, NULL), 0);
+	assert_false(cachefs_contains(f->fs, &other, false));
+	cachefs_through_stats ts;
+	objstore_stats os;
+	stats(f, &ts, &os);
+	assert_int_equal(ts.uploaded, 0);
+	free(data);
+}
+
+static void abort_leaves_nothing(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d;
+	size_t n = 7 * MiB;
+	uint8_t *data = make_blob(n, 4, &d);
+	blob_writer *w = write_open(f, &d, data, 5 * MiB);
+	wait_parts(f, 2);
+	blob_abort(w);
+	close_through(f); /* waits for the abort of the upload */
+	assert_false(has_object(f, &d));
+	assert_int_equal(tmp_entries(f, NULL), 0);
+	free(data);
+}
+
+static void present_blob_is_not_sent_again(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d;
+	size_t n = 7 * MiB;
+	uint8_t *data = make_blob(n, 5, &d);
+	char src[128], key[CACHEFS_THROUGH_KEY_MAX];
+	snprintf(src, sizeof src, "%s/src", f->dir);
+	FILE *fp = fopen(src, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, n, fp), n);
+	fclose(fp);
+	cachefs_through_key(&d, key);
+	assert_int_equal(objstore_put_file_sync(f->os, key, src, d.hash).code, CAIRN_OK);
+	cachefs_through_stats ts;
+	objstore_stats before, after;
+	stats(f, &ts, &before);
+	assert_int_equal(blobstore_put_sync(f->bs, &d, data, n).code, CAIRN_OK);
+	stats(f, &ts, &after);
+	assert_int_equal(ts.skipped, 1);
+	assert_int_equal(ts.uploaded, 0);
+	assert_int_equal(after.bytes_up, before.bytes_up);
+	assert_int_equal(after.puts, before.puts);
+	assert_true(cachefs_contains(f->fs, &d, false));
+	expect_object(f, &d, data, n);
+	free(data);
+}
+
+static void store_failure_is_unavailable_then_retry_succeeds(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d;
+	size_t n = 7 * MiB;
+	uint8_t *data = make_blob(n, 6, &d);
+	char tmp[128];
+	snprintf(tmp, sizeof tmp, "%s/bucket/.tmp", f->dir);
+	assert_int_equal(rmdir(tmp), 0); /* the store cannot begin an upload now */
+	cairn_status st = blobstore_put_sync(f->bs, &d, data, n);
+	assert_int_equal(st.code, CAIRN_UNAVAILABLE);
+	assert_non_null(strstr(st.msg, "object store"));
+	assert_false(has_object(f, &d));
+	assert_int_equal(mkdir(tmp, 0755), 0);
+	assert_int_equal(blobstore_put_sync(f->bs, &d, data, n).code, CAIRN_OK);
+	expect_object(f, &d, data, n);
+	assert_int_equal(tmp_entries(f, NULL), 0);
+	free(data);
+}
+
+static void smaller_blobs_after_commit(void **state)
+{
+	fixture *f = *state;
+	const size_t sizes[] = {100 << 10, 3 * MiB / 2}; /* from memory; from its file */
+	for (size_t i = 0; i < 2; i++) {
+		cairn_digest d;
+		uint8_t *data = make_blob(sizes[i], 10 + i, &d);
+		assert_int_equal(blobstore_put_sync(f->bs, &d, data, sizes[i]).code, CAIRN_OK);
+		expect_object(f, &d, data, sizes[i]);
+		/* A wrong digest is refused before anything is uploaded. */
+		cairn_digest bad = d;
+		bad.hash[0] ^= 1;
+		assert_int_equal(blobstore_put_sync(f->bs, &bad, data, sizes[i]).code, CAIRN_INVALID_ARGUMENT);
+		assert_false(has_object(f, &bad));
+		free(data);
+	}
+	cachefs_through_stats ts;
+	objstore_stats os;
+	stats(f, &ts, &os);
+	assert_int_equal(ts.uploaded, 2);
+	assert_int_equal(os.heads, 1); /* only the blob of 1 MiB and more is asked for first */
+}
+
+static void async_backlog_reads_blobs_back(void **state)
+{
+	fixture *f = *state;
+	const size_t sizes[] = {100 << 10, 3 * MiB / 2, 7 * MiB}; /* read back; from its file; from its file */
+	cairn_digest ds[3];
+	uint8_t *data[3];
+	for (size_t i = 0; i < 3; i++) {
+		data[i] = make_blob(sizes[i], 20 + i, &ds[i]);
+		assert_int_equal(blobstore_put_sync(f->bs, &ds[i], data[i], sizes[i]).code, CAIRN_OK);
+	}
+	int64_t deadline = cairn_now_ns() + INT64_C(30) * 1000000000;
+	cachefs_through_stats ts;
+	objstore_stats os;
+	for (stats(f, &ts, &os); ts.backlog > 0; stats(f, &ts, &os)) {
+		assert_true(cairn_now_ns() < deadline);
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+	for (size_t i = 0; i < 3; i++) {
+		expect_object(f, &ds[i], data[i], sizes[i]);
+		free(data[i]);
+	}
+	assert_int_equal(ts.uploaded, 3);
+	char backlog[128];
+	snprintf(backlog, sizeof backlog, "%s/cas/backlog", f->dir);
+	DIR *dir = opendir(backlog);
+	assert_non_null(dir);
+	int markers = 0;
+	for (struct dirent *e; (e = readdir(dir));)
+		markers += e->d_name[0] != '.';
+	closedir(dir);
+	assert_int_equal(markers, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(large_blob_streams_while_written, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(wrong_digest_leaves_nothing, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(abort_leaves_nothing, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(present_blob_is_not_sent_again, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(store_failure_is_unavailable_then_retry_succeeds, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(smaller_blobs_after_commit, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(async_backlog_reads_blobs_back, setup_async, teardown),
+	};
+	cairn_log_set_level(CAIRN_LOG_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
