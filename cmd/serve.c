@@ -1,4 +1,5 @@
 /* cairn serve: one process that is scheduler and worker, on loopback, with a local-disk CAS. */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -119,6 +120,13 @@ static int run(const serve_flags *f)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Message buffers of up to a few MiB come and go with every large upload. By default glibc maps
+	 * and unmaps each of them, and trims freed heap back to the kernel, so every message lands in
+	 * fresh pages that fault in one by one (on a virtual machine whose host reclaims free guest
+	 * memory, a host fault each). Keeping them in the heap makes the memory the server needed once
+	 * stay at hand: it costs at most what the busiest moment held. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 128 << 20);
 
 	cachefs_config cc = {.dir = f->data_dir, .max_size = f->cas_max_size, .hard_limit = f->cas_hard_limit,
 	                     .min_age_ns = f->cas_min_age * 1000000000LL, .fsync = f->fsync};
