@@ -69,6 +69,22 @@ machine_line() {
 	echo "- Machine: $(nproc) cores, ${model:-unknown CPU}, $(awk '/^MemTotal/ { printf "%.0f GB", $2 * 1024 / 1e9 }' /proc/meminfo) RAM, Linux $(uname -r)"
 }
 
+# warm_page_cache FILE: copies FILE twice into a new file beside it with dd (no sync), deleting the
+# copy each time, and prints the two rates in MB/s ("COLD WARM"). On a virtual machine whose host
+# takes back the guest's free memory, the first write into memory the guest has not used lately pays
+# a host fault for every page, and the page cache is where an upload lands: measured cold, such a
+# write runs several times slower than into memory just freed. The benchmarks run after this, so
+# that every run starts from the same warm state; the two rates go into the entry.
+warm_page_cache() {
+	local rates=() i out
+	for i in 1 2; do
+		out=$(LC_ALL=C dd if="$1" of="$1.warm" bs=1M 2>&1 | tail -n 1)
+		rm -f "$1.warm"
+		rates+=("$(awk '{ for (i = 1; i <= NF; i++) if ($i == "s,") printf "%.1f", $1 / $(i - 1) / 1e6 }' <<<"$out")")
+	done
+	echo "${rates[*]}"
+}
+
 # data_fs: the file system $TMP is on, and whether it has a journal (ext4 without one pays for
 # recently deleted inodes on every file it creates).
 data_fs() {

@@ -133,6 +133,8 @@ measure() {
 	R_SHA="result bench=sha256 value=$(fmt "$SHA") unit=MB/s runs=$(printf '%.1f\n' "${SHA_RUNS[@]}" | paste -sd,) bytes=$bytes tool=openssl-dgst"
 	echo "$R_SHA" >&2
 	R_LOOP=$(bench loopback --size="$SIZE" --repeat=3)
+	log "page cache: a cold and a warm write of the $SIZE file"
+	read -r WARM_COLD WARM_WARM < <(warm_page_cache "$TMP/blob")
 
 	start_serve
 	RSS_IDLE=$(rss_mb VmRSS)
@@ -221,6 +223,7 @@ machine() {
 	machine_line
 	echo "- Source: $rev; build: Release ($BUILD_DIR)"
 	echo "- Data directory and test file under $(dirname "$TMP"): $(data_fs)"
+	echo "- Page-cache write of the $SIZE file with dd, into memory not used lately / just freed: $WARM_COLD / $WARM_WARM MB/s (the benchmarks run after both, on warm memory)"
 	echo "- Command: \`$COMMAND\`"
 	echo "- Load average (1 min) before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg) (other work on the machine skews every figure)"
 }
