@@ -437,6 +437,8 @@ measure() {
 	BYTES=$(stat -c %s "$TMP/blob")
 	SHA=$(sha256sum "$TMP/blob" | cut -d' ' -f1)
 	make_small
+	log "page cache: a cold and a warm write of the $SIZE file"
+	read -r WARM_COLD WARM_WARM < <(warm_page_cache "$TMP/blob")
 	start_s3
 	PREFIX=cairn
 	for ((r = 1; r <= REPEAT; r++)); do large_round "$r"; done
@@ -529,6 +531,7 @@ machine() {
 	echo "- Source: $REV; build: Release ($BUILD_DIR)"
 	echo "- S3 server: Ceph radosgw $(radosgw --version 2>/dev/null | awk '{ print $3; exit }') (tests/s3_fixture.sh: 1 mon, 1 memstore osd, beast frontend, loopback); client: $(curl --version | head -n 1 | cut -d' ' -f1-2); cairn: \`cairn serve --executors=0 --external_storage=s3://$S3_BUCKET/$PREFIX --s3_endpoint=… --write_through=sync|async\`, objstore defaults (16 transfers at once, multipart from 64 MiB in 16 MiB parts; sync writes of 16 MiB and more streamed in 16 MiB parts, up to 4 at once)"
 	echo "- Data directories and test files under $(dirname "$TMP"): $(data_fs)"
+	echo "- Page-cache write of the $SIZE file with dd, into memory not used lately / just freed: $WARM_COLD / $WARM_WARM MB/s (the rounds run after both)"
 	echo "- Command: \`$COMMAND\`"
 	echo "- Load average (1 min) before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg) (other work on the machine skews every figure); run took $((SECONDS - START)) s"
 }
