@@ -119,6 +119,19 @@ static void claim(cachefs *fs)
 	}
 }
 
+/* Every writer of the group hears of the I/O error on packs/<name>; the group is then empty. */
+static void finish_group_failed(cachefs *fs, int64_t res, const char *what, const char *name)
+{
+	cachefs_packer *pk = &fs->pk;
+	char rel[32];
+	snprintf(rel, sizeof rel, "packs/%s", name);
+	for (size_t k = 0; k < pk->n; k++) {
+		cachefs_writer *w = pk->g[k];
+		cachefs_writer_finish(w, cachefs_io_error(fs, &w->base.digest, res, what, rel));
+	}
+	pk->n = 0;
+}
+
 /* The group failed before its records were written: its claims are given up, each writer hears. */
 static void fail_group(cachefs *fs, int64_t res, const char *what, const char *name)
 {
@@ -127,13 +140,7 @@ static void fail_group(cachefs *fs, int64_t res, const char *what, const char *n
 	for (size_t k = 0; k < pk->n; k++)
 		cachefs_index_unclaim(&fs->ix, cachefs_index_find(&fs->ix, &pk->g[k]->base.digest));
 	pthread_mutex_unlock(&fs->ix.mu);
-	char rel[32];
-	snprintf(rel, sizeof rel, "packs/%s", name);
-	for (size_t k = 0; k < pk->n; k++) {
-		cachefs_writer *w = pk->g[k];
-		cachefs_writer_finish(w, cachefs_io_error(fs, &w->base.digest, res, what, rel));
-	}
-	pk->n = 0;
+	finish_group_failed(fs, res, what, name);
 }
 
 static void publish_group(cachefs *fs, cairn_status st)
@@ -270,13 +277,7 @@ static void fresh_failed(cachefs *fs, int64_t res, const char *what, const char 
 	pthread_mutex_lock(&pk->mu);
 	take(pk, UINT64_MAX);
 	pthread_mutex_unlock(&pk->mu);
-	char rel[32];
-	snprintf(rel, sizeof rel, "packs/%s", name);
-	for (size_t k = 0; k < pk->n; k++) {
-		cachefs_writer *w = pk->g[k];
-		cachefs_writer_finish(w, cachefs_io_error(fs, &w->base.digest, res, what, rel));
-	}
-	pk->n = 0;
+	finish_group_failed(fs, res, what, name);
 	pthread_mutex_lock(&fs->ix.mu);
 	bool unused = cachefs_pack_unused(p);
 	pthread_mutex_unlock(&fs->ix.mu);

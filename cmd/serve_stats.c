@@ -3,10 +3,27 @@
 
 #define U(x) ((unsigned long long)(x))
 
-static void collect_cas(const serve_stats *s, metrics_out *o)
-{
+/* One reading of every counter. */
+typedef struct counters {
 	cachefs_stats cs;
-	cachefs_get_stats(s->fs, &cs);
+	cachefs_through_stats ts; /* these three with external storage only */
+	objstore_stats os;
+	ac_backup_stats bs;
+} counters;
+
+static void read_counters(const serve_stats *s, counters *c)
+{
+	*c = (counters){0};
+	cachefs_get_stats(s->fs, &c->cs);
+	if (!s->os)
+		return;
+	cachefs_through_get_stats(s->through, &c->ts);
+	objstore_get_stats(s->os, &c->os);
+	ac_backup_get_stats(s->backup, &c->bs);
+}
+
+static void collect_cas(const cachefs_stats cs, metrics_out *o)
+{
 	metrics_gauge(o, "cairn_cas_blobs", "Blobs held by the local CAS.", (double)cs.blobs);
 	metrics_gauge(o, "cairn_cas_bytes", "Bytes of the blobs held by the local CAS.", (double)cs.bytes);
 	metrics_gauge(o, "cairn_cas_reserved_bytes", "Bytes reserved by uploads in flight.", (double)cs.reserved);
@@ -16,14 +33,11 @@ static void collect_cas(const serve_stats *s, metrics_out *o)
 	                "Uploads refused by the hard limit or a full disk (RESOURCE_EXHAUSTED).", cs.rejected_writes);
 }
 
-static void collect_external(const serve_stats *s, metrics_out *o)
+static void collect_external(const counters *c, metrics_out *o)
 {
-	cachefs_through_stats ts;
-	objstore_stats os;
-	ac_backup_stats bs;
-	cachefs_through_get_stats(s->through, &ts);
-	objstore_get_stats(s->os, &os);
-	ac_backup_get_stats(s->backup, &bs);
+	const cachefs_through_stats ts = c->ts;
+	const objstore_stats os = c->os;
+	const ac_backup_stats bs = c->bs;
 	metrics_counter(o, "cairn_write_through_uploaded_blobs_total", "Blobs written through to the object store.",
 	                ts.uploaded);
 	metrics_counter(o, "cairn_write_through_skipped_blobs_total",
@@ -63,25 +77,25 @@ static void collect_external(const serve_stats *s, metrics_out *o)
 void serve_stats_collect(void *arg, metrics_out *o)
 {
 	const serve_stats *s = arg;
-	collect_cas(s, o);
+	counters c;
+	read_counters(s, &c);
+	collect_cas(c.cs, o);
 	if (s->os)
-		collect_external(s, o);
+		collect_external(&c, o);
 }
 
 void serve_stats_log(const serve_stats *s)
 {
-	cachefs_stats cs;
-	cachefs_get_stats(s->fs, &cs);
+	counters c;
+	read_counters(s, &c);
+	const cachefs_stats cs = c.cs;
+	const cachefs_through_stats ts = c.ts;
+	const objstore_stats os = c.os;
+	const ac_backup_stats bs = c.bs;
 	LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu", U(cs.blobs), U(cs.bytes),
 	         U(cs.evicted_blobs), U(cs.rejected_writes));
 	if (!s->os)
 		return;
-	cachefs_through_stats ts;
-	objstore_stats os;
-	ac_backup_stats bs;
-	cachefs_through_get_stats(s->through, &ts);
-	objstore_get_stats(s->os, &os);
-	ac_backup_get_stats(s->backup, &bs);
 	LOG_INFO("stats",
 	         "object_store uploaded=%llu already_there=%llu fetched=%llu refused=%llu backlog=%llu failures=%llu "
 	         "bytes_up=%llu bytes_down=%llu retries=%llu ac_backed_up=%llu ac_dropped=%llu ac_restored=%llu",
