@@ -2,7 +2,8 @@
  *
  * A put writes a temporary file under ROOT/.tmp (same file system), syncs it and renames it into
  * place, so a reader sees the old object or the whole new one, never a part, even after a crash. A
- * known SHA-256 is checked while copying, as S3 does with x-amz-content-sha256. Keys that would
+ * known SHA-256 is checked while copying, as S3 does with x-amz-content-sha256: a streamed upload
+ * sent as one PUT (stream.c) is such a put whose bytes are pulled as they arrive. Keys that would
  * escape the root or clash with .tmp ("..", ".", empty components, a leading '/') are refused.
  * Unlike S3, "a" and "a/b" cannot both be keys (a file cannot also be a directory).
  *
@@ -76,35 +77,31 @@ static bool write_all(int fd, const uint8_t *p, size_t n)
 	return true;
 }
 
+typedef struct copy {
+	int fd;
+	cairn_hasher *h;
+	int err; /* errno of the first failed write */
+} copy;
+
+static void copy_piece(void *arg, const uint8_t *p, size_t n)
+{
+	copy *c = arg;
+	cairn_hasher_update(c->h, p, n);
+	if (!c->err && !write_all(c->fd, p, n))
+		c->err = errno ? errno : EIO;
+}
+
 /* Copies src into fd, hashing; returns OK or the failure. */
 static cairn_status copy_in(const os_source *src, int fd, uint8_t hash[32])
 {
-	const size_t chunk = 1 << 20;
-	uint8_t *buf = src->mem ? NULL : cairn_xmalloc(chunk);
-	cairn_hasher *h = cairn_hasher_new();
-	cairn_status st = cairn_ok();
-	for (int64_t pos = 0; pos < src->len && cairn_is_ok(&st);) {
-		size_t want = src->len - pos < (int64_t)chunk ? (size_t)(src->len - pos) : chunk;
-		const uint8_t *p = src->mem ? src->mem + src->off + pos : buf;
-		if (!src->mem) {
-			ssize_t n = pread(src->fd, buf, want, src->off + pos);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				st = n < 0 ? cairn_errno(errno, "file store: reading the upload")
-				           : cairn_err(CAIRN_DATA_LOSS, "file store: the file changed while it was copied");
-				break;
-			}
-			want = (size_t)n;
-		}
-		cairn_hasher_update(h, p, want);
-		if (!write_all(fd, p, want))
-			st = cairn_errno(errno, "file store: writing");
-		pos += (int64_t)want;
-	}
-	cairn_hasher_final(h, hash);
-	cairn_hasher_free(h);
-	free(buf);
+	copy c = {.fd = fd, .h = cairn_hasher_new()};
+	cairn_status st = os_source_scan(src, copy_piece, &c);
+	if (cairn_is_ok(&st) && c.err)
+		st = cairn_errno(c.err, "file store: writing");
+	else if (!cairn_is_ok(&st))
+		st = cairn_err(st.code, "file store: %s", st.msg);
+	cairn_hasher_final(c.h, hash);
+	cairn_hasher_free(c.h);
 	return st;
 }
 
@@ -126,6 +123,16 @@ static cairn_status place(const os_dir *d, const char *tmp, const char *key)
 	return st;
 }
 
+/* A put that cannot make its temporary file failed: .tmp gone (ENOENT) must not read as NOT_FOUND,
+ * which means an absent object. */
+static cairn_status no_tmp_file(const os_dir *d, int err)
+{
+	cairn_status st = cairn_errno(err, "file store: creating a temporary file in %s/.tmp", d->root);
+	if (st.code == CAIRN_NOT_FOUND)
+		st.code = CAIRN_UNAVAILABLE;
+	return st;
+}
+
 static cairn_status dir_put(os_worker *w, const char *key, os_source *src, const uint8_t *sha256)
 {
 	const os_dir *d = w->s->be;
@@ -135,7 +142,7 @@ static cairn_status dir_put(os_worker *w, const char *key, os_source *src, const
 	char *tmp = os_asprintf("%s/.tmp/put-XXXXXX", d->root);
 	int fd = mkstemp(tmp);
 	if (fd < 0) {
-		st = cairn_errno(errno, "file store: creating a temporary file in %s/.tmp", d->root);
+		st = no_tmp_file(d, errno);
 		free(tmp);
 		return st;
 	}
@@ -444,7 +451,7 @@ static cairn_status dir_stream_complete(os_worker *w, const char *key, const cha
 	int fd = mkstemp(tmp);
 	cairn_status st = cairn_ok();
 	if (fd < 0)
-		st = cairn_errno(errno, "file store: creating a temporary file in %s/.tmp", d->root);
+		st = no_tmp_file(d, errno);
 	for (int i = 1; i <= n && cairn_is_ok(&st); i++)
 		st = append_part(d, key, id, i, etags[i - 1], fd);
 	if (cairn_is_ok(&st) && (fchmod(fd, 0644) != 0 || fdatasync(fd) != 0))

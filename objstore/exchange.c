@@ -47,6 +47,8 @@ cairn_status os_failure(const os_http *h, const char *label, int attempts, os_er
 	char after[48] = "";
 	if (attempts > 1)
 		snprintf(after, sizeof after, " (after %d attempts)", attempts);
+	if (h->body && h->body->err == ECANCELED)
+		return cairn_err(CAIRN_CANCELLED, "%s: the upload was abandoned", label);
 	if (h->body && h->body->err)
 		return h->body->err == ENODATA
 		               ? cairn_err(CAIRN_DATA_LOSS, "%s: the file changed while it was uploaded", label)
@@ -64,7 +66,8 @@ cairn_status os_failure(const os_http *h, const char *label, int attempts, os_er
 
 bool os_retry_pause(os_worker *w, const os_http *h, int attempt, int max_retries, const char *label)
 {
-	if (attempt >= max_retries || !os_retryable(h->cc, h->status))
+	/* Pulled bytes are gone once sent: such a request cannot be made again. */
+	if (attempt >= max_retries || (h->body && h->body->pull) || !os_retryable(h->cc, h->status))
 		return false;
 	int64_t ms = os_backoff_ms(attempt, &w->rng);
 	atomic_fetch_add(&w->s->retries, 1);

@@ -33,6 +33,15 @@ static size_t read_body(char *buf, size_t size, size_t nmemb, void *ud)
 		return 0;
 	if ((int64_t)want > left)
 		want = (size_t)left;
+	if (src->pull) {
+		ssize_t n = src->pull(src->pull_arg, (uint8_t *)buf, want);
+		if (n < 0) {
+			src->err = ECANCELED;
+			return CURL_READFUNC_ABORT;
+		}
+		src->pos += n;
+		return (size_t)n;
+	}
 	if (src->mem) {
 		memcpy(buf, src->mem + src->off + src->pos, want);
 		src->pos += (int64_t)want;
@@ -62,9 +71,13 @@ cairn_status os_source_scan(const os_source *src, os_scan_fn fn, void *arg)
 	cairn_status st = cairn_ok();
 	for (int64_t pos = 0; pos < src->len;) {
 		size_t want = src->len - pos < (int64_t)chunk ? (size_t)(src->len - pos) : chunk;
-		ssize_t n = pread(src->fd, buf, want, src->off + pos);
-		if (n < 0 && errno == EINTR)
+		ssize_t n = src->pull ? src->pull(src->pull_arg, buf, want) : pread(src->fd, buf, want, src->off + pos);
+		if (n < 0 && !src->pull && errno == EINTR)
 			continue;
+		if (n < 0 && src->pull) {
+			st = cairn_err(CAIRN_CANCELLED, "the upload was abandoned");
+			break;
+		}
 		if (n <= 0) {
 			st = n < 0 ? cairn_errno(errno, "reading the file to upload")
 			           : cairn_err(CAIRN_DATA_LOSS, "the file to upload shrank while it was read");
@@ -96,10 +109,13 @@ cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher 
 }
 
 /* libcurl rewinds the body when it must send it again on the same request (a redirect, an auth
- * round): rewinding is always possible, the body is a buffer or a file range. */
+ * round): possible for a buffer or a file range, not for pulled bytes (libcurl then fails the
+ * request). */
 static int seek_body(void *ud, curl_off_t off, int origin)
 {
 	os_source *src = ud;
+	if (src->pull && !(origin == SEEK_SET && off == src->pos))
+		return CURL_SEEKFUNC_CANTSEEK;
 	if (origin != SEEK_SET || off < 0 || off > src->len)
 		return CURL_SEEKFUNC_FAIL;
 	src->pos = off;
@@ -278,8 +294,9 @@ static void set_timeouts(CURL *c, const os_http *h)
 {
 	int64_t t = h->auth->timeout_ms;
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(t < 10000 ? t : 10000));
-	if (h->sink && h->sink->kind == OS_SINK_FD) {
-		/* A download into a file may be any size: no deadline for the whole, but one for a stall. */
+	if ((h->sink && h->sink->kind == OS_SINK_FD) || (h->body && h->body->pull)) {
+		/* A download into a file may be any size, and pulled bytes arrive at their sender's pace: no
+		 * deadline for the whole, but one for a stall. */
 		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t / 1000 > 0 ? t / 1000 : 1));
 	} else {

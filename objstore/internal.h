@@ -17,7 +17,8 @@
  *   dir.c        the file:// back end
  *   pool.c       the transfer threads and their bounded queue
  *   objstore.c   the public calls: jobs queued to the pool, run by a back end, reported by callback
- *   stream.c     streamed uploads: a handle per upload, one job per step
+ *   stream.c     streamed uploads: a handle per upload; one job per step of a multipart upload, or
+ *                one job running the single PUT that pulls the parts as they are sent
  *
  * A back end is a table of synchronous operations run on a transfer thread (os_worker): blocking
  * there is what the threads are for. The cloud back ends retry each HTTP exchange on its own (a
@@ -28,6 +29,7 @@
 #define CAIRN_OBJSTORE_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 #include <curl/curl.h>
 
@@ -40,6 +42,7 @@
 #define OS_DEFAULT_PART_SIZE (INT64_C(16) << 20)
 #define OS_MIN_PART_SIZE (INT64_C(5) << 20) /* S3's minimum for every part but the last */
 #define OS_MAX_PARTS 10000                   /* S3's maximum part count */
+#define OS_MAX_PUT (INT64_C(5) << 30)        /* S3's largest single PUT */
 #define OS_DEFAULT_TIMEOUT_MS (INT64_C(300) * 1000)
 /* Limits of the queue in front of the transfer threads: calls beyond them are refused with
  * RESOURCE_EXHAUSTED, so a burst of callers cannot grow memory without bound. */
@@ -115,13 +118,19 @@ uint64_t os_rng_next(uint64_t *state);
 
 /* ---- http.c ---------------------------------------------------------------------------------- */
 
-/* A request body: a buffer, or a range of a file read with pread. */
+/* A request body: a buffer, a range of a file read with pread, or bytes pulled as they arrive. */
 typedef struct os_source {
-	const uint8_t *mem; /* if NULL: the file fd */
+	const uint8_t *mem; /* if NULL: the file fd, unless pull is set */
 	int fd;
+	/* If set: len bytes come from pull, in order and once, so such a body cannot be sent again (its
+	 * request is never retried). pull blocks until it has bytes; it returns how many it put in buf
+	 * (1 to n), or -1 when the upload was abandoned. */
+	ssize_t (*pull)(void *arg, uint8_t *buf, size_t n);
+	void *pull_arg;
 	int64_t off, len;
 	int64_t pos; /* bytes handed to curl in this attempt */
-	int err;     /* errno of a failed read; ENODATA for a file that ended early (it shrank) */
+	int err;     /* errno of a failed read; ENODATA for a file that ended early (it shrank); ECANCELED
+	              * for an abandoned pull */
 } os_source;
 
 enum os_sink_kind { OS_SINK_DISCARD, OS_SINK_MEM, OS_SINK_FD };
@@ -314,7 +323,9 @@ typedef void (*os_page_fn)(void *arg, const char *const *keys, size_t n, bool do
 
 typedef struct os_backend_ops {
 	/* src holds the whole object; sha256 is its hash if the caller knows it, else NULL. A known hash
-	 * is checked against the bytes (by the server for S3): a mismatch is DATA_LOSS. */
+	 * is checked against the bytes (by the server for S3): a mismatch is DATA_LOSS and stores
+	 * nothing. A pulled src (streamed as one PUT) comes with its sha256 and goes
+	 * up as one request, whatever its size (at most OS_MAX_PUT). */
 	cairn_status (*put)(os_worker *w, const char *key, os_source *src, const uint8_t *sha256);
 	/* Writes the object into sink (an fd from offset 0, or memory); NOT_FOUND if absent. */
 	cairn_status (*get)(os_worker *w, const char *key, os_sink *sink);
@@ -375,7 +386,7 @@ int64_t os_part_size_for(int64_t part_size, int64_t size);
 
 /* The STREAM_* kinds come last: os_job_run hands every kind from OS_JOB_STREAM_BEGIN on to stream.c. */
 enum os_job_kind { OS_JOB_PUT_FILE, OS_JOB_PUT_MEM, OS_JOB_GET_FILE, OS_JOB_GET_MEM, OS_JOB_HEAD, OS_JOB_DELETE,
-	           OS_JOB_LIST, OS_JOB_STREAM_BEGIN, OS_JOB_STREAM_PART, OS_JOB_STREAM_COMPLETE,
+	           OS_JOB_LIST, OS_JOB_STREAM_BEGIN, OS_JOB_STREAM_PUT, OS_JOB_STREAM_PART, OS_JOB_STREAM_COMPLETE,
 	           OS_JOB_STREAM_ABORT };
 
 typedef struct os_job {
@@ -385,7 +396,7 @@ typedef struct os_job {
 	char *path; /* PUT_FILE, GET_FILE */
 	uint8_t *data; /* PUT_MEM: a copy of the caller's bytes */
 	size_t len;    /* of data, or of part_data */
-	objstore_stream *stream;  /* STREAM_PART, _COMPLETE, _ABORT */
+	objstore_stream *stream;  /* STREAM_PUT, _PART, _COMPLETE, _ABORT */
 	int part;                 /* STREAM_PART: its number; STREAM_COMPLETE: the number of parts */
 	const uint8_t *part_data; /* STREAM_PART: the caller's buffer, valid until the callback */
 	int64_t max; /* GET_MEM */
@@ -417,6 +428,7 @@ struct objstore {
 	bool closing;
 	os_worker *workers;
 	int nworkers;
+	atomic_int stream_puts; /* streamed uploads sent as one PUT now, each holding a transfer thread */
 	/* counters, read by objstore_get_stats while transfers run */
 	_Atomic uint64_t puts, gets, heads, deletes, lists, bytes_up, bytes_down, retries, failures;
 };
@@ -445,6 +457,7 @@ cairn_status os_check_key(const objstore *s, const char *key);
 void os_count(objstore *s, const cairn_status *st);
 /* stream.c: runs a STREAM_* job and reports it (the caller frees the job). */
 void os_stream_run(os_worker *w, os_job *j);
+void os_job_free(os_job *j);
 
 /* Reads src's range into h (and also into h2 unless NULL). */
 cairn_status os_source_hash(const os_source *src, cairn_hasher *h, cairn_hasher *h2);

@@ -105,7 +105,7 @@ void objstore_get_stats(objstore *s, objstore_stats *out)
 
 /* ---- running a job on a transfer thread --------------------------------------------------------- */
 
-static void free_job(os_job *j)
+void os_job_free(os_job *j)
 {
 	free(j->key);
 	free(j->path);
@@ -206,7 +206,7 @@ void os_job_run(os_worker *w, os_job *j)
 	objstore *s = w->s;
 	if (j->kind >= OS_JOB_STREAM_BEGIN) {
 		os_stream_run(w, j);
-		free_job(j);
+		os_job_free(j);
 		return;
 	}
 	cairn_status st = j->kind == OS_JOB_LIST ? cairn_ok() : os_check_key(s, j->key);
@@ -244,7 +244,7 @@ void os_job_run(os_worker *w, os_job *j)
 		os_count(s, &st);
 		j->cb.done(j->arg, st);
 	}
-	free_job(j);
+	os_job_free(j);
 }
 
 /* ---- queueing -------------------------------------------------------------------------------------- */
@@ -286,12 +286,13 @@ void os_refuse(objstore *s, os_job *j)
 		j->cb.list(j->arg, st, NULL, 0, true);
 		break;
 	case OS_JOB_STREAM_BEGIN:
+	case OS_JOB_STREAM_PUT:
 		j->cb.stream(j->arg, st, NULL);
 		break;
 	default:
 		j->cb.done(j->arg, st);
 	}
-	free_job(j);
+	os_job_free(j);
 }
 
 void objstore_put_file(objstore *s, const char *key, const char *path, const uint8_t *sha256, objstore_cb cb,

@@ -16,10 +16,13 @@
  * md5Hash) so the store rejects corrupted bytes. objstore knows nothing about CAS or AC semantics:
  * keys are opaque strings under the prefix.
  *
- * Streamed uploads send an object part by part while its bytes are still arriving (a multipart
- * upload; each part is a call of its own, retried on its own, and several go out at once). They are
- * optional for a back end: S3, GCS's XML API and the directory have them (the GCS JSON API does
- * not); objstore_stream_part_size says whether a store does.
+ * Streamed uploads send an object part by part while its bytes are still arriving: as one PUT
+ * whose body is pulled from the parts in order, when the caller knows the object's size and SHA-256
+ * (the store checks the whole body against it) and it is at most 5 GiB; else, or when half the
+ * transfer threads already run such PUTs, as a multipart upload (each part a call of its own,
+ * retried on its own, several at once). They are optional for a back end: S3, GCS's XML API and
+ * the directory have them (the GCS JSON API does not); objstore_stream_part_size says whether a
+ * store does.
  */
 #ifndef CAIRN_OBJSTORE_H
 #define CAIRN_OBJSTORE_H
@@ -91,22 +94,30 @@ typedef struct objstore_stream objstore_stream;
 /* The part size to stream an object of `size` bytes with (the configured part size, doubled until
  * the object fits in S3's 10,000 parts), or 0 when the store cannot stream (use objstore_put_file). */
 int64_t objstore_stream_part_size(objstore *s, int64_t size);
-/* Starts a streamed upload of `key`; cb gets its handle (NULL on failure). Nothing is visible under
- * the key until objstore_stream_complete. */
+/* Starts a streamed upload of `key`, `size` bytes whose SHA-256 is sha256 (or NULL when unknown:
+ * then it is a multipart upload); cb gets its handle (NULL on failure). Nothing is visible under the
+ * key until objstore_stream_complete — except that a one-PUT upload's object may appear once the
+ * store took all its bytes and checked them against the hash. */
 typedef void (*objstore_stream_cb)(void *arg, cairn_status st, objstore_stream *up);
-void objstore_stream_begin(objstore *s, const char *key, objstore_stream_cb cb, void *arg);
+void objstore_stream_begin(objstore *s, const char *key, int64_t size, const uint8_t *sha256, objstore_stream_cb cb,
+                           void *arg);
 /* Sends data (not copied: it must stay valid until cb) as part `number`, 1 to 10,000. Parts may be
  * sent in any order and several at once; every part but the last must be at least 5 MiB (S3's rule:
- * use objstore_stream_part_size). The part's SHA-256 is computed on the transfer thread and sent
- * with it, so the store checks its bytes. Sending a number again (after a failure) replaces it. */
+ * use objstore_stream_part_size), none may be empty. Multipart: the part's SHA-256 is computed on the
+ * transfer thread and sent with it, so the store checks its bytes; sending a number again (after a
+ * failure) replaces it. One PUT: cb comes once the PUT took the part's bytes, which it takes in the
+ * order of the numbers (part n + 1 waits for part n); if the PUT fails, every part it did not take
+ * fails with it, and a part cannot be sent again. */
 void objstore_stream_part(objstore_stream *up, int number, const void *data, size_t len, objstore_cb cb, void *arg);
 /* Makes the object from parts 1..nparts, which must all have been sent and reported OK, and frees
- * the handle. When that fails, the upload is aborted: the key keeps what it held before. No part may
- * be in flight. Never refused for a full queue. */
+ * the handle (one PUT: reports the PUT's answer once it came). When that fails, the upload is
+ * aborted: the key keeps what it held before. No part may be in flight. Never refused for a full
+ * queue. */
 void objstore_stream_complete(objstore_stream *up, int nparts, objstore_cb cb, void *arg);
-/* Drops the upload and every part it stored, and frees the handle. No part may be in flight. A
- * failure (the store unreachable) leaves the parts to the bucket's lifecycle rule; it is logged.
- * Never refused for a full queue. */
+/* Drops the upload and every part it stored, and frees the handle (one PUT: stops its body, so the
+ * store keeps nothing, unless it had all the bytes already). No part may be in flight. A failure (the
+ * store unreachable) leaves the parts to the bucket's lifecycle rule; it is logged. Never refused for
+ * a full queue. */
 void objstore_stream_abort(objstore_stream *up, objstore_cb cb, void *arg);
 
 /* Synchronous forms for threads that may block (never gRPC threads, nor an objstore callback). */

@@ -59,7 +59,8 @@ bool os_s3_wants_multipart(const os_s3 *b, int64_t size) { return size >= b->thr
 static cairn_status s3_put(os_worker *w, const char *key, os_source *src, const uint8_t *sha256)
 {
 	const os_s3 *b = w->s->be;
-	if (os_s3_wants_multipart(b, src->len))
+	assert(!src->pull || (sha256 && src->len <= OS_MAX_PUT));
+	if (!src->pull && os_s3_wants_multipart(b, src->len))
 		return os_s3_multipart(w, b, key, src, sha256);
 	uint8_t computed[32];
 	if (!sha256) {

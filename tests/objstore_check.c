@@ -515,7 +515,7 @@ static objstore_stream *stream_begin(objstore *s, const char *key)
 {
 	begun g = {0};
 	batch_init(&g.b, 1);
-	objstore_stream_begin(s, key, got_stream, &g);
+	objstore_stream_begin(s, key, -1, NULL, got_stream, &g);
 	batch_wait(&g.b, "stream begin");
 	CHECK_CODE(g.st, CAIRN_OK);
 	return g.up;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "objstore/internal.h"
@@ -717,7 +718,7 @@ static objstore_stream *stream_begin(objstore *s, const char *key, int want)
 {
 	result r;
 	result_init(&r);
-	objstore_stream_begin(s, key, on_stream, &r);
+	objstore_stream_begin(s, key, -1, NULL, on_stream, &r);
 	assert_int_equal(result_wait(&r).code, want);
 	if (want == CAIRN_OK)
 		assert_non_null(r.up);
@@ -851,6 +852,167 @@ static void dir_stream_abort_leaves_nothing(void **state)
 	assert_int_equal(tmp_entries(f), 0);
 }
 
+/* ---- streamed uploads sent as one PUT, on the file:// back end ---------------------------------------- */
+
+static objstore_stream *put_begin(objstore *s, const char *key, int64_t size, const uint8_t *sha256)
+{
+	result r;
+	result_init(&r);
+	objstore_stream_begin(s, key, size, sha256, on_stream, &r);
+	assert_int_equal(result_wait(&r).code, CAIRN_OK);
+	assert_non_null(r.up);
+	return r.up;
+}
+
+/* Waits until the store's .tmp holds an entry whose name starts with prefix: "put-" for a one-PUT
+ * upload's file, "stream-" for a multipart upload's directory. */
+static void wait_tmp_entry(const fixture *f, const char *prefix)
+{
+	char tmpdir[200];
+	snprintf(tmpdir, sizeof tmpdir, "%s/store/.tmp", f->dir);
+	int64_t deadline = cairn_now_ns() + INT64_C(10) * 1000000000;
+	for (bool found = false; !found;) {
+		assert_true(cairn_now_ns() < deadline);
+		DIR *dir = opendir(tmpdir);
+		assert_non_null(dir);
+		for (struct dirent *e; (e = readdir(dir));)
+			found |= strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+		closedir(dir);
+		if (!found)
+			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+}
+
+/* A part's report and when it came (1 for the first of its upload). */
+typedef struct part_seen {
+	result r;
+	atomic_int *clock;
+	int at;
+} part_seen;
+
+static void on_part(void *arg, cairn_status st)
+{
+	part_seen *p = arg;
+	p->at = atomic_fetch_add(p->clock, 1) + 1;
+	result_set(&p->r, st);
+}
+
+enum { SMALL_PART = 1 << 20 };
+static uint8_t put_data[2 * SMALL_PART + 1234];
+static const size_t put_offs[] = {0, SMALL_PART, 2 * SMALL_PART, sizeof put_data};
+
+/* Sends parts numbers[0..n) of put_data at once into seen[number - 1] and waits for them; the status
+ * all had. */
+static int send_parts(objstore_stream *up, const int *numbers, int n, part_seen *seen, atomic_int *clock)
+{
+	for (int i = 0; i < n; i++) {
+		int k = numbers[i];
+		part_seen *p = &seen[k - 1];
+		result_init(&p->r);
+		p->clock = clock;
+		objstore_stream_part(up, k, put_data + put_offs[k - 1], put_offs[k] - put_offs[k - 1], on_part, p);
+	}
+	int code = CAIRN_OK;
+	for (int i = 0; i < n; i++) {
+		int c = result_wait(&seen[numbers[i] - 1].r).code;
+		assert_true(i == 0 || c == code);
+		code = c;
+	}
+	return code;
+}
+
+static void fill_put_data(cairn_digest *d)
+{
+	for (size_t i = 0; i < sizeof put_data; i++)
+		put_data[i] = (uint8_t)(i * 13 + (i >> 12));
+	cairn_digest_of(put_data, sizeof put_data, d);
+}
+
+static void dir_stream_one_put_takes_parts_in_order(void **state)
+{
+	fixture *f = *state;
+	objstore *s = f->s;
+	cairn_digest d;
+	fill_put_data(&d);
+	objstore_stream *up = put_begin(s, "cas/one", (int64_t)sizeof put_data, d.hash);
+	wait_tmp_entry(f, "put-"); /* one PUT, not a multipart upload */
+	/* Sent last first: the PUT takes them by number, and reports each once it took its bytes. */
+	atomic_int clock = 0;
+	part_seen seen[3];
+	assert_int_equal(send_parts(up, (int[]){3, 2, 1}, 3, seen, &clock), CAIRN_OK);
+	for (int k = 1; k <= 3; k++)
+		assert_int_equal(seen[k - 1].at, k);
+	assert_int_equal(stream_end(up, 3, true).code, CAIRN_OK);
+	expect_object(f, "cas/one", put_data, sizeof put_data);
+	assert_int_equal(tmp_entries(f), 0);
+	objstore_stats st;
+	objstore_get_stats(s, &st);
+	assert_int_equal(st.puts, 1);
+	assert_int_equal(st.bytes_up, sizeof put_data); /* each byte once, with no part hashed on its own */
+	assert_int_equal(st.failures, 0);
+}
+
+static void dir_stream_one_put_leaves_nothing_when_refused(void **state)
+{
+	fixture *f = *state;
+	objstore *s = f->s;
+	cairn_digest d;
+	fill_put_data(&d);
+	int64_t size;
+	atomic_int clock = 0;
+	part_seen seen[3];
+
+	/* Bytes that do not match the hash: the PUT stores nothing, completing says so. */
+	cairn_digest wrong = d;
+	wrong.hash[5] ^= 0x10;
+	objstore_stream *up = put_begin(s, "cas/wrong", (int64_t)sizeof put_data, wrong.hash);
+	assert_int_equal(send_parts(up, (int[]){1, 2, 3}, 3, seen, &clock), CAIRN_OK);
+	assert_int_equal(stream_end(up, 3, true).code, CAIRN_DATA_LOSS);
+	assert_int_equal(objstore_head_sync(s, "cas/wrong", &size).code, CAIRN_NOT_FOUND);
+	assert_int_equal(tmp_entries(f), 0);
+
+	/* Aborted while the PUT waits for its next part: nothing is stored. */
+	up = put_begin(s, "cas/aborted", (int64_t)sizeof put_data, d.hash);
+	assert_int_equal(send_parts(up, (int[]){1}, 1, seen, &clock), CAIRN_OK);
+	assert_int_equal(stream_end(up, 0, false).code, CAIRN_OK);
+	assert_int_equal(objstore_head_sync(s, "cas/aborted", &size).code, CAIRN_NOT_FOUND);
+	assert_int_equal(tmp_entries(f), 0);
+
+	/* Completed with fewer bytes than the object has: refused, nothing stored. */
+	up = put_begin(s, "cas/short", (int64_t)sizeof put_data, d.hash);
+	assert_int_equal(send_parts(up, (int[]){1, 2}, 2, seen, &clock), CAIRN_OK);
+	assert_int_equal(stream_end(up, 2, true).code, CAIRN_FAILED_PRECONDITION);
+	assert_int_equal(objstore_head_sync(s, "cas/short", &size).code, CAIRN_NOT_FOUND);
+	assert_int_equal(tmp_entries(f), 0);
+	objstore_stats st;
+	objstore_get_stats(s, &st);
+	assert_int_equal(st.bytes_up, 0);
+}
+
+/* One-PUT uploads hold at most half the transfer threads (2 of this store's 4); the next begin gets
+ * a multipart upload. */
+static void dir_stream_one_puts_leave_threads_free(void **state)
+{
+	fixture *f = *state;
+	objstore *s = f->s;
+	cairn_digest d;
+	fill_put_data(&d);
+	objstore_stream *a = put_begin(s, "cas/a", (int64_t)sizeof put_data, d.hash);
+	objstore_stream *b = put_begin(s, "cas/b", (int64_t)sizeof put_data, d.hash);
+	objstore_stream *c = put_begin(s, "cas/c", (int64_t)sizeof put_data, d.hash);
+	wait_tmp_entry(f, "stream-");
+	/* Meanwhile the other threads still serve calls. */
+	assert_int_equal(put(s, "small", "x").code, CAIRN_OK);
+	atomic_int clock = 0;
+	part_seen seen[3];
+	assert_int_equal(send_parts(c, (int[]){1, 2, 3}, 3, seen, &clock), CAIRN_OK);
+	assert_int_equal(stream_end(c, 3, true).code, CAIRN_OK);
+	expect_object(f, "cas/c", put_data, sizeof put_data);
+	assert_int_equal(stream_end(a, 0, false).code, CAIRN_OK);
+	assert_int_equal(stream_end(b, 0, false).code, CAIRN_OK);
+	assert_int_equal(tmp_entries(f), 0);
+}
+
 static void dir_open_creates_and_refuses(void **state)
 {
 	fixture *f = *state;
@@ -892,6 +1054,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(dir_concurrent_puts, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_stream_parts_in_any_order, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_stream_abort_leaves_nothing, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(dir_stream_one_put_takes_parts_in_order, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(dir_stream_one_put_leaves_nothing_when_refused, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(dir_stream_one_puts_leave_threads_free, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_open_creates_and_refuses, dir_setup, dir_teardown),
 	};
 	cairn_log_set_level(CAIRN_LOG_ERROR);
