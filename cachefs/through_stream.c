@@ -4,10 +4,11 @@
  * A sync writer of a blob of at least one part (objstore_stream_part_size: 16 MiB by default) is
  * this writer over the local cachefs writer, when the store can stream and the part buffers fit the
  * memory budget. At open the key is HEADed: if the bucket has it with the right size, the writer
- * only writes locally. Otherwise a multipart upload begins; every append is copied into a part
- * buffer before it goes on to the local writer, and each full part is sent as soon as the upload has
- * begun, several at once. objstore hashes each part on a transfer thread and signs it with that
- * hash, so the store checks every part's bytes; cachefs hashes the whole blob as usual.
+ * only writes locally. Otherwise a streamed upload begins with the digest's size and hash: objstore
+ * sends it as one PUT that the store checks against that hash (or, above 5 GiB or when its threads
+ * are taken, as a multipart upload whose parts it hashes). Every append is copied into a part buffer
+ * before it goes on to the local writer, and each full part is sent as soon as the upload has
+ * begun; cachefs hashes the whole blob as usual.
  *
  * Memory: each writer reserves 2 to 4 part buffers (fewer for a blob of fewer parts) from a budget of
  * 256 MiB shared by every writer of the store (16 buffers of the default part size); the buffers are
@@ -16,11 +17,14 @@
  * cannot reserve its least is not streamed: its blob is uploaded after the commit, from its file.
  *
  * The end: the upload is completed only after the local commit verified the digest, and the client
- * hears OK only after the completion succeeded. A wrong digest, an abort (the client went away and
- * its parked upload was dropped), or a failed begin, part or completion aborts the multipart upload
- * once no part is in flight, so nothing stays under the key and no part lingers; a client whose
- * commit failed hears of it only after that abort. An object-store failure fails the next append
- * at once (there is no point receiving the rest) and the commit, with UNAVAILABLE.
+ * hears OK only after the completion succeeded. A wrong digest or an abort (the client went away and
+ * its parked upload was dropped) aborts the upload once no part is in flight, so nothing stays under
+ * the key and no part lingers (the store refuses a one-PUT body that does not match the hash); a
+ * client whose commit failed hears of it only after that abort. An object-store failure (a begin,
+ * a part, the PUT) stops the streaming, not the write: the rest of the blob is only written
+ * locally, and once the local commit verified it the upload is aborted and the blob uploaded from
+ * its file (through_upload.c); so is it when the completion fails. The client hears OK only when
+ * that upload succeeded, else UNAVAILABLE.
  *
  * Threads: appends, commit and abort come from the caller (a gRPC thread), the local writer's
  * callbacks from the cachefs I/O thread, the object store's from transfer threads. Everything is
@@ -36,10 +40,10 @@
 
 enum phase {
 	ASKING,    /* HEAD: does the bucket have the blob? */
-	BEGINNING, /* the multipart upload is being started */
+	BEGINNING, /* the upload is being started */
 	OPEN,      /* parts go out as they fill */
 	PRESENT,   /* the bucket has the blob: the writes are local only */
-	FAILED,    /* the upload failed (err): nothing more is sent */
+	FAILED,    /* the upload failed (err): nothing more is sent, the blob goes up after its commit */
 };
 
 enum buf_state { FREE, SEALED, SENDING };
@@ -55,7 +59,7 @@ typedef struct part_buf {
 } part_buf;
 
 enum ending { WRITING, COMMITTING, ABORTING };
-enum final_step { NOTHING, COMPLETE, ABORT_UPLOAD, REPORT };
+enum final_step { NOTHING, COMPLETE, ABORT_UPLOAD, UPLOAD_FILE, REPORT };
 
 struct stream {
 	blob_writer base;
@@ -87,6 +91,7 @@ struct stream {
 	bool local_done;
 	cairn_status local;   /* the local commit's outcome */
 	cairn_status outcome; /* what the client hears after an abort of the upload */
+	bool from_file;       /* after the abort of the upload, the committed blob is uploaded */
 	blob_done_cb done_cb;
 	void *done_arg;
 };
@@ -100,8 +105,6 @@ typedef struct todo {
 	part_buf *send[STREAM_BUFS];
 	int nsend;
 	bool forward;              /* the append goes on to the local writer */
-	bool fail_write;           /* the append fails with err */
-	cairn_status err;
 	blob_writer *inner;
 	const void *data;
 	size_t len;
@@ -113,6 +116,7 @@ typedef struct todo {
 } todo;
 
 static void begun(void *arg, cairn_status st, objstore_stream *up);
+static void upload_file(stream *s);
 static void part_sent(void *arg, cairn_status st);
 static void upload_ended(void *arg, cairn_status st);
 static void finish(stream *s, cairn_status st);
@@ -163,21 +167,16 @@ static bool fill(stream *s)
 	return true;
 }
 
-/* Moves the waiting append on: copied whole, it goes on to the local writer; after a failure, it
- * fails. */
+/* Moves the waiting append on to the local writer once it is copied whole (at once when nothing
+ * is streamed). */
 static void resume_write(stream *s, todo *a)
 {
-	if (s->phase == FAILED) {
-		a->fail_write = true;
-		a->err = cachefs_through_unavailable(&s->err);
-	} else if (s->phase == PRESENT || fill(s)) {
-		a->forward = true;
-		a->inner = s->inner;
-		a->data = s->data;
-		a->len = s->len;
-	} else {
+	if (s->phase != PRESENT && s->phase != FAILED && !fill(s))
 		return;
-	}
+	a->forward = true;
+	a->inner = s->inner;
+	a->data = s->data;
+	a->len = s->len;
 	s->pending = false;
 	a->write_cb = s->write_cb;
 	a->write_arg = s->write_arg;
@@ -190,9 +189,10 @@ static void decide_commit(stream *s, todo *a)
 		s->outcome = s->local; /* a wrong digest, or the local disk failed */
 		a->final = s->up ? ABORT_UPLOAD : REPORT;
 	} else if (s->phase == FAILED) {
-		atomic_fetch_add(&s->t->failures, 1);
-		s->outcome = cachefs_through_unavailable(&s->err);
-		a->final = s->up ? ABORT_UPLOAD : REPORT;
+		LOG_INFO("cachefs", "write-through: streaming the blob failed, uploading it from its file: %s",
+		         cairn_status_str(&s->err));
+		s->from_file = true;
+		a->final = s->up ? ABORT_UPLOAD : UPLOAD_FILE;
 	} else if (s->phase == PRESENT) {
 		atomic_fetch_add(&s->t->skipped, 1);
 		s->outcome = cairn_ok();
@@ -240,19 +240,19 @@ static void carry_out(todo *a)
 {
 	stream *s = a->s;
 	if (a->begin)
-		objstore_stream_begin(a->os, s->key, begun, s);
+		objstore_stream_begin(a->os, s->key, s->base.digest.size, s->base.digest.hash, begun, s);
 	for (int i = 0; i < a->nsend; i++) {
 		part_buf *b = a->send[i];
 		objstore_stream_part(a->up, b->number, b->data, b->fill, part_sent, b);
 	}
 	if (a->forward)
 		blob_write(a->inner, a->data, a->len, a->write_cb, a->write_arg);
-	if (a->fail_write)
-		a->write_cb(a->write_arg, a->err);
 	if (a->final == COMPLETE)
 		objstore_stream_complete(a->up, a->nparts, upload_ended, s);
 	else if (a->final == ABORT_UPLOAD)
 		objstore_stream_abort(a->up, upload_ended, s);
+	else if (a->final == UPLOAD_FILE)
+		upload_file(s);
 	else if (a->final == REPORT)
 		finish(s, s->outcome);
 }
@@ -322,27 +322,27 @@ static void local_committed(void *arg, cairn_status st)
 	step(s, &a);
 }
 
-/* The completion or the abort of the multipart upload reported. */
+/* The completion or the abort of the streamed upload reported. */
 static void upload_ended(void *arg, cairn_status st)
 {
 	stream *s = arg; /* nothing else touches it now */
+	if (s->taken == ABORT_UPLOAD && s->from_file)
+		return upload_file(s);
 	if (s->taken == ABORT_UPLOAD)
 		return finish(s, s->outcome); /* the client hears why the upload was aborted */
-	if (cairn_is_ok(&st)) {
-		atomic_fetch_add(&s->t->uploaded, 1);
-	} else {
-		atomic_fetch_add(&s->t->failures, 1);
-		st = cachefs_through_unavailable(&st);
+	if (!cairn_is_ok(&st)) { /* the completion (one PUT: the PUT) failed; the blob is verified locally */
+		LOG_INFO("cachefs", "write-through: completing the streamed upload failed, uploading the blob from its file: %s",
+		         cairn_status_str(&st));
+		return upload_file(s);
 	}
+	atomic_fetch_add(&s->t->uploaded, 1);
 	finish(s, st);
 }
 
-/* Frees the writer, returns its buffers to the budget, and tells a committing client st. */
-static void finish(stream *s, cairn_status st)
+/* Frees the writer and returns its buffers to the budget. */
+static void release(stream *s)
 {
 	cachefs_through *t = s->t;
-	blob_done_cb cb = s->ending == COMMITTING ? s->done_cb : NULL;
-	void *arg = s->done_arg;
 	for (int i = 0; i < s->nbufs; i++)
 		free(s->b[i].data);
 	pthread_mutex_lock(&t->mu);
@@ -351,8 +351,31 @@ static void finish(stream *s, cairn_status st)
 	pthread_mutex_unlock(&t->mu);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+/* Frees the writer and tells a committing client st. */
+static void finish(stream *s, cairn_status st)
+{
+	cachefs_through *t = s->t;
+	blob_done_cb cb = s->ending == COMMITTING ? s->done_cb : NULL;
+	void *arg = s->done_arg;
+	release(s);
 	if (cb)
 		cb(arg, st);
+	cachefs_through_active(t, -1);
+}
+
+/* Frees the writer (its buffers first) and uploads the committed blob from its file: the client
+ * hears how that went (through_upload.c counts it and words a failure). */
+static void upload_file(stream *s)
+{
+	cachefs_through *t = s->t;
+	cairn_digest d = s->base.digest;
+	blob_done_cb cb = s->done_cb;
+	void *arg = s->done_arg;
+	assert(s->ending == COMMITTING);
+	release(s);
+	cachefs_through_upload(t, &d, NULL, cb, arg);
 	cachefs_through_active(t, -1);
 }
 

@@ -3,10 +3,11 @@
 # every blob and every action result through to the bucket; cairn is stopped, its whole data
 # directory deleted, started again on an empty disk; after `bazel clean` the same build is all
 # cache hits, with every output read back through from the bucket. Large blobs with sync
-# write-through are streamed to the bucket while they arrive: a 150 MiB blob lands whole; one whose
-# bytes do not match its digest, or whose client goes away, leaves no object and no open multipart
-# upload; one the bucket has is not sent again; radosgw stopped mid-upload gives the client
-# UNAVAILABLE, and the same upload succeeds once it is back. Then async write-through across an
+# write-through are streamed to the bucket while they arrive, as one PUT signed with the digest's
+# hash: a 150 MiB blob lands whole; one whose bytes do not match its digest is refused by radosgw,
+# one whose client goes away is aborted, neither leaves an object or an open multipart upload; one
+# the bucket has is not sent again; radosgw stopped mid-upload gives the client UNAVAILABLE, and the
+# same upload succeeds once it is back. Then async write-through across an
 # outage: radosgw stops mid-build, the build still succeeds from the local disk, and once radosgw is
 # back the backlog drains into the bucket with nothing lost.
 source "$(dirname "$0")/lib.sh"
@@ -48,8 +49,6 @@ exists() { [ "$(s3 -o /dev/null -w '%{http_code}' -I "$S3_ENDPOINT/$S3_BUCKET/$1
 open_uploads() {
 	s3 "$S3_ENDPOINT/$S3_BUCKET?prefix=${1:-cairn}%2F&uploads=" | awk -F'<Upload>' '{ n += NF - 1 } END { print n + 0 }'
 }
-# uploads_open N [PREFIX]: N multipart uploads are open
-uploads_open() { [ "$(open_uploads "${2:-}")" = "$1" ]; }
 
 log "sync write-through: a remote build fills the bucket"
 start_serve "${S3[@]}" --write_through=sync --metrics_port=0
@@ -111,11 +110,11 @@ start_serve "${S3[@]}" --log_level=debug
 head -c 150M /dev/urandom >"$TMP/big"
 big=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/big" | cut -d' ' -f1) || fail "the 150 MiB upload failed"
 bighash=${big%/*}
-# acknowledged: the bucket holds it, byte for byte, and it went up as a stream of ten 16 MiB parts
+# acknowledged: the bucket holds it, byte for byte, and it went up streamed, as one PUT
 [ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/cairn/cas/$bighash" | sha256sum | cut -d' ' -f1)" = "$bighash" ] ||
 	fail "the bucket's copy of the 150 MiB blob differs"
-grep -q "streamed multipart upload done key=cas/$bighash parts=10" "$SERVE_LOG" ||
-	fail "the 150 MiB blob was not streamed in 10 parts"
+grep -q "streamed upload done as one PUT key=cas/$bighash bytes=$((150 << 20))$" "$SERVE_LOG" ||
+	fail "the 150 MiB blob was not streamed as one PUT"
 [ "$(open_uploads)" = 0 ] || fail "multipart uploads are left open after a streamed upload: $(open_uploads)"
 
 log "a large upload whose bytes do not match its digest is refused and leaves nothing in the bucket"
@@ -125,18 +124,19 @@ if "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --as_digest="$wrong/$((150
 	fail "an upload under a wrong digest succeeded"
 fi
 grep -q INVALID_ARGUMENT "$TMP/err" || { cat "$TMP/err"; fail "the wrong digest did not give INVALID_ARGUMENT"; }
-# its parts had gone out while it arrived, and the multipart upload was aborted
-grep -q "streamed multipart upload aborted key=cas/$wrong parts_stored=[1-9][0-9]* " "$SERVE_LOG" ||
-	fail "the refused upload was not streamed, then aborted"
+# its bytes had gone out while they arrived, and radosgw refused them for the hash they were signed with
+grep -q "streamed upload as one PUT aborted key=cas/$wrong bytes_sent=$((150 << 20)) put=.*XAmzContentSHA256Mismatch" "$SERVE_LOG" ||
+	fail "the refused upload was not streamed, then refused by radosgw"
 ! exists "cairn/cas/$wrong" || fail "an object was left under the wrong digest"
 [ "$(open_uploads)" = 0 ] || fail "the refused upload left a multipart upload open"
 
 log "a client that disconnects mid-upload leaves no object and, once cairn drops it, no upload"
 "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=resumed --interrupt_after=40M "$TMP/other" 2>/dev/null &&
 	fail "the interrupted upload claimed success"
-wait_for -t 30 uploads_open 1 # parts went out while the client was still sending
+# the PUT is under way while the client is still sending
+wait_for -t 30 grep -q "streamed upload as one PUT begun key=cas/$wrong " "$SERVE_LOG"
 ! exists "cairn/cas/$wrong" || fail "an interrupted upload made an object"
-# the same upload resumed: the multipart upload goes on and completes with the right bytes
+# the same upload resumed: the PUT goes on and completes with the right bytes
 "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=resumed "$TMP/other" >/dev/null 2>&1 ||
 	fail "resuming the interrupted upload failed"
 [ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/cairn/cas/$wrong" | sha256sum | cut -d' ' -f1)" = "$wrong" ] ||
@@ -147,8 +147,9 @@ head -c 100M /dev/urandom >"$TMP/gone"
 gone=$(sha256sum "$TMP/gone" | cut -d' ' -f1)
 "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=gone --interrupt_after=40M "$TMP/gone" 2>/dev/null &&
 	fail "the interrupted upload claimed success"
-wait_for -t 30 uploads_open 1
+wait_for -t 30 grep -q "streamed upload as one PUT begun key=cas/$gone " "$SERVE_LOG"
 stop_serve
+grep -q "streamed upload as one PUT aborted key=cas/$gone " "$SERVE_LOG" || fail "the dropped upload's PUT was not aborted"
 ! exists "cairn/cas/$gone" || fail "an upload that was never finished made an object"
 [ "$(open_uploads)" = 0 ] || fail "the dropped upload left a multipart upload open"
 counters() { grep 'object_store uploaded=' "$SERVE_LOG" | tail -n 1; }
@@ -174,10 +175,10 @@ stop_serve
 log "radosgw stopped mid-upload: the client gets UNAVAILABLE; once it is back the same upload succeeds"
 OUTAGE=(--external_storage="s3://$S3_BUCKET/outage" --s3_endpoint="$S3_ENDPOINT")
 rm -rf "$DATA"
-start_serve "${OUTAGE[@]}"
+start_serve "${OUTAGE[@]}" --log_level=debug
 "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=outage --interrupt_after=40M "$TMP/big" 2>/dev/null &&
 	fail "the interrupted upload claimed success"
-wait_for -t 30 uploads_open 1 outage
+wait_for -t 30 grep -q "streamed upload as one PUT begun key=cas/$bighash " "$SERVE_LOG"
 s3_rgw_stop
 if "$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" --upload_id=outage "$TMP/big" 2>"$TMP/err"; then
 	fail "an upload succeeded while radosgw was down"
@@ -215,8 +216,8 @@ d=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/gsblob" | cut -d' '
 exists "gcs/cas/${d%/*}" || fail "the gs:// upload is not in the bucket under gcs/cas/"
 head -c 40M /dev/urandom >"$TMP/gsbig"
 gsbig=$("$CAIRN" cas put --remote="grpc://127.0.0.1:$PORT" "$TMP/gsbig" | cut -d' ' -f1) || fail "a 40 MiB put with gs:// failed"
-grep -q "streamed multipart upload done key=cas/${gsbig%/*} parts=3" "$SERVE_LOG" ||
-	fail "the 40 MiB blob was not streamed through gs:// in 3 parts"
+grep -q "streamed upload done as one PUT key=cas/${gsbig%/*} bytes=$((40 << 20))$" "$SERVE_LOG" ||
+	fail "the 40 MiB blob was not streamed through gs:// as one PUT"
 [ "$(s3 "$S3_ENDPOINT/$S3_BUCKET/gcs/cas/${gsbig%/*}" | sha256sum | cut -d' ' -f1)" = "${gsbig%/*}" ] ||
 	fail "the bucket's copy of the 40 MiB gs:// blob differs"
 rm -f "$TMP/gsbig"

@@ -1,6 +1,6 @@
 /* The write-through blobstore (cachefs/through*.c) over a file:// object store: what a client of a
  * CAS with a bucket behind it relies on, without an S3 server. The store's part size is 2 MiB, so a
- * blob of 7 MiB is streamed in four parts while it is written, one of 1.5 MiB is uploaded from its
+ * blob of 7 MiB is streamed (as one PUT fed by four parts) while it is written, one of 1.5 MiB is uploaded from its
  * file after the commit, and one of 100 KiB from memory. The same against radosgw, through the real
  * server, is tests/it_external_storage.sh. */
 #include "cachefs/through.h"
@@ -119,12 +119,11 @@ static bool has_object(const fixture *f, const cairn_digest *d)
 	return access(path, F_OK) == 0;
 }
 
-/* Entries under the bucket's .tmp: streamed uploads in progress (stream-*) and their parts, or
- * what a failed upload left behind. */
-static int tmp_entries(const fixture *f, const char *sub)
+/* Entries under the bucket's .tmp: uploads in progress, or what a failed upload left behind. */
+static int tmp_entries(const fixture *f)
 {
 	char path[256];
-	snprintf(path, sizeof path, "%s/bucket/.tmp%s%s", f->dir, sub ? "/" : "", sub ? sub : "");
+	snprintf(path, sizeof path, "%s/bucket/.tmp", f->dir);
 	DIR *dir = opendir(path);
 	if (!dir)
 		return -1;
@@ -135,25 +134,28 @@ static int tmp_entries(const fixture *f, const char *sub)
 	return n;
 }
 
-/* The number of part files of the one streamed upload in progress (-1 if there is none). */
-static int parts_stored(const fixture *f)
+/* The bytes the one streamed upload in progress has put in the bucket (the size of the file its
+ * PUT writes under .tmp), or -1 if there is none. */
+static int64_t bytes_streamed(const fixture *f)
 {
 	char path[256];
 	snprintf(path, sizeof path, "%s/bucket/.tmp", f->dir);
 	DIR *dir = opendir(path);
 	assert_non_null(dir);
-	int n = -1;
+	int64_t n = -1;
+	struct stat sb;
 	for (struct dirent *e; (e = readdir(dir));)
-		if (strncmp(e->d_name, "stream-", 7) == 0)
-			n = tmp_entries(f, e->d_name);
+		if (strncmp(e->d_name, "put-", 4) == 0 && fstatat(dirfd(dir), e->d_name, &sb, 0) == 0)
+			n = sb.st_size;
 	closedir(dir);
 	return n;
 }
 
-static void wait_parts(const fixture *f, int want)
+/* Waits until the streamed upload has put `parts` whole parts in the bucket. */
+static void wait_parts(const fixture *f, int parts)
 {
 	int64_t deadline = cairn_now_ns() + INT64_C(30) * 1000000000;
-	while (parts_stored(f) < want) {
+	while (bytes_streamed(f) < (int64_t)parts * PART) {
 		assert_true(cairn_now_ns() < deadline);
 		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	}
@@ -209,7 +211,7 @@ static void large_blob_streams_while_written(void **state)
 	assert_int_equal(commit(w).code, CAIRN_OK);
 	/* Acknowledged: the bucket has the whole blob, and the upload left nothing behind. */
 	expect_object(f, &d, data, n);
-	assert_int_equal(tmp_entries(f, NULL), 0);
+	assert_int_equal(tmp_entries(f), 0);
 	assert_true(cachefs_contains(f->fs, &d, false));
 	cachefs_through_stats ts;
 	objstore_stats os;
@@ -234,7 +236,7 @@ static void wrong_digest_leaves_nothing(void **state)
 	/* By the time the client hears it, the upload is aborted: no object, no parts. */
 	assert_false(has_object(f, &other));
 	assert_false(has_object(f, &d));
-	assert_int_equal(tmp_entries(f, NULL), 0);
+	assert_int_equal(tmp_entries(f), 0);
 	assert_false(cachefs_contains(f->fs, &other, false));
 	cachefs_through_stats ts;
 	objstore_stats os;
@@ -254,7 +256,7 @@ static void abort_leaves_nothing(void **state)
 	blob_abort(w);
 	close_through(f); /* waits for the abort of the upload */
 	assert_false(has_object(f, &d));
-	assert_int_equal(tmp_entries(f, NULL), 0);
+	assert_int_equal(tmp_entries(f), 0);
 	free(data);
 }
 
@@ -302,7 +304,41 @@ static void store_failure_is_unavailable_then_retry_succeeds(void **state)
 	assert_int_equal(mkdir(tmp, 0755), 0);
 	assert_int_equal(blobstore_put_sync(f->bs, &d, data, n).code, CAIRN_OK);
 	expect_object(f, &d, data, n);
-	assert_int_equal(tmp_entries(f, NULL), 0);
+	assert_int_equal(tmp_entries(f), 0);
+	free(data);
+}
+
+/* The streamed PUT fails (the store cannot make its file) but the store is back by the commit: the
+ * blob goes up from its file after the commit, and the client hears OK. */
+static void failed_stream_falls_back_to_upload_after_commit(void **state)
+{
+	fixture *f = *state;
+	cairn_digest d;
+	size_t n = 7 * MiB;
+	uint8_t *data = make_blob(n, 7, &d);
+	char tmp[128];
+	snprintf(tmp, sizeof tmp, "%s/bucket/.tmp", f->dir);
+	assert_int_equal(rmdir(tmp), 0);
+	blob_writer *w = write_open(f, &d, data, PART + 4096);
+	objstore_stats os;
+	cachefs_through_stats ts;
+	int64_t deadline = cairn_now_ns() + INT64_C(30) * 1000000000;
+	for (stats(f, &ts, &os); os.failures == 0; stats(f, &ts, &os)) { /* the PUT failed */
+		assert_true(cairn_now_ns() < deadline);
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+	assert_int_equal(mkdir(tmp, 0755), 0);
+	cairn_waiter wt;
+	cairn_waiter_init(&wt);
+	blob_write(w, data + PART + 4096, n - PART - 4096, cairn_waiter_done, &wt);
+	assert_int_equal(cairn_waiter_wait(&wt).code, CAIRN_OK); /* the failure did not stop the write */
+	cairn_waiter_destroy(&wt);
+	assert_int_equal(commit(w).code, CAIRN_OK);
+	expect_object(f, &d, data, n);
+	assert_int_equal(tmp_entries(f), 0);
+	stats(f, &ts, &os);
+	assert_int_equal(ts.uploaded, 1);
+	assert_int_equal(ts.failures, 0);
 	free(data);
 }
 
@@ -370,6 +406,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(abort_leaves_nothing, setup_sync, teardown),
 		cmocka_unit_test_setup_teardown(present_blob_is_not_sent_again, setup_sync, teardown),
 		cmocka_unit_test_setup_teardown(store_failure_is_unavailable_then_retry_succeeds, setup_sync, teardown),
+		cmocka_unit_test_setup_teardown(failed_stream_falls_back_to_upload_after_commit, setup_sync, teardown),
 		cmocka_unit_test_setup_teardown(smaller_blobs_after_commit, setup_sync, teardown),
 		cmocka_unit_test_setup_teardown(async_backlog_reads_blobs_back, setup_async, teardown),
 	};
