@@ -175,11 +175,11 @@ static bool queue_part(objstore_stream *up, os_job *p)
 {
 	one_put *o = up->one_put;
 	pthread_mutex_lock(&up->mu);
-	bool queued = !o->done && !o->aborted && p->part >= o->next;
+	os_job **at = &o->parts;
+	while (*at && (*at)->part < p->part)
+		at = &(*at)->next;
+	bool queued = !o->done && !o->aborted && p->part >= o->next && !(*at && (*at)->part == p->part);
 	if (queued) {
-		os_job **at = &o->parts;
-		while (*at && (*at)->part < p->part)
-			at = &(*at)->next;
 		p->next = *at;
 		*at = p;
 		pthread_cond_signal(&o->cv);

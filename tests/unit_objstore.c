@@ -952,7 +952,7 @@ static void dir_stream_one_put_takes_parts_in_order(void **state)
 	assert_int_equal(st.failures, 0);
 }
 
-static void dir_stream_one_put_leaves_nothing_when_refused(void **state)
+static void dir_stream_one_put_refuses_what_does_not_fit(void **state)
 {
 	fixture *f = *state;
 	objstore *s = f->s;
@@ -987,6 +987,23 @@ static void dir_stream_one_put_leaves_nothing_when_refused(void **state)
 	objstore_stats st;
 	objstore_get_stats(s, &st);
 	assert_int_equal(st.bytes_up, 0);
+
+	/* A part sent again while the first copy waits is refused; the first copy is the one stored. */
+	static uint8_t junk[SMALL_PART];
+	memset(junk, 0x5A, sizeof junk);
+	up = put_begin(s, "cas/twice", (int64_t)sizeof put_data, d.hash);
+	part_seen again = {.clock = &clock};
+	result_init(&again.r);
+	assert_int_equal(send_parts(up, (int[]){1}, 1, seen, &clock), CAIRN_OK);
+	result_init(&seen[2].r);
+	seen[2].clock = &clock;
+	objstore_stream_part(up, 3, put_data + put_offs[2], put_offs[3] - put_offs[2], on_part, &seen[2]);
+	objstore_stream_part(up, 3, junk, put_offs[3] - put_offs[2], on_part, &again);
+	assert_int_equal(result_wait(&again.r).code, CAIRN_FAILED_PRECONDITION);
+	assert_int_equal(send_parts(up, (int[]){2}, 1, seen, &clock), CAIRN_OK);
+	assert_int_equal(result_wait(&seen[2].r).code, CAIRN_OK);
+	assert_int_equal(stream_end(up, 3, true).code, CAIRN_OK);
+	expect_object(f, "cas/twice", put_data, sizeof put_data);
 }
 
 /* One-PUT uploads hold at most half the transfer threads (2 of this store's 4); the next begin gets
@@ -1055,7 +1072,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(dir_stream_parts_in_any_order, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_stream_abort_leaves_nothing, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_stream_one_put_takes_parts_in_order, dir_setup, dir_teardown),
-		cmocka_unit_test_setup_teardown(dir_stream_one_put_leaves_nothing_when_refused, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(dir_stream_one_put_refuses_what_does_not_fit, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_stream_one_puts_leave_threads_free, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(dir_open_creates_and_refuses, dir_setup, dir_teardown),
 	};
