@@ -96,15 +96,7 @@ start_serve() {
 }
 
 stop_serve() {
-	local rc=0 deadline=$((SECONDS + 20))
-	kill -TERM "$SERVE_PID"
-	while kill -0 "$SERVE_PID" 2>/dev/null; do
-		[ $SECONDS -lt $deadline ] || die "cairn serve did not stop within 20 s of SIGTERM"
-		sleep 0.05
-	done
-	wait "$SERVE_PID" || rc=$?
-	SERVE_PID=
-	case $rc in 0 | 143) ;; *) die "cairn serve exited with status $rc" ;; esac
+	serve_stop 20
 	rm -rf "$TMP/data-$SERVES"
 }
 

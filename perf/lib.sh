@@ -62,6 +62,20 @@ serve_wait_port() {
 	REMOTE=grpc://127.0.0.1:$PORT
 }
 
+# serve_stop SECONDS: SIGTERM to the cairn serve at $SERVE_PID, waits up to SECONDS for it to exit,
+# and dies unless it exited cleanly (status 0, or killed by the SIGTERM).
+serve_stop() {
+	local rc=0 deadline=$((SECONDS + $1))
+	kill -TERM "$SERVE_PID"
+	while kill -0 "$SERVE_PID" 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || die "cairn serve did not stop within $1 s of SIGTERM"
+		sleep 0.05
+	done
+	wait "$SERVE_PID" || rc=$?
+	SERVE_PID=
+	case $rc in 0 | 143) ;; *) die "cairn serve exited with status $rc" ;; esac
+}
+
 # machine_line: "- Machine: …" for a results entry.
 machine_line() {
 	local model

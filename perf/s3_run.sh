@@ -207,15 +207,7 @@ start_serve() {
 # of the run: deleting 10,000 files just before the next measurement would slow the file creation it
 # measures (ext4 without a journal scans for recently deleted inodes on every create).
 stop_serve() {
-	local rc=0 deadline=$((SECONDS + 60))
-	kill -TERM "$SERVE_PID"
-	while kill -0 "$SERVE_PID" 2>/dev/null; do
-		[ $SECONDS -lt $deadline ] || die "cairn serve did not stop within 60 s of SIGTERM"
-		sleep 0.05
-	done
-	wait "$SERVE_PID" || rc=$?
-	SERVE_PID=
-	case $rc in 0 | 143) ;; *) die "cairn serve exited with status $rc" ;; esac
+	serve_stop 60
 	[ "${1:-}" = keep ] || rm -rf "$DATA"
 }
 
