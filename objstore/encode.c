@@ -11,6 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+void os_free_keys(char **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
 char *os_asprintf(const char *fmt, ...)
 {
 	va_list ap;

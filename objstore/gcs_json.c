@@ -102,13 +102,6 @@ static cairn_status gcs_del(os_worker *w, const char *key)
 	return st;
 }
 
-static void free_names(char **names, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-}
-
 static cairn_status gcs_list(os_worker *w, const char *prefix, os_page_fn fn, void *arg)
 {
 	const os_gcs *g = w->s->be;
@@ -136,7 +129,7 @@ static cairn_status gcs_list(os_worker *w, const char *prefix, os_page_fn fn, vo
 		}
 		if (cairn_is_ok(&st))
 			fn(arg, (const char *const *)names, n, token == NULL);
-		free_names(names, n);
+		os_free_keys(names, n);
 		if (!cairn_is_ok(&st) || !token)
 			break;
 	}

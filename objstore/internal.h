@@ -82,6 +82,8 @@ bool os_keys_given(const objstore_config *cfg);
 
 /* ---- encode.c -------------------------------------------------------------------------------- */
 
+/* Frees a listing page's n malloc'd keys and their array. */
+void os_free_keys(char **keys, size_t n);
 /* sprintf into a new malloc'd string. */
 char *os_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -159,13 +159,6 @@ static cairn_status parse_page(const os_s3 *b, const os_sink *page, const char *
 	return cairn_ok();
 }
 
-static void free_keys(char **keys, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(keys[i]);
-	free(keys);
-}
-
 static cairn_status s3_list(os_worker *w, const char *prefix, os_page_fn fn, void *arg)
 {
 	const os_s3 *b = w->s->be;
@@ -189,7 +182,7 @@ static cairn_status s3_list(os_worker *w, const char *prefix, os_page_fn fn, voi
 			st = parse_page(b, &page, label, &keys, &n, &token);
 		if (cairn_is_ok(&st))
 			fn(arg, (const char *const *)keys, n, token == NULL);
-		free_keys(keys, n);
+		os_free_keys(keys, n);
 		if (!cairn_is_ok(&st) || !token)
 			break;
 	}
