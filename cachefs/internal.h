@@ -269,6 +269,7 @@ struct cachefs {
 	int dirfd, tmpfd, lockfd, packsfd;
 	int casfd[CACHEFS_FANOUT];
 	bool packing;            /* small blobs go to packs */
+	bool direct;             /* large blobs are written with O_DIRECT */
 	uint64_t pack_limit;     /* the data a pack takes: CACHEFS_PACK_MAX_SIZE (tests lower it) */
 	cachefs_pack *packs[CACHEFS_MAX_PACKS]; /* by id, under ix.mu; [0] stays NULL */
 	uint32_t npacks;
@@ -310,6 +311,8 @@ cairn_status cachefs_scan_packs(cachefs *fs, cachefs_found *s);
 /* pack.c */
 /* Sets fs->packing: whether the file system under packs/ can hold packs; before the scan. */
 void cachefs_packs_probe(cachefs *fs);
+/* write.c: sets fs->direct: whether the file system under tmp/ takes O_DIRECT writes. */
+void cachefs_direct_probe(cachefs *fs);
 /* Closes every pack's files; after the ring stopped. */
 void cachefs_packs_close(cachefs *fs);
 /* Under ix.mu: a new pack with no files yet, with id `want`, or with the lowest free id if want is 0;
@@ -358,6 +361,10 @@ void cachefs_evict_kick(cachefs *fs, int64_t bytes);
 /* Bytes per writer buffer; a writer has two (allocated as needed, and no larger than the blob), so a
  * writer holds at most 1 MiB however fast its client sends. */
 #define CACHEFS_WBUF_SIZE (512u << 10)
+/* Blobs of at least this size are written with O_DIRECT where the file system takes it (write.c), in
+ * buffers aligned to CACHEFS_DIRECT_ALIGN. */
+#define CACHEFS_DIRECT_MIN (INT64_C(16) << 20)
+#define CACHEFS_DIRECT_ALIGN 4096u
 
 enum cachefs_wbuf_state {
 	CACHEFS_WBUF_FILLING,  /* free, or taking data */
@@ -388,6 +395,7 @@ struct cachefs_writer {
 	cachefs_wbuf b[2];
 	int cur;               /* the buffer taking data */
 	uint64_t file_len;     /* bytes handed to sealed buffers */
+	bool direct;           /* fd is O_DIRECT; cleared before the unaligned end of the blob */
 	int fd;
 	bool opening, has_file;
 	cairn_status err;      /* the first I/O error; everything after it fails */

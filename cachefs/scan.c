@@ -106,8 +106,10 @@ cairn_status cachefs_layout_open(cachefs *fs)
 		st = open_subdir(fs, fs->dirfd, "", "tmp", &fs->tmpfd);
 	if (cairn_is_ok(&st))
 		st = open_subdir(fs, fs->dirfd, "", "packs", &fs->packsfd);
-	if (cairn_is_ok(&st))
+	if (cairn_is_ok(&st)) {
 		cachefs_packs_probe(fs);
+		cachefs_direct_probe(fs);
+	}
 	if (cairn_is_ok(&st))
 		st = open_subdir(fs, fs->dirfd, "", "cas", &casdir);
 	for (int x = 0; x < CACHEFS_FANOUT && cairn_is_ok(&st); x++) {

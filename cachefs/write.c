@@ -10,7 +10,15 @@
  * buffer is sealed). The append's callback runs at once when everything was copied and a buffer is
  * still free; otherwise the rest of the data waits until a buffer write completes, and the callback
  * runs on the I/O thread. That is the back-pressure: a writer never holds more than two buffers,
- * however fast its client sends. */
+ * however fast its client sends.
+ *
+ * A blob of CACHEFS_DIRECT_MIN bytes or more is written with O_DIRECT, from aligned buffers, where
+ * the file system takes it (probed at start-up): its bytes go from the buffers to the disk, with no
+ * copy into the page cache and no memory taken there. A large upload so costs less CPU, does not
+ * push the blobs being read out of the page cache, and leaves nothing for the commit's fsync to
+ * write but metadata; the page cache holds a large blob once it is read. Only the last buffer,
+ * whose length is not a multiple of the alignment, is written through the page cache: O_DIRECT is
+ * turned off on the file before it goes. */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -96,7 +104,7 @@ static bool fill(cachefs_writer *w, const uint8_t **p, size_t *n)
 		if (*n == 0)
 			return true;
 		if (!b->data)
-			b->data = cairn_xmalloc(w->cap);
+			b->data = w->direct ? cairn_xaligned_alloc(CACHEFS_DIRECT_ALIGN, w->cap) : cairn_xmalloc(w->cap);
 		size_t k = w->cap - b->fill < *n ? w->cap - b->fill : *n;
 		memcpy(b->data + b->fill, *p, k);
 		b->fill += k;
@@ -119,8 +127,8 @@ static void pump(cachefs_writer *w)
 		if (!w->opening) {
 			w->opening = true;
 			w->ctl = (cachefs_op){.kind = CACHEFS_OP_OPENAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
-			                      .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, .mode = 0444,
-			                      .cb = on_opened, .arg = w};
+			                      .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (w->direct ? O_DIRECT : 0),
+			                      .mode = 0444, .cb = on_opened, .arg = w};
 			cachefs_ring_submit(&w->fs->ring, &w->ctl);
 		}
 		return;
@@ -129,6 +137,18 @@ static void pump(cachefs_writer *w)
 		cachefs_wbuf *b = &w->b[i];
 		if (b->st != CACHEFS_WBUF_SEALED)
 			continue;
+		if (w->direct && b->fill % CACHEFS_DIRECT_ALIGN != 0) {
+			/* The end of the blob: it goes through the page cache. A request takes the file's flags
+			 * when the ring issues it, so the other buffer's write must be done first. */
+			if (w->b[i ^ 1].st != CACHEFS_WBUF_FILLING)
+				continue; /* on_written pumps again */
+			int fl = fcntl(w->fd, F_GETFL);
+			if (fl < 0 || fcntl(w->fd, F_SETFL, fl & ~O_DIRECT) < 0) {
+				set_err(w, -errno, "turning O_DIRECT off on");
+				return;
+			}
+			w->direct = false;
+		}
 		b->st = CACHEFS_WBUF_INFLIGHT;
 		b->op = (cachefs_op){.kind = CACHEFS_OP_WRITE, .fd = w->fd, .buf = b->data, .len = b->fill,
 		                     .off = b->off, .cb = on_written, .arg = b};
@@ -199,9 +219,28 @@ static void on_written(cachefs_op *op, int64_t res)
 		assert((uint64_t)res == b->fill);
 	b->fill = 0;
 	b->st = CACHEFS_WBUF_FILLING;
+	pump(w); /* the end of a blob written with O_DIRECT may wait for this write */
 	after a = progress(w);
 	pthread_mutex_unlock(&w->mu);
 	run_after(w, a);
+}
+
+void cachefs_direct_probe(cachefs *fs)
+{
+	static const char probe[] = "direct-probe";
+	fs->direct = false;
+	int fd = openat(fs->tmpfd, probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+	if (fd >= 0) {
+		void *buf = cairn_xaligned_alloc(CACHEFS_DIRECT_ALIGN, CACHEFS_DIRECT_ALIGN);
+		memset(buf, 0, CACHEFS_DIRECT_ALIGN);
+		fs->direct = pwrite(fd, buf, CACHEFS_DIRECT_ALIGN, 0) == CACHEFS_DIRECT_ALIGN;
+		free(buf);
+		close(fd);
+		unlinkat(fs->tmpfd, probe, 0);
+	}
+	if (!fs->direct)
+		LOG_INFO("cachefs", "large blobs are written through the page cache: an O_DIRECT write failed here (the "
+		         "file system does not take it, or the disk is full) dir=%s/tmp", fs->dir);
 }
 
 cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
@@ -234,6 +273,7 @@ cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_write
 	w->reserved = d->size;
 	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
 	w->packed = packed; /* then cap is the size: b[0] takes the whole blob and is never sealed */
+	w->direct = fs->direct && d->size >= CACHEFS_DIRECT_MIN;
 	for (int i = 0; i < 2; i++)
 		w->b[i].w = w;
 	w->fd = -1;

@@ -152,6 +152,8 @@ void cairn_arena_free(cairn_arena *a);
 
 void *cairn_xmalloc(size_t n);
 void *cairn_xcalloc(size_t n, size_t m);
+/* n bytes at a multiple of align (a power of two); freed with free(). */
+void *cairn_xaligned_alloc(size_t align, size_t n);
 void *cairn_xrealloc(void *p, size_t n);
 char *cairn_xstrdup(const char *s);
 

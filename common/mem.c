@@ -20,6 +20,14 @@ void *cairn_xmalloc(size_t n)
 	return p;
 }
 
+void *cairn_xaligned_alloc(size_t align, size_t n)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, align, n ? n : 1) != 0)
+		oom(n);
+	return p;
+}
+
 void *cairn_xcalloc(size_t n, size_t m)
 {
 	void *p = calloc(n ? n : 1, m ? m : 1);

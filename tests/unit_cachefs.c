@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -330,24 +331,57 @@ static void test_entry_size(void **state)
 	assert_true(per_blob * 10e6 < 1e9); /* ten million blobs in under 1 GB */
 }
 
+/* Pages of a file that are in the page cache. */
+static size_t resident_pages(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct stat sb;
+	assert_int_equal(fstat(fd, &sb), 0);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)sb.st_size + page - 1) / page, n = 0;
+	if (pages == 0) {
+		close(fd);
+		return 0;
+	}
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	unsigned char *vec = malloc(pages);
+	assert_int_equal(mincore(p, (size_t)sb.st_size, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	munmap(p, (size_t)sb.st_size);
+	close(fd);
+	return n;
+}
+
 static void put_read_sizes(fixture *f, bool fsync)
 {
 	blobstore *bs = cachefs_blobstore(reopen(f, 1LL << 40, 0, 0, fsync));
-	/* packed up to CACHEFS_PACK_MAX_BLOB, files above */
-	const size_t sizes[] = {0, 1, 4096, 64 * KiB, 64 * KiB + 1, MiB + 1, 20 * MiB};
-	const size_t chunks[] = {1, 1, 1000, 7000, 7000, 65537, 3 * MiB}; /* 3 MiB: one append larger than both buffers */
+	/* packed up to CACHEFS_PACK_MAX_BLOB, files above; O_DIRECT from CACHEFS_DIRECT_MIN, where the
+	 * last buffer (not a multiple of the alignment) goes through the page cache */
+	const size_t sizes[] = {0, 1, 4096, 64 * KiB, 64 * KiB + 1, MiB + 1, 20 * MiB, 16 * MiB + 12345};
+	/* 3 MiB: one append larger than both buffers; 100,003: appends that straddle the aligned buffers */
+	const size_t chunks[] = {1, 1, 1000, 7000, 7000, 65537, 3 * MiB, 100003};
+	enum { N = sizeof sizes / sizeof sizes[0] };
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	print_message("O_DIRECT for blobs of %lld bytes and more: %s\n", (long long)CACHEFS_DIRECT_MIN,
+	              f->fs->direct ? "yes" : "no, the file system does not take it");
 	uint64_t bytes = 0;
-	for (size_t k = 0; k < 7; k++) {
+	for (size_t k = 0; k < N; k++) {
 		uint8_t *data = random_bytes(sizes[k], k + 1);
 		cairn_digest d;
 		cairn_digest_of(data, sizes[k], &d);
 		cairn_status st = put_chunked(bs, &d, data, sizes[k], chunks[k]);
 		assert_int_equal(st.code, CAIRN_OK);
-		assert_blob(bs, &d, data, sizes[k]);
-		bytes += sizes[k];
 		char path[256];
 		struct stat sb;
 		blob_path(f, &d, path, sizeof path);
+		/* a large blob took no page cache but for its last buffer (read before the blob is read back) */
+		if (f->fs->direct && (int64_t)sizes[k] >= CACHEFS_DIRECT_MIN)
+			assert_true(resident_pages(path) <= CACHEFS_WBUF_SIZE / page + 1);
+		assert_blob(bs, &d, data, sizes[k]);
+		bytes += sizes[k];
 		if (sizes[k] > CACHEFS_PACK_MAX_BLOB) {
 			assert_int_equal(stat(path, &sb), 0);
 			assert_int_equal(sb.st_size, (off_t)sizes[k]);
@@ -358,7 +392,7 @@ static void put_read_sizes(fixture *f, bool fsync)
 		free(data);
 	}
 	cachefs_stats s = stats(f->fs);
-	assert_int_equal(s.blobs, 6); /* the empty blob is held without an entry */
+	assert_int_equal(s.blobs, N - 1); /* the empty blob is held without an entry */
 	assert_int_equal(s.bytes, bytes);
 	assert_int_equal(s.reserved, 0);
 	assert_int_equal(count_tmp(f), 0);
