@@ -31,6 +31,9 @@
 # --no-install-recommends ceph-mon ceph-osd radosgw). Everything started is stopped and everything
 # created removed at the end, also on failure or interruption.
 #
+# Every large transfer, direct or through cairn, starts right after twice SIZE bytes were written
+# through the page cache and deleted (warm_memory), so that each begins with the same memory just freed.
+#
 # radosgw runs on memstore with a 4 GiB device: each big object is deleted as soon as it was
 # measured and radosgw's garbage collector is run at once (`radosgw-admin gc process --include-all`)
 # until the osd has given the space back, so the run never holds more than one big object.
@@ -215,9 +218,21 @@ backlog_count() { find "$DATA/backlog" -type f 2>/dev/null | wc -l; }
 
 # ---- large ----
 
+# warm_memory: writes twice SIZE bytes through the page cache into a file and deletes it, just before
+# a large transfer. On a virtual machine whose host takes back the guest's free memory, the first
+# touch of such memory costs a host fault per page, and radosgw's osd keeps every object it takes in
+# fresh memory (memstore); how much memory was freed lately would otherwise decide how fast the osd
+# takes the object, and that differs between the transfers (what ran just before each). So every
+# large transfer, direct or through cairn, starts with the same memory just freed.
+warm_memory() {
+	dd if=/dev/zero of="$TMP/warm" bs=1M count=$((2 * BYTES >> 20)) status=none
+	rm -f "$TMP/warm"
+}
+
 # put_large KEY SHA256: one direct PUT of the big file; prints its seconds (curl's own time_total).
 put_large() {
 	local out
+	warm_memory
 	out=$(s3 -o "$TMP/put.body" -w '%{http_code} %{time_total}' -H "x-amz-content-sha256: $2" -T "$TMP/blob" \
 		"$S3_ENDPOINT/$S3_BUCKET/$1") || die "direct PUT of $1 failed: $out"
 	[ "${out%% *}" = 200 ] || die "direct PUT of $1 answered ${out%% *}: $(head -c 300 "$TMP/put.body")"
@@ -226,6 +241,7 @@ put_large() {
 
 get_large() {
 	local out code bytes secs
+	warm_memory
 	out=$(s3 -o /dev/null -w '%{http_code} %{size_download} %{time_total}' -H "x-amz-content-sha256: $EMPTY_SHA" \
 		"$S3_ENDPOINT/$S3_BUCKET/$1") || die "direct GET of $1 failed: $out"
 	read -r code bytes secs <<<"$out"
@@ -248,6 +264,7 @@ large_round() {
 
 	log "round $r: ByteStream Write to cairn without external storage (the local part of the cost)"
 	start_serve none
+	warm_memory
 	out=$(bench upload --remote="$REMOTE" --file="$TMP/blob" --chunk=1M --repeat=1)
 	R_LOCAL[$r]=$out
 	add cairn_up_local "$(field "$out" value)"
@@ -255,6 +272,7 @@ large_round() {
 
 	log "round $r: ByteStream Write through cairn, sync write-through"
 	start_serve sync
+	warm_memory
 	phase_begin
 	out=$(bench upload --remote="$REMOTE" --file="$TMP/blob" --chunk=1M --repeat=1)
 	phase_end large_up "$BYTES"
@@ -266,6 +284,7 @@ large_round() {
 
 	log "round $r: ByteStream Read through cairn on an empty disk (read-through)"
 	start_serve sync
+	warm_memory
 	phase_begin
 	out=$(bench download --remote="$REMOTE" --file="$TMP/blob" --repeat=1)
 	phase_end large_down "$BYTES"
@@ -521,7 +540,7 @@ details() {
 machine() {
 	machine_line
 	echo "- Source: $REV; build: Release ($BUILD_DIR)"
-	echo "- S3 server: Ceph radosgw $(radosgw --version 2>/dev/null | awk '{ print $3; exit }') (tests/s3_fixture.sh: 1 mon, 1 memstore osd, beast frontend, loopback); client: $(curl --version | head -n 1 | cut -d' ' -f1-2); cairn: \`cairn serve --executors=0 --external_storage=s3://$S3_BUCKET/$PREFIX --s3_endpoint=… --write_through=sync|async\`, objstore defaults (16 transfers at once, multipart from 64 MiB in 16 MiB parts; sync writes of 16 MiB and more streamed in 16 MiB parts, up to 4 at once)"
+	echo "- S3 server: Ceph radosgw $(radosgw --version 2>/dev/null | awk '{ print $3; exit }') (tests/s3_fixture.sh: 1 mon, 1 memstore osd, beast frontend, loopback); client: $(curl --version | head -n 1 | cut -d' ' -f1-2); cairn: \`cairn serve --executors=0 --external_storage=s3://$S3_BUCKET/$PREFIX --s3_endpoint=… --write_through=sync|async\`, objstore defaults (16 transfers at once, multipart from 64 MiB in 16 MiB parts; sync writes of 16 MiB and more streamed in 16 MiB parts, up to 4 at once; blobs of 16 MiB and more written to the local disk with O_DIRECT where the file system takes it)"
 	echo "- Data directories and test files under $(dirname "$TMP"): $(data_fs)"
 	echo "- Page-cache write of the $SIZE file with dd, into memory not used lately / just freed: $WARM_COLD / $WARM_WARM MB/s (the rounds run after both)"
 	echo "- Command: \`$COMMAND\`"
