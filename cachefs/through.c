@@ -160,10 +160,12 @@ typedef struct rt {
 	void *arg;
 } rt;
 
-/* Streams the downloaded file into the local store; its commit checks the hash. Runs on an objstore
- * transfer thread, which may block. */
+/* Makes the downloaded file (in tmp/) a blob once its hash was checked: a blob that gets a file of its
+ * own by rename, a small one (packed) by copy. Runs on an objstore transfer thread, which may block. */
 static cairn_status import(cachefs_through *t, const char *path, const cairn_digest *d)
 {
+	if (d->size > CACHEFS_PACK_MAX_BLOB || !t->fs->packing)
+		return cachefs_adopt(t->fs, d, path);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cairn_errno(errno, "open %s", path);

@@ -243,9 +243,8 @@ void cachefs_direct_probe(cachefs *fs)
 		         "file system does not take it, or the disk is full) dir=%s/tmp", fs->dir);
 }
 
-cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out)
 {
-	cachefs *fs = (cachefs *)bs;
 	assert(d->size >= 0);
 	bool packed = fs->packing && d->size > 0 && d->size <= CACHEFS_PACK_MAX_BLOB;
 	pthread_mutex_lock(&fs->ix.mu);
@@ -279,8 +278,17 @@ cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_write
 	w->fd = -1;
 	snprintf(w->tmpname, sizeof w->tmpname, "%" PRIu64 ".part", (uint64_t)atomic_fetch_add(&fs->tmp_seq, 1));
 	cachefs_blob_name(d, w->name);
-	*out = &w->base;
+	*out = w;
 	return cairn_ok();
+}
+
+cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+{
+	cachefs_writer *w;
+	cairn_status st = cachefs_writer_new((cachefs *)bs, d, &w);
+	if (cairn_is_ok(&st))
+		*out = &w->base;
+	return st;
 }
 
 void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)

@@ -2,7 +2,8 @@
 # cairn serve with an S3 bucket behind it (a real Ceph radosgw on loopback): a Bazel build writes
 # every blob and every action result through to the bucket; cairn is stopped, its whole data
 # directory deleted, started again on an empty disk; after `bazel clean` the same build is all
-# cache hits, with every output read back through from the bucket. Large blobs with sync
+# cache hits, with every output read back through from the bucket; a bucket copy whose bytes do not
+# match its digest is refused with DATA_LOSS and nothing of it is kept. Large blobs with sync
 # write-through are streamed to the bucket while they arrive, as one PUT signed with the digest's
 # hash: a 150 MiB blob lands whole; one whose bytes do not match its digest is refused by radosgw,
 # one whose client goes away is aborted, neither leaves an object or an open multipart upload; one
@@ -171,6 +172,28 @@ start_serve "${S3[@]}"
 cmp -s "$TMP/big" "$TMP/big.back" || fail "the 150 MiB blob read back differs"
 rm -f "$TMP/big.back"
 stop_serve
+
+log "a bucket copy whose bytes do not match its digest is refused (DATA_LOSS) and nothing of it is kept"
+CORRUPT=(--external_storage="s3://$S3_BUCKET/corrupt" --s3_endpoint="$S3_ENDPOINT")
+rm -rf "$DATA"
+start_serve "${CORRUPT[@]}" --metrics_port=0
+for size in 1000 300000; do # packed by copy; a file of its own, adopted by rename
+	head -c "$size" /dev/urandom >"$TMP/good"
+	head -c "$size" /dev/urandom >"$TMP/bad"
+	h=$(sha256sum "$TMP/good" | cut -d' ' -f1)
+	[ "$(s3 -o /dev/null -w '%{http_code}' -T "$TMP/bad" "$S3_ENDPOINT/$S3_BUCKET/corrupt/cas/$h")" = 200 ] ||
+		fail "planting the corrupt copy of $h failed"
+	if "$CAIRN" cas get --remote="grpc://127.0.0.1:$PORT" --output="$TMP/bad.back" "$h/$size" 2>"$TMP/err"; then
+		fail "a corrupt bucket copy of $size bytes was served"
+	fi
+	grep -q DATA_LOSS "$TMP/err" || { cat "$TMP/err"; fail "the corrupt copy of $size bytes did not give DATA_LOSS"; }
+	[ -z "$(find "$DATA/cas" "$DATA/tmp" -name "*$h*" -o -name "*.part" -o -name "*.download")" ] ||
+		fail "the corrupt copy of $size bytes left a file: $(find "$DATA/cas" "$DATA/tmp" -type f)"
+done
+[ "$(metric cairn_read_through_refused_blobs_total)" = 2 ] ||
+	fail "the refused copies are not counted: $(metric cairn_read_through_refused_blobs_total)"
+stop_serve
+rm -f "$TMP/good" "$TMP/bad" "$TMP/bad.back"
 
 log "radosgw stopped mid-upload: the client gets UNAVAILABLE; once it is back the same upload succeeds"
 OUTAGE=(--external_storage="s3://$S3_BUCKET/outage" --s3_endpoint="$S3_ENDPOINT")
