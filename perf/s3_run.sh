@@ -257,6 +257,7 @@ large_round() {
 	secs=$(get_large direct/large)
 	add get "$(calc "$BYTES / 1e6 / $secs")"
 	s3_delete direct/large
+	s3_reclaim # every PUT of SIZE into the bucket starts from an osd that gave the last one back
 	secs=$(put_large direct/large UNSIGNED-PAYLOAD)
 	add put_unsigned "$(calc "$BYTES / 1e6 / $secs")"
 	s3_delete direct/large
