@@ -1,9 +1,9 @@
 /* Adopting a file: a blob whose bytes already lie in a file on the data directory's file system (a
- * read-through download in tmp/) becomes a blob by rename, not by copy. The file is hashed where it
- * lies (it was just written, so it is read from the page cache, where it stays for the reads that
- * follow), made read-only and moved beside its place in cas/ as a writer's temp file; then the
- * writer's finishing chain (commit.c) makes it durable as configured, renames it into place and
- * publishes it, as after an upload. */
+ * read-through download in tmp/) becomes a blob by rename, not by copy, and stays in the page cache
+ * for the reads that follow. Its size and hash are checked (the hash the download computed as the
+ * bytes arrived, so the file is not read again), it is made read-only and moved beside
+ * its place in cas/ as a writer's temp file; then the writer's finishing chain (commit.c) makes it
+ * durable as configured, renames it into place and publishes it, as after an upload. */
 #include "cachefs/internal.h"
 
 #include <errno.h>
@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Whether the open file holds exactly the bytes of d, hashed with the writer's hasher. */
-static cairn_status check(cachefs_writer *w, int fd, const char *path)
+/* Whether the open file, whose bytes hash to sha256, holds exactly the bytes of d. */
+static cairn_status check(cachefs_writer *w, int fd, const char *path, const uint8_t *sha256)
 {
 	const cairn_digest *d = &w->base.digest;
 	char ds[CAIRN_DIGEST_STR_MAX];
@@ -26,27 +26,16 @@ static cairn_status check(cachefs_writer *w, int fd, const char *path)
 	if (sb.st_size != d->size)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "%s holds %" PRId64 " bytes, but digest %s says %" PRId64, path,
 		                 (int64_t)sb.st_size, cairn_digest_str(d, ds), d->size);
-	enum { CHUNK = 1 << 20 };
-	uint8_t *buf = cairn_xmalloc(CHUNK);
-	ssize_t n;
-	while ((n = read(fd, buf, CHUNK)) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0)
-			cairn_hasher_update(w->hasher, buf, (size_t)n);
-	free(buf);
-	if (n < 0)
-		return cairn_errno(errno, "read %s", path);
-	uint8_t hash[CAIRN_HASH_LEN];
-	cairn_hasher_final(w->hasher, hash);
-	if (memcmp(hash, d->hash, CAIRN_HASH_LEN) != 0) {
+	if (memcmp(sha256, d->hash, CAIRN_HASH_LEN) != 0) {
 		char hex[CAIRN_HASH_HEX_LEN + 1];
-		cairn_hash_hex(hash, hex);
+		cairn_hash_hex(sha256, hex);
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "the bytes of %s hash to %s, which does not match digest %s", path,
 		                 hex, cairn_digest_str(d, ds));
 	}
 	return cairn_ok();
 }
 
-cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path)
+cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path, const uint8_t sha256[32])
 {
 	cachefs_writer *w = NULL;
 	cairn_status st = cachefs_writer_new(fs, d, &w);
@@ -54,7 +43,7 @@ cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path)
 	if (cairn_is_ok(&st) && fd < 0)
 		st = cairn_errno(errno, "open %s", path);
 	if (cairn_is_ok(&st))
-		st = check(w, fd, path);
+		st = check(w, fd, path, sha256);
 	if (cairn_is_ok(&st) && fchmod(fd, 0444) != 0)
 		st = cairn_errno(errno, "chmod %s", path);
 	if (cairn_is_ok(&st) && renameat(AT_FDCWD, path, cachefs_tmp_dirfd(w), w->tmpname) != 0)

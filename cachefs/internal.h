@@ -427,10 +427,10 @@ static inline int cachefs_tmp_dirfd(const cachefs_writer *w) { return w->fs->cas
 /* write.c: reserves room for a blob of digest d and makes its writer; RESOURCE_EXHAUSTED when the
  * blob would pass the hard limit. */
 cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out);
-/* adopt.c: makes the file at path, which must be in the data directory's file system, the blob of
- * digest d, by rename once its bytes were checked; for threads that may block. INVALID_ARGUMENT when
- * they do not match d; the file is gone afterwards either way. */
-cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path);
+/* adopt.c: makes the file at path, which must be in the data directory's file system and whose bytes
+ * hash to sha256, the blob of digest d, by rename once its size and hash match d. For threads that
+ * may block. INVALID_ARGUMENT when they do not; the file is gone afterwards either way. */
+cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path, const uint8_t sha256[32]);
 /* write.c: true when no I/O is outstanding that the finishing chain must wait for (under mu). */
 bool cachefs_writer_idle(const cachefs_writer *w);
 /* commit.c: the end of a writer, once it is idle; runs without mu. */

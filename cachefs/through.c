@@ -156,16 +156,18 @@ typedef struct rt {
 	cachefs_through *t;
 	cairn_digest d;
 	char tmp[4200];
+	uint8_t sha256[32]; /* of the download, hashed as it arrived */
 	blob_open_read_cb cb;
 	void *arg;
 } rt;
 
-/* Makes the downloaded file (in tmp/) a blob once its hash was checked: a blob that gets a file of its
- * own by rename, a small one (packed) by copy. Runs on an objstore transfer thread, which may block. */
-static cairn_status import(cachefs_through *t, const char *path, const cairn_digest *d)
+/* Makes the downloaded file (in tmp/), whose hash is sha256, a blob once that matches: a blob that
+ * gets a file of its own by rename, a small one (packed) by copy. Runs on an objstore transfer
+ * thread, which may block. */
+static cairn_status import(cachefs_through *t, const char *path, const cairn_digest *d, const uint8_t sha256[32])
 {
 	if (d->size > CACHEFS_PACK_MAX_BLOB || !t->fs->packing)
-		return cachefs_adopt(t->fs, d, path);
+		return cachefs_adopt(t->fs, d, path, sha256);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cairn_errno(errno, "open %s", path);
@@ -179,7 +181,7 @@ static void fetched(void *arg, cairn_status st)
 	rt *r = arg;
 	char ds[CAIRN_DIGEST_STR_MAX];
 	if (cairn_is_ok(&st)) {
-		st = import(r->t, r->tmp, &r->d);
+		st = import(r->t, r->tmp, &r->d, r->sha256);
 		if (st.code == CAIRN_INVALID_ARGUMENT) {
 			atomic_fetch_add(&r->t->refused, 1);
 			LOG_ERROR("cachefs", "object store holds corrupt bytes for blob=%s: %s", cairn_digest_str(&r->d, ds),
@@ -217,7 +219,7 @@ static void local_opened(void *arg, cairn_status st, blob_reader *reader)
 	snprintf(r->tmp, sizeof r->tmp, "%s/rt-%llu.download", r->t->tmp_dir,
 	         (unsigned long long)atomic_fetch_add(&r->t->seq, 1));
 	cachefs_through_active(r->t, 1);
-	objstore_get_file(r->t->os, key, r->tmp, fetched, r);
+	objstore_get_file(r->t->os, key, r->tmp, r->sha256, fetched, r);
 }
 
 static void t_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)

@@ -221,6 +221,8 @@ static cairn_status dir_get(os_worker *w, const char *key, os_sink *sink)
 		} else if (sink->kind == OS_SINK_FD && !write_all(sink->fd, buf, (size_t)n)) {
 			st = cairn_errno(errno, "file GET %.100s: writing the download", key);
 			break;
+		} else if (sink->hasher) {
+			cairn_hasher_update(sink->hasher, buf, (size_t)n);
 		}
 		sink->len += (size_t)n;
 	}

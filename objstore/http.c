@@ -152,6 +152,8 @@ static bool sink_mem(os_sink *k, const char *p, size_t n)
 
 static bool sink_fd(os_sink *k, const char *p, size_t n)
 {
+	if (k->hasher)
+		cairn_hasher_update(k->hasher, p, n);
 	off_t off = (off_t)k->len;
 	while (n > 0) {
 		ssize_t w = pwrite(k->fd, p, n, off);
@@ -326,6 +328,8 @@ static bool reset_attempt(os_http *h)
 	k->len = 0;
 	k->over_max = false;
 	k->err = 0;
+	if (k->hasher)
+		cairn_hasher_reset(k->hasher);
 	if (k->kind == OS_SINK_FD && ftruncate(k->fd, 0) != 0) {
 		k->err = errno;
 		return false;

@@ -141,6 +141,7 @@ enum os_sink_kind { OS_SINK_DISCARD, OS_SINK_MEM, OS_SINK_FD };
 typedef struct os_sink {
 	enum os_sink_kind kind;
 	int fd;        /* OS_SINK_FD: written from offset 0 */
+	cairn_hasher *hasher; /* OS_SINK_FD: NULL, or hashes what is written (reset with the file) */
 	int64_t max;   /* OS_SINK_MEM: refuse bodies longer than this */
 	uint8_t *buf;  /* OS_SINK_MEM: malloc'd, owned by the caller */
 	size_t len;    /* bytes received (both kinds) */
@@ -402,6 +403,7 @@ typedef struct os_job {
 	int part;                 /* STREAM_PART: its number; STREAM_COMPLETE: the number of parts */
 	const uint8_t *part_data; /* STREAM_PART: the caller's buffer, valid until the callback */
 	int64_t max; /* GET_MEM */
+	uint8_t *sha_out; /* GET_FILE: the caller's, for the SHA-256 of the file, or NULL */
 	bool has_sha;
 	uint8_t sha256[32];
 	union {

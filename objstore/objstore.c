@@ -152,8 +152,12 @@ static cairn_status run_get_file(os_worker *w, os_job *j)
 		free(part);
 		return st;
 	}
-	os_sink sink = {.kind = OS_SINK_FD, .fd = fd};
+	os_sink sink = {.kind = OS_SINK_FD, .fd = fd, .hasher = j->sha_out ? cairn_hasher_new() : NULL};
 	cairn_status st = w->s->ops->get(w, j->key, &sink);
+	if (sink.hasher) {
+		cairn_hasher_final(sink.hasher, j->sha_out);
+		cairn_hasher_free(sink.hasher);
+	}
 	if (close(fd) != 0 && cairn_is_ok(&st))
 		st = cairn_errno(errno, "%s GET %.100s: writing %s", w->s->scheme, j->key, part);
 	if (cairn_is_ok(&st) && rename(part, j->path) != 0)
@@ -323,10 +327,12 @@ void objstore_put(objstore *s, const char *key, const void *data, size_t len, ob
 	os_submit(s, j);
 }
 
-void objstore_get_file(objstore *s, const char *key, const char *path, objstore_cb cb, void *arg)
+void objstore_get_file(objstore *s, const char *key, const char *path, uint8_t sha256[32], objstore_cb cb,
+                       void *arg)
 {
 	os_job *j = os_new_job(OS_JOB_GET_FILE, key, arg);
 	j->path = cairn_xstrdup(path);
+	j->sha_out = sha256;
 	j->cb.done = cb;
 	os_submit(s, j);
 }
@@ -416,11 +422,11 @@ cairn_status objstore_put_file_sync(objstore *s, const char *key, const char *pa
 	return waiter_wait(&w);
 }
 
-cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path)
+cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path, uint8_t sha256[32])
 {
 	waiter w;
 	waiter_init(s, &w);
-	objstore_get_file(s, key, path, wake, &w);
+	objstore_get_file(s, key, path, sha256, wake, &w);
 	return waiter_wait(&w);
 }
 

@@ -245,8 +245,10 @@ static void check_roundtrip(const char *tmp)
 	cairn_digest_of(blob, sizeof blob, &d);
 	cairn_status st = objstore_put_file_sync(s, "rt/file", src, d.hash);
 	CHECK_CODE(st, CAIRN_OK);
-	st = objstore_get_file_sync(s, "rt/file", dst);
+	uint8_t sha[CAIRN_HASH_LEN];
+	st = objstore_get_file_sync(s, "rt/file", dst, sha);
 	CHECK_CODE(st, CAIRN_OK);
+	CHECK(memcmp(sha, d.hash, CAIRN_HASH_LEN) == 0, "the SHA-256 hashed during the download is not the file's");
 	size_t len;
 	uint8_t *back = read_file(dst, &len);
 	CHECK(len == sizeof blob && memcmp(back, blob, len) == 0, "downloaded file differs");
@@ -271,7 +273,7 @@ static void check_roundtrip(const char *tmp)
 	CHECK_CODE(st, CAIRN_NOT_FOUND);
 	CHECK(strstr(st.msg, gcs() ? "404 notFound" : "NoSuchKey"), "message without the store's code: %s", st.msg);
 	snprintf(dst, sizeof dst, "%s/rt-missing", tmp);
-	st = objstore_get_file_sync(s, "rt/file", dst);
+	st = objstore_get_file_sync(s, "rt/file", dst, NULL);
 	CHECK_CODE(st, CAIRN_NOT_FOUND);
 	CHECK(access(dst, F_OK) != 0 && errno == ENOENT, "a failed download left %s", dst);
 	/* An empty key would name the bucket itself. */
@@ -462,12 +464,14 @@ static void check_multipart(const char *tmp)
 	CHECK_CODE(st, CAIRN_OK);
 	CHECK(got == (int64_t)size, "HEAD: %lld bytes, expected %zu", (long long)got, size);
 	t0 = cairn_now_ns();
-	st = objstore_get_file_sync(s, "mp/big", dst);
+	uint8_t sha[CAIRN_HASH_LEN];
+	st = objstore_get_file_sync(s, "mp/big", dst, sha);
 	CHECK_CODE(st, CAIRN_OK);
 	double down = seconds_since(t0);
 	uint8_t back[CAIRN_HASH_LEN];
 	hash_file(dst, back);
 	CHECK(memcmp(back, d.hash, CAIRN_HASH_LEN) == 0, "the download's SHA-256 differs from the upload's");
+	CHECK(memcmp(sha, d.hash, CAIRN_HASH_LEN) == 0, "the SHA-256 hashed during the download is not the file's");
 	/* The same file without a known hash: objstore hashes the parts itself. */
 	st = objstore_put_file_sync(s, "mp/big2", src, NULL);
 	CHECK_CODE(st, CAIRN_OK);
