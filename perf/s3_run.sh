@@ -233,7 +233,6 @@ warm_memory() {
 # put_large KEY SHA256: one direct PUT of the big file; prints its seconds (curl's own time_total).
 put_large() {
 	local out
-	warm_memory
 	out=$(s3 -o "$TMP/put.body" -w '%{http_code} %{time_total}' -H "x-amz-content-sha256: $2" -T "$TMP/blob" \
 		"$S3_ENDPOINT/$S3_BUCKET/$1") || die "direct PUT of $1 failed: $out"
 	[ "${out%% *}" = 200 ] || die "direct PUT of $1 answered ${out%% *}: $(head -c 300 "$TMP/put.body")"
@@ -242,7 +241,6 @@ put_large() {
 
 get_large() {
 	local out code bytes secs
-	warm_memory
 	out=$(s3 -o /dev/null -w '%{http_code} %{size_download} %{time_total}' -H "x-amz-content-sha256: $EMPTY_SHA" \
 		"$S3_ENDPOINT/$S3_BUCKET/$1") || die "direct GET of $1 failed: $out"
 	read -r code bytes secs <<<"$out"
@@ -253,12 +251,17 @@ get_large() {
 large_round() {
 	local r=$1 secs out
 	log "round $r: direct PUT and GET of $SIZE"
+	warm_memory
+	phase_begin
 	secs=$(put_large direct/large "$SHA")
+	phase_end large_direct "$BYTES"
 	add put_signed "$(calc "$BYTES / 1e6 / $secs")"
+	warm_memory
 	secs=$(get_large direct/large)
 	add get "$(calc "$BYTES / 1e6 / $secs")"
 	s3_delete direct/large
 	s3_reclaim # every PUT of SIZE into the bucket starts from an osd that gave the last one back
+	warm_memory
 	secs=$(put_large direct/large UNSIGNED-PAYLOAD)
 	add put_unsigned "$(calc "$BYTES / 1e6 / $secs")"
 	s3_delete direct/large
@@ -530,6 +533,7 @@ details() {
 	echo "- cairn BatchUpdateBlobs, sync: $(cpu_line batch_sync "ms per object" 1000)"
 	echo "- cairn BatchUpdateBlobs, async, until the backlog drained: $(cpu_line batch_async "ms per object" 1000)"
 	echo "- cairn BatchReadBlobs, read-through: $(cpu_line batch_read "ms per object" 1000)"
+	echo "- direct PUT of $SIZE (SHA-256): $(cpu_line large_direct "s per GB" 1e9)"
 	echo "- cairn ByteStream Write of $SIZE, sync: $(cpu_line large_up "s per GB" 1e9)"
 	echo "- cairn ByteStream Read of $SIZE, read-through: $(cpu_line large_down "s per GB" 1e9)"
 	echo
