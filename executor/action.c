@@ -34,7 +34,7 @@ static cairn_status fetch_message(exec_job *j, const cairn_digest *d, const char
 	}
 	if (!cairn_is_ok(&st))
 		return st;
-	ProtobufCAllocator al = exec_allocator(j->arena);
+	ProtobufCAllocator al = reapi_arena_allocator(j->arena);
 	*out = protobuf_c_message_unpack(desc, &al, len, data);
 	free(data);
 	if (!*out)
@@ -133,9 +133,9 @@ static cairn_status load(exec_job *j, cairn_digest *input_root, int64_t *timeout
 	if (!cairn_is_ok(&st))
 		return st;
 	cairn_digest cmd;
-	st = exec_parse_digest(j->action->command_digest, "the action's command_digest", &cmd);
+	st = reapi_digest_from_pb(j->action->command_digest, "the action's command_digest", &cmd);
 	if (cairn_is_ok(&st))
-		st = exec_parse_digest(j->action->input_root_digest, "the action's input_root_digest", input_root);
+		st = reapi_digest_from_pb(j->action->input_root_digest, "the action's input_root_digest", input_root);
 	if (cairn_is_ok(&st))
 		st = timeout_of(j, timeout_ns);
 	if (cairn_is_ok(&st))
@@ -302,7 +302,7 @@ static cairn_status store_log(exec_job *j, const char *name, re_digest **out)
 	cairn_status s = exec_store_file(j, path, &d);
 	if (!cairn_is_ok(&s))
 		return cairn_err(s.code, "cannot store the action's %s: %s", name, s.msg);
-	*out = exec_re_digest(j->arena, &d);
+	*out = reapi_digest_to_pb(j->arena, &d);
 	return cairn_ok();
 }
 

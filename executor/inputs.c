@@ -205,7 +205,7 @@ static cairn_status make_empty(exec_job *j, int dirfd, const char *name, mode_t 
 static cairn_status place_file(exec_job *j, int dirfd, const re_file_node *f)
 {
 	cairn_digest d;
-	cairn_status st = exec_parse_digest(f->digest, "file digest", &d);
+	cairn_status st = reapi_digest_from_pb(f->digest, "file digest", &d);
 	if (!cairn_is_ok(&st))
 		return st;
 	node_attrs a;
@@ -241,7 +241,7 @@ static cairn_status fetch_dir(exec_job *j, const cairn_digest *d, re_directory *
 	}
 	if (!cairn_is_ok(&st))
 		return st;
-	ProtobufCAllocator al = exec_allocator(j->arena);
+	ProtobufCAllocator al = reapi_arena_allocator(j->arena);
 	*out = build__bazel__remote__execution__v2__directory__unpack(&al, len, data);
 	free(data);
 	if (!*out) {
@@ -271,7 +271,7 @@ static cairn_status populate(exec_job *j, int dirfd, const char *rel, const re_d
 static cairn_status place_dir(exec_job *j, int dirfd, const char *rel, const re_dir_node *dn, int depth)
 {
 	cairn_digest d;
-	cairn_status st = exec_parse_digest(dn->digest, "directory digest", &d);
+	cairn_status st = reapi_digest_from_pb(dn->digest, "directory digest", &d);
 	if (!cairn_is_ok(&st))
 		return st;
 	if (mkdirat(dirfd, dn->name, 0755) != 0)

@@ -17,6 +17,7 @@
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
 #include "cairn/resource_usage.pb-c.h"
+#include "proto/reapi.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,7 +33,6 @@ typedef Build__Bazel__Remote__Execution__V2__FileNode re_file_node;
 typedef Build__Bazel__Remote__Execution__V2__DirectoryNode re_dir_node;
 typedef Build__Bazel__Remote__Execution__V2__SymlinkNode re_symlink_node;
 typedef Build__Bazel__Remote__Execution__V2__NodeProperties re_node_props;
-typedef Build__Bazel__Remote__Execution__V2__Digest re_digest;
 typedef Build__Bazel__Remote__Execution__V2__ActionResult re_result;
 typedef Build__Bazel__Remote__Execution__V2__OutputFile re_out_file;
 typedef Build__Bazel__Remote__Execution__V2__OutputDirectory re_out_dir;
@@ -274,9 +274,6 @@ cairn_status exec_collect_outputs(exec_job *j);
 cairn_status exec_store_file(exec_job *j, const char *path, cairn_digest *out);
 
 /* result.c */
-re_digest *exec_re_digest(cairn_arena *a, const cairn_digest *d);
-cairn_status exec_parse_digest(const re_digest *in, const char *what, cairn_digest *out);
-ProtobufCAllocator exec_allocator(cairn_arena *a);
 void exec_fill_metadata(exec_job *j, const exec_run *run, const exec_cg_stats *cgs);
 void exec_pack_result(exec_job *j);
 

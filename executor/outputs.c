@@ -244,7 +244,7 @@ static cairn_status add_entry(exec_job *j, int fd, const char *name, pathbuf *pb
 			re_file_node *fnode = cairn_arena_alloc(j->arena, sizeof *fnode);
 			build__bazel__remote__execution__v2__file_node__init(fnode);
 			fnode->name = nm;
-			fnode->digest = exec_re_digest(j->arena, &fd_d);
+			fnode->digest = reapi_digest_to_pb(j->arena, &fd_d);
 			fnode->is_executable = exec;
 			fnode->node_properties = np;
 			PUSH(j->arena, d->files, d->n_files, caps[0], fnode);
@@ -260,7 +260,7 @@ static cairn_status add_entry(exec_job *j, int fd, const char *name, pathbuf *pb
 				re_dir_node *dn = cairn_arena_alloc(j->arena, sizeof *dn);
 				build__bazel__remote__execution__v2__directory_node__init(dn);
 				dn->name = nm;
-				dn->digest = exec_re_digest(j->arena, &cd);
+				dn->digest = reapi_digest_to_pb(j->arena, &cd);
 				PUSH(j->arena, d->directories, d->n_directories, caps[1], dn);
 			}
 		}
@@ -342,7 +342,7 @@ static cairn_status store_tree(exec_job *j, int fd, pathbuf *pb, re_out_dir *od,
 			st = s->put_bytes(s->ctx, b, l, &dd);
 		}
 		if (cairn_is_ok(&st))
-			od->root_directory_digest = exec_re_digest(j->arena, &root_d);
+			od->root_directory_digest = reapi_digest_to_pb(j->arena, &root_d);
 	}
 	if (!cairn_is_ok(&st)) {
 		LOG_WARN(EXEC_LOG, "output tree not stored, result not cacheable path=%s err=%s", od->path,
@@ -350,7 +350,7 @@ static cairn_status store_tree(exec_job *j, int fd, pathbuf *pb, re_out_dir *od,
 		j->cacheable = false;
 		return cairn_ok();
 	}
-	od->tree_digest = exec_re_digest(j->arena, &tree_d);
+	od->tree_digest = reapi_digest_to_pb(j->arena, &tree_d);
 	od->is_topologically_sorted = true;
 	*stored = true;
 	return cairn_ok();
@@ -415,7 +415,7 @@ static cairn_status collect_one(exec_job *j, int wdfd, const exec_output *o, out
 			bool stored;
 			res = store_output_file(j, pfd, base, pb, &st, &d, &stored);
 			if (stored) {
-				f->digest = exec_re_digest(j->arena, &d);
+				f->digest = reapi_digest_to_pb(j->arena, &d);
 				PUSH(j->arena, r->output_files, r->n_output_files, l->cap_files, f);
 			}
 		}

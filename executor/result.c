@@ -9,39 +9,6 @@
 
 #define RESOURCE_USAGE_TYPE_URL "type.googleapis.com/cairn.v1.ResourceUsage"
 
-static void *arena_alloc(void *data, size_t n) { return cairn_arena_alloc(data, n); }
-static void arena_free(void *data, void *p)
-{
-	(void)data;
-	(void)p; /* freed with the arena */
-}
-
-ProtobufCAllocator exec_allocator(cairn_arena *a)
-{
-	ProtobufCAllocator al = {.alloc = arena_alloc, .free = arena_free, .allocator_data = a};
-	return al;
-}
-
-re_digest *exec_re_digest(cairn_arena *a, const cairn_digest *d)
-{
-	re_digest *r = cairn_arena_alloc(a, sizeof *r);
-	build__bazel__remote__execution__v2__digest__init(r);
-	r->hash = cairn_arena_alloc(a, CAIRN_HASH_HEX_LEN + 1);
-	cairn_hash_hex(d->hash, r->hash);
-	r->size_bytes = d->size;
-	return r;
-}
-
-cairn_status exec_parse_digest(const re_digest *in, const char *what, cairn_digest *out)
-{
-	if (!in)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "%s is missing", what);
-	cairn_status st = cairn_digest_parse(in->hash, strlen(in->hash), in->size_bytes, out);
-	if (!cairn_is_ok(&st))
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "%s: %s", what, st.msg);
-	return st;
-}
-
 static Google__Protobuf__Timestamp *stamp(cairn_arena *a, int64_t wall_ns)
 {
 	Google__Protobuf__Timestamp *t = cairn_arena_alloc(a, sizeof *t);

@@ -60,7 +60,7 @@ static void inline_one(get_ctx *c, const re_digest *pb, ProtobufCBinaryData *dst
 	cairn_digest d;
 	if (!pb || dst->len)
 		return;
-	cairn_status st = gw_digest_from_pb(pb, "digest", &d);
+	cairn_status st = reapi_digest_from_pb(pb, "digest", &d);
 	if (!cairn_is_ok(&st) || d.size > c->budget)
 		return;
 	c->budget -= d.size;
@@ -124,13 +124,13 @@ static cairn_status validate_result(const re_action_result *ar)
 	cairn_digest d;
 	cairn_status st = cairn_ok();
 	for (size_t i = 0; cairn_is_ok(&st) && i < ar->n_output_files; i++)
-		st = gw_digest_from_pb(ar->output_files[i]->digest, "output_files.digest", &d);
+		st = reapi_digest_from_pb(ar->output_files[i]->digest, "output_files.digest", &d);
 	for (size_t i = 0; cairn_is_ok(&st) && i < ar->n_output_directories; i++)
-		st = gw_digest_from_pb(ar->output_directories[i]->tree_digest, "output_directories.tree_digest", &d);
+		st = reapi_digest_from_pb(ar->output_directories[i]->tree_digest, "output_directories.tree_digest", &d);
 	if (cairn_is_ok(&st) && ar->stdout_digest)
-		st = gw_digest_from_pb(ar->stdout_digest, "stdout_digest", &d);
+		st = reapi_digest_from_pb(ar->stdout_digest, "stdout_digest", &d);
 	if (cairn_is_ok(&st) && ar->stderr_digest)
-		st = gw_digest_from_pb(ar->stderr_digest, "stderr_digest", &d);
+		st = reapi_digest_from_pb(ar->stderr_digest, "stderr_digest", &d);
 	return st;
 }
 

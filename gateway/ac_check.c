@@ -59,7 +59,7 @@ static cairn_status miss(const lookup *l, const char *why)
 static void add_digest(lookup *l, const re_digest *pb)
 {
 	cairn_digest d;
-	cairn_status st = gw_digest_from_pb(pb, "digest", &d);
+	cairn_status st = reapi_digest_from_pb(pb, "digest", &d);
 	if (!cairn_is_ok(&st))
 		return; /* Update refused malformed digests; nothing else can be here */
 	if (l->n == l->cap) {
@@ -124,7 +124,7 @@ static void collect(lookup *l)
 	l->trees = cairn_xcalloc(ar->n_output_directories + 1, sizeof *l->trees);
 	atomic_store(&l->pending, 1);
 	for (size_t i = 0; i < ar->n_output_directories; i++) {
-		cairn_status st = gw_digest_from_pb(ar->output_directories[i]->tree_digest, "tree", &l->trees[i]);
+		cairn_status st = reapi_digest_from_pb(ar->output_directories[i]->tree_digest, "tree", &l->trees[i]);
 		if (!cairn_is_ok(&st))
 			continue;
 		atomic_fetch_add(&l->pending, 1);

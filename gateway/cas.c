@@ -67,7 +67,7 @@ void gw_find_missing(rpc_call *call, void *svc)
 	f->ds = cairn_arena_alloc(a, f->n * sizeof *f->ds);
 	f->missing = cairn_arena_alloc(a, f->n);
 	for (size_t i = 0; i < f->n; i++) {
-		st = gw_digest_from_pb(req->blob_digests[i], "blob_digests", &f->ds[i]);
+		st = reapi_digest_from_pb(req->blob_digests[i], "blob_digests", &f->ds[i]);
 		if (!cairn_is_ok(&st))
 			return reply_error(call, st);
 	}
@@ -133,7 +133,7 @@ static void update_one_blob(gateway *g, update_item *it,
                             const Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request *r)
 {
 	cairn_digest d;
-	cairn_status st = gw_digest_from_pb(r->digest, "digest", &d);
+	cairn_status st = reapi_digest_from_pb(r->digest, "digest", &d);
 	const void *data = r->data.data;
 	size_t len = r->data.len;
 	if (cairn_is_ok(&st) && r->compressor == ZSTD_VALUE) {
@@ -265,7 +265,7 @@ void gw_batch_read(rpc_call *call, void *svc)
 	cairn_digest *ds = cairn_arena_alloc(a, req->n_digests * sizeof *ds);
 	int64_t total = 0;
 	for (size_t i = 0; i < req->n_digests; i++) {
-		st = gw_digest_from_pb(req->digests[i], "digests", &ds[i]);
+		st = reapi_digest_from_pb(req->digests[i], "digests", &ds[i]);
 		if (!cairn_is_ok(&st))
 			return reply_error(call, st);
 		total += ds[i].size;

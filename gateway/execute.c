@@ -131,7 +131,7 @@ static void got_action(void *arg, cairn_status st, uint8_t *data, size_t len)
 	if (cairn_is_ok(&st) && !e->action)
 		st = cairn_err(CAIRN_INVALID_ARGUMENT, "action_digest does not name an Action message");
 	if (cairn_is_ok(&st))
-		st = gw_digest_from_pb(e->action->command_digest, "command_digest", &e->command_digest);
+		st = reapi_digest_from_pb(e->action->command_digest, "command_digest", &e->command_digest);
 	if (!cairn_is_ok(&st))
 		return refuse(e, st, NULL, 0);
 	if (e->action->platform && e->action->platform->n_properties)

@@ -3,11 +3,11 @@
 #define CAIRN_GATEWAY_INTERNAL_H
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "proto/reapi.h"
 #include "gateway/gateway.h"
 #include "google/bytestream/bytestream.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 
-typedef Build__Bazel__Remote__Execution__V2__Digest re_digest;
 typedef Build__Bazel__Remote__Execution__V2__Directory re_directory;
 typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
 typedef Build__Bazel__Remote__Execution__V2__ActionResult re_action_result;
@@ -21,12 +21,8 @@ struct gateway {
 	struct exec_state *exec; /* NULL without a runner */
 };
 
-/* Parses and validates a REAPI Digest message (NULL is invalid). `what` names it in the error. */
-cairn_status gw_digest_from_pb(const re_digest *pb, const char *what, cairn_digest *out);
 /* INVALID_ARGUMENT for a request that does not decode as `what`. */
 cairn_status gw_malformed(const char *what);
-/* A Digest message allocated in the arena. */
-re_digest *gw_digest_to_pb(cairn_arena *a, const cairn_digest *d);
 /* A google.rpc.Status message allocated in the arena. */
 rpc_status_pb *gw_status_to_pb(cairn_arena *a, const cairn_status *st);
 /* INVALID_ARGUMENT unless the digest function is unset or SHA256. */

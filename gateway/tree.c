@@ -74,7 +74,7 @@ static void take(tree_ctx *t)
 		return; /* missing or not a Directory: leave that part out */
 	for (size_t i = 0; i < dir->n_directories; i++) {
 		cairn_digest d;
-		cairn_status st = gw_digest_from_pb(dir->directories[i]->digest, "directory digest", &d);
+		cairn_status st = reapi_digest_from_pb(dir->directories[i]->digest, "directory digest", &d);
 		if (cairn_is_ok(&st) && !seen(t, &d) && t->n < MAX_TREE_DIRS)
 			push(t, &d);
 	}
@@ -147,7 +147,7 @@ void gw_get_tree(rpc_call *call, void *svc)
 	                      : gw_malformed("GetTreeRequest");
 	cairn_digest root;
 	if (cairn_is_ok(&st))
-		st = gw_digest_from_pb(req->root_digest, "root_digest", &root);
+		st = reapi_digest_from_pb(req->root_digest, "root_digest", &root);
 	if (cairn_is_ok(&st) && req->page_size < 0)
 		st = cairn_err(CAIRN_INVALID_ARGUMENT, "page_size %d is negative", req->page_size);
 	unsigned long long first = 0;

@@ -4,31 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-cairn_status gw_digest_from_pb(const re_digest *pb, const char *what, cairn_digest *out)
-{
-	if (!pb)
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "%s is missing", what);
-	cairn_status st = cairn_digest_parse(pb->hash, strlen(pb->hash), pb->size_bytes, out);
-	if (!cairn_is_ok(&st))
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "%s: %s", what, st.msg);
-	return st;
-}
-
 cairn_status gw_malformed(const char *what)
 {
 	return cairn_err(CAIRN_INVALID_ARGUMENT,
 	                 "malformed %s: not a valid message, or a string field that is not UTF-8 or holds a NUL byte",
 	                 what);
-}
-
-re_digest *gw_digest_to_pb(cairn_arena *a, const cairn_digest *d)
-{
-	re_digest *pb = cairn_arena_alloc(a, sizeof *pb);
-	build__bazel__remote__execution__v2__digest__init(pb);
-	pb->hash = cairn_arena_alloc(a, CAIRN_HASH_HEX_LEN + 1);
-	cairn_hash_hex(d->hash, pb->hash);
-	pb->size_bytes = d->size;
-	return pb;
 }
 
 rpc_status_pb *gw_status_to_pb(cairn_arena *a, const cairn_status *st)
@@ -55,7 +35,7 @@ cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_
 	if (!decoded)
 		return gw_malformed(what);
 	cairn_status st = gw_check_digest_function(digest_function);
-	return cairn_is_ok(&st) ? gw_digest_from_pb(pb, field, out) : st;
+	return cairn_is_ok(&st) ? reapi_digest_from_pb(pb, field, out) : st;
 }
 
 /* ---- whole-blob read ---- */

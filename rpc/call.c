@@ -144,7 +144,7 @@ void *rpc_call_unpack(rpc_call *c, const ProtobufCMessageDescriptor *desc, const
 {
 	if (!rpc_strings_valid(desc, data, len))
 		return NULL;
-	ProtobufCAllocator al = rpc_arena_allocator(c->arena);
+	ProtobufCAllocator al = reapi_arena_allocator(c->arena);
 	return protobuf_c_message_unpack(desc, &al, len, data);
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <grpc/support/alloc.h>
 
+#include "proto/reapi.h"
 #include "rpc/rpc.h"
 
 /* Every tag handed to gRPC points at one of these: the completion runs fn(tag, ok). One tag means one
@@ -42,8 +43,6 @@ rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc
                        grpc_byte_buffer *payload);
 void rpc_server_live_add(rpc_server *srv, long delta);
 
-/* A protobuf-c allocator over an arena (free is a no-op: the arena goes at once). */
-ProtobufCAllocator rpc_arena_allocator(cairn_arena *a);
 /* Packs a message into a fresh byte buffer. */
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 /* Copies a byte buffer into one flat slice (unref it when done). */

@@ -4,19 +4,6 @@
 #include <assert.h>
 #include <string.h>
 
-static void *arena_alloc(void *data, size_t n) { return cairn_arena_alloc(data, n); }
-static void arena_free(void *data, void *p)
-{
-	(void)data;
-	(void)p;
-}
-
-ProtobufCAllocator rpc_arena_allocator(cairn_arena *a)
-{
-	ProtobufCAllocator al = {.alloc = arena_alloc, .free = arena_free, .allocator_data = a};
-	return al;
-}
-
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
