@@ -32,6 +32,7 @@ typedef struct bench_opts {
 	const char *remote;
 	const char *instance;
 	const char *file;  /* upload/download: take the blob from this file instead of generating it */
+	const char *sha256; /* upload/download with file: its SHA-256 in hex, so it is not hashed first */
 	const char *dir;   /* fs-create: where to make its files */
 	int64_t timeout;   /* seconds, per call */
 	int64_t size;      /* upload/download/loopback: bytes */

@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,47 +22,73 @@
 /* WriteRequest size when the subcommand has no --chunk (download uploading its blob first) */
 #define DEFAULT_CHUNK (1 << 20)
 
-/* ---- the blob: a file read into memory, or generated from --seed ---- */
+/* ---- the blob: a file mapped into memory, or generated from --seed ---- */
 
-static cairn_status load_file(const char *path, uint8_t **data, int64_t *size)
+typedef struct blob {
+	uint8_t *data;
+	cairn_digest d;
+	bool mapped; /* data maps the --file: its pages are the page cache's, as a file client reads them */
+	size_t mapped_len;
+} blob;
+
+static cairn_status map_file(const char *path, blob *b, int64_t *size)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return cairn_errno(errno, "open %s", path);
 	struct stat sb;
-	if (fstat(fileno(f), &sb) != 0) {
-		fclose(f);
-		return cairn_errno(errno, "stat %s", path);
-	}
+	cairn_status st = fstat(fd, &sb) == 0 ? cairn_ok() : cairn_errno(errno, "stat %s", path);
 	*size = sb.st_size;
-	*data = cairn_xmalloc((size_t)*size + 1);
-	size_t got = fread(*data, 1, (size_t)*size, f);
-	fclose(f);
-	if (got != (size_t)*size) {
-		free(*data);
-		return cairn_err(CAIRN_DATA_LOSS, "%s: read %zu of %" PRId64 " bytes", path, got, *size);
+	if (cairn_is_ok(&st) && sb.st_size > 0) {
+		void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			st = cairn_errno(errno, "mmap %s", path);
+		else
+			*b = (blob){.data = p, .mapped = true, .mapped_len = (size_t)sb.st_size};
+	} else if (cairn_is_ok(&st)) {
+		*b = (blob){.data = cairn_xmalloc(1)};
 	}
-	return cairn_ok();
+	close(fd);
+	return st;
 }
 
-/* The blob and its digest, prepared before anything is timed. */
-static cairn_status make_blob(const bench_opts *o, uint8_t **data, cairn_digest *d)
+static void free_blob(blob *b)
+{
+	if (b->mapped)
+		munmap(b->data, b->mapped_len);
+	else
+		free(b->data);
+	b->data = NULL;
+}
+
+/* The blob and its digest (from --sha256, or hashed here), prepared before anything is timed. */
+static cairn_status make_blob(const bench_opts *o, blob *b)
 {
 	int64_t size = o->size;
+	*b = (blob){0};
 	if (o->file[0]) {
-		cairn_status st = load_file(o->file, data, &size);
+		cairn_status st = map_file(o->file, b, &size);
 		if (!cairn_is_ok(&st))
 			return st;
 	} else {
 		bench_rng r;
 		bench_rng_seed(&r, (uint64_t)o->seed);
-		*data = cairn_xmalloc((size_t)size + 1);
-		bench_rng_fill(&r, *data, (size_t)size);
+		b->data = cairn_xmalloc((size_t)size + 1);
+		bench_rng_fill(&r, b->data, (size_t)size);
+	}
+	b->d.size = size;
+	char ds[CAIRN_DIGEST_STR_MAX];
+	if (o->file[0] && o->sha256[0]) {
+		cairn_status st = cairn_digest_parse(o->sha256, strlen(o->sha256), size, &b->d);
+		if (!cairn_is_ok(&st))
+			free_blob(b);
+		else
+			fprintf(stderr, "blob %s (its SHA-256 given)\n", cairn_digest_str(&b->d, ds));
+		return st;
 	}
 	int64_t t0 = cairn_now_ns();
-	cairn_digest_of(*data, (size_t)size, d);
-	char ds[CAIRN_DIGEST_STR_MAX];
-	fprintf(stderr, "blob %s (client hashed it at %.0f MB/s)\n", cairn_digest_str(d, ds),
+	cairn_digest_of(b->data, (size_t)size, &b->d);
+	fprintf(stderr, "blob %s (client hashed it at %.0f MB/s)\n", cairn_digest_str(&b->d, ds),
 	        bench_mb_per_s(size, cairn_now_ns() - t0));
 	return cairn_ok();
 }
@@ -127,20 +155,20 @@ int bench_upload(const bench_opts *o)
 {
 	if (o->chunk <= 0 || o->repeat <= 0 || o->repeat > MAX_REPEAT)
 		return fprintf(stderr, "cairn-bench upload: --chunk must be positive, --repeat in 1..%d\n", MAX_REPEAT), 2;
-	uint8_t *data;
-	cairn_digest d;
-	cairn_status st = make_blob(o, &data, &d);
+	blob b;
+	cairn_status st = make_blob(o, &b);
 	if (!cairn_is_ok(&st))
 		return bench_fail("upload", "blob", &st);
+	const cairn_digest d = b.d;
 	rpc_channel *ch = bench_connect(o, "upload");
 	if (!ch)
-		return free(data), 1;
+		return free_blob(&b), 1;
 	double mbs[MAX_REPEAT];
 	int early = 0;
 	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++) {
 		bool e;
 		int64_t t0 = cairn_now_ns();
-		st = upload_once(ch, o, data, &d, &e);
+		st = upload_once(ch, o, b.data, &d, &e);
 		int64_t ns = cairn_now_ns() - t0;
 		if (!cairn_is_ok(&st))
 			break;
@@ -150,7 +178,7 @@ int bench_upload(const bench_opts *o)
 		        bench_secs(ns), e ? " server ended the call early" : "");
 	}
 	rpc_channel_close(ch);
-	free(data);
+	free_blob(&b);
 	if (!cairn_is_ok(&st))
 		return bench_fail("upload", "Write", &st);
 	char runs[MAX_REPEAT * 12];
@@ -293,16 +321,16 @@ int bench_download(const bench_opts *o)
 {
 	if (o->repeat <= 0 || o->repeat > MAX_REPEAT)
 		return fprintf(stderr, "cairn-bench download: --repeat must be in 1..%d\n", MAX_REPEAT), 2;
-	uint8_t *data;
-	cairn_digest d;
-	cairn_status st = make_blob(o, &data, &d);
+	blob b;
+	cairn_status st = make_blob(o, &b);
 	if (!cairn_is_ok(&st))
 		return bench_fail("download", "blob", &st);
+	const cairn_digest d = b.d;
 	rpc_channel *ch = bench_connect(o, "download");
 	if (!ch)
-		return free(data), 1;
-	st = ensure_present(ch, o, data, &d);
-	free(data); /* only the digest is needed from here on */
+		return free_blob(&b), 1;
+	st = ensure_present(ch, o, b.data, &d);
+	free_blob(&b); /* only the digest is needed from here on */
 	cairn_hasher *h = cairn_hasher_new();
 	download_runs *dr = cairn_xcalloc(1, sizeof *dr);
 	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++)

@@ -7,9 +7,11 @@
 #   large (one SIZE blob, 1 GiB by default), REPEAT rounds, medians:
 #     direct: `curl --aws-sigv4 -T FILE` PUT with x-amz-content-sha256 set to the file's SHA-256
 #     (what cairn sends), the same with UNSIGNED-PAYLOAD, and a GET to /dev/null;
-#     cairn: `cairn-bench upload --file=FILE` with --write_through=sync (acknowledged once the bucket
-#     has the blob) and, for context, to a cairn without external storage; then cairn restarted on an
-#     empty data directory and `cairn-bench download`, which must read the blob back from the bucket;
+#     cairn: `cairn-bench upload --file=FILE --sha256=…` (the file mapped, so read from the page cache
+#     as curl reads it, and its SHA-256 given, as curl is given it) with --write_through=sync
+#     (acknowledged once the bucket has the blob) and, for context, to a cairn without external
+#     storage; then cairn restarted on an empty data directory and `cairn-bench download`, which must
+#     read the blob back from the bucket;
 #   small (SMALL_COUNT blobs of 4 KiB, 10,000 by default), REPEAT rounds, medians:
 #     direct: the naive client, one PUT at a time over one kept-alive connection (one curl process per
 #     CURL_BATCH objects, each object signed with its own SHA-256), the same for GETs, and 16 PUTs at
@@ -270,7 +272,7 @@ large_round() {
 	log "round $r: ByteStream Write to cairn without external storage (the local part of the cost)"
 	start_serve none
 	warm_memory
-	out=$(bench upload --remote="$REMOTE" --file="$TMP/blob" --chunk=1M --repeat=1)
+	out=$(bench upload --remote="$REMOTE" --file="$TMP/blob" --sha256="$SHA" --chunk=1M --repeat=1)
 	R_LOCAL[$r]=$out
 	add cairn_up_local "$(field "$out" value)"
 	stop_serve
@@ -279,7 +281,7 @@ large_round() {
 	start_serve sync
 	warm_memory
 	phase_begin
-	out=$(bench upload --remote="$REMOTE" --file="$TMP/blob" --chunk=1M --repeat=1)
+	out=$(bench upload --remote="$REMOTE" --file="$TMP/blob" --sha256="$SHA" --chunk=1M --repeat=1)
 	phase_end large_up "$BYTES"
 	R_UP[$r]=$out
 	add cairn_up "$(field "$out" value)"
@@ -291,7 +293,7 @@ large_round() {
 	start_serve sync
 	warm_memory
 	phase_begin
-	out=$(bench download --remote="$REMOTE" --file="$TMP/blob" --repeat=1)
+	out=$(bench download --remote="$REMOTE" --file="$TMP/blob" --sha256="$SHA" --repeat=1)
 	phase_end large_down "$BYTES"
 	R_DOWN[$r]=$out
 	add cairn_down "$(field "$out" value)"
