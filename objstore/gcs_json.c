@@ -102,41 +102,28 @@ static cairn_status gcs_del(os_worker *w, const char *key)
 	return st;
 }
 
+static cairn_status gcs_page(os_worker *w, os_listing *l, const char *token, char ***names, size_t *n, char **next)
+{
+	const os_gcs *g = w->s->be;
+	/* Only the names: a full object resource is about a kilobyte each. */
+	os_param p[3] = {{"fields", "items(name),nextPageToken"}, {"prefix", l->full}, {"pageToken", token}};
+	char *q = os_query(p, token ? 3 : 2), *url = os_asprintf("%s?%s", g->objects, q);
+	os_http h = {.auth = &g->auth, .method = "GET", .url = url, .sink = &l->page};
+	cairn_status st = os_gcs_exchange(w, &h, l->label, w->s->max_retries);
+	free(url);
+	free(q);
+	if (!cairn_is_ok(&st))
+		return st;
+	st = os_json_gcs_list((const char *)l->page.buf, l->page.len, g->prefix, names, n, next);
+	return cairn_is_ok(&st) ? st : cairn_err(st.code, "%s: %s", l->label, st.msg);
+}
+
 static cairn_status gcs_list(os_worker *w, const char *prefix, os_page_fn fn, void *arg)
 {
 	const os_gcs *g = w->s->be;
-	char label[128];
-	char *full = os_asprintf("%s%s", g->prefix, prefix), *token = NULL;
-	os_label("gs", "LIST", full, label, sizeof label);
-	os_sink page = {.kind = OS_SINK_MEM, .max = GCS_ANSWER_MAX};
-	cairn_status st;
-	for (;;) {
-		/* Only the names: a full object resource is about a kilobyte each. */
-		os_param p[3] = {{"fields", "items(name),nextPageToken"}, {"prefix", full}, {"pageToken", token}};
-		char *q = os_query(p, token ? 3 : 2), *url = os_asprintf("%s?%s", g->objects, q);
-		os_http h = {.auth = &g->auth, .method = "GET", .url = url, .sink = &page};
-		st = os_gcs_exchange(w, &h, label, w->s->max_retries);
-		free(url);
-		free(q);
-		free(token);
-		token = NULL;
-		char **names = NULL;
-		size_t n = 0;
-		if (cairn_is_ok(&st)) {
-			st = os_json_gcs_list((const char *)page.buf, page.len, g->prefix, &names, &n, &token);
-			if (!cairn_is_ok(&st))
-				st = cairn_err(st.code, "%s: %s", label, st.msg);
-		}
-		if (cairn_is_ok(&st))
-			fn(arg, (const char *const *)names, n, token == NULL);
-		os_free_keys(names, n);
-		if (!cairn_is_ok(&st) || !token)
-			break;
-	}
-	free(token);
-	free(page.buf);
-	free(full);
-	return st;
+	os_listing l = {.full = os_asprintf("%s%s", g->prefix, prefix), .page = {.kind = OS_SINK_MEM, .max = GCS_ANSWER_MAX}};
+	os_label("gs", "LIST", l.full, l.label, sizeof l.label);
+	return os_list_pages(w, gcs_page, &l, fn, arg);
 }
 
 static void gcs_free(void *be)

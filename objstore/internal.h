@@ -323,6 +323,19 @@ void os_aws_imds_auth_new(os_auth **out);
 
 /* Receives a page of keys, relative to the store prefix. */
 typedef void (*os_page_fn)(void *arg, const char *const *keys, size_t n, bool done);
+/* A listing under way: what its pages share. */
+typedef struct os_listing {
+	char *full;      /* malloc'd: the store prefix and the caller's */
+	char label[128]; /* names the listing in errors */
+	os_sink page;    /* OS_SINK_MEM: each page's answer */
+} os_listing;
+/* One page of a listing: the keys (without the store prefix) of the page that `token` names (NULL:
+ * the first) and, in *next, the token of the page after it (NULL after the last). */
+typedef cairn_status (*os_page_get)(os_worker *w, os_listing *l, const char *token, char ***keys, size_t *n,
+                                    char **next);
+/* Runs a listing page by page through get, handing each page to fn, until the last or a failure;
+ * then frees what l holds. */
+cairn_status os_list_pages(os_worker *w, os_page_get get, os_listing *l, os_page_fn fn, void *arg);
 
 typedef struct os_backend_ops {
 	/* src holds the whole object; sha256 is its hash if the caller knows it, else NULL. A known hash

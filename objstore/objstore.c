@@ -180,6 +180,26 @@ void os_count(objstore *s, const cairn_status *st)
 		atomic_fetch_add(&s->failures, 1);
 }
 
+cairn_status os_list_pages(os_worker *w, os_page_get get, os_listing *l, os_page_fn fn, void *arg)
+{
+	char *token = NULL;
+	cairn_status st;
+	do {
+		char **keys = NULL, *next = NULL;
+		size_t n = 0;
+		st = get(w, l, token, &keys, &n, &next);
+		free(token);
+		token = next;
+		if (cairn_is_ok(&st))
+			fn(arg, (const char *const *)keys, n, token == NULL);
+		os_free_keys(keys, n);
+	} while (cairn_is_ok(&st) && token);
+	free(token);
+	free(l->page.buf);
+	free(l->full);
+	return st;
+}
+
 /* The kinds that report through objstore_cb. */
 static cairn_status run_simple(os_worker *w, os_job *j)
 {

@@ -159,37 +159,24 @@ static cairn_status parse_page(const os_s3 *b, const os_sink *page, const char *
 	return cairn_ok();
 }
 
+static cairn_status s3_page(os_worker *w, os_listing *l, const char *token, char ***keys, size_t *n, char **next)
+{
+	const os_s3 *b = w->s->be;
+	os_param p[3] = {{"list-type", "2"}, {"prefix", l->full}, {"continuation-token", token}};
+	char *q = os_query(p, token ? 3 : 2), *url = os_s3_url(b, NULL, q);
+	os_http h = {.auth = &b->auth, .method = "GET", .url = url, .payload_sha256 = empty_sha256, .sink = &l->page};
+	cairn_status st = os_s3_exchange(w, &h, l->label);
+	free(url);
+	free(q);
+	return cairn_is_ok(&st) ? parse_page(b, &l->page, l->label, keys, n, next) : st;
+}
+
 static cairn_status s3_list(os_worker *w, const char *prefix, os_page_fn fn, void *arg)
 {
 	const os_s3 *b = w->s->be;
-	char label[128];
-	char *full = os_asprintf("%s%s", b->prefix, prefix), *token = NULL;
-	os_s3_label(b, "LIST", full, label, sizeof label);
-	os_sink page = {.kind = OS_SINK_MEM, .max = 64 << 20};
-	cairn_status st;
-	for (;;) {
-		os_param p[3] = {{"list-type", "2"}, {"prefix", full}, {"continuation-token", token}};
-		char *q = os_query(p, token ? 3 : 2), *url = os_s3_url(b, NULL, q);
-		os_http h = {.auth = &b->auth, .method = "GET", .url = url, .payload_sha256 = empty_sha256, .sink = &page};
-		st = os_s3_exchange(w, &h, label);
-		free(url);
-		free(q);
-		free(token);
-		token = NULL;
-		char **keys = NULL;
-		size_t n = 0;
-		if (cairn_is_ok(&st))
-			st = parse_page(b, &page, label, &keys, &n, &token);
-		if (cairn_is_ok(&st))
-			fn(arg, (const char *const *)keys, n, token == NULL);
-		os_free_keys(keys, n);
-		if (!cairn_is_ok(&st) || !token)
-			break;
-	}
-	free(token);
-	free(page.buf);
-	free(full);
-	return st;
+	os_listing l = {.full = os_asprintf("%s%s", b->prefix, prefix), .page = {.kind = OS_SINK_MEM, .max = 64 << 20}};
+	os_s3_label(b, "LIST", l.full, l.label, sizeof l.label);
+	return os_list_pages(w, s3_page, &l, fn, arg);
 }
 
 static void s3_free(void *be)
