@@ -81,6 +81,30 @@ static void expect_bad_path(const char *s)
 	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
 }
 
+/* Every byte value in the first and the last place of a hash: lowercase hex digits parse to their
+ * value, any other byte (upper case, NUL, high bytes) is refused. */
+static void digest_parse_every_byte(void **state)
+{
+	(void)state;
+	for (int c = 0; c < 256; c++) {
+		for (int at = 0; at < 64; at += 63) {
+			char hex[65];
+			memcpy(hex, abc_hex, sizeof hex);
+			hex[at] = (char)c;
+			cairn_digest d;
+			cairn_status st = cairn_digest_parse(hex, 64, 3, &d);
+			const char *digits = "0123456789abcdef", *at_digit = c ? strchr(digits, c) : NULL;
+			if (!at_digit) {
+				assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
+				continue;
+			}
+			assert_int_equal(st.code, CAIRN_OK);
+			unsigned v = (unsigned)(at_digit - digits), got = at ? d.hash[31] & 15u : d.hash[0] >> 4;
+			assert_int_equal(got, v);
+		}
+	}
+}
+
 static void digest_parse_rejects_invalid(void **state)
 {
 	(void)state;
@@ -229,7 +253,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(digest_of_known_values),   cmocka_unit_test(hasher_matches_one_shot),
-		cmocka_unit_test(digest_parse_accepts_valid), cmocka_unit_test(digest_parse_rejects_invalid),
+		cmocka_unit_test(digest_parse_accepts_valid), cmocka_unit_test(digest_parse_every_byte),
+		cmocka_unit_test(digest_parse_rejects_invalid),
 		cmocka_unit_test(status_strings),           cmocka_unit_test(sizes_parse_and_format),
 		cmocka_unit_test(flags_parse),              cmocka_unit_test(flags_usage_shows_defaults),
 		cmocka_unit_test(arena_allocates_aligned),
