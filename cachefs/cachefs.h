@@ -48,6 +48,11 @@ typedef struct cachefs_config {
 	int64_t hard_limit;       /* writes refused above this; 0 means max_size + max_size/10 */
 	int64_t min_age_ns;       /* a blob used more recently than this is never evicted */
 	bool fsync;               /* make each blob durable before acknowledging it (see I/O above) */
+	/* write blobs of 16 MiB and more with O_DIRECT, around the page cache (where the file system
+	 * takes it): less CPU and no page-cache memory for a large upload, but the first read after it
+	 * comes from the disk. serve sets it with an object store behind the CAS, where the upload is
+	 * the expensive path (the client waits for the bucket) and the local disk is its cache. */
+	bool direct_writes;
 	unsigned ring_entries;    /* io_uring submission queue size; 0 means 256 */
 } cachefs_config;
 

@@ -12,11 +12,12 @@
  * runs on the I/O thread. That is the back-pressure: a writer never holds more than two buffers,
  * however fast its client sends.
  *
- * A blob of CACHEFS_DIRECT_MIN bytes or more is written with O_DIRECT, from aligned buffers, where
- * the file system takes it (probed at start-up): its bytes go from the buffers to the disk, with no
- * copy into the page cache and no memory taken there. A large upload so costs less CPU, does not
- * push the blobs being read out of the page cache, and leaves nothing for the commit's fsync to
- * write but metadata; the page cache holds a large blob once it is read. Only the last buffer,
+ * With direct_writes (serve sets it when an object store is behind the CAS), a blob of
+ * CACHEFS_DIRECT_MIN bytes or more is written with O_DIRECT, from aligned buffers, where the file
+ * system takes it (probed at start-up): its bytes go from the buffers to the disk, with no copy into
+ * the page cache and no memory taken there. A large upload so costs less CPU, does not push the
+ * blobs being read out of the page cache, and leaves nothing for the commit's fsync to write but
+ * metadata; the page cache holds a large blob once it is read. Only the last buffer,
  * whose length is not a multiple of the alignment, is written through the page cache: O_DIRECT is
  * turned off on the file before it goes. */
 #include "cachefs/internal.h"
@@ -272,7 +273,7 @@ cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writ
 	w->reserved = d->size;
 	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
 	w->packed = packed; /* then cap is the size: b[0] takes the whole blob and is never sealed */
-	w->direct = fs->direct && d->size >= CACHEFS_DIRECT_MIN;
+	w->direct = fs->cfg.direct_writes && fs->direct && d->size >= CACHEFS_DIRECT_MIN;
 	for (int i = 0; i < 2; i++)
 		w->b[i].w = w;
 	w->fd = -1;

@@ -129,7 +129,8 @@ static int run(const serve_flags *f)
 	mallopt(M_TRIM_THRESHOLD, 128 << 20);
 
 	cachefs_config cc = {.dir = f->data_dir, .max_size = f->cas_max_size, .hard_limit = f->cas_hard_limit,
-	                     .min_age_ns = f->cas_min_age * 1000000000LL, .fsync = f->fsync};
+	                     .min_age_ns = f->cas_min_age * 1000000000LL, .fsync = f->fsync,
+	                     .direct_writes = f->external_storage[0] != 0};
 	cachefs *fs;
 	cairn_status st = cachefs_open(&cc, &fs);
 	if (!cairn_is_ok(&st)) {

@@ -186,16 +186,22 @@ static int teardown(void **state)
 	return 0;
 }
 
-static cachefs *reopen(fixture *f, int64_t max_size, int64_t hard_limit, int64_t min_age_ns, bool fsync)
+/* Closes the store and opens it again on the same directory with cfg (its dir set here). */
+static cachefs *reopen_cfg(fixture *f, cachefs_config cfg)
 {
 	cachefs_close(f->fs);
 	f->fs = NULL;
-	cachefs_config cfg = {.dir = f->dir, .max_size = max_size, .hard_limit = hard_limit, .min_age_ns = min_age_ns,
-	                      .fsync = fsync};
+	cfg.dir = f->dir;
 	cairn_status st = cachefs_open(&cfg, &f->fs);
 	if (!cairn_is_ok(&st))
 		fail_msg("cachefs_open: %s", cairn_status_str(&st));
 	return f->fs;
+}
+
+static cachefs *reopen(fixture *f, int64_t max_size, int64_t hard_limit, int64_t min_age_ns, bool fsync)
+{
+	return reopen_cfg(f, (cachefs_config){.max_size = max_size, .hard_limit = hard_limit, .min_age_ns = min_age_ns,
+	                                      .fsync = fsync});
 }
 
 static cachefs *open_default(fixture *f) { return reopen(f, 1LL << 40, 0, 0, false); }
@@ -355,18 +361,21 @@ static size_t resident_pages(const char *path)
 	return n;
 }
 
-static void put_read_sizes(fixture *f, bool fsync)
+static void put_read_sizes(fixture *f, bool fsync, bool direct)
 {
-	blobstore *bs = cachefs_blobstore(reopen(f, 1LL << 40, 0, 0, fsync));
-	/* packed up to CACHEFS_PACK_MAX_BLOB, files above; O_DIRECT from CACHEFS_DIRECT_MIN, where the
-	 * last buffer (not a multiple of the alignment) goes through the page cache */
+	blobstore *bs = cachefs_blobstore(
+		reopen_cfg(f, (cachefs_config){.max_size = 1LL << 40, .fsync = fsync, .direct_writes = direct}));
+	/* packed up to CACHEFS_PACK_MAX_BLOB, files above; with direct_writes O_DIRECT from
+	 * CACHEFS_DIRECT_MIN, where the last buffer (not a multiple of the alignment) goes through the
+	 * page cache */
 	const size_t sizes[] = {0, 1, 4096, 64 * KiB, 64 * KiB + 1, MiB + 1, 20 * MiB, 16 * MiB + 12345};
 	/* 3 MiB: one append larger than both buffers; 100,003: appends that straddle the aligned buffers */
 	const size_t chunks[] = {1, 1, 1000, 7000, 7000, 65537, 3 * MiB, 100003};
 	enum { N = sizeof sizes / sizeof sizes[0] };
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	print_message("O_DIRECT for blobs of %lld bytes and more: %s\n", (long long)CACHEFS_DIRECT_MIN,
-	              f->fs->direct ? "yes" : "no, the file system does not take it");
+	if (direct)
+		print_message("O_DIRECT for blobs of %lld bytes and more: %s\n", (long long)CACHEFS_DIRECT_MIN,
+		              f->fs->direct ? "yes" : "no, the file system does not take it");
 	uint64_t bytes = 0;
 	for (size_t k = 0; k < N; k++) {
 		uint8_t *data = random_bytes(sizes[k], k + 1);
@@ -377,9 +386,12 @@ static void put_read_sizes(fixture *f, bool fsync)
 		char path[256];
 		struct stat sb;
 		blob_path(f, &d, path, sizeof path);
-		/* a large blob took no page cache but for its last buffer (read before the blob is read back) */
-		if (f->fs->direct && (int64_t)sizes[k] >= CACHEFS_DIRECT_MIN)
+		/* with direct_writes a large blob took no page cache but for its last buffer; without, the page
+		 * cache keeps it for the reads that follow (looked at before the blob is read back) */
+		if (direct && f->fs->direct && (int64_t)sizes[k] >= CACHEFS_DIRECT_MIN)
 			assert_true(resident_pages(path) <= CACHEFS_WBUF_SIZE / page + 1);
+		else if (!direct && (int64_t)sizes[k] >= CACHEFS_DIRECT_MIN)
+			assert_true(resident_pages(path) > (sizes[k] - CACHEFS_WBUF_SIZE) / page);
 		assert_blob(bs, &d, data, sizes[k]);
 		bytes += sizes[k];
 		if (sizes[k] > CACHEFS_PACK_MAX_BLOB) {
@@ -399,8 +411,10 @@ static void put_read_sizes(fixture *f, bool fsync)
 	assert_index_ok(f->fs);
 }
 
-static void test_put_read(void **state) { put_read_sizes(*state, false); }
-static void test_put_read_fsync(void **state) { put_read_sizes(*state, true); }
+static void test_put_read(void **state) { put_read_sizes(*state, false, false); }
+static void test_put_read_fsync(void **state) { put_read_sizes(*state, true, false); }
+static void test_put_read_direct(void **state) { put_read_sizes(*state, false, true); }
+static void test_put_read_direct_fsync(void **state) { put_read_sizes(*state, true, true); }
 
 static void test_partial_reads(void **state)
 {
@@ -1536,6 +1550,8 @@ int main(void)
 		cmocka_unit_test(test_entry_size),
 		cmocka_unit_test_setup_teardown(test_put_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_read_fsync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_read_direct, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_read_direct_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partial_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commits_leave_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_releases, setup, teardown),
