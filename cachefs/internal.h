@@ -289,6 +289,12 @@ struct cachefs {
 
 extern const blobstore_ops cachefs_ops;
 
+/* Whether a blob of this size goes into a pack (else into a file of its own). */
+static inline bool cachefs_packs_blob(const cachefs *fs, int64_t size)
+{
+	return fs->packing && size > 0 && size <= CACHEFS_PACK_MAX_BLOB;
+}
+
 void cachefs_blob_name(const cairn_digest *d, char out[CACHEFS_NAME_MAX]);
 
 /* scan.c */

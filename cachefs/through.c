@@ -166,7 +166,7 @@ typedef struct rt {
  * thread, which may block. */
 static cairn_status import(cachefs_through *t, const char *path, const cairn_digest *d, const uint8_t sha256[32])
 {
-	if (d->size > CACHEFS_PACK_MAX_BLOB || !t->fs->packing)
+	if (!cachefs_packs_blob(t->fs, d->size))
 		return cachefs_adopt(t->fs, d, path, sha256);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -247,7 +247,7 @@ void cachefs_direct_probe(cachefs *fs)
 cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out)
 {
 	assert(d->size >= 0);
-	bool packed = fs->packing && d->size > 0 && d->size <= CACHEFS_PACK_MAX_BLOB;
+	bool packed = cachefs_packs_blob(fs, d->size);
 	pthread_mutex_lock(&fs->ix.mu);
 	int64_t bytes = fs->ix.bytes, reserved = fs->ix.reserved;
 	bool fits = d->size <= fs->cfg.hard_limit - bytes - reserved;
