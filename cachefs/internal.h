@@ -269,7 +269,7 @@ struct cachefs {
 	int dirfd, tmpfd, lockfd, packsfd;
 	int casfd[CACHEFS_FANOUT];
 	bool packing;            /* small blobs go to packs */
-	bool direct;             /* large blobs are written with O_DIRECT */
+	bool direct;             /* large blobs are written with O_DIRECT: cfg.direct_writes, and it works here */
 	uint64_t pack_limit;     /* the data a pack takes: CACHEFS_PACK_MAX_SIZE (tests lower it) */
 	cachefs_pack *packs[CACHEFS_MAX_PACKS]; /* by id, under ix.mu; [0] stays NULL */
 	uint32_t npacks;
@@ -317,7 +317,8 @@ cairn_status cachefs_scan_packs(cachefs *fs, cachefs_found *s);
 /* pack.c */
 /* Sets fs->packing: whether the file system under packs/ can hold packs; before the scan. */
 void cachefs_packs_probe(cachefs *fs);
-/* write.c: sets fs->direct: whether the file system under tmp/ takes O_DIRECT writes. */
+/* write.c: sets fs->direct: with cfg.direct_writes, whether the file system under tmp/ takes O_DIRECT
+ * writes (false without it, and nothing is tried). */
 void cachefs_direct_probe(cachefs *fs);
 /* Closes every pack's files; after the ring stopped. */
 void cachefs_packs_close(cachefs *fs);

@@ -230,6 +230,8 @@ void cachefs_direct_probe(cachefs *fs)
 {
 	static const char probe[] = "direct-probe";
 	fs->direct = false;
+	if (!fs->cfg.direct_writes)
+		return;
 	int fd = openat(fs->tmpfd, probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
 	if (fd >= 0) {
 		void *buf = cairn_xaligned_alloc(CACHEFS_DIRECT_ALIGN, CACHEFS_DIRECT_ALIGN);
@@ -273,7 +275,7 @@ cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writ
 	w->reserved = d->size;
 	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
 	w->packed = packed; /* then cap is the size: b[0] takes the whole blob and is never sealed */
-	w->direct = fs->cfg.direct_writes && fs->direct && d->size >= CACHEFS_DIRECT_MIN;
+	w->direct = fs->direct && d->size >= CACHEFS_DIRECT_MIN;
 	for (int i = 0; i < 2; i++)
 		w->b[i].w = w;
 	w->fd = -1;
