@@ -8,7 +8,9 @@
  *   2. materialises the input root in a fresh exec root: directories created, files hard-linked
  *      read-only from the local CAS (storage.pin_path), executables hard-linked to one shared 0555
  *      copy per blob (inputs.c), symlinks checked not to escape the root; missing blobs are
- *      collected and reported as MISSING preconditions;
+ *      collected and reported as MISSING preconditions. Where actions run as the uid that owns the
+ *      CAS files (cairn is not root), files are private copies instead (reflinks where the file
+ *      system can), so that no action can change a blob; executor_new logs which way it is;
  *   3. runs the command in its own mount, PID, IPC and network namespaces (network only with the
  *      `network=on` property — name chosen here; see the header of isolate.c), as an unprivileged uid,
  *      in a cgroup v2 group with cpu.max from the `cpu` property and memory.max from `memory`; the
@@ -21,7 +23,9 @@
  *      RSS) in auxiliary_metadata;
  *   5. removes the exec root.
  * Where the kernel does not allow a namespace or cgroups, executor_new says so once in the log and
- * runs with the isolation it can get, unless require_isolation is set, in which case it fails.
+ * runs with the isolation it can get, unless require_isolation is set, in which case it fails. It
+ * always fails when actions would run as the CAS files' owner without a mount namespace and a fresh
+ * /proc, which alone keep them out of the CAS then.
  *
  * Slot threads block on the child and on the disk; nothing here runs on a gRPC thread.
  */
@@ -46,7 +50,8 @@ typedef struct executor_storage {
 
 typedef struct executor_config {
 	const char *work_dir;      /* exec roots are created under here: the executor's alone, on the CAS's
-	                            * file system (inputs are hard links); relative paths are made absolute */
+	                            * file system (inputs are hard links or reflinks); relative paths are
+	                            * made absolute */
 	const char *worker_config; /* "COUNT*key=value,…;COUNT*…" pools; NULL or "" means `executors` default slots */
 	int executors;             /* slots of the default pool when worker_config is empty */
 	const char *worker_id;     /* reported in ExecutedActionMetadata.worker */

@@ -1,14 +1,22 @@
 /* Inputs: the input root, materialised from the local CAS into a fresh exec root.
  *
- * Files are hard links to the CAS's own files, which are read-only (0444) and owned by cairn, so an
- * action (running as another uid) can read but never change them, and linking costs no copy.
+ * How a file gets there depends on who the action runs as (executor_new decides once and logs it):
+ *   - as a uid of its own (cairn is root and may switch uids): files are hard links to the CAS's own
+ *     files, which are read-only (0444) and owned by cairn, so the action can read but never change
+ *     them (nor chmod them: it does not own them), and linking costs no copy;
+ *   - as the uid that owns the CAS files (cairn is not root, or may not switch uids): a hard link
+ *     would hand the action a file it owns, and `chmod u+w; write` would change the blob that the CAS
+ *     serves under its old digest. Every file is a private copy instead: a reflink where the file
+ *     system shares extents (FICLONE), else copy_file_range (exec_copy_file). Nothing is shared
+ *     between actions then, executable copies included.
  *
  * Executables cannot be hard links to the CAS file: a link shares the inode and so its mode, and
- * chmod'ing a CAS file would change every other link to it (and what the CAS holds). They are hard
- * links to a second, executable (0555) copy instead, kept in work_dir/.xcache/<hash>: one copy per
- * distinct executable however many actions use it, which matters for toolchains (a compiler is an
- * input of every compile action). A copy no exec root links to (link count 1) is removed in a sweep
- * once the copies made since the last sweep pass XCACHE_SWEEP_BYTES; the cache is emptied at start.
+ * chmod'ing a CAS file would change every other link to it (and what the CAS holds). With their own
+ * uids, actions get hard links to a second, executable (0555) copy instead, kept in
+ * work_dir/.xcache/<hash> and owned by cairn: one copy per distinct executable however many actions
+ * use it, which matters for toolchains (a compiler is an input of every compile action). A copy no
+ * exec root links to (link count 1) is removed in a sweep once the copies made since the last sweep
+ * pass XCACHE_SWEEP_BYTES; the cache is emptied at start.
  *
  * Files with node_properties (unix_mode, mtime) get a private copy: those are per-path attributes
  * that a shared inode cannot carry. Empty files are created, not linked (the CAS need not hold the
@@ -213,7 +221,7 @@ static cairn_status place_file(exec_job *j, int dirfd, const re_file_node *f)
 	mode_t mode = a.has_mode ? a.mode : f->is_executable ? 0555 : 0444;
 	if (d.size == 0)
 		st = make_empty(j, dirfd, f->name, mode);
-	else if (a.has_mtime || (mode != 0444 && mode != 0555))
+	else if (j->ex->copy_inputs || a.has_mtime || (mode != 0444 && mode != 0555))
 		st = copy_blob(j, &d, dirfd, f->name, mode);
 	else if (mode == 0555)
 		st = link_executable(j, &d, dirfd, f->name);

@@ -4,7 +4,7 @@
  *   runner.c   executor_new/free, slot threads, the runner vtable (check, try_start)
  *   action.c   one job from start to done: Action/Command, exec root, run, result
  *   paths.c    name and path validation, walking beneath a directory without following symlinks
- *   inputs.c   materialising the input tree (hard links, executable copies, missing blobs)
+ *   inputs.c   materialising the input tree (hard links or copies, executable copies, missing blobs)
  *   outputs.c  capturing outputs (files, Trees, symlinks) into the CAS
  *   result.c   the ActionResult with its metadata and resource usage
  *   isolate.c  namespaces, uid, mounts: spawning the command and waiting for it
@@ -187,6 +187,9 @@ struct executor {
 	exec_cgroups *cg;
 	char summary[512];
 	_Atomic uint64_t seq;
+	/* Actions run as the uid that owns the CAS files: inputs are private copies, never hard links
+	 * (inputs.c), and the executable-copy cache is not used. */
+	bool copy_inputs;
 	pthread_mutex_t xmu; /* the executable-copy cache */
 	int64_t xcache_added;
 	_Atomic bool warned_copy;

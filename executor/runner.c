@@ -255,13 +255,34 @@ static void describe_isolation(executor *ex, char *missing, size_t cap)
 	         exec_cgroups_cpu(ex->cg) ? "" : " cgroup-cpu", exec_cgroups_memory(ex->cg) ? "" : " cgroup-memory");
 }
 
-static cairn_status start(executor *ex)
+/* Actions that run as the uid owning the CAS files must get copies of their inputs, and must not be
+ * able to reach the CAS by another way: its directories are hidden in their mount namespace, and
+ * cairn's own /proc entries (root, cwd, fds), which the same uid could open, are not in the fresh
+ * /proc of their pid namespace. */
+static cairn_status choose_inputs(executor *ex)
 {
-	cairn_status st = parse_config(ex);
-	if (cairn_is_ok(&st))
-		st = prepare_work_dir(ex);
-	if (!cairn_is_ok(&st))
-		return st;
+	ex->copy_inputs = !ex->caps.setuid;
+	if (!ex->copy_inputs) {
+		LOG_INFO(EXEC_LOG, "inputs are hard links to the CAS: actions run as uids of their own, which "
+		                   "cannot change the CAS's files");
+		return cairn_ok();
+	}
+	LOG_INFO(EXEC_LOG, "inputs are copies (reflinks where the file system can), not hard links: actions run "
+	                   "as cairn's own uid %u, which owns the CAS's files; run cairn as root to give them "
+	                   "uids of their own and hard-linked inputs, the fast way",
+	         (unsigned)geteuid());
+	if (!ex->caps.mount_ns || !ex->caps.proc_mount)
+		return cairn_err(CAIRN_FAILED_PRECONDITION,
+		                 "actions would run as cairn's own uid %u, which owns the CAS's files, without a "
+		                 "mount namespace and a fresh /proc to keep them out of the CAS; run cairn as "
+		                 "root, allow unprivileged user namespaces (sysctl user.max_user_namespaces, "
+		                 "kernel.unprivileged_userns_clone), or serve as a cache only (--executors=0)",
+		                 (unsigned)geteuid());
+	return cairn_ok();
+}
+
+static cairn_status probe(executor *ex)
+{
 	exec_isolation_probe(&ex->caps);
 	exec_caps_map_uids(&ex->caps, ex->uid_base, ex->nslots);
 	char missing[256];
@@ -273,6 +294,18 @@ static cairn_status start(executor *ex)
 		                 missing);
 	if (missing[0])
 		LOG_WARN(EXEC_LOG, "actions run with less isolation than designed, missing:%s", missing);
+	return choose_inputs(ex);
+}
+
+static cairn_status start(executor *ex)
+{
+	cairn_status st = parse_config(ex);
+	if (cairn_is_ok(&st))
+		st = prepare_work_dir(ex);
+	if (cairn_is_ok(&st))
+		st = probe(ex);
+	if (!cairn_is_ok(&st))
+		return st;
 	ex->slots = cairn_xcalloc(ex->nslots, sizeof *ex->slots);
 	for (size_t k = 0; k < ex->npools; k++)
 		for (int i = 0; i < ex->pools[k].count; i++) {

@@ -3,6 +3,7 @@
 #
 #   cairn_tmpdir                 # $TMP: a fresh directory, removed at exit with everything started
 #   start_serve [ARGS…]          # cairn serve on a free port: $PORT, $SERVE_PID, $SERVE_LOG, $DATA
+#                                # (as user $SERVE_AS when set)
 #   bazel_workspace              # copies tests/bazel to $WS
 #   bazel_run build //...        # bazel with a private output root, inside $WS
 #   stop_serve                   # SIGTERM, wait, and fail on a sanitizer report or a crash
@@ -124,7 +125,8 @@ _serve_ready() {
 }
 
 # start_serve [ARGS…]: starts `cairn serve` on a free port with its data under $DATA (default
-# $TMP/data), in the background, and returns once the port accepts connections. Sets PORT,
+# $TMP/data), in the background, and returns once the port accepts connections; with SERVE_AS=USER
+# it runs as that user (setpriv, so that $SERVE_PID is cairn's own pid). Sets PORT,
 # SERVE_PID, SERVE_LOG. Extra ARGS go after the defaults (so a flag given twice takes ARGS' value
 # if cairn keeps the last one).
 start_serve() {
@@ -133,7 +135,9 @@ start_serve() {
 	PORT=$(free_port)
 	DATA=${DATA:-$TMP/data}
 	SERVE_LOG=$TMP/serve-$PORT.log
-	"$CAIRN" serve --public_port="$PORT" --data_dir="$DATA" "$@" >"$SERVE_LOG" 2>&1 &
+	local as=()
+	[ -z "${SERVE_AS:-}" ] || as=(setpriv --reuid="$SERVE_AS" --regid="$(id -g "$SERVE_AS")" --clear-groups)
+	"${as[@]}" "$CAIRN" serve --public_port="$PORT" --data_dir="$DATA" "$@" >"$SERVE_LOG" 2>&1 &
 	SERVE_PID=$!
 	_cairn_pids+=("$SERVE_PID")
 	_cairn_logs+=("$SERVE_LOG")

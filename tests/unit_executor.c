@@ -859,6 +859,41 @@ static void node_properties_and_shared_executables(void **state)
 	waiter_free(&w);
 }
 
+/* An action that makes its inputs writable and overwrites them (same size) changes neither the
+ * CAS's files nor what the next action sees, whichever way inputs are materialised. */
+static void inputs_cannot_change_the_cas(void **state)
+{
+	const char *tool_text = "#!/bin/sh\necho good\n";
+	cairn_digest data = put_blob("DDDD", 4), tool = put_blob(tool_text, strlen(tool_text));
+	re_file_node *files[] = {fnode("data.txt", data, false), fnode("tool.sh", tool, true)};
+	cairn_digest root = put_dir(files, 2, NULL, 0, NULL, 0);
+	const char *scripts[] = {"chmod u+w data.txt tool.sh; printf EEEE > data.txt; "
+	                         "printf '#!/bin/sh\\necho evil\\n' > tool.sh; true",
+	                         "cat data.txt; ./tool.sh"};
+	re_result *r = NULL;
+	for (int i = 0; i < 2; i++) {
+		waiter w;
+		action_spec a = {.argv = ARGV("sh", "-c", scripts[i]), .env = SH, .input_root = root, .has_input = true};
+		r = run(*state, &a, &w);
+		assert_int_equal(w.st.code, CAIRN_OK);
+		assert_int_equal(r->exit_code, 0);
+		if (i == 1)
+			assert_blob_text(r->stdout_digest, "DDDDgood\n");
+		build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
+		waiter_free(&w);
+	}
+	const cairn_digest *ds[] = {&data, &tool};
+	const char *want[] = {"DDDD", tool_text};
+	for (int i = 0; i < 2; i++) {
+		char path[512];
+		size_t len;
+		blob_path(ds[i], path, sizeof path);
+		char *b = read_all(path, &len);
+		assert_string_equal(b, want[i]);
+		free(b);
+	}
+}
+
 static void missing_inputs_are_listed(void **state)
 {
 	cairn_digest absent, absent_dir;
@@ -1204,6 +1239,7 @@ int main(void)
 	        T(output_paths_replace_the_old_fields),
 	        T(inputs_are_materialised),
 	        T(node_properties_and_shared_executables),
+	        T(inputs_cannot_change_the_cas),
 	        T(missing_inputs_are_listed),
 	        T(bad_input_names_and_symlinks_are_rejected),
 	        T(bad_output_paths_are_rejected),

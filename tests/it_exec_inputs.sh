@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# What an action may do with its inputs and its exec root, with cairn running as root (actions get
+# uids of their own, inputs are hard links to the CAS) and as an unprivileged user (actions run as
+# cairn's own uid, inputs are copies):
+#   - an action that makes a plain or an executable input writable and overwrites it (same size)
+#     changes neither the blob the CAS serves (ByteStream and BatchReadBlobs) nor what the next
+#     action using that input sees.
+source "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || {
+	echo "it_exec_inputs: needs root (to run cairn both as root and as another user); skipped"
+	exit 77
+}
+id nobody >/dev/null 2>&1 || {
+	echo "it_exec_inputs: no user nobody; skipped"
+	exit 77
+}
+
+cairn_tmpdir
+chmod 0711 "$TMP" # the unprivileged cairn must reach its binary and data dir in here
+CLIENT=$CAIRN
+
+IN=$TMP/in
+mkdir -p "$IN/tools"
+printf 'DDDD' >"$IN/data.txt"
+printf '#!/bin/sh\necho good\n' >"$IN/tools/tool.sh"
+chmod 0755 "$IN/tools/tool.sh"
+data_digest="$(sha256sum <"$IN/data.txt" | cut -d' ' -f1)/$(stat -c %s "$IN/data.txt")"
+tool_digest="$(sha256sum <"$IN/tools/tool.sh" | cut -d' ' -f1)/$(stat -c %s "$IN/tools/tool.sh")"
+
+# rexec ARGS… -- CMD…: cairn exec with the input root; stdout in $TMP/out, stderr in $TMP/err, exit code in $RC
+rexec() {
+	RC=0
+	"$CLIENT" exec --remote="grpc://127.0.0.1:$PORT" --input_root="$IN" --skip_cache_lookup "$@" \
+		>"$TMP/out" 2>"$TMP/err" || RC=$?
+}
+expect_rc() { [ "$RC" -eq "$1" ] || { cat "$TMP/out" "$TMP/err"; fail "$2: exit code $RC, expected $1"; }; }
+expect_out() { grep -q -- "$1" "$TMP/out" || { cat "$TMP/out" "$TMP/err"; fail "$2: stdout lacks '$1'"; }; }
+expect_no() { if grep -q -- "$1" "$TMP/out"; then cat "$TMP/out" "$TMP/err"; fail "$2"; fi; }
+
+# blob_is DIGEST TEXT WHAT: both ways of reading a blob back give TEXT.
+blob_is() {
+	local how got
+	for how in --batch=false --batch=true; do
+		got=$("$CLIENT" cas get --remote="grpc://127.0.0.1:$PORT" "$how" "$1" 2>&1) || true
+		[ "$got" = "$2" ] || fail "$3: cas get $how returned '$got', expected '$2'"
+	done
+}
+
+attack_inputs() {
+	log "$MODE: an action that overwrites its inputs changes neither the CAS nor the next action's inputs"
+	rexec -- /bin/sh -c 'chmod u+w data.txt tools/tool.sh; printf EEEE >data.txt;
+		printf "#!/bin/sh\necho evil\n" >tools/tool.sh; cat data.txt; echo; true'
+	expect_rc 0 "attacking action"
+	blob_is "$data_digest" DDDD "plain input"
+	blob_is "$tool_digest" "$(cat "$IN/tools/tool.sh")" "executable input"
+	rexec -- /bin/sh -c 'cat data.txt; echo; ./tools/tool.sh'
+	expect_rc 0 "second action"
+	expect_out "^DDDD$" "second action's plain input"
+	expect_out "^good$" "second action's executable input"
+	expect_no "EEEE\|evil" "the second action saw what the first wrote into its inputs"
+}
+
+run_mode() {
+	MODE=$1
+	DATA=$TMP/$MODE/data
+	mkdir -p "$DATA"
+	cp "$CLIENT" "$TMP/$MODE/cairn"
+	chown -R "$2" "$TMP/$MODE"
+	CAIRN=$TMP/$MODE/cairn SERVE_AS=$2 start_serve --executors=2 --action_timeout=60s
+	grep -q "$3" "$SERVE_LOG" || fail "$MODE: the log does not say '$3'"
+	attack_inputs
+	stop_serve
+}
+
+run_mode root root "inputs are hard links to the CAS"
+run_mode unprivileged nobody "inputs are copies"
+echo "it_exec_inputs: ok"
