@@ -233,8 +233,8 @@ static cairn_status run(exec_job *j, int64_t timeout_ns, exec_run *r, exec_cg_st
 	     *err_path = exec_join(j->arena, j->job_dir, "stderr");
 	exec_spawn sp = {.root = j->root_dir,
 	                 .cwd = j->command->working_directory,
-	                 .uid = (uid_t)j->uid,
-	                 .gid = (gid_t)j->uid,
+	                 .uid = j->uid >= 0 ? (uid_t)j->uid : geteuid(),
+	                 .gid = j->uid >= 0 ? (gid_t)j->uid : getegid(),
 	                 .drop_uid = j->uid >= 0,
 	                 .network = j->limits.network,
 	                 .work_dir = ex->work_dir,
@@ -248,6 +248,8 @@ static cairn_status run(exec_job *j, int64_t timeout_ns, exec_run *r, exec_cg_st
 	cairn_status st = sp.stdout_fd < 0 || sp.stderr_fd < 0
 	                          ? cairn_errno(errno, "cannot create stdout/stderr files")
 	                          : cairn_ok();
+	if (cairn_is_ok(&st) && ex->caps.mount_ns)
+		st = exec_write_identity(j, sp.uid, sp.gid, &sp.passwd, &sp.group);
 	exec_cg_job *cg = &j->slot->cg;
 	char name[64];
 	snprintf(name, sizeof name, "slot-%zu", j->slot->index);

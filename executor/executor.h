@@ -15,8 +15,9 @@
  *      `network=on` property — name chosen here; see the header of isolate.c), as an unprivileged uid,
  *      in a cgroup v2 group with cpu.max from the `cpu` property and memory.max from `memory`; the
  *      timeout kills the whole process group; stdout and stderr go to files. In its mount namespace
- *      the action sees the host read-only, work_dir and hidden_dirs empty, a private /tmp, and its
- *      exec root (writable) at /tmp/execroot;
+ *      the action sees the host read-only, work_dir and hidden_dirs empty, a private /tmp, its
+ *      exec root (writable) at /tmp/execroot, and an /etc/passwd and /etc/group that name its uid
+ *      and gid `cairn-action`, with home /tmp/home (identity.c);
  *   4. stores stdout, stderr and the declared outputs (files, directories as Tree messages, symlinks)
  *      in the CAS (storage.put_file / put_bytes) and builds the packed ActionResult with
  *      ExecutedActionMetadata (worker id, every timestamp) and the resource usage (CPU user/sys, peak

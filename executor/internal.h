@@ -7,6 +7,7 @@
  *   inputs.c   materialising the input tree (hard links or copies, executable copies, missing blobs)
  *   outputs.c  capturing outputs (files, Trees, symlinks) into the CAS
  *   result.c   the ActionResult with its metadata and resource usage
+ *   identity.c the /etc/passwd and /etc/group an action sees (its user, group and home)
  *   isolate.c  namespaces, uid, mounts: spawning the command and waiting for it
  *   cgroup.c   cgroup v2 (or v1) groups for CPU and memory limits, accounting and kill
  */
@@ -48,6 +49,8 @@ typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
 #define EXEC_MAX_MISSING 1000 /* a longer list is cut: the client re-uploads and retries */
 #define EXEC_MAX_ARGS (1 << 20)
 #define EXEC_ROOT_INSIDE "/tmp/execroot" /* where the exec root appears in a mount namespace */
+#define EXEC_USER "cairn-action"          /* the action's user and group name (identity.c) */
+#define EXEC_HOME "/tmp/home"             /* its home, in its private /tmp */
 
 /* ---- pools.c ---------------------------------------------------------------------------------- */
 
@@ -143,9 +146,10 @@ typedef struct exec_spawn {
 	char *const *candidates; /* paths to try for argv[0] (PATH lookup done by the caller) */
 	char *const *envp;
 	int stdout_fd, stderr_fd;
-	uid_t uid;
+	uid_t uid; /* the action's ids (cairn's own unless drop_uid) */
 	gid_t gid;
 	bool drop_uid;
+	const char *passwd, *group; /* mounted over the host's in a mount namespace (identity.c) */
 	bool network;
 	const char *work_dir;
 	const char *const *hidden_dirs;
@@ -275,6 +279,9 @@ void exec_xcache_reset(executor *ex);
 cairn_status exec_collect_outputs(exec_job *j);
 /* Stores a file the job owns (stdout, stderr): made read-only first. */
 cairn_status exec_store_file(exec_job *j, const char *path, cairn_digest *out);
+
+/* identity.c: writes the job's passwd and group files (in job_dir) for the action's ids. */
+cairn_status exec_write_identity(exec_job *j, uid_t uid, gid_t gid, const char **passwd, const char **group);
 
 /* result.c */
 void exec_fill_metadata(exec_job *j, const exec_run *run, const exec_cg_stats *cgs);

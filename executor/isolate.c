@@ -25,9 +25,11 @@
  *        │ then lets it go (sync pipe)                   │ hides work_dir and the CAS dirs under
  *        │                                               │ empty tmpfs, a private /tmp, /var/tmp,
  *        │ waits on a pidfd with the timeout,            │ /dev/shm, the exec root bound at
- *        │ polling the cancel flag; kills init (and      │ /tmp/execroot, a fresh /proc, lo up
- *        │ with it the whole pid namespace), the         └──fork──▶ command: new session, setuid,
- *        │ process group and the cgroup on timeout                  no_new_privs, chdir, execve
+ *        │ polling the cancel flag; kills init (and      │ /tmp/execroot, a home at /tmp/home,
+ *        │ with it the whole pid namespace), the         │ the action's /etc/passwd and /etc/group
+ *        │ process group and the cgroup on timeout       │ (identity.c), a fresh /proc, lo up
+ *        │                                               └──fork──▶ command: new session, setuid,
+ *        │                                                          no_new_privs, chdir, execve
  *        │                                        (the command is started with CLONE_VM|CLONE_VFORK
  *        │                                         on its own stack, as posix_spawn does)
  *        ▼
@@ -245,6 +247,20 @@ static void mount_tmpfs(const char *where, unsigned long flags, const char *opts
 		fail(step);
 }
 
+/* The action's passwd or group file (opened before work_dir was hidden) over the host's, read-only. */
+static void bind_identity(int fd, const char *where, const char *step)
+{
+	char src[32];
+	put_fd_path(src, fd);
+	if (mount(src, where, NULL, MS_BIND, NULL) != 0) {
+		if (errno != ENOENT)
+			fail(step);
+	} else if (mount(NULL, where, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0) {
+		fail(step);
+	}
+	close(fd);
+}
+
 static void setup_mounts(const init_ctx *c)
 {
 	const exec_spawn *sp = c->sp;
@@ -253,6 +269,10 @@ static void setup_mounts(const init_ctx *c)
 	int rootfd = open(sp->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (rootfd < 0)
 		fail("open exec root");
+	int pwfd = sp->passwd ? open(sp->passwd, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+	int grfd = sp->group ? open(sp->group, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if ((sp->passwd && pwfd < 0) || (sp->group && grfd < 0))
+		fail("open the action's passwd and group");
 	if (c->caps->rdonly_root) {
 		struct mount_attr_abi a = {.attr_set = ABI_MOUNT_ATTR_RDONLY};
 		if (syscall(SYS_mount_setattr, AT_FDCWD, "/", ABI_AT_RECURSIVE, &a, sizeof a) != 0)
@@ -264,6 +284,12 @@ static void setup_mounts(const init_ctx *c)
 	for (const char *const *h = sp->hidden_dirs; h && *h; h++)
 		mount_tmpfs(*h, hide, "size=4k,mode=0755", false, "hide a hidden_dirs entry");
 	mount_tmpfs("/tmp", MS_NOSUID | MS_NODEV, "mode=1777", true, "mount a private /tmp");
+	if (mkdir(EXEC_HOME, 0755) != 0 || chown(EXEC_HOME, sp->uid, sp->gid) != 0)
+		fail("make the action's home");
+	if (pwfd >= 0)
+		bind_identity(pwfd, "/etc/passwd", "mount the action's /etc/passwd");
+	if (grfd >= 0)
+		bind_identity(grfd, "/etc/group", "mount the action's /etc/group");
 	mount_tmpfs("/var/tmp", MS_NOSUID | MS_NODEV, "mode=1777", false, "mount a private /var/tmp");
 	mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777", false, "mount a private /dev/shm");
 	char src[32];

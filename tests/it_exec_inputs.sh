@@ -4,7 +4,8 @@
 # cairn's own uid, inputs are copies):
 #   - an action that makes a plain or an executable input writable and overwrites it (same size)
 #     changes neither the blob the CAS serves (ByteStream and BatchReadBlobs) nor what the next
-#     action using that input sees.
+#     action using that input sees;
+#   - the action's uid and gid have names (getpwuid, getgrgid, id -un) and a home it may write to.
 source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || {
@@ -13,6 +14,10 @@ source "$(dirname "$0")/lib.sh"
 }
 id nobody >/dev/null 2>&1 || {
 	echo "it_exec_inputs: no user nobody; skipped"
+	exit 77
+}
+command -v cc >/dev/null || {
+	echo "it_exec_inputs: no C compiler; skipped"
 	exit 77
 }
 
@@ -25,6 +30,20 @@ mkdir -p "$IN/tools"
 printf 'DDDD' >"$IN/data.txt"
 printf '#!/bin/sh\necho good\n' >"$IN/tools/tool.sh"
 chmod 0755 "$IN/tools/tool.sh"
+cat >"$TMP/who.c" <<'EOF'
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+	struct group *gr = getgrgid(getgid());
+	printf("user=%s group=%s home=%s\n", pw ? pw->pw_name : "?", gr ? gr->gr_name : "?", pw ? pw->pw_dir : "?");
+	return pw && gr ? 0 : 1;
+}
+EOF
+cc -O1 -o "$IN/tools/who" "$TMP/who.c"
 data_digest="$(sha256sum <"$IN/data.txt" | cut -d' ' -f1)/$(stat -c %s "$IN/data.txt")"
 tool_digest="$(sha256sum <"$IN/tools/tool.sh" | cut -d' ' -f1)/$(stat -c %s "$IN/tools/tool.sh")"
 
@@ -61,6 +80,16 @@ attack_inputs() {
 	expect_no "EEEE\|evil" "the second action saw what the first wrote into its inputs"
 }
 
+identity() {
+	log "$MODE: the action's uid and gid have names and a writable home"
+	rexec -- /bin/sh -c './tools/who; echo "id=$(id -un):$(id -gn)";
+		home=$(getent passwd "$(id -u)" | cut -d: -f6); echo x >"$home/f" && echo home-writable'
+	expect_rc 0 "identity action"
+	expect_out "^user=cairn-action group=cairn-action home=/tmp/home$" "getpwuid/getgrgid"
+	expect_out "^id=cairn-action:cairn-action$" "id -un"
+	expect_out "^home-writable$" "home"
+}
+
 run_mode() {
 	MODE=$1
 	DATA=$TMP/$MODE/data
@@ -70,6 +99,7 @@ run_mode() {
 	CAIRN=$TMP/$MODE/cairn SERVE_AS=$2 start_serve --executors=2 --action_timeout=60s
 	grep -q "$3" "$SERVE_LOG" || fail "$MODE: the log does not say '$3'"
 	attack_inputs
+	identity
 	stop_serve
 }
 

@@ -1049,6 +1049,24 @@ static void writes_outside_the_root_do_not_reach_the_host(void **state)
 	waiter_free(&w);
 }
 
+/* getpwuid and getgrgid of the action's ids give names (in a mount namespace), and its home is
+ * writable. */
+static void the_action_has_a_user_name(void **state)
+{
+	if (!has_mount_ns(*state))
+		skip(); /* nothing to mount the action's passwd and group over */
+	waiter w;
+	action_spec a = {.argv = ARGV("sh", "-c",
+	                              "id -un; id -gn; h=$(getent passwd $(id -u) | cut -d: -f6); "
+	                              "echo $h; echo x > $h/f && cat $h/f"),
+	                 .env = SH};
+	re_result *r = run(*state, &a, &w);
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_blob_text(r->stdout_digest, "cairn-action\ncairn-action\n/tmp/home\nx\n");
+	build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
+	waiter_free(&w);
+}
+
 static void resource_usage_is_reported(void **state)
 {
 	waiter w;
@@ -1245,6 +1263,7 @@ int main(void)
 	        T(bad_output_paths_are_rejected),
 	        T(concurrent_actions_do_not_see_each_other),
 	        T(writes_outside_the_root_do_not_reach_the_host),
+	        T(the_action_has_a_user_name),
 	        T(resource_usage_is_reported),
 	        T(memory_limit_oom_is_reported),
 	        T(network_is_off_unless_asked),
