@@ -5,7 +5,10 @@
 #   - an action that makes a plain or an executable input writable and overwrites it (same size)
 #     changes neither the blob the CAS serves (ByteStream and BatchReadBlobs) nor what the next
 #     action using that input sees;
-#   - the action's uid and gid have names (getpwuid, getgrgid, id -un) and a home it may write to.
+#   - the action's uid and gid have names (getpwuid, getgrgid, id -un) and a home it may write to;
+#   - it creates, appends to and removes scratch files in its working directory, in a new directory
+#     and in one that came from the input tree, while its declared outputs come back; it cannot
+#     write into the CAS, other exec roots or /etc.
 source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || {
@@ -26,10 +29,11 @@ chmod 0711 "$TMP" # the unprivileged cairn must reach its binary and data dir in
 CLIENT=$CAIRN
 
 IN=$TMP/in
-mkdir -p "$IN/tools"
+mkdir -p "$IN/tools" "$IN/keep"
 printf 'DDDD' >"$IN/data.txt"
 printf '#!/bin/sh\necho good\n' >"$IN/tools/tool.sh"
 chmod 0755 "$IN/tools/tool.sh"
+echo kept >"$IN/keep/old.txt"
 cat >"$TMP/who.c" <<'EOF'
 #include <grp.h>
 #include <pwd.h>
@@ -90,6 +94,30 @@ identity() {
 	expect_out "^home-writable$" "home"
 }
 
+scratch() {
+	log "$MODE: scratch files in the working directory, a new and an input directory; nothing outside"
+	local other
+	other=$(find "$DATA/exec" -maxdepth 1 -name 'job-*' 2>/dev/null | head -n 1)
+	rexec --outputs=out/result.txt -- /bin/sh -c "
+		for d in . newdir keep; do
+			mkdir -p \$d && echo a >\$d/scratch && echo b >>\$d/scratch && cat \$d/scratch && rm \$d/scratch &&
+				[ ! -e \$d/scratch ] && echo scratch-ok-\$d
+		done
+		echo result >out/result.txt
+		for f in $DATA/cas/evil $DATA/exec/evil ${other:-$DATA/exec/job-0-0}/evil /etc/evil /proc/$SERVE_PID/root$DATA/evil; do
+			echo x >\$f 2>/dev/null && echo WROTE \$f
+		done
+		true"
+	expect_rc 0 "scratch action"
+	expect_out "^scratch-ok-.$" "scratch file in the working directory"
+	expect_out "^scratch-ok-newdir$" "scratch file in a new directory"
+	expect_out "^scratch-ok-keep$" "scratch file in an input directory"
+	expect_no WROTE "an action wrote outside its exec root"
+	grep -q "output file out/result.txt" "$TMP/err" || { cat "$TMP/err"; fail "the declared output did not come back"; }
+	[ ! -e "$DATA/cas/evil" ] && [ ! -e "$DATA/exec/evil" ] && [ ! -e /etc/evil ] && [ ! -e "$DATA/evil" ] ||
+		fail "an action wrote outside its exec root"
+}
+
 run_mode() {
 	MODE=$1
 	DATA=$TMP/$MODE/data
@@ -100,6 +128,7 @@ run_mode() {
 	grep -q "$3" "$SERVE_LOG" || fail "$MODE: the log does not say '$3'"
 	attack_inputs
 	identity
+	scratch
 	stop_serve
 }
 
