@@ -7,5 +7,7 @@ int cmd_cas(int argc, char **argv);
 int cmd_ac(int argc, char **argv);
 int cmd_capabilities(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_scheduler(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 #endif

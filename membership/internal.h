@@ -21,6 +21,7 @@
 #define SWIM_GOSSIP_PER_PACKET 16
 #define SWIM_SYNC_PER_PACKET 48 /* members per SYNC datagram (each at most ~1 KB) */
 #define SWIM_RELAYS 64          /* indirect probes this member runs for others at once */
+#define SWIM_SILENT_MAX 8       /* silent periods before an instance suspects all the same */
 
 enum swim_state { SWIM_ALIVE = 0, SWIM_SUSPECT = 1, SWIM_DEAD = 2, SWIM_LEFT = 3 };
 enum swim_kind { SWIM_PING = 0, SWIM_ACK = 1, SWIM_PING_REQ = 2, SWIM_JOIN = 3, SWIM_SYNC = 4, SWIM_NACK = 5 };
@@ -110,6 +111,7 @@ typedef struct swim {
 	uint64_t seq;
 	int64_t next_probe, next_join, next_sync;
 	int64_t heard_at; /* the last packet from anyone */
+	int silent;       /* probe periods in a row that failed with no packet from anyone */
 	uint64_t version;
 	bool changed;   /* the view changed since swim_take_change */
 	bool warned_full;

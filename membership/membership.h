@@ -12,7 +12,8 @@
  *   - A suspect that hears of its suspicion refutes it with a higher incarnation number, which only
  *     the member itself raises. A suspect that has not refuted within suspect_timeout is dead and
  *     leaves the view. So one slow link does not evict a healthy member: its other peers vouch for
- *     it through the indirect probes.
+ *     it through the indirect probes. An instance that hears nothing at all (its own network is
+ *     down) waits a few periods before it suspects anyone.
  *   - Joins, suspicions and deaths travel piggybacked on the probes (each a few times, about
  *     4·log(n+1)), so the load per member stays constant as the cluster grows. Every packet also
  *     carries its sender's own state (role, address, worker stats, annotations), so what a view

@@ -141,11 +141,13 @@ static void end_probe(swim *s, int64_t now)
 		return;
 	swim_node *n = swim_find(s, s->probe.id);
 	/* Not a word from anyone, not even a helper's NACK, while others could have answered: the
-	 * trouble is more likely our own network than the target (Lifeguard's local health). An
-	 * instance cut off alone then suspects no one, and the members it can reach again are not
-	 * put through a suspicion they could not hear of. */
-	if (n && n->state == SWIM_ALIVE && s->heard_at < s->probe.start && swim_visible_count(s) > 1) {
-		LOG_DEBUG(MEMBER_LOG, "no packet from any member for a whole period: suspecting no one group=%s",
+	 * trouble is more likely our own network than the target (Lifeguard's local health). So an
+	 * instance cut off alone for a few periods suspects no one, and the members it reaches again
+	 * are not put through suspicions they could not hear of; cut off for longer, it suspects as
+	 * usual and ends up alone in its view. */
+	if (n && n->state == SWIM_ALIVE && s->heard_at < s->probe.start && swim_visible_count(s) > 1 &&
+	    ++s->silent < SWIM_SILENT_MAX) {
+		LOG_DEBUG(MEMBER_LOG, "no packet from any member for a whole period: suspecting no one yet group=%s",
 		          s->cfg.group);
 		return;
 	}
@@ -311,6 +313,7 @@ void swim_receive(swim *s, const uint8_t *buf, size_t len, int64_t now)
 		return;
 	}
 	s->heard_at = now;
+	s->silent = 0;
 	swim_node *before = swim_find(s, p.sender.id);
 	bool knew = before && swim_visible(before);
 	swim_apply(s, &p.sender, true, now);

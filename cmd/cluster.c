@@ -1,0 +1,189 @@
+/* cairn scheduler, cairn worker: the instances of a cluster.
+ *
+ * Both find the other instances (--discovery) and keep the member views: a scheduler the
+ * schedulers' group (private port + 1000) and the group of all instances (+ 2000), a worker the
+ * latter; each logs every change of a view. A worker reports its load and its disk in the view.
+ * Serving clients, the CAS over the workers, the shared action cache and dispatching actions to
+ * workers are not part of these commands yet: until they are, `cairn serve` is the server. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "cmd/cmd.h"
+#include "membership/membership.h"
+
+typedef struct cluster_flags {
+	const char *private_ip_selector;
+	int64_t private_port;
+	const char *discovery, *static_members, *multicast_address;
+	int64_t heartbeat_interval_ms, suspect_timeout_ms;
+	const char *data_dir, *annotations, *log_level;
+} cluster_flags;
+
+static int usage_error(const char *cmd, const char *msg)
+{
+	fprintf(stderr, "cairn %s: %s\n", cmd, msg);
+	return 2;
+}
+
+static void worker_stats(const char *dir, member_stats *out)
+{
+	*out = (member_stats){0};
+	double load[1];
+	if (getloadavg(load, 1) == 1)
+		out->load_average = load[0];
+	struct statvfs vfs;
+	if (statvfs(dir, &vfs) == 0) {
+		out->disk_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		out->disk_used = (uint64_t)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+	}
+}
+
+static cairn_status check_flags(const cluster_flags *f, member_discovery *disc)
+{
+	if (f->private_port <= 0 || f->private_port > 65535 - 2000)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--private_port must be between 1 and 63535 (the groups use it + 1000 "
+		                 "and + 2000)");
+	if (f->heartbeat_interval_ms < 10 || f->suspect_timeout_ms < f->heartbeat_interval_ms)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--heartbeat_interval_ms must be at least 10 and "
+		                 "--suspect_timeout_ms at least the heartbeat interval");
+	if (!strcmp(f->discovery, "static"))
+		*disc = MEMBER_STATIC;
+	else if (!strcmp(f->discovery, "multicast"))
+		*disc = MEMBER_MULTICAST;
+	else if (!strcmp(f->discovery, "gcp") || !strcmp(f->discovery, "aws") || !strcmp(f->discovery, "k8s"))
+		return cairn_err(CAIRN_UNIMPLEMENTED, "--discovery=%s is not built yet: use static or multicast", f->discovery);
+	else
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--discovery must be static or multicast");
+	if (!f->private_ip_selector[0])
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--private_ip_selector=CIDR is needed: it picks the private "
+		                 "address the cluster talks on (e.g. 10.0.0.0/8)");
+	return cairn_ok();
+}
+
+static cairn_status start_group(const cluster_flags *f, member_discovery disc, const char *name, uint16_t offset,
+                                const member_self *self, member_group **out)
+{
+	member_config cfg = {.group = name,
+	                     .port_offset = offset,
+	                     .discovery = disc,
+	                     .static_members = f->static_members,
+	                     .multicast_addr = f->multicast_address,
+	                     .interval_ns = f->heartbeat_interval_ms * 1000000LL,
+	                     .suspect_timeout_ns = f->suspect_timeout_ms * 1000000LL};
+	return member_group_start(&cfg, self, out);
+}
+
+static int run(const char *cmd, const cluster_flags *f, member_role role)
+{
+	enum cairn_log_level lvl;
+	if (!cairn_log_parse_level(f->log_level, &lvl))
+		return usage_error(cmd, "--log_level must be debug, info, warn or error");
+	cairn_log_set_level(lvl);
+	member_discovery disc = MEMBER_STATIC;
+	cairn_status st = check_flags(f, &disc);
+	if (!cairn_is_ok(&st))
+		return usage_error(cmd, st.msg);
+	char host[MEMBER_HOST_MAX], id[MEMBER_ID_LEN + 1];
+	st = member_pick_address(f->private_ip_selector, host);
+	if (cairn_is_ok(&st) && mkdir(f->data_dir, 0755) != 0 && errno != EEXIST)
+		st = cairn_errno(errno, "cannot make --data_dir %s", f->data_dir);
+	if (cairn_is_ok(&st))
+		st = member_id_load(f->data_dir, id);
+	if (!cairn_is_ok(&st)) {
+		fprintf(stderr, "cairn %s: %s\n", cmd, cairn_status_str(&st));
+		return 1;
+	}
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	member_self self = {.id = id, .role = role, .host = host, .port = (uint16_t)f->private_port,
+	                    .annotations = f->annotations};
+	if (role == MEMBER_WORKER)
+		worker_stats(f->data_dir, &self.stats);
+	member_group *all = NULL, *scheds = NULL;
+	st = start_group(f, disc, "all", 2000, &self, &all);
+	if (cairn_is_ok(&st) && role == MEMBER_SCHEDULER)
+		st = start_group(f, disc, "schedulers", 1000, &self, &scheds);
+	if (!cairn_is_ok(&st)) {
+		member_group_stop(all);
+		fprintf(stderr, "cairn %s: %s\n", cmd, cairn_status_str(&st));
+		return 1;
+	}
+	LOG_WARN("cluster", "this %s keeps the cluster's member views only: serving clients, the CAS over the "
+	         "workers and running actions are not built yet (cairn serve is the server meanwhile)", cmd);
+	struct timespec every = {.tv_sec = 5};
+	int sig;
+	while ((sig = sigtimedwait(&sigs, NULL, &every)) != SIGINT && sig != SIGTERM)
+		if (role == MEMBER_WORKER) {
+			member_stats ms;
+			worker_stats(f->data_dir, &ms);
+			member_group_update_self(all, &ms);
+		}
+	LOG_INFO("cluster", "leaving the cluster signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	member_group_stop(scheds);
+	member_group_stop(all);
+	return 0;
+}
+
+static int cluster_main(const char *cmd, member_role role, int argc, char **argv)
+{
+	cluster_flags f = {.private_ip_selector = "",
+	                   .private_port = 10081,
+	                   .discovery = "static",
+	                   .static_members = "",
+	                   .multicast_address = "239.255.77.77",
+	                   .heartbeat_interval_ms = 1000,
+	                   .suspect_timeout_ms = 5000,
+	                   .data_dir = "./cairn-data",
+	                   .annotations = "",
+	                   .log_level = "info"};
+	const cairn_flag flags[] = {
+		{"private_ip_selector", CAIRN_FLAG_STRING, &f.private_ip_selector,
+		 "CIDR of the private network: the first local address inside it is this instance's "
+		 "(a single address such as 127.0.0.11/32 may be any bindable one)"},
+		{"private_port", CAIRN_FLAG_INT, &f.private_port,
+		 "internal RPCs; the schedulers' group uses it + 1000, the group of all instances + 2000 (UDP)"},
+		{"discovery", CAIRN_FLAG_STRING, &f.discovery,
+		 "static (--static_members) or multicast (--multicast_address, on the private network)"},
+		{"static_members", CAIRN_FLAG_STRING, &f.static_members,
+		 "HOST:PORT,… private addresses and ports of instances to join through (at least one)"},
+		{"multicast_address", CAIRN_FLAG_STRING, &f.multicast_address,
+		 "IPv4 multicast group for --discovery=multicast (TTL 1: the local network only)"},
+		{"heartbeat_interval_ms", CAIRN_FLAG_INT, &f.heartbeat_interval_ms,
+		 "each instance probes one other this often"},
+		{"suspect_timeout_ms", CAIRN_FLAG_INT, &f.suspect_timeout_ms,
+		 "a suspected member that has not refuted within this is removed from the views"},
+		{"data_dir", CAIRN_FLAG_STRING, &f.data_dir, "where the instance keeps its id (member-id)"},
+		{"annotations", CAIRN_FLAG_STRING, &f.annotations, "key=value,… shown with this member in the views"},
+		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
+	};
+	size_t nf = sizeof flags / sizeof flags[0];
+	int npos;
+	bool help;
+	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
+	if (help) {
+		printf("usage: cairn %s [flags]\n\nJoins a cairn cluster as a %s and keeps its member views, logged at each "
+		       "change.\nServing clients and running actions in a cluster are not built yet: use cairn serve.\n\n"
+		       "flags:\n", cmd, cmd);
+		cairn_flags_usage(flags, nf, stdout);
+		return 0;
+	}
+	if (!cairn_is_ok(&st))
+		return usage_error(cmd, st.msg);
+	if (npos)
+		return usage_error(cmd, "takes no arguments");
+	return run(cmd, &f, role);
+}
+
+int cmd_scheduler(int argc, char **argv) { return cluster_main("scheduler", MEMBER_SCHEDULER, argc, argv); }
+int cmd_worker(int argc, char **argv) { return cluster_main("worker", MEMBER_WORKER, argc, argv); }
