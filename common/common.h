@@ -149,6 +149,12 @@ void *cairn_arena_alloc(cairn_arena *a, size_t n);
 char *cairn_arena_strndup(cairn_arena *a, const char *s, size_t n);
 size_t cairn_arena_used(const cairn_arena *a);
 void cairn_arena_free(cairn_arena *a);
+/* The two functions of a protobuf-c allocator (ProtobufCAllocator, with the arena as its
+ * allocator_data) that takes from an arena: what it unpacks is freed with the arena, so the free
+ * does nothing. Here, so that every module that decodes messages shares them without common
+ * knowing protobuf-c. */
+void *cairn_arena_alloc_cb(void *arena, size_t n);
+void cairn_arena_free_cb(void *arena, void *p);
 
 void *cairn_xmalloc(size_t n);
 void *cairn_xcalloc(size_t n, size_t m);

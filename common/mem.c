@@ -110,6 +110,14 @@ void cairn_arena_free(cairn_arena *a)
 	free(a);
 }
 
+void *cairn_arena_alloc_cb(void *arena, size_t n) { return cairn_arena_alloc(arena, n); }
+
+void cairn_arena_free_cb(void *arena, void *p)
+{
+	(void)arena;
+	(void)p;
+}
+
 int64_t cairn_now_ns(void)
 {
 	struct timespec ts;

@@ -3,16 +3,9 @@
 
 #include <string.h>
 
-static void *arena_alloc(void *data, size_t n) { return cairn_arena_alloc(data, n); }
-static void arena_free(void *data, void *p)
-{
-	(void)data;
-	(void)p; /* freed with the arena */
-}
-
 ProtobufCAllocator reapi_arena_allocator(cairn_arena *a)
 {
-	ProtobufCAllocator al = {.alloc = arena_alloc, .free = arena_free, .allocator_data = a};
+	ProtobufCAllocator al = {.alloc = cairn_arena_alloc_cb, .free = cairn_arena_free_cb, .allocator_data = a};
 	return al;
 }
 

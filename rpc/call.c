@@ -144,7 +144,7 @@ void *rpc_call_unpack(rpc_call *c, const ProtobufCMessageDescriptor *desc, const
 {
 	if (!rpc_strings_valid(desc, data, len))
 		return NULL;
-	ProtobufCAllocator al = reapi_arena_allocator(c->arena);
+	ProtobufCAllocator al = {.alloc = cairn_arena_alloc_cb, .free = cairn_arena_free_cb, .allocator_data = c->arena};
 	return protobuf_c_message_unpack(desc, &al, len, data);
 }
 

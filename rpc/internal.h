@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <grpc/support/alloc.h>
 
-#include "proto/reapi.h"
 #include "rpc/rpc.h"
 
 /* Every tag handed to gRPC points at one of these: the completion runs fn(tag, ok). One tag means one
