@@ -18,8 +18,9 @@
  *      the action sees the host read-only, work_dir and hidden_dirs empty, a private /tmp, its
  *      exec root (writable) at /tmp/execroot, and an /etc/passwd and /etc/group that name its uid
  *      and gid `cairn-action`, with home /tmp/home (identity.c);
- *   4. stores stdout, stderr and the declared outputs (files, directories as Tree messages, symlinks)
- *      in the CAS (storage.put_file / put_bytes) and builds the packed ActionResult with
+ *   4. stores stdout, stderr and the declared outputs (files, directories as Tree messages, symlinks,
+ *      each taken for what the action made, whichever list declared it) in the CAS
+ *      (storage.put_file / put_bytes) and builds the packed ActionResult with
  *      ExecutedActionMetadata (worker id, every timestamp) and the resource usage (CPU user/sys, peak
  *      RSS) in auxiliary_metadata;
  *   5. removes the exec root.

@@ -79,6 +79,10 @@ cairn_status exec_symlink_check(const char *path, const char *target, int depth)
 /* Opens rel beneath dirfd without following a symlink in any component; rel "" opens dirfd itself.
  * Returns an fd or -errno (-ELOOP/-ENOTDIR when a component is a symlink). */
 int exec_open_beneath(int dirfd, const char *rel, int flags);
+/* Opens rel as the action saw it: symlinks followed, with rootfd as "/" (absolute targets and ".."
+ * never leave it). Returns an fd or -errno (-ENOSYS before Linux 5.6). Only for reading what an
+ * output symlink points to: the answer must never send the worker outside the root. */
+int exec_open_in_root(int rootfd, const char *rel, int flags);
 /* mkdir -p of rel beneath dirfd (no symlinks followed); new directories get mode 0755 and, if
  * uid >= 0, that owner. Returns 0 or -errno. */
 int exec_mkdirs_beneath(int dirfd, const char *rel, int64_t uid);

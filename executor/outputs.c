@@ -7,6 +7,11 @@
  * (linked elsewhere, or not the action's) is copied first. All action processes are dead by then
  * (the pid namespace went with init), so nothing changes a file after it was stored.
  *
+ * Each declared output is taken for what the action made of it, whichever list declared it (as REAPI
+ * 2.1's output_paths has it): a directory becomes an output directory, a regular file an output
+ * file, a symlink an output symlink (listed, for pre-2.1 clients, as a file or directory symlink by
+ * what it points to inside the exec root).
+ *
  * Output directories become Tree messages: the root and every distinct child Directory, in an order
  * where parents come before children (is_topologically_sorted). With output_directory_format
  * DIRECTORY_ONLY or TREE_AND_DIRECTORY each Directory is stored too and root_directory_digest set.
@@ -371,9 +376,78 @@ static re_out_symlink *make_symlink(exec_job *j, const char *path, const char *t
 	return s;
 }
 
-static cairn_status collect_one(exec_job *j, int wdfd, const exec_output *o, out_lists *l)
+/* What the output symlink at path (below the root) points to, as the action saw it: S_IFDIR,
+ * S_IFREG, or 0 when it dangles or points outside the exec root. */
+static mode_t symlink_kind(exec_job *j, const char *path)
+{
+	int fd = exec_open_in_root(j->root_fd, path, O_PATH);
+	struct stat st;
+	mode_t m = fd >= 0 && fstat(fd, &st) == 0 ? st.st_mode & S_IFMT : 0;
+	if (fd >= 0)
+		close(fd);
+	return m;
+}
+
+static void add_symlink(exec_job *j, const exec_output *o, int pfd, const char *base, out_lists *l)
 {
 	re_result *r = j->result;
+	char target[4096];
+	ssize_t tn = readlinkat(pfd, base, target, sizeof target - 1);
+	if (tn <= 0)
+		return;
+	re_out_symlink *s = make_symlink(j, o->path, target, (size_t)tn);
+	PUSH(j->arena, r->output_symlinks, r->n_output_symlinks, l->cap_sym, s);
+	if (o->kind == OUT_ANY)
+		return;
+	/* the pre-v2.1 fields, for clients that read only those (Bazel before 5): a link to a directory
+	 * is a directory symlink whichever list declared it; a dangling one stays where it was declared */
+	mode_t m = symlink_kind(j, exec_join(j->arena, j->command->working_directory, o->path));
+	if (m == S_IFDIR || (m != S_IFREG && o->kind == OUT_DIR))
+		PUSH(j->arena, r->output_directory_symlinks, r->n_output_directory_symlinks, l->cap_dsym, s);
+	else
+		PUSH(j->arena, r->output_file_symlinks, r->n_output_file_symlinks, l->cap_fsym, s);
+}
+
+static cairn_status add_file(exec_job *j, const exec_output *o, int pfd, const char *base, const pathbuf *pb,
+                             struct stat *st, out_lists *l)
+{
+	re_result *r = j->result;
+	re_out_file *f = cairn_arena_alloc(j->arena, sizeof *f);
+	build__bazel__remote__execution__v2__output_file__init(f);
+	f->path = (char *)o->path;
+	f->is_executable = st->st_mode & S_IXUSR;
+	f->node_properties = props_of(j, st);
+	cairn_digest d;
+	bool stored;
+	cairn_status res = store_output_file(j, pfd, base, pb, st, &d, &stored);
+	if (stored) {
+		f->digest = reapi_digest_to_pb(j->arena, &d);
+		PUSH(j->arena, r->output_files, r->n_output_files, l->cap_files, f);
+	}
+	return res;
+}
+
+static cairn_status add_dir(exec_job *j, const exec_output *o, int pfd, const char *base, pathbuf *pb, out_lists *l)
+{
+	re_result *r = j->result;
+	int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_ok();
+	re_out_dir *od = cairn_arena_alloc(j->arena, sizeof *od);
+	build__bazel__remote__execution__v2__output_directory__init(od);
+	od->path = (char *)o->path;
+	bool stored = false;
+	cairn_status res = store_tree(j, fd, pb, od, &stored);
+	close(fd);
+	if (stored)
+		PUSH(j->arena, r->output_directories, r->n_output_directories, l->cap_dirs, od);
+	return res;
+}
+
+/* The server determines an output's type (REAPI 2.1's output_paths), whichever list declared it: a
+ * genrule's declared file may be a directory (Bazel returns it as one, as does a local build). */
+static cairn_status collect_one(exec_job *j, int wdfd, const exec_output *o, out_lists *l)
+{
 	const char *slash = strrchr(o->path, '/');
 	const char *dir = slash ? cairn_arena_strndup(j->arena, o->path, (size_t)(slash - o->path)) : "";
 	const char *base = slash ? slash + 1 : o->path[0] ? o->path : ".";
@@ -386,56 +460,14 @@ static cairn_status collect_one(exec_job *j, int wdfd, const exec_output *o, out
 	int n = snprintf(pb->s, sizeof pb->s, "%s%s%s%s%s", j->root_dir, j->command->working_directory[0] ? "/" : "",
 	                 j->command->working_directory, o->path[0] ? "/" : "", o->path);
 	pb->len = n < 0 || (size_t)n >= sizeof pb->s ? sizeof pb->s - 1 : (size_t)n;
-	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-		/* not produced: left out of the result */
-	} else if (S_ISLNK(st.st_mode)) {
-		char target[4096];
-		ssize_t tn = readlinkat(pfd, base, target, sizeof target - 1);
-		if (tn > 0) {
-			re_out_symlink *s = make_symlink(j, o->path, target, (size_t)tn);
-			PUSH(j->arena, r->output_symlinks, r->n_output_symlinks, l->cap_sym, s);
-			/* the pre-v2.1 fields, for clients that read only those (Bazel before 5) */
-			if (o->kind == OUT_FILE)
-				PUSH(j->arena, r->output_file_symlinks, r->n_output_file_symlinks, l->cap_fsym, s);
-			else if (o->kind == OUT_DIR)
-				PUSH(j->arena, r->output_directory_symlinks, r->n_output_directory_symlinks,
-				     l->cap_dsym, s);
-		}
-	} else if (S_ISREG(st.st_mode)) {
-		if (o->kind == OUT_DIR) {
-			res = cairn_err(CAIRN_FAILED_PRECONDITION, "output directory %.150s is a regular file",
-			                o->path);
-		} else {
-			re_out_file *f = cairn_arena_alloc(j->arena, sizeof *f);
-			build__bazel__remote__execution__v2__output_file__init(f);
-			f->path = (char *)o->path;
-			f->is_executable = st.st_mode & S_IXUSR;
-			f->node_properties = props_of(j, &st);
-			cairn_digest d;
-			bool stored;
-			res = store_output_file(j, pfd, base, pb, &st, &d, &stored);
-			if (stored) {
-				f->digest = reapi_digest_to_pb(j->arena, &d);
-				PUSH(j->arena, r->output_files, r->n_output_files, l->cap_files, f);
-			}
-		}
-	} else if (S_ISDIR(st.st_mode)) {
-		if (o->kind == OUT_FILE) {
-			res = cairn_err(CAIRN_FAILED_PRECONDITION, "output file %.150s is a directory", o->path);
-		} else {
-			int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			re_out_dir *od = cairn_arena_alloc(j->arena, sizeof *od);
-			build__bazel__remote__execution__v2__output_directory__init(od);
-			od->path = (char *)o->path;
-			bool stored = false;
-			if (fd >= 0) {
-				res = store_tree(j, fd, pb, od, &stored);
-				close(fd);
-			}
-			if (stored)
-				PUSH(j->arena, r->output_directories, r->n_output_directories, l->cap_dirs, od);
-		}
-	}
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		st.st_mode = 0; /* not produced: left out of the result */
+	if (S_ISLNK(st.st_mode))
+		add_symlink(j, o, pfd, base, l);
+	else if (S_ISREG(st.st_mode))
+		res = add_file(j, o, pfd, base, pb, &st, l);
+	else if (S_ISDIR(st.st_mode))
+		res = add_dir(j, o, pfd, base, pb, l);
 	free(pb);
 	close(pfd);
 	return res;

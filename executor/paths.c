@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_PATH_LEN 4096
@@ -129,6 +131,13 @@ int exec_open_beneath(int dirfd, const char *rel, int flags)
 	if (parent != dirfd)
 		close(parent);
 	return fd < 0 ? -err : fd;
+}
+
+int exec_open_in_root(int rootfd, const char *rel, int flags)
+{
+	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	long fd = syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof how);
+	return fd < 0 ? -errno : (int)fd;
 }
 
 int exec_mkdirs_beneath(int dirfd, const char *rel, int64_t uid)

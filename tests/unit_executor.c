@@ -558,6 +558,16 @@ static void unsatisfiable_job_fails_at_once(void **state)
 
 /* ---- running actions -------------------------------------------------------------------------- */
 
+static re_tree *tree_of(const Build__Bazel__Remote__Execution__V2__OutputDirectory *od)
+{
+	char *tb = blob_text(od->tree_digest);
+	re_tree *t = build__bazel__remote__execution__v2__tree__unpack(NULL, (size_t)od->tree_digest->size_bytes,
+	                                                               (uint8_t *)tb);
+	free(tb);
+	assert_non_null(t);
+	return t;
+}
+
 static void echo_to_stdout(void **state)
 {
 	waiter w;
@@ -714,11 +724,7 @@ static void outputs_files_dirs_symlinks(void **state)
 	assert_string_equal(r->output_file_symlinks[0]->target, "file.txt");
 	assert_int_equal(r->n_output_directories, 1);
 	assert_string_equal(r->output_directories[0]->path, "out/dir");
-	char *tb = blob_text(r->output_directories[0]->tree_digest);
-	re_tree *t = build__bazel__remote__execution__v2__tree__unpack(
-	        NULL, (size_t)r->output_directories[0]->tree_digest->size_bytes, (uint8_t *)tb);
-	free(tb);
-	assert_non_null(t);
+	re_tree *t = tree_of(r->output_directories[0]);
 	re_directory *root = t->root;
 	assert_int_equal(root->n_files, 1);
 	assert_string_equal(root->files[0]->name, "a.txt");
@@ -741,6 +747,50 @@ static void outputs_files_dirs_symlinks(void **state)
 	assert_string_equal(t->children[0]->files[0]->name, "b.txt");
 	assert_blob_text(t->children[0]->files[0]->digest, "b\n");
 	build__bazel__remote__execution__v2__tree__free_unpacked(t, NULL);
+	build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
+	waiter_free(&w);
+}
+
+/* The server determines an output's type: a genrule's declared file that is a directory comes back
+ * as a directory (with the symlinks inside as SymlinkNodes), a declared file that is a link to a
+ * directory as a directory symlink, a declared directory that is a file as a file. */
+static void declared_outputs_are_what_the_action_made(void **state)
+{
+	waiter w;
+	action_spec a = {
+	        .argv = ARGV("sh", "-c",
+	                     "mkdir -p out/dir/sub && echo hello > out/dir/foo && ln -s foo out/dir/r && "
+	                     "echo bla > out/dir/sub/baz && ln -s dir out/rd && ln -s dir/foo out/r && "
+	                     "echo f > out/plain"),
+	        .env = SH,
+	        .out_files = ARGV("out/dir", "out/rd", "out/r"),
+	        .out_dirs = ARGV("out/plain"),
+	};
+	re_result *r = run(*state, &a, &w);
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_int_equal(r->exit_code, 0);
+	assert_int_equal(r->n_output_directories, 1);
+	assert_string_equal(r->output_directories[0]->path, "out/dir");
+	re_tree *t = tree_of(r->output_directories[0]);
+	assert_int_equal(t->root->n_files, 1);
+	assert_string_equal(t->root->files[0]->name, "foo");
+	assert_blob_text(t->root->files[0]->digest, "hello\n");
+	assert_int_equal(t->root->n_symlinks, 1);
+	assert_string_equal(t->root->symlinks[0]->name, "r");
+	assert_string_equal(t->root->symlinks[0]->target, "foo");
+	assert_int_equal(t->root->n_directories, 1);
+	assert_int_equal(t->n_children, 1);
+	assert_blob_text(t->children[0]->files[0]->digest, "bla\n");
+	build__bazel__remote__execution__v2__tree__free_unpacked(t, NULL);
+	assert_int_equal(r->n_output_symlinks, 2);
+	assert_int_equal(r->n_output_directory_symlinks, 1);
+	assert_string_equal(r->output_directory_symlinks[0]->path, "out/rd");
+	assert_string_equal(r->output_directory_symlinks[0]->target, "dir");
+	assert_int_equal(r->n_output_file_symlinks, 1);
+	assert_string_equal(r->output_file_symlinks[0]->path, "out/r");
+	assert_int_equal(r->n_output_files, 1);
+	assert_string_equal(r->output_files[0]->path, "out/plain");
+	assert_blob_text(r->output_files[0]->digest, "f\n");
 	build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
 	waiter_free(&w);
 }
@@ -1254,6 +1304,7 @@ int main(void)
 	        T(timeout_kills_the_process_group),
 	        T(huge_stdout_is_stored_whole),
 	        T(outputs_files_dirs_symlinks),
+	        T(declared_outputs_are_what_the_action_made),
 	        T(output_paths_replace_the_old_fields),
 	        T(inputs_are_materialised),
 	        T(node_properties_and_shared_executables),
