@@ -3,7 +3,9 @@
  *
  * A pool of executor slots, grouped in pools that each carry platform properties
  * (`--worker_config=4*cpu=1,pool=default;1*cpu=4,pool=large`), is offered to the scheduler as a
- * `runner` (common.h). Each slot is a thread; a job on a slot:
+ * `runner` (common.h). An action runs in a pool whose properties satisfy its own (pools.c); a key no
+ * pool declares and cairn does not interpret constrains nothing. Each slot is a thread; a job on a
+ * slot:
  *   1. reads the Action and Command from the CAS and checks them (paths inside the exec root, sizes);
  *   2. materialises the input root in a fresh exec root: directories created, files hard-linked
  *      read-only from the local CAS (storage.pin_path), executables hard-linked to one shared 0555

@@ -51,12 +51,20 @@ typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
 #define EXEC_ROOT_INSIDE "/tmp/execroot" /* where the exec root appears in a mount namespace */
 #define EXEC_USER "cairn-action"          /* the action's user and group name (identity.c) */
 #define EXEC_HOME "/tmp/home"             /* its home, in its private /tmp */
+#define EXEC_MAX_IGNORED_KEYS 64 /* ignored property keys remembered, each logged once */
+#define EXEC_IGNORED_KEY_LEN 63
 
 /* ---- pools.c ---------------------------------------------------------------------------------- */
 
 bool exec_prop_is(const char *name, const char *want); /* names compare case-insensitively */
 /* INVALID_ARGUMENT for a malformed isolation property (cpu, memory, network). */
 cairn_status exec_props_validate(const runner_property *p, size_t n);
+/* Does the key constrain where an action runs: a key cairn interprets, or one a pool declares? */
+bool exec_prop_constrains(const executor *ex, const char *name);
+/* Does pool k satisfy every constraining property of an action? (The others are ignored.) */
+bool exec_pool_takes(const executor *ex, size_t k, const runner_property *want, size_t n);
+/* Logs, once per key, each property that does not constrain. */
+void exec_note_ignored(executor *ex, const runner_property *p, size_t n);
 /* The pool's explicit cpu count (0 when it has none). */
 double exec_pool_cpu(const executor_pool_spec *pool);
 
@@ -201,6 +209,9 @@ struct executor {
 	pthread_mutex_t xmu; /* the executable-copy cache */
 	int64_t xcache_added;
 	_Atomic bool warned_copy;
+	pthread_mutex_t ignored_mu; /* the property keys already logged as ignored */
+	char ignored[EXEC_MAX_IGNORED_KEYS][EXEC_IGNORED_KEY_LEN + 1];
+	size_t nignored;
 };
 
 struct exec_slot {

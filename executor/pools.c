@@ -5,7 +5,13 @@
  * a wanted value is met by an equal value, or, when both are numbers, by one at least as large
  * (cpu=2 runs on a cpu=4 pool). Every pool implicitly has OSFamily=Linux, ISA=<this machine> and,
  * unless it says otherwise, cpu=<online CPUs>. The isolation properties `network` and `memory` are
- * not selectors: any pool takes them, they configure the sandbox. */
+ * not selectors: any pool takes them, they configure the sandbox.
+ *
+ * Only the keys cairn interprets (Pool, OSFamily, ISA, cpu, memory, network) and the keys some
+ * configured pool declares constrain where an action runs. Any other key (Bazel users add
+ * `build=1234` or `cache-silo-key=…` only to keep cache entries apart, which they do: properties are
+ * part of the action's digest) is ignored for matching, and said so once per key in the log, up
+ * to EXEC_MAX_IGNORED_KEYS of them: the set is bounded by configuration, not by clients. */
 #include "executor/internal.h"
 
 #include <ctype.h>
@@ -140,6 +146,48 @@ bool executor_pool_satisfies(const executor_pool_spec *pool, const runner_proper
 			return false;
 		}
 	return true;
+}
+
+bool exec_prop_constrains(const executor *ex, const char *name)
+{
+	static const char *const interpreted[] = {"Pool", "OSFamily", "ISA", "cpu", "memory", "network"};
+	for (size_t i = 0; i < sizeof interpreted / sizeof interpreted[0]; i++)
+		if (exec_prop_is(name, interpreted[i]))
+			return true;
+	for (size_t k = 0; k < ex->npools; k++)
+		for (size_t i = 0; i < ex->pools[k].nprops; i++)
+			if (exec_prop_is(ex->pools[k].props[i].name, name))
+				return true;
+	return false;
+}
+
+bool exec_pool_takes(const executor *ex, size_t k, const runner_property *want, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (exec_prop_constrains(ex, want[i].name) && !executor_pool_satisfies(&ex->pools[k], &want[i], 1, NULL))
+			return false;
+	return true;
+}
+
+void exec_note_ignored(executor *ex, const runner_property *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (exec_prop_constrains(ex, p[i].name))
+			continue;
+		pthread_mutex_lock(&ex->ignored_mu);
+		bool seen = false;
+		for (size_t k = 0; k < ex->nignored && !seen; k++)
+			seen = strncmp(ex->ignored[k], p[i].name, EXEC_IGNORED_KEY_LEN) == 0;
+		if (!seen && ex->nignored < EXEC_MAX_IGNORED_KEYS) {
+			snprintf(ex->ignored[ex->nignored++], EXEC_IGNORED_KEY_LEN + 1, "%s", p[i].name);
+			LOG_INFO(EXEC_LOG,
+			         "platform property ignored for matching (no pool declares it; it still keeps "
+			         "cache entries apart) key=%.*s%s",
+			         EXEC_IGNORED_KEY_LEN, p[i].name,
+			         ex->nignored == EXEC_MAX_IGNORED_KEYS ? " (further ignored keys are not logged)" : "");
+		}
+		pthread_mutex_unlock(&ex->ignored_mu);
+	}
 }
 
 double exec_pool_cpu(const executor_pool_spec *pool)

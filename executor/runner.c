@@ -6,7 +6,8 @@
  * when every matching slot is busy; the caller keeps the job queued and tries again after a done
  * callback. A slot is marked free before its done callback runs, so that retry finds it. A job that
  * no pool can ever run is not left waiting: it takes any free slot and fails there at once with
- * FAILED_PRECONDITION naming the property. */
+ * FAILED_PRECONDITION naming the property. Properties that constrain nothing (pools.c) are left
+ * out of both judgements. */
 #include "executor/internal.h"
 
 #include <errno.h>
@@ -27,7 +28,7 @@ static cairn_status unsatisfiable(const executor *ex, const runner_property *pro
 	for (size_t i = 0; i < n; i++) {
 		bool met = false;
 		for (size_t k = 0; k < ex->npools && !met; k++)
-			met = executor_pool_satisfies(&ex->pools[k], &props[i], 1, NULL);
+			met = exec_pool_takes(ex, k, &props[i], 1);
 		if (!met)
 			return cairn_err(CAIRN_FAILED_PRECONDITION,
 			                 "no executor satisfies platform property %.60s=%.60s "
@@ -40,13 +41,14 @@ static cairn_status unsatisfiable(const executor *ex, const runner_property *pro
 	                 ex->cfg.worker_config);
 }
 
-static cairn_status check_props(const executor *ex, const runner_property *props, size_t n)
+static cairn_status check_props(executor *ex, const runner_property *props, size_t n)
 {
 	cairn_status st = exec_props_validate(props, n);
 	if (!cairn_is_ok(&st))
 		return st;
+	exec_note_ignored(ex, props, n);
 	for (size_t k = 0; k < ex->npools; k++)
-		if (executor_pool_satisfies(&ex->pools[k], props, n, NULL))
+		if (exec_pool_takes(ex, k, props, n))
 			return cairn_ok();
 	return unsatisfiable(ex, props, n);
 }
@@ -111,7 +113,7 @@ static bool runner_try_start(runner *r, const runner_job *job, _Atomic bool *can
 	if (!ex->stopping) {
 		for (size_t i = 0; i < ex->npools && !s; i++) {
 			size_t k = ex->pool_order[i];
-			if (cairn_is_ok(&st) && executor_pool_satisfies(&ex->pools[k], job->props, job->nprops, NULL))
+			if (cairn_is_ok(&st) && exec_pool_takes(ex, k, job->props, job->nprops))
 				s = free_slot_in(ex, k);
 			else if (!cairn_is_ok(&st))
 				s = free_slot_in(ex, k); /* any slot will do to fail it */
@@ -358,6 +360,7 @@ cairn_status executor_new(const executor_config *cfg, executor **out)
 	ex->uid_base = cfg->sandbox_uid_base > 0 ? cfg->sandbox_uid_base : DEFAULT_UID_BASE;
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_mutex_init(&ex->xmu, NULL);
+	pthread_mutex_init(&ex->ignored_mu, NULL);
 	cairn_status st = start(ex);
 	if (!cairn_is_ok(&st)) {
 		executor_free(ex);
@@ -394,6 +397,7 @@ void executor_free(executor *ex)
 	free(ex->xcache_dir);
 	pthread_mutex_destroy(&ex->mu);
 	pthread_mutex_destroy(&ex->xmu);
+	pthread_mutex_destroy(&ex->ignored_mu);
 	free(ex);
 }
 

@@ -70,9 +70,12 @@ expect_err "FAILED_PRECONDITION" "missing input status"
 expect_err "MISSING blobs/$bogus" "missing input violation"
 
 log "an unsatisfiable platform property fails at once, naming the property"
-rexec --platform=gpu=a100 -- /bin/true
+rexec --platform=OSFamily=Windows -- /bin/true
 expect_err "FAILED_PRECONDITION" "unsatisfiable platform"
-expect_err "gpu" "property named"
+expect_err "OSFamily=Windows" "property named"
+rexec --platform=Pool=gpu -- /bin/true
+expect_err "FAILED_PRECONDITION" "unsatisfiable pool"
+expect_err "Pool=gpu" "pool named"
 
 log "an output path outside the exec root is refused"
 rexec --outputs=../escape -- /bin/true

@@ -534,14 +534,46 @@ static void check_names_the_unmet_property(void **state)
 	cairn_status s = r->ops->check(r, big, 1);
 	assert_int_equal(s.code, CAIRN_FAILED_PRECONDITION);
 	assert_non_null(strstr(s.msg, "cpu=8"));
-	runner_property img[] = {{"container-image", "docker://x"}};
-	s = r->ops->check(r, img, 1);
+	runner_property gpu_pool[] = {{"Pool", "gpu"}}; /* a key pools declare, a value none has */
+	s = r->ops->check(r, gpu_pool, 1);
 	assert_int_equal(s.code, CAIRN_FAILED_PRECONDITION);
-	assert_non_null(strstr(s.msg, "container-image"));
+	assert_non_null(strstr(s.msg, "Pool=gpu"));
+	runner_property win[] = {{"OSFamily", "Windows"}, {"build", "1234"}};
+	s = r->ops->check(r, win, 2);
+	assert_int_equal(s.code, CAIRN_FAILED_PRECONDITION);
+	assert_non_null(strstr(s.msg, "OSFamily=Windows"));
 	runner_property mix[] = {{"Pool", "default"}, {"cpu", "2"}}; /* each exists, not together */
 	assert_int_equal(r->ops->check(r, mix, 2).code, CAIRN_FAILED_PRECONDITION);
 	runner_property badmem[] = {{"memory", "lots"}};
 	assert_int_equal(r->ops->check(r, badmem, 1).code, CAIRN_INVALID_ARGUMENT);
+}
+
+/* Keys no pool declares and cairn does not interpret only keep cache entries apart (Bazel users set
+ * build=1234 or cache-silo-key=… for that): they never keep an action from running. */
+static void uninterpreted_properties_do_not_constrain(void **state)
+{
+	runner *r = executor_runner(*state);
+	runner_property silo[] = {{"build", "1234"}, {"cache-silo-key", "abc"}, {"Pool", "large"}};
+	assert_int_equal(r->ops->check(r, silo, 3).code, CAIRN_OK);
+	waiter w;
+	action_spec a = {.argv = ARGV("sh", "-c", "echo ran"), .env = SH};
+	re_result *res = run_props(*state, &a, silo, 3, &w);
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_non_null(res);
+	assert_blob_text(res->stdout_digest, "ran\n");
+	build__bazel__remote__execution__v2__action_result__free_unpacked(res, NULL);
+	waiter_free(&w);
+	/* a key a pool declares keeps constraining, even on the pools that lack it */
+	executor *ex = new_executor("1*pool=default;1*gpu=1", 120);
+	r = executor_runner(ex);
+	runner_property gpu[] = {{"gpu", "1"}}, gpu2[] = {{"gpu", "2"}};
+	assert_int_equal(r->ops->check(r, gpu, 1).code, CAIRN_OK);
+	cairn_status s = r->ops->check(r, gpu2, 1);
+	assert_int_equal(s.code, CAIRN_FAILED_PRECONDITION);
+	assert_non_null(strstr(s.msg, "gpu=2"));
+	runner_property both[] = {{"gpu", "1"}, {"Pool", "default"}};
+	assert_int_equal(r->ops->check(r, both, 2).code, CAIRN_FAILED_PRECONDITION);
+	executor_free(ex);
 }
 
 static void unsatisfiable_job_fails_at_once(void **state)
@@ -1298,6 +1330,7 @@ int main(void)
 	        cmocka_unit_test(pools_parse_invalid),
 	        cmocka_unit_test(pool_matching),
 	        T(check_names_the_unmet_property),
+	        T(uninterpreted_properties_do_not_constrain),
 	        T(unsatisfiable_job_fails_at_once),
 	        T(echo_to_stdout),
 	        T(nonzero_exit_is_a_result),
