@@ -12,6 +12,13 @@
  * file, a symlink an output symlink (listed, for pre-2.1 clients, as a file or directory symlink by
  * what it points to inside the exec root).
  *
+ * A symlink whose target is absolute and inside the exec root as the action saw it (Bazel's
+ * genrules write $PWD/…), at an output's path or inside an output directory, is taken for what it
+ * points to: Bazel 4 refuses absolute symlinks among outputs, and no client could resolve one into
+ * the worker's root. It is reached through openat2's RESOLVE_IN_ROOT, so no link leads the worker
+ * out of the root, and its files are copied, never handed to put_file by a path that crosses a
+ * link. A link back to a directory being walked, and any other symlink, stays a symlink.
+ *
  * Output directories become Tree messages: the root and every distinct child Directory, in an order
  * where parents come before children (is_topologically_sorted). With output_directory_format
  * DIRECTORY_ONLY or TREE_AND_DIRECTORY each Directory is stored too and root_directory_digest set.
@@ -47,6 +54,7 @@ static void *grow(cairn_arena *a, void *old, size_t n, size_t *cap, size_t elem)
 typedef struct pathbuf {
 	char s[8192];
 	size_t len;
+	bool linked; /* reached through a symlink: s is no path to hand to put_file, files are copied */
 } pathbuf;
 
 static bool path_push(pathbuf *pb, const char *name, size_t *saved)
@@ -97,9 +105,21 @@ cairn_status exec_store_file(exec_job *j, const char *path, cairn_digest *out)
 	return s->put_file(s->ctx, path, out);
 }
 
-/* Stores the regular file name in dirfd (host path pb). `st` was taken with lstat. An error is a
- * limit the output broke; a file that could not be stored only clears *stored (and cacheable). */
-static cairn_status store_output_file(exec_job *j, int dirfd, const char *name, const pathbuf *pb, struct stat *st,
+/* Opens an output file or directory for reading, without following a symlink; -1 if it is gone
+ * or is neither. */
+static int open_output(int dirfd, const char *name, struct stat *st)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, st) != 0 || (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Stores the regular file open as fd (st from fstat; host path pb). An error is a limit the output
+ * broke; a file that could not be stored only clears *stored (and cacheable). */
+static cairn_status store_output_file(exec_job *j, int fd, const pathbuf *pb, const struct stat *st,
                                       cairn_digest *out, bool *stored)
 {
 	*stored = false;
@@ -108,28 +128,24 @@ static cairn_status store_output_file(exec_job *j, int dirfd, const char *name, 
 		                 pb->s + strlen(j->root_dir) + 1, (long long)st->st_size,
 		                 (long long)j->ex->cfg.max_output_size);
 	cairn_status res = cairn_ok();
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, st) != 0 || !S_ISREG(st->st_mode))
-		res = cairn_errno(fd < 0 ? errno : EINVAL, "cannot open output %s", name);
 	/* the store gets 0444 whatever the output's mode (is_executable is in the result): an executable
 	 * CAS inode would later be linked as a non-executable input */
 	const mode_t mode = 0444;
 	uid_t me = geteuid();
 	const char *path = pb->s;
 	char copy[4096];
-	bool ours_ro = st->st_uid == me && (st->st_mode & 07777) == mode;
-	bool takeable = st->st_nlink == 1 && (j->uid >= 0 ? st->st_uid == (uid_t)j->uid : st->st_uid == me);
-	if (cairn_is_ok(&res) && !ours_ro && takeable) {
+	bool ours_ro = !pb->linked && st->st_uid == me && (st->st_mode & 07777) == mode;
+	bool takeable = !pb->linked && st->st_nlink == 1 &&
+	                (j->uid >= 0 ? st->st_uid == (uid_t)j->uid : st->st_uid == me);
+	if (!ours_ro && takeable) {
 		if ((j->uid >= 0 && fchown(fd, me, getegid()) != 0) || fchmod(fd, mode) != 0)
-			res = cairn_errno(errno, "cannot take over output %s", name);
-	} else if (cairn_is_ok(&res) && !ours_ro) {
+			res = cairn_errno(errno, "cannot take over output %s", pb->s);
+	} else if (!ours_ro) {
 		snprintf(copy, sizeof copy, "%s/out-%llu", j->job_dir, (unsigned long long)++j->tmp_seq);
 		int rc = exec_copy_file(fd, AT_FDCWD, copy, mode);
-		res = rc ? cairn_errno(-rc, "cannot copy output %s", name) : cairn_ok();
+		res = rc ? cairn_errno(-rc, "cannot copy output %s", pb->s) : cairn_ok();
 		path = copy;
 	}
-	if (fd >= 0)
-		close(fd);
 	if (cairn_is_ok(&res)) {
 		executor_storage *s = &j->ex->cfg.storage;
 		res = s->put_file(s->ctx, path, out);
@@ -144,6 +160,37 @@ static cairn_status store_output_file(exec_job *j, int dirfd, const char *name, 
 	return cairn_ok();
 }
 
+/* A symlink's target, NUL-terminated; false if it cannot be read (or is empty or too long). */
+static bool read_link(int dirfd, const char *name, char *buf, size_t cap)
+{
+	ssize_t n = readlinkat(dirfd, name, buf, cap);
+	if (n <= 0 || (size_t)n >= cap)
+		return false;
+	buf[n] = 0;
+	return true;
+}
+
+/* The exec root as the action saw it. */
+static const char *root_seen(const exec_job *j) { return j->ex->caps.mount_ns ? EXEC_ROOT_INSIDE : j->root_dir; }
+
+/* A symlink with an absolute target inside the exec root as the action saw it is taken for what it
+ * points to (Bazel 4 refuses absolute symlinks among outputs, and no client could resolve one
+ * anyway): returns that file or directory open for reading, with *st,
+ * or -1 to keep the symlink (a relative target, one outside the root, one that dangles). */
+static int follow_absolute(exec_job *j, const char *target, struct stat *st)
+{
+	const char *root = root_seen(j);
+	size_t n = strlen(root);
+	if (strncmp(target, root, n) != 0 || (target[n] != '/' && target[n] != 0))
+		return -1;
+	int fd = exec_open_in_root(j->root_fd, target + n + (target[n] == '/'), O_RDONLY | O_NONBLOCK);
+	if (fd >= 0 && (fstat(fd, st) != 0 || (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 /* ---- directories ------------------------------------------------------------------------------ */
 
 typedef struct tree_acc {
@@ -153,6 +200,12 @@ typedef struct tree_acc {
 	size_t nodes;
 	uint32_t *set; /* open addressing over digests: index + 1, 0 = empty */
 	size_t set_cap;
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} up[EXEC_MAX_DEPTH + 2]; /* the directories being walked, root first: a followed link to one
+	                            * of them would never end */
+	size_t nup;
 } tree_acc;
 
 static size_t slot_of(const cairn_digest *d, size_t cap)
@@ -225,11 +278,67 @@ static void pack_dir(exec_job *j, re_directory *d, uint8_t **bytes, size_t *len,
 static cairn_status build_dir(exec_job *j, int fd, pathbuf *pb, int depth, tree_acc *t, re_directory **out,
                               cairn_digest *dg);
 
-static cairn_status add_entry(exec_job *j, int fd, const char *name, pathbuf *pb, int depth, tree_acc *t,
+static bool walking(const tree_acc *t, const struct stat *st)
+{
+	for (size_t i = 0; i < t->nup; i++)
+		if (t->up[i].dev == st->st_dev && t->up[i].ino == st->st_ino)
+			return true;
+	return false;
+}
+
+/* Opens the entry name of dirfd for the tree: a file or directory as it is, an absolute symlink as
+ * what it points to (follow_absolute) unless that is a directory being walked. -1 for a symlink
+ * kept as one (its target in target[0..cap)) or an entry left out (target ""). */
+static int open_entry(exec_job *j, int dirfd, const char *name, const tree_acc *t, pathbuf *pb, struct stat *st,
+                      char *target, size_t cap)
+{
+	target[0] = 0;
+	if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode))
+		return open_output(dirfd, name, st);
+	if (!S_ISLNK(st->st_mode) || !read_link(dirfd, name, target, cap))
+		return -1; /* sockets, fifos, devices: not representable, left out */
+	int fd = follow_absolute(j, target, st);
+	if (fd >= 0 && S_ISDIR(st->st_mode) && walking(t, st)) {
+		close(fd);
+		fd = -1;
+	}
+	pb->linked |= fd >= 0;
+	return fd;
+}
+
+enum node_kind { NODE_FILE, NODE_DIR, NODE_SYMLINK };
+
+/* Appends a node named name to d's list of that kind (caps: the lists' capacities). */
+static void *add_node(exec_job *j, re_directory *d, size_t caps[3], enum node_kind kind, const char *name)
+{
+	void *node;
+	if (kind == NODE_FILE) {
+		re_file_node *f = node = cairn_arena_alloc(j->arena, sizeof *f);
+		build__bazel__remote__execution__v2__file_node__init(f);
+		f->name = cairn_arena_strndup(j->arena, name, strlen(name));
+		PUSH(j->arena, d->files, d->n_files, caps[0], f);
+	} else if (kind == NODE_DIR) {
+		re_dir_node *dn = node = cairn_arena_alloc(j->arena, sizeof *dn);
+		build__bazel__remote__execution__v2__directory_node__init(dn);
+		dn->name = cairn_arena_strndup(j->arena, name, strlen(name));
+		PUSH(j->arena, d->directories, d->n_directories, caps[1], dn);
+	} else {
+		re_symlink_node *sl = node = cairn_arena_alloc(j->arena, sizeof *sl);
+		build__bazel__remote__execution__v2__symlink_node__init(sl);
+		sl->name = cairn_arena_strndup(j->arena, name, strlen(name));
+		PUSH(j->arena, d->symlinks, d->n_symlinks, caps[2], sl);
+	}
+	return node;
+}
+
+static cairn_status build_dir(exec_job *j, int fd, pathbuf *pb, int depth, tree_acc *t, re_directory **out,
+                              cairn_digest *dg);
+
+static cairn_status add_entry(exec_job *j, int dirfd, const char *name, pathbuf *pb, int depth, tree_acc *t,
                               re_directory *d, size_t caps[3])
 {
 	struct stat st;
-	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return cairn_ok();
 	if (++t->nodes > EXEC_MAX_TREE_NODES)
 		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output directory has more than %d entries",
@@ -237,51 +346,35 @@ static cairn_status add_entry(exec_job *j, int fd, const char *name, pathbuf *pb
 	size_t saved;
 	if (!path_push(pb, name, &saved))
 		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "an output path is longer than %zu bytes", sizeof pb->s);
-	cairn_status st_ = cairn_ok();
-	char *nm = cairn_arena_strndup(j->arena, name, strlen(name));
-	if (S_ISREG(st.st_mode)) {
-		cairn_digest fd_d;
-		bool exec = st.st_mode & S_IXUSR;
-		node_props *np = props_of(j, &st);
-		bool stored;
-		st_ = store_output_file(j, fd, name, pb, &st, &fd_d, &stored);
-		if (stored) {
-			re_file_node *fnode = cairn_arena_alloc(j->arena, sizeof *fnode);
-			build__bazel__remote__execution__v2__file_node__init(fnode);
-			fnode->name = nm;
-			fnode->digest = reapi_digest_to_pb(j->arena, &fd_d);
-			fnode->is_executable = exec;
-			fnode->node_properties = np;
-			PUSH(j->arena, d->files, d->n_files, caps[0], fnode);
+	bool linked = pb->linked;
+	char target[4096];
+	int fd = open_entry(j, dirfd, name, t, pb, &st, target, sizeof target);
+	cairn_status res = cairn_ok();
+	cairn_digest dg;
+	bool ok = false;
+	if (fd >= 0 && S_ISREG(st.st_mode)) {
+		res = store_output_file(j, fd, pb, &st, &dg, &ok);
+		re_file_node *f = ok ? add_node(j, d, caps, NODE_FILE, name) : NULL;
+		if (f) {
+			f->digest = reapi_digest_to_pb(j->arena, &dg);
+			f->is_executable = st.st_mode & S_IXUSR;
+			f->node_properties = props_of(j, &st);
 		}
-	} else if (S_ISDIR(st.st_mode)) {
-		int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	} else if (fd >= 0) {
 		re_directory *child;
-		cairn_digest cd;
-		if (sub >= 0) {
-			st_ = build_dir(j, sub, pb, depth + 1, t, &child, &cd);
-			close(sub);
-			if (cairn_is_ok(&st_)) {
-				re_dir_node *dn = cairn_arena_alloc(j->arena, sizeof *dn);
-				build__bazel__remote__execution__v2__directory_node__init(dn);
-				dn->name = nm;
-				dn->digest = reapi_digest_to_pb(j->arena, &cd);
-				PUSH(j->arena, d->directories, d->n_directories, caps[1], dn);
-			}
-		}
-	} else if (S_ISLNK(st.st_mode)) {
-		char target[4096];
-		ssize_t n = readlinkat(fd, name, target, sizeof target - 1);
-		if (n > 0) {
-			re_symlink_node *sl = cairn_arena_alloc(j->arena, sizeof *sl);
-			build__bazel__remote__execution__v2__symlink_node__init(sl);
-			sl->name = nm;
-			sl->target = cairn_arena_strndup(j->arena, target, (size_t)n);
-			PUSH(j->arena, d->symlinks, d->n_symlinks, caps[2], sl);
-		}
-	} /* sockets, fifos, devices: not representable, left out */
+		res = build_dir(j, fd, pb, depth + 1, t, &child, &dg);
+		re_dir_node *dn = cairn_is_ok(&res) ? add_node(j, d, caps, NODE_DIR, name) : NULL;
+		if (dn)
+			dn->digest = reapi_digest_to_pb(j->arena, &dg);
+	} else if (target[0]) {
+		re_symlink_node *sl = add_node(j, d, caps, NODE_SYMLINK, name);
+		sl->target = cairn_arena_strndup(j->arena, target, strlen(target));
+	}
+	if (fd >= 0)
+		close(fd);
+	pb->linked = linked;
 	path_pop(pb, saved);
-	return st_;
+	return res;
 }
 
 static cairn_status build_dir(exec_job *j, int fd, pathbuf *pb, int depth, tree_acc *t, re_directory **out,
@@ -292,15 +385,20 @@ static cairn_status build_dir(exec_job *j, int fd, pathbuf *pb, int depth, tree_
 		                 EXEC_MAX_DEPTH);
 	re_directory *d = cairn_arena_alloc(j->arena, sizeof *d);
 	build__bazel__remote__execution__v2__directory__init(d);
+	struct stat self;
+	if (fstat(fd, &self) != 0)
+		return cairn_errno(errno, "cannot read output directory %s", pb->s);
+	t->up[t->nup].dev = self.st_dev;
+	t->up[t->nup++].ino = self.st_ino;
 	size_t n, caps[3] = {0, 0, 0};
 	char **names = list_dir(j, fd, &n);
 	cairn_status st = cairn_ok();
 	for (size_t i = 0; i < n && cairn_is_ok(&st); i++)
 		st = add_entry(j, fd, names[i], pb, depth, t, d, caps);
+	t->nup--;
 	if (!cairn_is_ok(&st))
 		return st;
-	struct stat self;
-	if ((j->node_unix_mode || j->node_mtime) && fstat(fd, &self) == 0)
+	if (j->node_unix_mode || j->node_mtime)
 		d->node_properties = props_of(j, &self);
 	uint8_t *bytes;
 	size_t len;
@@ -388,14 +486,10 @@ static mode_t symlink_kind(exec_job *j, const char *path)
 	return m;
 }
 
-static void add_symlink(exec_job *j, const exec_output *o, int pfd, const char *base, out_lists *l)
+static void add_symlink(exec_job *j, const exec_output *o, const char *target, out_lists *l)
 {
 	re_result *r = j->result;
-	char target[4096];
-	ssize_t tn = readlinkat(pfd, base, target, sizeof target - 1);
-	if (tn <= 0)
-		return;
-	re_out_symlink *s = make_symlink(j, o->path, target, (size_t)tn);
+	re_out_symlink *s = make_symlink(j, o->path, target, strlen(target));
 	PUSH(j->arena, r->output_symlinks, r->n_output_symlinks, l->cap_sym, s);
 	if (o->kind == OUT_ANY)
 		return;
@@ -408,8 +502,8 @@ static void add_symlink(exec_job *j, const exec_output *o, int pfd, const char *
 		PUSH(j->arena, r->output_file_symlinks, r->n_output_file_symlinks, l->cap_fsym, s);
 }
 
-static cairn_status add_file(exec_job *j, const exec_output *o, int pfd, const char *base, const pathbuf *pb,
-                             struct stat *st, out_lists *l)
+static cairn_status add_file(exec_job *j, const exec_output *o, int fd, const pathbuf *pb, const struct stat *st,
+                             out_lists *l)
 {
 	re_result *r = j->result;
 	re_out_file *f = cairn_arena_alloc(j->arena, sizeof *f);
@@ -419,7 +513,7 @@ static cairn_status add_file(exec_job *j, const exec_output *o, int pfd, const c
 	f->node_properties = props_of(j, st);
 	cairn_digest d;
 	bool stored;
-	cairn_status res = store_output_file(j, pfd, base, pb, st, &d, &stored);
+	cairn_status res = store_output_file(j, fd, pb, st, &d, &stored);
 	if (stored) {
 		f->digest = reapi_digest_to_pb(j->arena, &d);
 		PUSH(j->arena, r->output_files, r->n_output_files, l->cap_files, f);
@@ -427,18 +521,14 @@ static cairn_status add_file(exec_job *j, const exec_output *o, int pfd, const c
 	return res;
 }
 
-static cairn_status add_dir(exec_job *j, const exec_output *o, int pfd, const char *base, pathbuf *pb, out_lists *l)
+static cairn_status add_dir(exec_job *j, const exec_output *o, int fd, pathbuf *pb, out_lists *l)
 {
 	re_result *r = j->result;
-	int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return cairn_ok();
 	re_out_dir *od = cairn_arena_alloc(j->arena, sizeof *od);
 	build__bazel__remote__execution__v2__output_directory__init(od);
 	od->path = (char *)o->path;
 	bool stored = false;
 	cairn_status res = store_tree(j, fd, pb, od, &stored);
-	close(fd);
 	if (stored)
 		PUSH(j->arena, r->output_directories, r->n_output_directories, l->cap_dirs, od);
 	return res;
@@ -460,14 +550,25 @@ static cairn_status collect_one(exec_job *j, int wdfd, const exec_output *o, out
 	int n = snprintf(pb->s, sizeof pb->s, "%s%s%s%s%s", j->root_dir, j->command->working_directory[0] ? "/" : "",
 	                 j->command->working_directory, o->path[0] ? "/" : "", o->path);
 	pb->len = n < 0 || (size_t)n >= sizeof pb->s ? sizeof pb->s - 1 : (size_t)n;
+	pb->linked = false;
+	char target[4096];
+	int fd = -1;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		st.st_mode = 0; /* not produced: left out of the result */
-	if (S_ISLNK(st.st_mode))
-		add_symlink(j, o, pfd, base, l);
-	else if (S_ISREG(st.st_mode))
-		res = add_file(j, o, pfd, base, pb, &st, l);
-	else if (S_ISDIR(st.st_mode))
-		res = add_dir(j, o, pfd, base, pb, l);
+	if (S_ISLNK(st.st_mode) && read_link(pfd, base, target, sizeof target)) {
+		fd = follow_absolute(j, target, &st);
+		pb->linked = fd >= 0;
+		if (fd < 0)
+			add_symlink(j, o, target, l);
+	} else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+		fd = open_output(pfd, base, &st);
+	}
+	if (fd >= 0 && S_ISREG(st.st_mode))
+		res = add_file(j, o, fd, pb, &st, l);
+	else if (fd >= 0)
+		res = add_dir(j, o, fd, pb, l);
+	if (fd >= 0)
+		close(fd);
 	free(pb);
 	close(pfd);
 	return res;

@@ -827,6 +827,47 @@ static void declared_outputs_are_what_the_action_made(void **state)
 	waiter_free(&w);
 }
 
+/* An absolute symlink into the exec root is what it points to (Bazel 4 refuses absolute symlinks
+ * among outputs, and its own executor follows them); one outside the root, or one back to a
+ * directory being walked, stays a symlink. */
+static void absolute_symlinks_into_the_root_are_followed(void **state)
+{
+	waiter w;
+	action_spec a = {
+	        .argv = ARGV("sh", "-c",
+	                     "mkdir -p out/dir/bar && cd out/dir && echo hello > foo && echo bla > bar/baz && "
+	                     "ln -s $PWD/foo a && ln -s $PWD/bar ad && ln -s $PWD loop && ln -s /etc/hostname ext && "
+	                     "ln -s bar rd && cd .. && ln -s $PWD/dir/foo a && ln -s $PWD/dir ad"),
+	        .env = SH,
+	        .out_files = ARGV("out/a", "out/ad"),
+	};
+	re_result *r = run(*state, &a, &w);
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_true(w.cacheable);
+	assert_int_equal(r->n_output_symlinks, 0);
+	assert_int_equal(r->n_output_files, 1);
+	assert_string_equal(r->output_files[0]->path, "out/a");
+	assert_blob_text(r->output_files[0]->digest, "hello\n");
+	assert_int_equal(r->n_output_directories, 1);
+	assert_string_equal(r->output_directories[0]->path, "out/ad");
+	re_tree *t = tree_of(r->output_directories[0]);
+	re_directory *root = t->root;
+	assert_int_equal(root->n_files, 2); /* a (followed), foo */
+	assert_string_equal(root->files[0]->name, "a");
+	assert_blob_text(root->files[0]->digest, "hello\n");
+	assert_int_equal(root->n_directories, 2); /* ad (followed), bar */
+	assert_string_equal(root->directories[0]->name, "ad");
+	assert_string_equal(root->directories[0]->digest->hash, root->directories[1]->digest->hash);
+	assert_int_equal(root->n_symlinks, 3); /* ext, loop, rd */
+	assert_string_equal(root->symlinks[0]->name, "ext");
+	assert_string_equal(root->symlinks[0]->target, "/etc/hostname");
+	assert_string_equal(root->symlinks[1]->name, "loop");
+	assert_string_equal(root->symlinks[2]->target, "bar");
+	build__bazel__remote__execution__v2__tree__free_unpacked(t, NULL);
+	build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
+	waiter_free(&w);
+}
+
 static void output_paths_replace_the_old_fields(void **state)
 {
 	waiter w;
@@ -1338,6 +1379,7 @@ int main(void)
 	        T(huge_stdout_is_stored_whole),
 	        T(outputs_files_dirs_symlinks),
 	        T(declared_outputs_are_what_the_action_made),
+	        T(absolute_symlinks_into_the_root_are_followed),
 	        T(output_paths_replace_the_old_fields),
 	        T(inputs_are_materialised),
 	        T(node_properties_and_shared_executables),
