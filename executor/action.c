@@ -380,9 +380,11 @@ void exec_job_run(exec_job *j, runner_outcome *out)
 		st = cairn_err(CAIRN_CANCELLED, "the action was cancelled");
 	if (cairn_is_ok(&st))
 		st = make_result(j, &r, &cgs);
+	/* Bazel shows every DEADLINE_EXCEEDED from Execute as FAILED_PRECONDITION (so that it is not
+	 * retried): the message must say by itself that the deadline passed */
 	if (cairn_is_ok(&st) && r.timed_out)
 		st = cairn_err(CAIRN_DEADLINE_EXCEEDED,
-		               "the action ran longer than its timeout of %.3fs and was killed",
+		               "the action exceeded deadline: it ran longer than its timeout of %.3fs and was killed",
 		               (double)timeout_ns / 1e9);
 	out->st = st;
 	if (j->packed && (cairn_is_ok(&st) || st.code == CAIRN_DEADLINE_EXCEEDED)) {

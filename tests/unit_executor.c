@@ -688,6 +688,9 @@ static void timeout_kills_the_process_group(void **state)
 	re_result *r = run(*state, &a, &w);
 	int64_t took = cairn_now_ns() - t0;
 	assert_int_equal(w.st.code, CAIRN_DEADLINE_EXCEEDED);
+	/* Bazel turns the code into FAILED_PRECONDITION: the message itself names the deadline */
+	assert_non_null(strstr(w.st.msg, "exceeded deadline"));
+	assert_non_null(strstr(w.st.msg, "timeout of 1.000s"));
 	assert_true(took < 10 * INT64_C(1000000000));
 	assert_non_null(r); /* the partial result is kept */
 	assert_false(w.cacheable);
