@@ -2,7 +2,10 @@
 # Bazel against cairn serve as a remote executor (--remote_executor, --spawn_strategy=remote):
 # every action of the workspace runs in cairn, the outputs are those of a local build, the passing
 # tests pass and the failing one is reported FAILED with its log; after `bazel clean` the same
-# command runs no action at all: everything comes from the action cache.
+# command runs no action at all: everything comes from the action cache. Then actions of shapes
+# cairn once refused or answered in a way Bazel could not use: declared outs that are a directory
+# and symlinks, properties that only keep cache entries apart, and a repository rule's remote
+# command that times out.
 source "$(dirname "$0")/lib.sh"
 
 cairn_tmpdir
@@ -49,6 +52,47 @@ internal=$(count "$TMP/build2.log" internal)
 [ "$hits" -eq $((total - internal)) ] || fail "not every action was a cache hit: $(bazel_processes "$TMP/build2.log")"
 out=$("$WS/bazel-bin/app/hello")
 [ "$out" = "hello, cairn! checksum=22878f51" ] || fail "app/hello from the cache printed '$out'"
+
+log "declared outs that are a directory and symlinks come back as a local build makes them"
+bazel_run build "${REMOTE[@]}" --incompatible_remote_symlinks //remote_compat:make_links >"$TMP/links.log" 2>&1 ||
+	{ cat "$TMP/links.log"; fail "//remote_compat:make_links failed remotely"; }
+[ "$(count "$TMP/links.log" remote)" -eq 1 ] || fail "make_links did not run remotely: $(bazel_processes "$TMP/links.log")"
+out=$(cd "$WS/bazel-bin/remote_compat" && find -L dir r a rd ad -type f -exec cat {} + | sort | uniq -c | tr -s ' ')
+[ "$out" = "$(printf ' 9 bla\n 11 hello')" ] || fail "make_links' files (followed through links) hold: $out"
+links=$(cd "$WS/bazel-bin/remote_compat" && find dir r a rd ad -type l | sort | tr '\n' ' ')
+[ "$links" = "ad/r ad/rd dir/r dir/rd r rd " ] || fail "make_links left these symlinks: $links"
+[ "$(readlink "$WS/bazel-bin/remote_compat/dir/r")" = foo ] || fail "dir/r is not the relative link to foo"
+
+log "properties no executor pool declares only keep cache entries apart"
+bazel_run build "${REMOTE[@]}" //remote_compat:silo >"$TMP/silo.log" 2>&1 ||
+	{ cat "$TMP/silo.log"; fail "//remote_compat:silo (exec_properties build=1234) failed remotely"; }
+[ "$(count "$TMP/silo.log" remote)" -eq 1 ] || fail "silo did not run remotely: $(bazel_processes "$TMP/silo.log")"
+[ "$(cat "$WS/bazel-bin/remote_compat/silo.txt")" = silo ] || fail "silo.txt is wrong"
+bazel_run clean >/dev/null 2>&1
+bazel_run build "${REMOTE[@]}" --noremote_accept_cached //remote_compat:silo >"$TMP/silo2.log" 2>&1 ||
+	{ cat "$TMP/silo2.log"; fail "silo failed the second time"; }
+[ "$(count "$TMP/silo2.log" remote)" -eq 1 ] || fail "silo did not run again: $(bazel_processes "$TMP/silo2.log")"
+n=$(grep -c 'platform property ignored.* key=build$' "$SERVE_LOG" || true)
+[ "$n" -eq 1 ] || fail "the ignored key build was logged $n times, expected once"
+
+log "a repository rule's remote command that times out is reported as past its deadline"
+mkdir "$TMP/repo_ws"
+touch "$TMP/repo_ws/BUILD"
+cat >"$TMP/repo_ws/slow.bzl" <<'EOF'
+def _impl(ctx):
+    ctx.execute(["/bin/sh", "-c", "for i in 1 2 3 4 5; do echo sleeping $i; sleep 1; done"], timeout = 1)
+    ctx.file("BUILD")
+
+slow = repository_rule(implementation = _impl, remotable = True)
+EOF
+printf 'load("//:slow.bzl", "slow")\n\nslow(name = "slow")\n' >"$TMP/repo_ws/WORKSPACE"
+rc=0
+(cd "$TMP/repo_ws" && bazel --output_user_root="$TMP/bazel-root" --nohome_rc --batch fetch \
+	--remote_executor="grpc://127.0.0.1:$PORT" --remote_retries=0 --experimental_repo_remote_exec \
+	@slow//:all) >"$TMP/repo.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || { cat "$TMP/repo.log"; fail "fetching a repository whose command timed out succeeded"; }
+grep -q 'remote_execute failed.*exceeded deadline.*timeout of 1.000s' "$TMP/repo.log" ||
+	{ cat "$TMP/repo.log"; fail "Bazel's error does not say the command exceeded its deadline"; }
 
 stop_serve
 echo "it_bazel_exec: ok"
