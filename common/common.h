@@ -13,7 +13,7 @@
  *  - blobstore: the storage interface the services see (find missing, read, write). What stands behind
  *    it (local cachefs, a sharded set of remote workers, decorators) is composed in cmd/. Calls are
  *    asynchronous: a completion callback may run before the call returns (on the caller's thread) or
- *    later on another thread, so callers must be written for both.
+ *    later on another thread, so callers must be written for both. (Where actions run is runner/'s.)
  *
  * common knows nothing of gRPC calls or disks.
  */
@@ -260,57 +260,5 @@ static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
 /* The same from an open file, read from its current offset to its end; `name` names it in errors. */
 cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name);
-
-/* ---- runner ---------------------------------------------------------------------------------- */
-
-/* Where actions run, as the scheduler sees it: the local executors in `serve`, a remote worker in a
- * cluster. A job names the action by digest; the runner fetches the Action, Command and inputs from
- * the CAS itself. Platform properties are matched here, so a runner can refuse what it can never run. */
-typedef struct runner runner;
-
-typedef struct runner_property {
-	const char *name, *value;
-} runner_property;
-
-typedef struct runner_job {
-	cairn_digest action;       /* the Action message's digest */
-	const runner_property *props; /* the action's platform properties (Action's, else Command's) */
-	size_t nprops;
-	int32_t priority;          /* ExecutionPolicy.priority: lower runs first */
-	int64_t queued_at;         /* wall-clock ns when the scheduler queued it (ExecutedActionMetadata) */
-} runner_job;
-
-/* The outcome of a job. On OK, result/result_len is a packed ActionResult (which may carry a non-zero
- * exit code); cacheable says whether it may go into the action cache (every declared output that was
- * produced was stored). FAILED_PRECONDITION with missing[] lists input blobs absent from the CAS.
- * DEADLINE_EXCEEDED still carries the partial result. The buffers belong to the runner and stay valid
- * only during the callback. */
-typedef struct runner_outcome {
-	cairn_status st;
-	const uint8_t *result;
-	size_t result_len;
-	bool cacheable;
-	const cairn_digest *missing;
-	size_t nmissing;
-} runner_outcome;
-
-typedef void (*runner_started_cb)(void *arg);
-typedef void (*runner_done_cb)(void *arg, const runner_outcome *out);
-
-typedef struct runner_ops {
-	/* OK if some executor of this runner could ever run an action with these properties; else
-	 * FAILED_PRECONDITION naming the property no executor satisfies. */
-	cairn_status (*check)(runner *r, const runner_property *props, size_t n);
-	/* Starts the job if a matching executor is free and returns true; false when all are busy (the
-	 * caller keeps the job queued and tries again after a done callback). started runs when the action
-	 * begins executing, done once at the end; both on a runner thread. cancel, if set to true later,
-	 * asks the runner to stop the job (done still runs). */
-	bool (*try_start)(runner *r, const runner_job *job, _Atomic bool *cancel, runner_started_cb started,
-	                  runner_done_cb done, void *arg);
-} runner_ops;
-
-struct runner {
-	const runner_ops *ops;
-};
 
 #endif

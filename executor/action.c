@@ -364,8 +364,8 @@ void exec_job_run(exec_job *j, runner_outcome *out)
 		out->st = j->reject;
 		return;
 	}
-	if (j->started)
-		j->started(j->arg);
+	if (j->cb->started)
+		j->cb->started(j->arg);
 	j->arena = cairn_arena_new(64 << 10);
 	j->root_fd = -1;
 	int64_t timeout_ns = 0;

@@ -37,6 +37,7 @@
 #define CAIRN_EXECUTOR_H
 
 #include "common/common.h"
+#include "runner/runner.h"
 
 /* Synchronous access to the local CAS, for slot threads. */
 typedef struct executor_storage {

@@ -1,7 +1,7 @@
 /* executor internals: the executor and job structures shared by the files of this folder.
  *
  *   pools.c    worker_config parsing, property matching, the limits an action gets
- *   runner.c   executor_new/free, slot threads, the runner vtable (check, try_start)
+ *   runner.c   executor_new/free, slot threads, the runner vtable (check, offer)
  *   action.c   one job from start to done: Action/Command, exec root, run, result
  *   paths.c    name and path validation, walking beneath a directory without following symlinks
  *   inputs.c   materialising the input tree (hard links or copies, executable copies, missing blobs)
@@ -247,14 +247,13 @@ struct exec_job {
 	executor *ex;
 	exec_slot *slot;
 	uint64_t seq;
-	/* the request, copied in try_start */
+	/* the request, copied in offer */
 	cairn_digest action_digest;
 	runner_property *props;
 	size_t nprops;
 	char *prop_storage;
 	_Atomic bool *cancel;
-	runner_started_cb started;
-	runner_done_cb done;
+	const runner_callbacks *cb;
 	void *arg;
 	cairn_status reject; /* OK, or why no executor can ever run it */
 	/* while running */

@@ -1,13 +1,14 @@
 /* The executor as a runner: pools of slots, one thread per slot, and the two runner calls.
  *
- * try_start never blocks: under the executor's lock it looks for a free slot in a pool that
- * satisfies the job (pools with the fewest CPUs first, so that big pools stay free for the actions
- * that need them), hands the job to that slot's thread and returns true — or returns false at once
- * when every matching slot is busy; the caller keeps the job queued and tries again after a done
- * callback. A slot is marked free before its done callback runs, so that retry finds it. A job that
- * no pool can ever run is not left waiting: it takes any free slot and fails there at once with
- * FAILED_PRECONDITION naming the property. Properties that constrain nothing (pools.c) are left
- * out of both judgements. */
+ * An offer is answered at once, on the caller's thread: under the executor's lock it looks for a
+ * free slot in a pool that satisfies the job (pools with the fewest CPUs first, so that big pools
+ * stay free for the actions that need them) and hands the job to that slot's thread (taken), or
+ * finds every matching slot busy (not taken): the caller keeps the job queued and offers it again
+ * after a done callback. The answer runs under the lock, before the slot thread can report
+ * started, so it must not call back into the executor. A slot is marked free before its done
+ * callback runs, so that the offer made from done finds it. A job that no pool can ever run is not
+ * left waiting: it takes any free slot and fails there at once with FAILED_PRECONDITION naming the
+ * property. Properties that constrain nothing (pools.c) are left out of both judgements. */
 #include "executor/internal.h"
 
 #include <errno.h>
@@ -53,12 +54,12 @@ static cairn_status check_props(executor *ex, const runner_property *props, size
 	return unsatisfiable(ex, props, n);
 }
 
-static cairn_status runner_check(runner *r, const runner_property *props, size_t n)
+static cairn_status runner_check_props(runner *r, const runner_property *props, size_t n)
 {
 	return check_props((executor *)r, props, n);
 }
 
-/* ---- try_start -------------------------------------------------------------------------------- */
+/* ---- offer ------------------------------------------------------------------------------------ */
 
 static exec_slot *free_slot_in(executor *ex, size_t k)
 {
@@ -70,41 +71,30 @@ static exec_slot *free_slot_in(executor *ex, size_t k)
 	return NULL;
 }
 
-static exec_job *new_job(executor *ex, const runner_job *job, _Atomic bool *cancel, runner_started_cb started,
-                         runner_done_cb done, void *arg)
+static exec_job *new_job(executor *ex, const runner_job *job, _Atomic bool *cancel, const runner_callbacks *cb,
+                         void *arg)
 {
 	exec_job *j = cairn_xcalloc(1, sizeof *j);
 	j->ex = ex;
 	j->seq = atomic_fetch_add(&ex->seq, 1);
 	j->action_digest = job->action;
 	j->cancel = cancel;
-	j->started = started;
-	j->done = done;
+	j->cb = cb;
 	j->arg = arg;
 	j->root_fd = -1;
 	j->uid = -1;
 	j->ts[TS_QUEUED] = job->queued_at ? job->queued_at : cairn_wall_ns();
-	size_t bytes = 0;
-	for (size_t i = 0; i < job->nprops; i++)
-		bytes += strlen(job->props[i].name) + strlen(job->props[i].value) + 2;
-	j->props = cairn_xcalloc(job->nprops ? job->nprops : 1, sizeof *j->props);
-	char *p = j->prop_storage = cairn_xmalloc(bytes ? bytes : 1);
-	for (size_t i = 0; i < job->nprops; i++) {
-		const char *src[2] = {job->props[i].name, job->props[i].value};
-		const char **dst[2] = {&j->props[i].name, &j->props[i].value};
-		for (int f = 0; f < 2; f++) {
-			size_t n = strlen(src[f]) + 1;
-			memcpy(p, src[f], n);
-			*dst[f] = p;
-			p += n;
-		}
-	}
-	j->nprops = job->nprops;
+	runner_props rp;
+	runner_props_dup(&rp, job->props, job->nprops);
+	j->props = rp.props;
+	j->nprops = rp.n;
+	j->prop_storage = rp.storage;
 	return j;
 }
 
-static bool runner_try_start(runner *r, const runner_job *job, _Atomic bool *cancel, runner_started_cb started,
-                             runner_done_cb done, void *arg)
+/* Answers at once, on the caller's thread: taken if a slot that can run it is free. */
+static void runner_offer_job(runner *r, const runner_job *job, _Atomic bool *cancel, const runner_callbacks *cb,
+                             void *arg)
 {
 	executor *ex = (executor *)r;
 	cairn_status st = check_props(ex, job->props, job->nprops);
@@ -121,9 +111,10 @@ static bool runner_try_start(runner *r, const runner_job *job, _Atomic bool *can
 	}
 	if (!s) {
 		pthread_mutex_unlock(&ex->mu);
-		return false;
+		cb->answered(arg, false);
+		return;
 	}
-	exec_job *j = new_job(ex, job, cancel, started, done, arg);
+	exec_job *j = new_job(ex, job, cancel, cb, arg);
 	j->slot = s;
 	j->reject = st;
 	exec_limits_for(&ex->pools[s->pool], j->props, j->nprops, &j->limits);
@@ -131,12 +122,13 @@ static bool runner_try_start(runner *r, const runner_job *job, _Atomic bool *can
 		j->uid = ex->uid_base + (int64_t)s->index;
 	s->job = j;
 	s->busy = true;
+	/* answered before the slot thread may start (and report started) */
+	cb->answered(arg, true);
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&ex->mu);
-	return true;
 }
 
-static const runner_ops executor_runner_ops = {.check = runner_check, .try_start = runner_try_start};
+static const runner_ops executor_runner_ops = {.check = runner_check_props, .offer = runner_offer_job};
 
 runner *executor_runner(executor *ex) { return &ex->runner; }
 
@@ -158,9 +150,9 @@ static void *slot_main(void *arg)
 		runner_outcome out;
 		exec_job_run(j, &out);
 		pthread_mutex_lock(&ex->mu);
-		s->busy = false; /* before done: the caller's retry from done must find this slot */
+		s->busy = false; /* before done: the offer made from done must find this slot */
 		pthread_mutex_unlock(&ex->mu);
-		j->done(j->arg, &out);
+		j->cb->done(j->arg, &out);
 		exec_job_cleanup(j);
 		pthread_mutex_lock(&ex->mu);
 	}

@@ -33,11 +33,12 @@ typedef struct exec_op {
 	uint8_t *response; /* packed ExecuteResponse once done */
 	size_t response_len;
 	watcher *watchers;
-	runner_property *props;
+	runner_property *props; /* copied (runner_props) */
 	size_t nprops;
 	char *prop_storage;
 	int32_t priority;
 	uint64_t seq; /* arrival order among equal priorities */
+	uint64_t refused_gen; /* the runner refused it when x->gen was this - 1 (0: never) */
 	int64_t queued_at; /* wall clock, for the result's queued_timestamp */
 	bool do_not_cache;
 	bool queued;
@@ -58,38 +59,43 @@ struct exec_state {
 	size_t max_done;
 	exec_op *queue;
 	uint64_t seq;
+	uint64_t gen;             /* jobs finished: a refused operation is offered again once it moves */
+	exec_op *offering;        /* the operation offered to the runner, its answer not yet acted on */
+	bool in_offer;            /* offer_thread is inside runner_offer */
+	pthread_t offer_thread;
+	int answer;               /* an answer given inside the offer: 1 taken, 2 refused */
 	int64_t retention_ns;
 	size_t max_ops;
 };
 
-struct exec_state *exec_state_new(gateway *g, runner *r);
-void exec_state_free(struct exec_state *x);
+struct exec_state *gw_exec_state_new(gateway *g, runner *r);
+void gw_exec_state_free(struct exec_state *x);
 
 /* Packs op->packed from its stage and response; bumps version. Under mu. */
-void exec_op_repack(exec_op *op);
+void gw_exec_op_repack(exec_op *op);
 /* A done Operation for a call that needs no table entry (cache hits, refusals). */
-void exec_pack_done(const char *name, const cairn_digest *action, const uint8_t *response, size_t len,
+void gw_exec_pack_done(const char *name, const cairn_digest *action, const uint8_t *response, size_t len,
                     uint8_t **out, size_t *out_len);
 /* Packs an ExecuteResponse with a status (and PreconditionFailure MISSING details when missing). */
-void exec_pack_response(const re_action_result *result, bool cached, const cairn_status *st,
+void gw_exec_pack_response(const re_action_result *result, bool cached, const cairn_status *st,
                         const cairn_digest *missing, size_t nmissing, uint8_t **out, size_t *len);
-void exec_new_name(char name[64]);
+void gw_exec_new_name(char name[64]);
 
 /* Sends the op's latest state to each idle watcher; finishes watchers of a done op. Under mu. */
-void exec_notify(struct exec_state *x, exec_op *op);
+void gw_exec_notify(struct exec_state *x, exec_op *op);
 /* Adds a watcher for call to op and sends it the current state. Under mu. */
-void exec_watch(struct exec_state *x, exec_op *op, rpc_call *call);
-exec_op *exec_find(struct exec_state *x, const char *name);
+void gw_exec_watch(struct exec_state *x, exec_op *op, rpc_call *call);
+exec_op *gw_exec_find(struct exec_state *x, const char *name);
 
 /* Queues a new operation and starts what can start. Under mu. */
-void exec_enqueue(struct exec_state *x, exec_op *op);
+void gw_exec_enqueue(struct exec_state *x, exec_op *op);
 /* Starts queued operations while the runner has room. Under mu. */
-void exec_dispatch(struct exec_state *x);
+void gw_exec_dispatch(struct exec_state *x);
 /* Cancels a queued or running operation. Under mu. */
-void exec_cancel(struct exec_state *x, exec_op *op);
+void gw_exec_cancel(struct exec_state *x, exec_op *op);
 /* Drops the oldest finished operations (past their retention, or beyond max_done) that no one
  * follows. Under mu; costs only what it drops. */
-void exec_sweep(struct exec_state *x);
+void gw_exec_sweep(struct exec_state *x);
 
 void gw_execute(rpc_call *call, void *g);
 void gw_wait_execution(rpc_call *call, void *g);

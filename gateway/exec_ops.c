@@ -8,7 +8,7 @@
 
 #define TYPE_PREFIX "type.googleapis.com/build.bazel.remote.execution.v2."
 
-void exec_new_name(char name[64])
+void gw_exec_new_name(char name[64])
 {
 	uint8_t r[16];
 	/* unguessable: another client must not be able to follow or cancel someone's operation */
@@ -63,14 +63,14 @@ static void pack_operation(const char *name, int stage, const cairn_digest *acti
 	free(md_buf);
 }
 
-void exec_op_repack(exec_op *op)
+void gw_exec_op_repack(exec_op *op)
 {
 	free(op->packed);
 	pack_operation(op->name, op->stage, &op->action, op->response, op->response_len, &op->packed, &op->packed_len);
 	op->version++;
 }
 
-void exec_pack_done(const char *name, const cairn_digest *action, const uint8_t *response, size_t len,
+void gw_exec_pack_done(const char *name, const cairn_digest *action, const uint8_t *response, size_t len,
                     uint8_t **out, size_t *out_len)
 {
 	pack_operation(name, STAGE_COMPLETED, action, response, len, out, out_len);
@@ -110,7 +110,7 @@ static Google__Rpc__Status *status_with_details(const cairn_status *st, const ca
 	return s;
 }
 
-void exec_pack_response(const re_action_result *result, bool cached, const cairn_status *st,
+void gw_exec_pack_response(const re_action_result *result, bool cached, const cairn_status *st,
                         const cairn_digest *missing, size_t nmissing, uint8_t **out, size_t *len)
 {
 	cairn_arena *a = cairn_arena_new(1024);
@@ -126,7 +126,7 @@ void exec_pack_response(const re_action_result *result, bool cached, const cairn
 	cairn_arena_free(a);
 }
 
-exec_op *exec_find(struct exec_state *x, const char *name)
+exec_op *gw_exec_find(struct exec_state *x, const char *name)
 {
 	/* linear: finished operations are looked up only by clients whose Execute stream broke */
 	for (exec_op *lists[2] = {x->ops, x->done}, **l = lists; l < lists + 2; l++)
@@ -200,7 +200,7 @@ static void watcher_cancelled(rpc_call *call, void *arg)
 	pthread_mutex_unlock(&x->mu);
 }
 
-void exec_watch(struct exec_state *x, exec_op *op, rpc_call *call)
+void gw_exec_watch(struct exec_state *x, exec_op *op, rpc_call *call)
 {
 	/* in the call's memory: a late cancel callback may still look at it after the watcher ended */
 	watcher *w = cairn_arena_alloc(rpc_call_arena(call), sizeof *w);
@@ -215,7 +215,7 @@ void exec_watch(struct exec_state *x, exec_op *op, rpc_call *call)
 	advance(w);
 }
 
-void exec_notify(struct exec_state *x, exec_op *op)
+void gw_exec_notify(struct exec_state *x, exec_op *op)
 {
 	(void)x;
 	for (watcher *w = op->watchers, *next; w; w = next) {

@@ -1,6 +1,13 @@
 /* The execution queue: operations wait here by priority until the runner has a free executor that
  * satisfies them; the runner's callbacks move them to EXECUTING and COMPLETED, and a finished result
- * goes into the action cache when it may. */
+ * goes into the action cache when it may.
+ *
+ * Dispatch offers queued operations to the runner one at a time, in queue order. An operation stays
+ * queued until the runner takes it; one it refuses (full for its properties) is skipped until some
+ * job finishes (x->gen counts those), so a pool that is full does not hold back operations that
+ * another pool can run. The runner may answer inside the offer (the executor does) or later from
+ * another thread (a remote runner): an answer inside is left in x->answer for the dispatch loop,
+ * one that comes later takes the lock and dispatches again. */
 #include "gateway/exec_internal.h"
 
 #include <stdlib.h>
@@ -10,7 +17,7 @@
  * pool does not make every completion scan it all. */
 #define DISPATCH_SCAN 256
 
-struct exec_state *exec_state_new(gateway *g, runner *r)
+struct exec_state *gw_exec_state_new(gateway *g, runner *r)
 {
 	struct exec_state *x = cairn_xcalloc(1, sizeof *x);
 	pthread_mutex_init(&x->mu, NULL);
@@ -32,7 +39,7 @@ static void op_free(exec_op *op)
 	free(op);
 }
 
-void exec_state_free(struct exec_state *x)
+void gw_exec_state_free(struct exec_state *x)
 {
 	if (!x)
 		return;
@@ -45,7 +52,7 @@ void exec_state_free(struct exec_state *x)
 	free(x);
 }
 
-void exec_sweep(struct exec_state *x)
+void gw_exec_sweep(struct exec_state *x)
 {
 	int64_t now = cairn_now_ns();
 	while (x->done && !x->done->watchers &&
@@ -59,13 +66,13 @@ void exec_sweep(struct exec_state *x)
 	}
 }
 
-void exec_enqueue(struct exec_state *x, exec_op *op)
+void gw_exec_enqueue(struct exec_state *x, exec_op *op)
 {
 	op->seq = x->seq++;
 	op->queued_at = cairn_wall_ns();
 	op->stage = STAGE_QUEUED;
 	op->queued = true;
-	exec_op_repack(op);
+	gw_exec_op_repack(op);
 	op->prev = NULL;
 	op->next = x->ops;
 	if (x->ops)
@@ -77,7 +84,7 @@ void exec_enqueue(struct exec_state *x, exec_op *op)
 		pp = &(*pp)->qnext;
 	op->qnext = *pp;
 	*pp = op;
-	exec_dispatch(x);
+	gw_exec_dispatch(x);
 }
 
 static void dequeue(struct exec_state *x, exec_op *op)
@@ -118,8 +125,8 @@ static void complete(struct exec_state *x, exec_op *op, uint8_t *response, size_
 	op->response_len = len;
 	op->stage = STAGE_COMPLETED;
 	op->done_at = cairn_now_ns();
-	exec_op_repack(op);
-	exec_notify(x, op);
+	gw_exec_op_repack(op);
+	gw_exec_notify(x, op);
 }
 
 typedef struct job_ctx {
@@ -128,14 +135,48 @@ typedef struct job_ctx {
 	exec_op *op;
 } job_ctx;
 
+static void answered(void *arg, bool taken);
+static void started(void *arg);
+static void done(void *arg, const runner_outcome *out);
+static const runner_callbacks job_callbacks = {.answered = answered, .started = started, .done = done};
+
+/* Acts on the runner's answer to the offer of j->op. Under mu. */
+static void settle(struct exec_state *x, job_ctx *j, bool taken)
+{
+	exec_op *op = j->op;
+	x->offering = NULL;
+	if (taken) {
+		dequeue(x, op); /* the runner reports through started and done now; j goes with done */
+		return;
+	}
+	free(j);
+	op->refused_gen = x->gen + 1;
+	if (atomic_load(&op->cancel))
+		gw_exec_cancel(x, op); /* cancelled while the offer was out */
+}
+
+static void answered(void *arg, bool taken)
+{
+	job_ctx *j = arg;
+	struct exec_state *x = j->x;
+	if (x->in_offer && pthread_equal(x->offer_thread, pthread_self())) {
+		x->answer = taken ? 1 : 2; /* inside the offer, under mu: the dispatch loop acts on it */
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	settle(x, j, taken);
+	gw_exec_dispatch(x);
+	pthread_mutex_unlock(&x->mu);
+}
+
 static void started(void *arg)
 {
 	job_ctx *j = arg;
 	pthread_mutex_lock(&j->x->mu);
 	if (j->op->stage == STAGE_QUEUED) {
 		j->op->stage = STAGE_EXECUTING;
-		exec_op_repack(j->op);
-		exec_notify(j->x, j->op);
+		gw_exec_op_repack(j->op);
+		gw_exec_notify(j->x, j->op);
 	}
 	pthread_mutex_unlock(&j->x->mu);
 }
@@ -165,43 +206,52 @@ static void done(void *arg, const runner_outcome *out)
 	}
 	uint8_t *resp;
 	size_t len;
-	exec_pack_response(ar, false, &st, out->missing, out->nmissing, &resp, &len);
+	gw_exec_pack_response(ar, false, &st, out->missing, out->nmissing, &resp, &len);
 	if (ar)
 		build__bazel__remote__execution__v2__action_result__free_unpacked(ar, NULL);
 	pthread_mutex_lock(&j->x->mu);
 	complete(j->x, op, resp, len);
-	exec_dispatch(j->x); /* an executor is free again */
+	j->x->gen++; /* an executor is free again: what was refused may run now */
+	gw_exec_dispatch(j->x);
 	pthread_mutex_unlock(&j->x->mu);
 	free(j);
 }
 
-void exec_dispatch(struct exec_state *x)
+void gw_exec_dispatch(struct exec_state *x)
 {
 	int scanned = 0;
-	for (exec_op *op = x->queue, *next; op && scanned < DISPATCH_SCAN; op = next, scanned++) {
+	for (exec_op *op = x->queue, *next; op && !x->offering && scanned < DISPATCH_SCAN; op = next, scanned++) {
 		next = op->qnext;
+		if (op->refused_gen == x->gen + 1)
+			continue; /* refused since the last job finished: nothing has changed for it */
 		runner_job job = {.action = op->action, .props = op->props, .nprops = op->nprops, .priority = op->priority,
 		                  .queued_at = op->queued_at};
 		job_ctx *j = cairn_xmalloc(sizeof *j);
 		*j = (job_ctx){.x = x, .g = x->gateway, .op = op};
-		if (x->runner->ops->try_start(x->runner, &job, &op->cancel, started, done, j))
-			dequeue(x, op);
-		else
-			free(j);
+		x->offering = op;
+		x->answer = 0;
+		x->offer_thread = pthread_self();
+		x->in_offer = true;
+		runner_offer(x->runner, &job, &op->cancel, &job_callbacks, j);
+		x->in_offer = false;
+		if (!x->answer)
+			return; /* it comes later, and dispatches again */
+		settle(x, j, x->answer == 1);
 	}
 }
 
-void exec_cancel(struct exec_state *x, exec_op *op)
+void gw_exec_cancel(struct exec_state *x, exec_op *op)
 {
 	if (op->stage == STAGE_COMPLETED)
 		return;
 	atomic_store(&op->cancel, true);
-	if (!op->queued)
-		return; /* running: the runner stops it and reports through done */
+	if (!op->queued || x->offering == op)
+		return; /* running, or offered: the runner stops it and reports through done, or refuses it
+		         * and settle cancels it */
 	dequeue(x, op);
 	cairn_status st = cairn_err(CAIRN_CANCELLED, "operation was cancelled");
 	uint8_t *resp;
 	size_t len;
-	exec_pack_response(NULL, false, &st, NULL, 0, &resp, &len);
+	gw_exec_pack_response(NULL, false, &st, NULL, 0, &resp, &len);
 	complete(x, op, resp, len);
 }

@@ -26,10 +26,10 @@ typedef struct execute_ctx {
 static void send_done(execute_ctx *e, uint8_t *response, size_t len)
 {
 	char name[64];
-	exec_new_name(name);
+	gw_exec_new_name(name);
 	uint8_t *op;
 	size_t op_len;
-	exec_pack_done(name, &e->action_digest, response, len, &op, &op_len);
+	gw_exec_pack_done(name, &e->action_digest, response, len, &op, &op_len);
 	free(response);
 	Google__Longrunning__Operation *m = rpc_call_unpack(e->call, &google__longrunning__operation__descriptor, op, op_len);
 	free(op);
@@ -44,25 +44,20 @@ static void refuse(execute_ctx *e, cairn_status st, const cairn_digest *missing,
 	LOG_DEBUG("exec", "refused action status=%s", cairn_status_str(&st));
 	uint8_t *resp;
 	size_t len;
-	exec_pack_response(NULL, false, &st, missing, nmissing, &resp, &len);
+	gw_exec_pack_response(NULL, false, &st, missing, nmissing, &resp, &len);
 	send_done(e, resp, len);
 }
 
+static const char *pb_name(const void *src, size_t i) { return ((const re_platform *)src)->properties[i]->name; }
+static const char *pb_value(const void *src, size_t i) { return ((const re_platform *)src)->properties[i]->value; }
+
 static void copy_props(exec_op *op, const re_platform *p)
 {
-	size_t n = p ? p->n_properties : 0, bytes = 0;
-	for (size_t i = 0; i < n; i++)
-		bytes += strlen(p->properties[i]->name) + strlen(p->properties[i]->value) + 2;
-	op->props = cairn_xcalloc(n + 1, sizeof *op->props);
-	op->prop_storage = cairn_xmalloc(bytes + 1);
-	char *s = op->prop_storage;
-	for (size_t i = 0; i < n; i++) {
-		op->props[i].name = strcpy(s, p->properties[i]->name);
-		s += strlen(s) + 1;
-		op->props[i].value = strcpy(s, p->properties[i]->value);
-		s += strlen(s) + 1;
-	}
-	op->nprops = n;
+	runner_props rp;
+	runner_props_copy(&rp, p ? p->n_properties : 0, pb_name, pb_value, p);
+	op->props = rp.props;
+	op->nprops = rp.n;
+	op->prop_storage = rp.storage;
 }
 
 static void drop_op(exec_op *op)
@@ -79,26 +74,26 @@ static void queue_action(execute_ctx *e, const re_platform *platform)
 	struct exec_state *x = e->g->exec;
 	exec_op *op = cairn_xcalloc(1, sizeof *op);
 	copy_props(op, platform);
-	cairn_status st = x->runner->ops->check(x->runner, op->props, op->nprops);
+	cairn_status st = runner_check(x->runner, op->props, op->nprops);
 	if (!cairn_is_ok(&st)) {
 		drop_op(op);
 		return refuse(e, st, NULL, 0);
 	}
-	exec_new_name(op->name);
+	gw_exec_new_name(op->name);
 	op->instance = cairn_xstrdup(e->req->instance_name);
 	op->action = e->action_digest;
 	op->do_not_cache = e->action->do_not_cache;
 	op->priority = e->req->execution_policy ? e->req->execution_policy->priority : 0;
 	pthread_mutex_lock(&x->mu);
-	exec_sweep(x);
+	gw_exec_sweep(x);
 	if (x->nops >= x->max_ops) {
 		pthread_mutex_unlock(&x->mu);
 		drop_op(op);
 		return refuse(e, cairn_err(CAIRN_RESOURCE_EXHAUSTED, "too many operations in flight"), NULL, 0);
 	}
 	LOG_DEBUG("exec", "queued operation=%s", op->name);
-	exec_enqueue(x, op);
-	exec_watch(x, op, e->call);
+	gw_exec_enqueue(x, op);
+	gw_exec_watch(x, op, e->call);
 	pthread_mutex_unlock(&x->mu);
 }
 
@@ -151,7 +146,7 @@ static void looked_up(void *arg, cairn_status st, uint8_t *data, size_t len)
 	uint8_t *resp;
 	size_t rlen;
 	cairn_status ok = cairn_ok();
-	exec_pack_response(ar, true, &ok, NULL, 0, &resp, &rlen);
+	gw_exec_pack_response(ar, true, &ok, NULL, 0, &resp, &rlen);
 	send_done(e, resp, rlen);
 }
 
@@ -193,9 +188,9 @@ void gw_wait_execution(rpc_call *call, void *svc)
 	cairn_status st = name ? cairn_ok() : gw_malformed("WaitExecutionRequest");
 	struct exec_state *x = g->exec;
 	pthread_mutex_lock(&x->mu);
-	exec_op *op = name ? exec_find(x, name) : NULL;
+	exec_op *op = name ? gw_exec_find(x, name) : NULL;
 	if (op)
-		exec_watch(x, op, call);
+		gw_exec_watch(x, op, call);
 	pthread_mutex_unlock(&x->mu);
 	if (op)
 		return;
@@ -211,7 +206,7 @@ void gw_get_operation(rpc_call *call, void *svc)
 	struct exec_state *x = g->exec;
 	Google__Longrunning__Operation *m = NULL;
 	pthread_mutex_lock(&x->mu);
-	exec_op *op = name ? exec_find(x, name) : NULL;
+	exec_op *op = name ? gw_exec_find(x, name) : NULL;
 	if (op)
 		m = rpc_call_unpack(call, &google__longrunning__operation__descriptor, op->packed, op->packed_len);
 	pthread_mutex_unlock(&x->mu);
@@ -227,9 +222,9 @@ void gw_cancel_operation(rpc_call *call, void *svc)
 	const char *name = op_name(call, &google__longrunning__cancel_operation_request__descriptor, false);
 	struct exec_state *x = g->exec;
 	pthread_mutex_lock(&x->mu);
-	exec_op *op = name ? exec_find(x, name) : NULL;
+	exec_op *op = name ? gw_exec_find(x, name) : NULL;
 	if (op)
-		exec_cancel(x, op);
+		gw_exec_cancel(x, op);
 	pthread_mutex_unlock(&x->mu);
 	cairn_status st = !name ? gw_malformed("CancelOperationRequest")
 	                  : !op ? cairn_err(CAIRN_NOT_FOUND, "no operation %s", name)

@@ -10,7 +10,7 @@ gateway *gateway_new(const gateway_config *cfg)
 	g->ac = ac_store_new(cfg->ac_max_size);
 	g->uploads = upload_table_new(cfg->max_upload_sessions, cfg->upload_idle_ns);
 	if (cfg->runner)
-		g->exec = exec_state_new(g, cfg->runner);
+		g->exec = gw_exec_state_new(g, cfg->runner);
 	return g;
 }
 
@@ -18,7 +18,7 @@ void gateway_free(gateway *g)
 {
 	if (!g)
 		return;
-	exec_state_free(g->exec);
+	gw_exec_state_free(g->exec);
 	upload_table_free(g->uploads);
 	ac_store_free(g->ac);
 	free(g);

@@ -20,6 +20,7 @@
 
 #include "common/common.h"
 #include "rpc/rpc.h"
+#include "runner/runner.h"
 
 typedef struct gateway gateway;
 

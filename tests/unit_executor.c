@@ -290,6 +290,7 @@ typedef struct waiter {
 	cairn_digest missing[16];
 	size_t nmissing;
 	_Atomic bool cancel;
+	bool answered, taken; /* the answer to the last offer */
 } waiter;
 
 static void on_started(void *arg)
@@ -332,11 +333,24 @@ static void waiter_free(waiter *w)
 	pthread_cond_destroy(&w->cv);
 }
 
+static void on_answered(void *arg, bool taken)
+{
+	waiter *w = arg;
+	w->answered = true; /* on the offering thread, before the offer returns */
+	w->taken = taken;
+}
+
+static const runner_callbacks callbacks = {.answered = on_answered, .started = on_started, .done = on_done};
+
+/* Offers the job; the executor answers inside the offer. */
 static bool start(executor *ex, cairn_digest action, const runner_property *props, size_t n, waiter *w)
 {
 	runner *r = executor_runner(ex);
 	runner_job job = {.action = action, .props = props, .nprops = n};
-	return r->ops->try_start(r, &job, &w->cancel, on_started, on_done, w);
+	w->answered = false;
+	runner_offer(r, &job, &w->cancel, &callbacks, w);
+	assert_true(w->answered);
+	return w->taken;
 }
 
 static void wait_done(waiter *w, int seconds)
