@@ -13,7 +13,7 @@
  * bounded in-memory AC, ac_check.c the lookup that returns a hit only when every blob it names is
  * present, ac.c the ActionCache service; execute.c the Execution and Operations services over the
  * queue of exec_queue.c and the operations of exec_ops.c, which hand actions to a `runner`
- * (common.h); capabilities.c; gateway.c wires them into a method table for rpc.
+ * (runner/runner.h); capabilities.c; gateway.c wires them into a method table for rpc.
  */
 #ifndef CAIRN_GATEWAY_H
 #define CAIRN_GATEWAY_H
