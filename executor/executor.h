@@ -3,7 +3,7 @@
  *
  * A pool of executor slots, grouped in pools that each carry platform properties
  * (`--worker_config=4*cpu=1,pool=default;1*cpu=4,pool=large`), is offered to the scheduler as a
- * `runner` (common.h). An action runs in a pool whose properties satisfy its own (pools.c); a key no
+ * `runner` (runner/runner.h). An action runs in a pool whose properties satisfy its own (pools.c); a key no
  * pool declares and cairn does not interpret constrains nothing. Each slot is a thread; a job on a
  * slot:
  *   1. reads the Action and Command from the CAS and checks them (paths inside the exec root, sizes);
@@ -79,7 +79,7 @@ typedef struct executor executor;
 cairn_status executor_new(const executor_config *cfg, executor **out);
 /* Waits for running jobs to end (cancelling them) and frees everything. */
 void executor_free(executor *ex);
-/* The executor as a runner (common.h); valid until executor_free. */
+/* The executor as a runner (runner/runner.h); valid until executor_free. */
 runner *executor_runner(executor *ex);
 
 /* The isolation executor_new obtained on this machine (for the status page and tests). */
