@@ -680,6 +680,66 @@ def ac_and_tree_cases(t, present):
         "INVALID_ARGUMENT", "digest function"))
 
 
+MAX_TREE_PAGES = 50  # the trees here have a few directories: a walk this long never ends
+
+
+def follow_tree(t, root, page_size=0, token=""):
+    """Follows GetTree's page tokens as a client does, from `token`: (the last call's Result, the
+    hashes of the directories returned, pages). Raises if a token still comes after MAX_TREE_PAGES."""
+    hashes, pages = [], 0
+    while True:
+        res = t.server_stream(CAS + "GetTree", t.re.GetTreeRequest(root_digest=root, page_size=page_size,
+                                                                  page_token=token))
+        pages += 1
+        token = ""
+        for r in res.responses:
+            m = t.re.GetTreeResponse.FromString(r)
+            hashes += [digest_of(d.SerializeToString())[0] for d in m.directories]
+            token = m.next_page_token
+        if res.code != t.grpc.StatusCode.OK or not token:
+            return res, hashes, pages
+        if pages >= MAX_TREE_PAGES:
+            raise RuntimeError(f"GetTree still gives a page token ({token!r}) after {pages} pages")
+
+
+def tree_walk_cases(t):
+    """A client following page tokens always comes to an end, whatever the tree or the token."""
+    def directory(files=(), dirs=()):
+        d = t.re.Directory(files=[t.re.FileNode(name=n, digest=t.digest(*digest_of(n.encode()))) for n in files],
+                           directories=[t.re.DirectoryNode(name=f"d{i}", digest=t.digest(h, s))
+                                        for i, (h, s) in enumerate(dirs)])
+        return d.SerializeToString()
+
+    leaf = t.put(directory(files=[f"leaf-{uuid.uuid4()}"]))
+    gone = digest_of(directory(files=[f"gone-{uuid.uuid4()}"]))  # never stored
+    for name, kids in (("last", [leaf, gone]), ("first", [gone, leaf])):
+        root = t.put(directory(dirs=kids))
+        for page in (0, 1, 2):
+            case = f"GetTree-missing-subdirectory-{name}-page-size-{page}"
+
+            def missing_subdirectory():
+                res, hashes, pages = follow_tree(t, t.digest(*root), page)
+                report(case, res.code == t.grpc.StatusCode.OK and sorted(hashes) == sorted([root[0], leaf[0]]),
+                       "OK with the root and the directory present", f"{res} {len(hashes)} directories")
+            t.run_case(case, missing_subdirectory)
+    bad_root = t.put(b"\x0f\x0f")  # wire type 7: not a Directory
+    for page in (0, 1):
+        t.run_case(f"GetTree-root-not-a-directory-page-size-{page}", lambda: t.expect(
+            f"GetTree-root-not-a-directory-page-size-{page}", follow_tree(t, t.digest(*bad_root), page)[0],
+            "FAILED_PRECONDITION", bad_root[0], "not a Directory"))
+    t.run_case("GetTree-root-absent", lambda: t.expect(
+        "GetTree-root-absent", follow_tree(t, t.digest(*gone), 1)[0], "NOT_FOUND", gone[0]))
+    small = t.put(directory(files=[f"small-{uuid.uuid4()}"]))
+    for token in ("1", "2", "7", "200000"):  # tokens another, bigger tree could have given
+        case = f"GetTree-token-from-another-tree-{token}"
+
+        def foreign_token():
+            res, hashes, pages = follow_tree(t, t.digest(*small), 1, token)
+            report(case, res.code == t.grpc.StatusCode.OK and not hashes and pages == 1,
+                   "OK: one last, empty page", f"{res} {len(hashes)} directories in {pages} pages")
+        t.run_case(case, foreign_token)
+
+
 def unknown_method_cases(t):
     for m in ("/build.bazel.remote.execution.v2.ContentAddressableStorage/Frobnicate", "/no.such.Service/Method"):
         t.run_case(f"unknown-method {m}", lambda: t.expect(f"unknown-method {m}", t.unary(m, b""), "UNIMPLEMENTED", m))
@@ -727,6 +787,7 @@ def main():
     write_cases(t, present)
     broken_upload_cases(t)
     ac_and_tree_cases(t, present)
+    tree_walk_cases(t)
     unknown_method_cases(t)
     still_serving(t)
     t.chan.close()

@@ -1,4 +1,5 @@
-/* Unit tests of the gateway's ByteStream resource-name parser and its in-memory action cache. */
+/* Unit tests of the gateway's ByteStream resource-name parser, its in-memory action cache, and GetTree
+ * (through a real server on loopback over a blob store in memory). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -730,6 +731,303 @@ static void test_ac_concurrent_accounting(void **state)
 	ac_store_free(s);
 }
 
+/* ---- GetTree, through a real server over a blob store in memory ---- */
+
+typedef Build__Bazel__Remote__Execution__V2__DirectoryNode re_dir_node;
+typedef Build__Bazel__Remote__Execution__V2__FileNode re_file_node;
+
+#define MEM_BLOBS 16
+/* The blobs of the store: tests fill it before they start the server, which only reads it. */
+static struct mem_blob {
+	cairn_digest d;
+	uint8_t *data;
+	size_t len;
+} mem[MEM_BLOBS];
+static size_t nmem;
+
+typedef struct mem_reader {
+	blob_reader base;
+	const struct mem_blob *b;
+} mem_reader;
+
+static void mem_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
+{
+	for (size_t i = 0; i < nmem; i++) {
+		if (cairn_digest_eq(&mem[i].d, d)) {
+			mem_reader *r = calloc(1, sizeof *r);
+			*r = (mem_reader){.base = {.ops = bs->ops, .size = (int64_t)mem[i].len}, .b = &mem[i]};
+			cb(arg, cairn_ok(), &r->base);
+			return;
+		}
+	}
+	cb(arg, cairn_err(CAIRN_NOT_FOUND, "not in the test's store"), NULL);
+}
+
+static void mem_read(blob_reader *r, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg)
+{
+	const struct mem_blob *b = ((mem_reader *)r)->b;
+	size_t n = off < b->len ? b->len - off : 0;
+	n = n < len ? n : len;
+	memcpy(buf, b->data + off, n);
+	cb(arg, cairn_ok(), n);
+}
+
+static void mem_close_read(blob_reader *r) { free(r); }
+
+/* Adds a blob to the store (unless held is false: then it only gets its digest). */
+static cairn_digest mem_blob_add(const void *data, size_t len, bool held)
+{
+	cairn_digest d;
+	cairn_digest_of(data, len, &d);
+	if (held) {
+		assert_true(nmem < MEM_BLOBS);
+		mem[nmem++] = (struct mem_blob){.d = d, .data = memcpy(malloc(len ? len : 1), data, len), .len = len};
+	}
+	return d;
+}
+
+/* A Directory with the given subdirectories and nfiles files (named long enough to make it big),
+ * added to the store when held. */
+static cairn_digest mem_dir_add(const cairn_digest *subdirs, size_t nsub, size_t nfiles, bool held)
+{
+	re_directory dir = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIRECTORY__INIT;
+	re_dir_node *dn = calloc(nsub + 1, sizeof *dn), **dps = calloc(nsub + 1, sizeof *dps);
+	re_file_node *fn = calloc(nfiles + 1, sizeof *fn), **fps = calloc(nfiles + 1, sizeof *fps);
+	re_digest *pbs = calloc(nsub + nfiles + 1, sizeof *pbs);
+	char(*hex)[CAIRN_HASH_HEX_LEN + 1] = calloc(nsub + 1, sizeof *hex);
+	char(*names)[128] = calloc(nsub + nfiles + 1, sizeof *names);
+	for (size_t i = 0; i < nsub; i++) {
+		build__bazel__remote__execution__v2__directory_node__init(&dn[i]);
+		build__bazel__remote__execution__v2__digest__init(&pbs[i]);
+		cairn_hash_hex(subdirs[i].hash, hex[i]);
+		pbs[i].hash = hex[i];
+		pbs[i].size_bytes = subdirs[i].size;
+		snprintf(names[i], sizeof names[i], "d%zu", i);
+		dn[i].name = names[i];
+		dn[i].digest = &pbs[i];
+		dps[i] = &dn[i];
+	}
+	for (size_t i = 0; i < nfiles; i++) {
+		build__bazel__remote__execution__v2__file_node__init(&fn[i]);
+		build__bazel__remote__execution__v2__digest__init(&pbs[nsub + i]);
+		pbs[nsub + i].hash = (char *)HASH;
+		snprintf(names[nsub + i], sizeof names[0], "file-%0100zu", i);
+		fn[i].name = names[nsub + i];
+		fn[i].digest = &pbs[nsub + i];
+		fps[i] = &fn[i];
+	}
+	dir.directories = dps;
+	dir.n_directories = nsub;
+	dir.files = fps;
+	dir.n_files = nfiles;
+	size_t len = protobuf_c_message_get_packed_size(&dir.base);
+	uint8_t *buf = malloc(len ? len : 1);
+	protobuf_c_message_pack(&dir.base, buf);
+	cairn_digest d = mem_blob_add(buf, len, held);
+	free(buf);
+	free(dn), free(dps), free(fn), free(fps), free(pbs), free(hex), free(names);
+	return d;
+}
+
+static rpc_server *tree_srv;
+static rpc_channel *tree_ch;
+static gateway *tree_gw;
+
+static int tree_setup(void **state)
+{
+	(void)state;
+	static const blobstore_ops ops = {.open_read = mem_open_read, .read = mem_read, .close_read = mem_close_read};
+	static blobstore bs = {.ops = &ops};
+	gateway_config gc = {.cas = &bs, .ac_max_size = 1 << 20, .max_upload_sessions = 1, .upload_idle_ns = 1};
+	tree_gw = gateway_new(&gc);
+	rpc_method methods[16];
+	size_t n = gateway_methods(tree_gw, methods, 16);
+	rpc_server_config cfg = {.address = "127.0.0.1:0", .threads = 2};
+	assert_int_equal(rpc_server_start(&cfg, methods, n, &tree_srv).code, CAIRN_OK);
+	assert_int_equal(rpc_channel_open(fmt("grpc://127.0.0.1:%d", rpc_server_port(tree_srv)), 8 << 20, &tree_ch).code,
+	                 CAIRN_OK);
+	return 0;
+}
+
+static int tree_teardown(void **state)
+{
+	(void)state;
+	rpc_channel_close(tree_ch);
+	rpc_server_stop(tree_srv);
+	gateway_free(tree_gw);
+	for (size_t i = 0; i < nmem; i++)
+		free(mem[i].data);
+	nmem = 0;
+	return 0;
+}
+
+#define TREE_MAX_PAGES 50
+
+typedef struct tree_walk {
+	cairn_status st; /* how the last call ended */
+	int pages;
+	size_t ndirs;
+	cairn_digest dirs[TREE_MAX_PAGES * 4];
+} tree_walk;
+
+/* One GetTree call: the directories it returns go into w; *next gets the page token (malloc'd). */
+static cairn_status get_tree_page(const cairn_digest *root, int page_size, const char *token, tree_walk *w,
+                                  char **next)
+{
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_hash_hex(root->hash, hex);
+	re_digest pb = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+	pb.hash = hex;
+	pb.size_bytes = root->size;
+	Build__Bazel__Remote__Execution__V2__GetTreeRequest req = BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_TREE_REQUEST__INIT;
+	req.root_digest = &pb;
+	req.page_size = page_size;
+	req.page_token = (char *)token;
+	rpc_stream *s;
+	cairn_status st = rpc_stream_open(tree_ch, "/build.bazel.remote.execution.v2.ContentAddressableStorage/GetTree",
+	                                  10000, &s);
+	assert_int_equal(st.code, CAIRN_OK);
+	st = rpc_stream_send(s, &req.base);
+	if (cairn_is_ok(&st))
+		st = rpc_stream_close_send(s);
+	ProtobufCMessage *m = NULL;
+	while (cairn_is_ok(&st) &&
+	       (st = rpc_stream_recv(s, &build__bazel__remote__execution__v2__get_tree_response__descriptor, &m), m)) {
+		Build__Bazel__Remote__Execution__V2__GetTreeResponse *r = (void *)m;
+		for (size_t i = 0; i < r->n_directories; i++) {
+			size_t len = protobuf_c_message_get_packed_size(&r->directories[i]->base);
+			uint8_t *buf = malloc(len ? len : 1);
+			protobuf_c_message_pack(&r->directories[i]->base, buf);
+			assert_true(w->ndirs < sizeof w->dirs / sizeof w->dirs[0]);
+			cairn_digest_of(buf, len, &w->dirs[w->ndirs++]);
+			free(buf);
+		}
+		free(*next);
+		*next = strdup(r->next_page_token);
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	cairn_status fst = rpc_stream_finish(s, NULL, NULL);
+	return cairn_is_ok(&st) ? fst : st;
+}
+
+/* Follows page tokens from `token` as a client does, giving up after TREE_MAX_PAGES pages: a walk
+ * that gets that far never ends. */
+static tree_walk follow_tree(const cairn_digest *root, int page_size, const char *token)
+{
+	tree_walk w = {.st = cairn_ok()};
+	char *t = strdup(token);
+	while (w.pages < TREE_MAX_PAGES) {
+		char *next = NULL;
+		w.st = get_tree_page(root, page_size, t, &w, &next);
+		w.pages++;
+		free(t);
+		t = next;
+		if (!cairn_is_ok(&w.st) || !t || !t[0])
+			break;
+	}
+	if (w.pages == TREE_MAX_PAGES && t && t[0])
+		fail_msg("GetTree still gives a page token (\"%s\") after %d pages", t, TREE_MAX_PAGES);
+	free(t);
+	return w;
+}
+
+static bool walk_holds(const tree_walk *w, const cairn_digest *d)
+{
+	for (size_t i = 0; i < w->ndirs; i++)
+		if (cairn_digest_eq(&w->dirs[i], d))
+			return true;
+	return false;
+}
+
+/* A tree whose last directory in the walk is missing: the rest comes back, and the walk ends. */
+static void test_tree_missing_subdirectory_ends(void **state)
+{
+	(void)state;
+	cairn_digest leaf = mem_dir_add(NULL, 0, 1, true);
+	cairn_digest gone = mem_dir_add(NULL, 0, 2, false);
+	cairn_digest kids[] = {leaf, gone};
+	cairn_digest root = mem_dir_add(kids, 2, 0, true);
+	for (int page = 0; page <= 2; page++) {
+		tree_walk w = follow_tree(&root, page, "");
+		assert_int_equal(w.st.code, CAIRN_OK);
+		assert_int_equal(w.ndirs, 2);
+		assert_true(walk_holds(&w, &root) && walk_holds(&w, &leaf));
+	}
+	/* a missing directory in the middle of the walk is left out just the same */
+	cairn_digest mid_kids[] = {gone, leaf};
+	cairn_digest root2 = mem_dir_add(mid_kids, 2, 0, true);
+	tree_walk w = follow_tree(&root2, 1, "");
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_int_equal(w.ndirs, 2);
+	assert_true(walk_holds(&w, &root2) && walk_holds(&w, &leaf));
+}
+
+/* A root that is missing, or not a Directory, ends the call with an error naming it. */
+static void test_tree_broken_root_fails(void **state)
+{
+	(void)state;
+	char hex[CAIRN_HASH_HEX_LEN + 1];
+	cairn_digest garbage = mem_blob_add("\x0f\x0f", 2, true); /* wire type 7: not a message */
+	cairn_hash_hex(garbage.hash, hex);
+	for (int page = 0; page <= 1; page++) {
+		tree_walk w = follow_tree(&garbage, page, "");
+		assert_int_equal(w.st.code, CAIRN_FAILED_PRECONDITION);
+		assert_non_null(strstr(w.st.msg, hex));
+		assert_int_equal(w.ndirs, 0);
+	}
+	cairn_digest absent = mem_dir_add(NULL, 0, 3, false);
+	cairn_hash_hex(absent.hash, hex);
+	tree_walk w = follow_tree(&absent, 0, "");
+	assert_int_equal(w.st.code, CAIRN_NOT_FOUND);
+	assert_non_null(strstr(w.st.msg, hex));
+}
+
+/* Whatever token a client brings, following the tokens ends; a bad one is refused. */
+static void test_tree_foreign_and_malformed_tokens(void **state)
+{
+	(void)state;
+	cairn_digest a = mem_dir_add(NULL, 0, 4, true), b = mem_dir_add(NULL, 0, 5, true);
+	cairn_digest c = mem_dir_add(NULL, 0, 6, true);
+	cairn_digest kids[] = {a, b, c};
+	cairn_digest big = mem_dir_add(kids, 3, 0, true), small = mem_dir_add(NULL, 0, 7, true);
+	/* a token from the bigger tree, past the end of the smaller one: an empty last page */
+	tree_walk w = follow_tree(&big, 1, "");
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_int_equal(w.ndirs, 4);
+	for (int i = 1; i <= 4; i++) {
+		w = follow_tree(&small, 1, fmt("%d", i));
+		assert_int_equal(w.st.code, CAIRN_OK);
+		assert_int_equal(w.ndirs, 0);
+		assert_int_equal(w.pages, 1);
+	}
+	/* from the middle of the bigger tree: the rest of it */
+	w = follow_tree(&big, 1, "2");
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_int_equal(w.ndirs, 2);
+	const char *bad[] = {"x", "-1", "1x", "99999999999999999999999", "200001"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		w = follow_tree(&big, 1, bad[i]);
+		assert_int_equal(w.st.code, CAIRN_INVALID_ARGUMENT);
+		assert_non_null(strstr(w.st.msg, "page_token"));
+	}
+}
+
+/* A directory larger than a page's byte budget goes alone on a page instead of stalling the walk. */
+static void test_tree_directory_larger_than_a_page(void **state)
+{
+	(void)state;
+	cairn_digest huge = mem_dir_add(NULL, 0, 20000, true); /* about 3.4 MB */
+	assert_true(huge.size > (3 << 20));
+	cairn_digest small = mem_dir_add(NULL, 0, 1, true);
+	cairn_digest kids[] = {small, huge};
+	cairn_digest root = mem_dir_add(kids, 2, 0, true);
+	tree_walk w = follow_tree(&root, 0, "");
+	assert_int_equal(w.st.code, CAIRN_OK);
+	assert_int_equal(w.ndirs, 3);
+	assert_true(walk_holds(&w, &huge));
+	assert_true(w.pages >= 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -768,6 +1066,10 @@ int main(void)
 		cmocka_unit_test(test_ac_oversize_entry_refused),
 		cmocka_unit_test(test_ac_counts_and_bytes),
 		cmocka_unit_test(test_ac_concurrent_accounting),
+		cmocka_unit_test_setup_teardown(test_tree_missing_subdirectory_ends, tree_setup, tree_teardown),
+		cmocka_unit_test_setup_teardown(test_tree_broken_root_fails, tree_setup, tree_teardown),
+		cmocka_unit_test_setup_teardown(test_tree_foreign_and_malformed_tokens, tree_setup, tree_teardown),
+		cmocka_unit_test_setup_teardown(test_tree_directory_larger_than_a_page, tree_setup, tree_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
