@@ -5,16 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ac_backup_key(const char *instance, const cairn_digest *action, char *out, size_t cap)
-{
-	char hex[CAIRN_HASH_HEX_LEN + 1];
-	cairn_hash_hex(action->hash, hex);
-	if (instance[0])
-		snprintf(out, cap, "ac/%s/%s", instance, hex);
-	else
-		snprintf(out, cap, "ac/%s", hex);
-}
-
 ac_backup *ac_backup_new(objstore *os, int64_t max_queue)
 {
 	ac_backup *b = cairn_xcalloc(1, sizeof *b);
@@ -81,24 +71,40 @@ static void put(void *ctx, const char *instance, const cairn_digest *action, con
 		return;
 	}
 	char key[AC_BACKUP_KEY_MAX];
-	ac_backup_key(instance, action, key, sizeof key);
-	objstore_put(b->os, key, data, len, written, b);
+	ac_backup_key(instance, action, key);
+	size_t n;
+	uint8_t *obj = ac_backup_object(instance, action, data, len, &n);
+	objstore_put(b->os, key, obj, n, written, b);
+	free(obj);
 }
 
 typedef struct get_ctx {
 	ac_backup *b;
 	void (*cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
 	void *arg;
+	char key[AC_BACKUP_KEY_MAX];
 } get_ctx;
 
+/* Hands the result inside the object to the caller, in the object's own buffer. */
 static void got(void *arg, cairn_status st, uint8_t *data, size_t len)
 {
 	get_ctx *g = arg;
-	if (cairn_is_ok(&st))
+	ac_backup_entry e;
+	size_t rlen = 0;
+	if (cairn_is_ok(&st) && !ac_backup_object_parse(data, len, g->key, &e))
+		st = cairn_err(CAIRN_DATA_LOSS, "%.200s in the bucket is not the action cache entry its key names",
+		               g->key);
+	if (cairn_is_ok(&st)) {
+		rlen = e.result_len;
+		memmove(data, e.result, rlen);
 		atomic_fetch_add(&g->b->restored, 1);
-	else if (st.code != CAIRN_NOT_FOUND)
-		LOG_WARN("backup", "action cache entry not restored: %s", cairn_status_str(&st));
-	g->cb(g->arg, st, data, len);
+	} else {
+		free(data);
+		data = NULL;
+		if (st.code != CAIRN_NOT_FOUND)
+			LOG_WARN("backup", "action cache entry not restored: %s", cairn_status_str(&st));
+	}
+	g->cb(g->arg, st, data, rlen);
 	free(g);
 }
 
@@ -108,9 +114,8 @@ static void get(void *ctx, const char *instance, const cairn_digest *action,
 	ac_backup *b = ctx;
 	get_ctx *g = cairn_xmalloc(sizeof *g);
 	*g = (get_ctx){.b = b, .cb = cb, .arg = arg};
-	char key[AC_BACKUP_KEY_MAX];
-	ac_backup_key(instance, action, key, sizeof key);
-	objstore_get(b->os, key, AC_BACKUP_MAX_ENTRY, got, g);
+	ac_backup_key(instance, action, g->key);
+	objstore_get(b->os, g->key, AC_BACKUP_MAX_ENTRY, got, g);
 }
 
 gateway_ac_backing ac_backup_backing(ac_backup *b)

@@ -1,10 +1,19 @@
 /*
  * backup: the action cache's copy in the object store. Every entry the gateway stores is written,
- * asynchronously, to `ac/<instance>/<hash>` (`ac/<hash>` for the empty instance name) in the bucket;
- * a lookup that misses in memory asks the bucket, so a restarted scheduler (or one with an empty
- * disk) keeps its cache. Writes that would pass the queue limit are dropped, counted and logged:
- * the AC is a cache, and losing a backup entry costs one re-execution, while blocking the service
- * on the bucket would cost every build.
+ * asynchronously, to the bucket; a lookup that misses in memory asks the bucket, so a restarted
+ * scheduler (or one with an empty disk) keeps its cache. Writes that would pass the queue limit are
+ * dropped, counted and logged: the AC is a cache, and losing a backup entry costs one re-execution,
+ * while blocking the service on the bucket would cost every build.
+ *
+ * Keys: `ac/<hash>-<size>` (the action digest) for the empty instance name, `ac/<instance>/<hash>-<size>`
+ * for an instance name made of segments of 1 to 64 characters of [A-Za-z0-9._-] starting with a
+ * letter or digit (255 bytes at most), and `ac/_sha256-<SHA-256 of the name>/<hash>-<size>` for every
+ * other name, so that any name gives a key the store takes, and two names never share one. An object
+ * is "CAIRNAC1", the action digest (32-byte hash, 8-byte little-endian size), the name's length (4
+ * bytes, little-endian), the name and a NUL, then the packed ActionResult; an entry is restored only if
+ * its name and digest give back its key (key.c). Keys of the older format `ac/[<instance>/]<hash>`,
+ * which lack the size that is part of the digest, are never restored: the eager restore counts them
+ * in a log line, and a lookup does not ask for them.
  *
  * With an eager restore (ac_backup_restore), a thread also lists ac/ at start-up and reads the
  * entries back into the gateway's action cache until it is full, never replacing nor evicting an
@@ -32,9 +41,5 @@ void ac_backup_get_stats(ac_backup *b, ac_backup_stats *out);
 /* Starts the eager restore into g's action cache, in the background; logs a line when it is done.
  * ac_backup_free stops it. At most once per ac_backup. */
 void ac_backup_restore(ac_backup *b, gateway *g);
-/* The object key of an entry, and back (exposed for tests): parse gives the instance name and the
- * action digest with size 0 (keys hold only the hash); false for anything that is not such a key. */
-void ac_backup_key(const char *instance, const cairn_digest *action, char *out, size_t cap);
-bool ac_backup_parse_key(const char *key, char *instance, size_t cap, cairn_digest *action);
 
 #endif

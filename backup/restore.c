@@ -27,32 +27,10 @@ struct ac_restore {
 	bool listed, full, stop;
 	int inflight;
 	cairn_status list_st;
-	uint64_t listed_keys, skipped_keys, entries;
+	uint64_t listed_keys, skipped_keys, old_keys, entries;
 	int64_t bytes;
 };
 typedef struct ac_restore restore;
-
-bool ac_backup_parse_key(const char *key, char *instance, size_t cap, cairn_digest *action)
-{
-	size_t len = strlen(key);
-	if (len < 3 + CAIRN_HASH_HEX_LEN || strncmp(key, "ac/", 3) != 0)
-		return false;
-	const char *hex = key + len - CAIRN_HASH_HEX_LEN;
-	cairn_status st = cairn_digest_parse(hex, CAIRN_HASH_HEX_LEN, 0, action);
-	if (!cairn_is_ok(&st)) /* size 0: the key holds only the hash, and the action cache needs no more */
-		return false;
-	size_t ilen = 0;
-	if (hex > key + 3) {
-		if (hex[-1] != '/' || hex - 1 == key + 3)
-			return false;
-		ilen = (size_t)(hex - 1 - (key + 3));
-	}
-	if (ilen >= cap)
-		return false;
-	memcpy(instance, key + 3, ilen);
-	instance[ilen] = '\0';
-	return true;
-}
 
 static void on_page(void *arg, cairn_status st, const char *const *keys, size_t n, bool done)
 {
@@ -76,23 +54,34 @@ static void on_page(void *arg, cairn_status st, const char *const *keys, size_t 
 
 typedef struct fetch {
 	restore *r;
-	char instance[AC_BACKUP_KEY_MAX];
-	cairn_digest action;
+	char *key;
 } fetch;
+
+/* Restores the entry in a fetched object, if it is the one its key names. */
+static cairn_status restore_object(restore *r, const char *key, const uint8_t *data, size_t len, size_t *rlen)
+{
+	ac_backup_entry e;
+	if (!ac_backup_object_parse(data, len, key, &e))
+		return cairn_err(CAIRN_DATA_LOSS, "%.200s in the bucket is not the action cache entry its key names", key);
+	*rlen = e.result_len;
+	return gateway_ac_restore(r->g, e.instance, &e.action, e.result, e.result_len);
+}
 
 static void fetched(void *arg, cairn_status st, uint8_t *data, size_t len)
 {
 	fetch *f = arg;
 	restore *r = f->r;
+	size_t rlen = 0;
 	if (cairn_is_ok(&st))
-		st = gateway_ac_restore(r->g, f->instance, &f->action, data, len);
-	else if (st.code != CAIRN_NOT_FOUND) /* deleted since the listing: nothing to restore */
+		st = restore_object(r, f->key, data, len, &rlen);
+	if (!cairn_is_ok(&st) && st.code != CAIRN_NOT_FOUND && st.code != CAIRN_ALREADY_EXISTS &&
+	    st.code != CAIRN_RESOURCE_EXHAUSTED) /* NOT_FOUND: deleted since the listing */
 		LOG_WARN("backup", "action cache entry not restored: %s", cairn_status_str(&st));
 	free(data);
 	pthread_mutex_lock(&r->mu);
 	if (cairn_is_ok(&st)) {
 		r->entries++;
-		r->bytes += (int64_t)len;
+		r->bytes += (int64_t)rlen;
 		atomic_fetch_add(&r->b->restored, 1);
 	} else if (st.code == CAIRN_RESOURCE_EXHAUSTED) {
 		r->full = true;
@@ -100,7 +89,25 @@ static void fetched(void *arg, cairn_status st, uint8_t *data, size_t len)
 	r->inflight--;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
+	free(f->key);
 	free(f);
+}
+
+/* True for the key of an entry; counts those of the old format (caller holds mu). */
+static bool wanted(restore *r, const char *key)
+{
+	cairn_digest action;
+	switch (ac_backup_parse_key(key, &action)) {
+	case AC_BACKUP_KEY_ENTRY:
+		return true;
+	case AC_BACKUP_KEY_OLD:
+		r->old_keys++;
+		return false;
+	case AC_BACKUP_KEY_OTHER:
+		break;
+	}
+	LOG_WARN("backup", "not an action cache key, skipped: %.200s", key);
+	return false;
 }
 
 static void *restore_main(void *arg)
@@ -123,18 +130,15 @@ static void *restore_main(void *arg)
 		char *key = r->keys[r->head];
 		r->head = (r->head + 1) % RESTORE_MAX_QUEUED;
 		r->count--;
-		fetch *f = cairn_xmalloc(sizeof *f);
-		f->r = r;
-		if (!ac_backup_parse_key(key, f->instance, sizeof f->instance, &f->action)) {
-			LOG_WARN("backup", "not an action cache key, skipped: %.200s", key);
-			free(f);
+		if (!wanted(r, key)) {
 			free(key);
 			continue;
 		}
+		fetch *f = cairn_xmalloc(sizeof *f);
+		*f = (fetch){.r = r, .key = key};
 		r->inflight++;
 		pthread_mutex_unlock(&r->mu);
 		objstore_get(r->b->os, key, AC_BACKUP_MAX_ENTRY, fetched, f);
-		free(key);
 		pthread_mutex_lock(&r->mu);
 	}
 	while (r->inflight > 0)
@@ -147,6 +151,12 @@ static void *restore_main(void *arg)
 	         (unsigned long long)r->entries, (long long)r->bytes, (unsigned long long)r->listed_keys, secs,
 	         r->full ? " (the action cache is full: the rest comes back on a miss)" : "",
 	         r->skipped_keys ? " (the listing outran the fetches: the rest comes back on a miss)" : "");
+	if (r->old_keys)
+		LOG_WARN("backup",
+		         "action cache entries in the old key format not restored: old_keys=%llu (ac/[<instance>/]<hash> "
+		         "lacks the action's size, which is part of its digest; they come back as their actions run "
+		         "again, and can be deleted from the bucket)",
+		         (unsigned long long)r->old_keys);
 	pthread_mutex_unlock(&r->mu);
 	atomic_store(&r->b->restore_done, true);
 	return NULL;

@@ -50,7 +50,7 @@ stat_is resumable_sessions -eq 1
 stat_is resumable_chunks -eq 2 # 16 MiB, then the rest
 ACTION=$(digest_of_string "action $RANDOM$RANDOM")
 c ac put --exit_code=0 "$ACTION" "out/small=$small" "out/big=$big" || fail "ac put failed"
-ac_backed_up() { [ -f "$(cloud_object "cairn/ac/${ACTION%/*}")" ]; }
+ac_backed_up() { [ -f "$(cloud_object "cairn/ac/${ACTION%/*}-${ACTION#*/}")" ]; }
 wait_for -t 30 ac_backed_up
 stop_serve
 
