@@ -16,11 +16,10 @@
  *
  * Hashing: the action digest is chosen by the client — UpdateActionResult takes any digest, it need not
  * be the hash of anything — so an unkeyed table could be flooded with colliding keys. Buckets are
- * picked by SipHash-1-3 over (instance, digest hash) under a random key drawn per store.
+ * picked by SipHash-1-3 over (instance, digest hash, digest size) under a random key drawn per store.
  *
- * Keys: the instance name and the action digest's hash. The size adds nothing to a SHA-256 and is left
- * out, as it is in the object-store backup (ac/<instance>/<hash>), so that entries restored from there
- * answer whatever size a client gives with the hash.
+ * Keys: the instance name and the whole action digest, hash and size: REAPI names content by both, so
+ * a digest with the right hash and another size names another action, and finds nothing.
  */
 #include "gateway/gateway.h"
 
@@ -124,10 +123,14 @@ static uint64_t sip_final(sip *s)
 /* The instance name comes first; the fixed-length digest after it keeps the encoding unambiguous. */
 static uint64_t key_hash(const ac_store *s, const char *instance, size_t instance_len, const cairn_digest *d)
 {
+	uint8_t size[8];
+	for (int i = 0; i < 8; i++)
+		size[i] = (uint8_t)((uint64_t)d->size >> (8 * i));
 	sip h;
 	sip_init(&h, s->key);
 	sip_update(&h, instance, instance_len);
 	sip_update(&h, d->hash, CAIRN_HASH_LEN);
+	sip_update(&h, size, sizeof size);
 	return sip_final(&h);
 }
 
@@ -139,7 +142,7 @@ static ac_entry **find_slot(ac_store *s, uint64_t hash, const char *instance, si
 	ac_entry **pp = &s->buckets[hash & (s->nbuckets - 1)];
 	for (; *pp; pp = &(*pp)->chain) {
 		ac_entry *e = *pp;
-		if (e->hash == hash && e->instance_len == instance_len && !memcmp(e->action.hash, d->hash, CAIRN_HASH_LEN) &&
+		if (e->hash == hash && e->instance_len == instance_len && cairn_digest_eq(&e->action, d) &&
 		    memcmp(e->instance, instance, instance_len) == 0)
 			return pp;
 	}

@@ -4,8 +4,9 @@
 # over 1 KiB). Action results stored under every kind of instance name (ordinary ones, `..`, an
 # empty segment, a 300-byte segment, a 2 KB name) all reach the bucket, an ordinary name's key stays
 # readable, and a cairn started again on an empty data directory gives each of them back: on a miss,
-# and with --ac_restore=eager from memory alone. An entry of the old key format (no size) is not
-# restored, and the eager restore says so in the log.
+# and with --ac_restore=eager from memory alone. The size is part of the action digest: the right
+# hash with another size finds nothing. An entry of the old key format (no size) is not restored,
+# and the eager restore says so in the log.
 source "$(dirname "$0")/lib.sh"
 
 cairn_tmpdir
@@ -69,10 +70,11 @@ n=$(find "$BUCKET/ac" -type f | wc -l)
 main_hash=${ACTIONS[1]%/*} main_size=${ACTIONS[1]#*/}
 [ -f "$BUCKET/ac/main/$main_hash-$main_size" ] || fail "no readable key ac/main/$main_hash-$main_size in the bucket"
 
-log "on an empty disk, every result comes back on a miss, under its own instance name only"
+log "on an empty disk, every result comes back on a miss; another size finds nothing"
 rm -rf "$DATA"
 start_serve "${STORE[@]}"
 check_all
+expect_not_found "${ACTIONS[1]%/*}/$((main_size + 1))" --instance=main
 expect_not_found "${ACTIONS[3]}" --instance=.
 expect_not_found "${ACTIONS[5]}" --instance=a/b
 
@@ -83,5 +85,6 @@ wait_for grep -q "action cache restored entries=${#NAMES[@]} " "$SERVE_LOG"
 grep -q "old key format not restored: old_keys=1 " "$SERVE_LOG" || fail "the old entry is not counted in the log"
 rm -rf "$BUCKET/ac" # from here on, only what the eager restore put in memory answers
 check_all
+expect_not_found "${ACTIONS[0]%/*}/$((${ACTIONS[0]#*/} + 1))"
 stop_serve
 echo "it_ac_backup: ok"
