@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-ac_backup *ac_backup_new(objstore *os, int64_t max_queue)
+backup *backup_new(objstore *os, int64_t max_queue)
 {
-	ac_backup *b = cairn_xcalloc(1, sizeof *b);
+	backup *b = cairn_xcalloc(1, sizeof *b);
 	b->os = os;
 	b->max_queue = max_queue > 0 ? max_queue : 10000;
 	pthread_mutex_init(&b->mu, NULL);
@@ -15,11 +15,11 @@ ac_backup *ac_backup_new(objstore *os, int64_t max_queue)
 	return b;
 }
 
-void ac_backup_free(ac_backup *b)
+void backup_free(backup *b)
 {
 	if (!b)
 		return;
-	ac_restore_free(b->restore);
+	backup_restore_free(b->restore);
 	pthread_mutex_lock(&b->mu);
 	while (b->queued > 0)
 		pthread_cond_wait(&b->cv, &b->mu);
@@ -29,16 +29,16 @@ void ac_backup_free(ac_backup *b)
 	free(b);
 }
 
-void ac_backup_get_stats(ac_backup *b, ac_backup_stats *out)
+void backup_get_stats(backup *b, backup_stats *out)
 {
-	*out = (ac_backup_stats){.written = atomic_load(&b->written), .dropped = atomic_load(&b->dropped),
+	*out = (backup_stats){.written = atomic_load(&b->written), .dropped = atomic_load(&b->dropped),
 	                         .failed = atomic_load(&b->failed), .restored = atomic_load(&b->restored),
 	                         .restore_done = atomic_load(&b->restore_done)};
 }
 
 static void written(void *arg, cairn_status st)
 {
-	ac_backup *b = arg;
+	backup *b = arg;
 	if (cairn_is_ok(&st)) {
 		atomic_fetch_add(&b->written, 1);
 	} else {
@@ -53,7 +53,7 @@ static void written(void *arg, cairn_status st)
 
 static void put(void *ctx, const char *instance, const cairn_digest *action, const void *data, size_t len)
 {
-	ac_backup *b = ctx;
+	backup *b = ctx;
 	pthread_mutex_lock(&b->mu);
 	bool room = b->queued < b->max_queue;
 	if (room)
@@ -71,15 +71,15 @@ static void put(void *ctx, const char *instance, const cairn_digest *action, con
 		return;
 	}
 	char key[AC_BACKUP_KEY_MAX];
-	ac_backup_key(instance, action, key);
+	backup_key(instance, action, key);
 	size_t n;
-	uint8_t *obj = ac_backup_object(instance, action, data, len, &n);
+	uint8_t *obj = backup_object(instance, action, data, len, &n);
 	objstore_put(b->os, key, obj, n, written, b);
 	free(obj);
 }
 
 typedef struct get_ctx {
-	ac_backup *b;
+	backup *b;
 	void (*cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
 	void *arg;
 	char key[AC_BACKUP_KEY_MAX];
@@ -89,9 +89,9 @@ typedef struct get_ctx {
 static void got(void *arg, cairn_status st, uint8_t *data, size_t len)
 {
 	get_ctx *g = arg;
-	ac_backup_entry e;
+	backup_entry e;
 	size_t rlen = 0;
-	if (cairn_is_ok(&st) && !ac_backup_object_parse(data, len, g->key, &e))
+	if (cairn_is_ok(&st) && !backup_object_parse(data, len, g->key, &e))
 		st = cairn_err(CAIRN_DATA_LOSS, "%.200s in the bucket is not the action cache entry its key names",
 		               g->key);
 	if (cairn_is_ok(&st)) {
@@ -111,14 +111,14 @@ static void got(void *arg, cairn_status st, uint8_t *data, size_t len)
 static void get(void *ctx, const char *instance, const cairn_digest *action,
                 void (*cb)(void *arg, cairn_status st, uint8_t *data, size_t len), void *arg)
 {
-	ac_backup *b = ctx;
+	backup *b = ctx;
 	get_ctx *g = cairn_xmalloc(sizeof *g);
 	*g = (get_ctx){.b = b, .cb = cb, .arg = arg};
-	ac_backup_key(instance, action, g->key);
+	backup_key(instance, action, g->key);
 	objstore_get(b->os, g->key, AC_BACKUP_MAX_ENTRY, got, g);
 }
 
-gateway_ac_backing ac_backup_backing(ac_backup *b)
+gateway_ac_backing backup_backing(backup *b)
 {
 	gateway_ac_backing k = {.ctx = b, .put = put, .get = get};
 	return k;

@@ -15,7 +15,7 @@
  * which lack the size that is part of the digest, are never restored: the eager restore counts them
  * in a log line, and a lookup does not ask for them.
  *
- * With an eager restore (ac_backup_restore), a thread also lists ac/ at start-up and reads the
+ * With an eager restore (backup_restore), a thread also lists ac/ at start-up and reads the
  * entries back into the gateway's action cache until it is full, never replacing nor evicting an
  * entry the clients put meanwhile (backup.c: writes and lazy restore; restore.c: eager restore).
  */
@@ -25,21 +25,21 @@
 #include "gateway/gateway.h"
 #include "objstore/objstore.h"
 
-typedef struct ac_backup ac_backup;
+typedef struct backup backup;
 
-typedef struct ac_backup_stats {
+typedef struct backup_stats {
 	uint64_t written, dropped, failed, restored; /* restored: lazily and eagerly */
 	bool restore_done;                           /* the eager restore has ended */
-} ac_backup_stats;
+} backup_stats;
 
-ac_backup *ac_backup_new(objstore *os, int64_t max_queue);
+backup *backup_new(objstore *os, int64_t max_queue);
 /* Waits for queued writes, then frees. Call before closing the objstore. */
-void ac_backup_free(ac_backup *b);
-/* The backing the gateway uses (valid until ac_backup_free). */
-gateway_ac_backing ac_backup_backing(ac_backup *b);
-void ac_backup_get_stats(ac_backup *b, ac_backup_stats *out);
+void backup_free(backup *b);
+/* The backing the gateway uses (valid until backup_free). */
+gateway_ac_backing backup_backing(backup *b);
+void backup_get_stats(backup *b, backup_stats *out);
 /* Starts the eager restore into g's action cache, in the background; logs a line when it is done.
- * ac_backup_free stops it. At most once per ac_backup. */
-void ac_backup_restore(ac_backup *b, gateway *g);
+ * backup_free stops it. At most once per backup. */
+void backup_restore(backup *b, gateway *g);
 
 #endif

@@ -52,7 +52,7 @@ static bool as_is(const char *name)
 	return true;
 }
 
-void ac_backup_key(const char *instance, const cairn_digest *action, char out[AC_BACKUP_KEY_MAX])
+void backup_key(const char *instance, const cairn_digest *action, char out[AC_BACKUP_KEY_MAX])
 {
 	char hex[CAIRN_HASH_HEX_LEN + 1];
 	cairn_hash_hex(action->hash, hex);
@@ -71,7 +71,7 @@ void ac_backup_key(const char *instance, const cairn_digest *action, char out[AC
 	assert(n > 0 && n < AC_BACKUP_KEY_MAX);
 }
 
-enum ac_backup_key_kind ac_backup_parse_key(const char *key, cairn_digest *action)
+enum backup_key_kind backup_parse_key(const char *key, cairn_digest *action)
 {
 	if (strncmp(key, "ac/", 3) != 0)
 		return AC_BACKUP_KEY_OTHER;
@@ -109,7 +109,7 @@ static uint64_t get_le(const uint8_t *p, int bytes)
 	return v;
 }
 
-uint8_t *ac_backup_object(const char *instance, const cairn_digest *action, const void *result, size_t len,
+uint8_t *backup_object(const char *instance, const cairn_digest *action, const void *result, size_t len,
                           size_t *out_len)
 {
 	size_t ilen = strlen(instance);
@@ -126,7 +126,7 @@ uint8_t *ac_backup_object(const char *instance, const cairn_digest *action, cons
 	return obj;
 }
 
-bool ac_backup_object_parse(const uint8_t *obj, size_t len, const char *key, ac_backup_entry *out)
+bool backup_object_parse(const uint8_t *obj, size_t len, const char *key, backup_entry *out)
 {
 	if (len < HEADER_LEN || memcmp(obj, OBJECT_MAGIC, MAGIC_LEN) != 0)
 		return false;
@@ -143,6 +143,6 @@ bool ac_backup_object_parse(const uint8_t *obj, size_t len, const char *key, ac_
 	out->result = p + ilen + 1;
 	out->result_len = len - HEADER_LEN - ilen - 1;
 	char want[AC_BACKUP_KEY_MAX];
-	ac_backup_key(out->instance, &out->action, want);
+	backup_key(out->instance, &out->action, want);
 	return strcmp(want, key) == 0;
 }

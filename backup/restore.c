@@ -15,8 +15,8 @@
 #define RESTORE_INFLIGHT 32
 #define RESTORE_MAX_QUEUED 100000
 
-struct ac_restore {
-	ac_backup *b;
+struct backup_restore_job {
+	backup *b;
 	gateway *g;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -30,7 +30,7 @@ struct ac_restore {
 	uint64_t listed_keys, skipped_keys, old_keys, entries;
 	int64_t bytes;
 };
-typedef struct ac_restore restore;
+typedef struct backup_restore_job restore;
 
 static void on_page(void *arg, cairn_status st, const char *const *keys, size_t n, bool done)
 {
@@ -60,8 +60,8 @@ typedef struct fetch {
 /* Restores the entry in a fetched object, if it is the one its key names. */
 static cairn_status restore_object(restore *r, const char *key, const uint8_t *data, size_t len, size_t *rlen)
 {
-	ac_backup_entry e;
-	if (!ac_backup_object_parse(data, len, key, &e))
+	backup_entry e;
+	if (!backup_object_parse(data, len, key, &e))
 		return cairn_err(CAIRN_DATA_LOSS, "%.200s in the bucket is not the action cache entry its key names", key);
 	*rlen = e.result_len;
 	return gateway_ac_restore(r->g, e.instance, &e.action, e.result, e.result_len);
@@ -97,7 +97,7 @@ static void fetched(void *arg, cairn_status st, uint8_t *data, size_t len)
 static bool wanted(restore *r, const char *key)
 {
 	cairn_digest action;
-	switch (ac_backup_parse_key(key, &action)) {
+	switch (backup_parse_key(key, &action)) {
 	case AC_BACKUP_KEY_ENTRY:
 		return true;
 	case AC_BACKUP_KEY_OLD:
@@ -162,7 +162,7 @@ static void *restore_main(void *arg)
 	return NULL;
 }
 
-void ac_backup_restore(ac_backup *b, gateway *g)
+void backup_restore(backup *b, gateway *g)
 {
 	assert(!b->restore);
 	restore *r = cairn_xcalloc(1, sizeof *r);
@@ -179,7 +179,7 @@ void ac_backup_restore(ac_backup *b, gateway *g)
 	b->restore = r;
 }
 
-void ac_restore_free(restore *r)
+void backup_restore_free(restore *r)
 {
 	if (!r)
 		return;

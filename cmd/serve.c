@@ -37,7 +37,7 @@ typedef struct serve_flags {
 typedef struct external {
 	objstore *os;
 	cachefs_through *through;
-	ac_backup *backup;
+	backup *backup;
 } external;
 
 static cairn_status open_external(const serve_flags *f, cachefs *fs, external *x)
@@ -59,7 +59,7 @@ static cairn_status open_external(const serve_flags *f, cachefs *fs, external *x
 		*x = (external){0};
 		return st;
 	}
-	x->backup = ac_backup_new(x->os, 10000);
+	x->backup = backup_new(x->os, 10000);
 	LOG_INFO("serve", "external storage url=%s write_through=%s", f->external_storage, f->write_through);
 	return st;
 }
@@ -67,7 +67,7 @@ static cairn_status open_external(const serve_flags *f, cachefs *fs, external *x
 /* In this order: what reports to the object store first, the object store last. */
 static void close_external(external *x)
 {
-	ac_backup_free(x->backup);
+	backup_free(x->backup);
 	cachefs_through_free(x->through);
 	objstore_close(x->os);
 }
@@ -171,7 +171,7 @@ static int run(const serve_flags *f)
 	}
 	gateway_config gc = {
 		.runner = ex ? executor_runner(ex) : NULL,
-		.ac_backing = x.backup ? ac_backup_backing(x.backup) : (gateway_ac_backing){0},
+		.ac_backing = x.backup ? backup_backing(x.backup) : (gateway_ac_backing){0},
 		.cas = cas,
 		.ac_max_size = f->ac_max_size,
 		/* Batch calls answer in one message, which a client accepts up to 4 MiB by default */
@@ -197,7 +197,7 @@ static int run(const serve_flags *f)
 	if (!cairn_is_ok(&st))
 		goto out_services;
 	if (x.backup && !strcmp(f->ac_restore, "eager"))
-		ac_backup_restore(x.backup, g);
+		backup_restore(x.backup, g);
 	int port = rpc_server_port(srv);
 	LOG_INFO("serve", "listening address=127.0.0.1:%d data_dir=%s", port, f->data_dir);
 	if (ex)
@@ -220,7 +220,7 @@ static int run(const serve_flags *f)
 out_services:
 	metrics_stop(metrics);
 	executor_free(ex);
-	ac_backup_free(x.backup); /* before the gateway: its restore fills the gateway's action cache */
+	backup_free(x.backup); /* before the gateway: its restore fills the gateway's action cache */
 	x.backup = NULL;
 	gateway_free(g);
 out_external:

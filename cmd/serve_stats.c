@@ -8,7 +8,7 @@ typedef struct counters {
 	cachefs_stats cs;
 	cachefs_through_stats ts; /* these three with external storage only */
 	objstore_stats os;
-	ac_backup_stats bs;
+	backup_stats bs;
 } counters;
 
 static void read_counters(const serve_stats *s, counters *c)
@@ -19,7 +19,7 @@ static void read_counters(const serve_stats *s, counters *c)
 		return;
 	cachefs_through_get_stats(s->through, &c->ts);
 	objstore_get_stats(s->os, &c->os);
-	ac_backup_get_stats(s->backup, &c->bs);
+	backup_get_stats(s->backup, &c->bs);
 }
 
 static void collect_cas(const cachefs_stats cs, metrics_out *o)
@@ -37,7 +37,7 @@ static void collect_external(const counters *c, metrics_out *o)
 {
 	const cachefs_through_stats ts = c->ts;
 	const objstore_stats os = c->os;
-	const ac_backup_stats bs = c->bs;
+	const backup_stats bs = c->bs;
 	metrics_counter(o, "cairn_write_through_uploaded_blobs_total", "Blobs written through to the object store.",
 	                ts.uploaded);
 	metrics_counter(o, "cairn_write_through_skipped_blobs_total",
@@ -91,7 +91,7 @@ void serve_stats_log(const serve_stats *s)
 	const cachefs_stats cs = c.cs;
 	const cachefs_through_stats ts = c.ts;
 	const objstore_stats os = c.os;
-	const ac_backup_stats bs = c.bs;
+	const backup_stats bs = c.bs;
 	LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu", U(cs.blobs), U(cs.bytes),
 	         U(cs.evicted_blobs), U(cs.rejected_writes));
 	if (!s->os)

@@ -12,7 +12,7 @@ typedef struct serve_stats {
 	cachefs *fs;
 	cachefs_through *through;
 	objstore *os;
-	ac_backup *backup;
+	backup *backup;
 } serve_stats;
 
 /* A metrics_collect_fn over a serve_stats. */

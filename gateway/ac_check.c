@@ -82,7 +82,7 @@ static void checked(void *arg, cairn_status st)
 		return lookup_end(l, st);
 	for (size_t i = 0; i < l->n; i++)
 		if (l->missing[i]) {
-			ac_store_remove(l->g->ac, l->instance, &l->action);
+			gw_ac_store_remove(l->g->ac, l->instance, &l->action);
 			return lookup_end(l, miss(l, " (an output is no longer in the CAS)"));
 		}
 	lookup_end(l, cairn_ok());
@@ -138,7 +138,7 @@ static void check(lookup *l)
 {
 	l->ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, l->len, l->data);
 	if (!l->ar) {
-		ac_store_remove(l->g->ac, l->instance, &l->action);
+		gw_ac_store_remove(l->g->ac, l->instance, &l->action);
 		return lookup_end(l, miss(l, " (the stored entry is unreadable)"));
 	}
 	collect(l);
@@ -152,7 +152,7 @@ static void restored(void *arg, cairn_status st, uint8_t *data, size_t len)
 		return lookup_end(l, miss(l, ""));
 	l->data = data;
 	l->len = len;
-	cairn_status put = ac_store_put(l->g->ac, l->instance, &l->action, data, len);
+	cairn_status put = gw_ac_store_put(l->g->ac, l->instance, &l->action, data, len);
 	if (!cairn_is_ok(&put))
 		LOG_WARN("ac", "restored entry not kept in memory: %s", cairn_status_str(&put));
 	check(l);
@@ -167,7 +167,7 @@ void gw_ac_lookup(gateway *g, const char *instance, const cairn_digest *action, 
 	l->action = *action;
 	l->cb = cb;
 	l->arg = arg;
-	if (ac_store_get(g->ac, instance, action, &l->data, &l->len))
+	if (gw_ac_store_get(g->ac, instance, action, &l->data, &l->len))
 		return check(l);
 	if (!g->cfg.ac_backing.get)
 		return lookup_end(l, miss(l, ""));

@@ -12,7 +12,7 @@
  * Structure: a chained hash table for lookup and a doubly linked list in order of use (head = most
  * recently put or read) for eviction, both under one mutex — gRPC threads call in concurrently, and
  * every call is short. Allocation, copying in and freeing happen outside the lock; only the copy out
- * in ac_store_get happens inside (the entry may be evicted as soon as the lock is released).
+ * in gw_ac_store_get happens inside (the entry may be evicted as soon as the lock is released).
  *
  * Hashing: the action digest is chosen by the client — UpdateActionResult takes any digest, it need not
  * be the hash of anything — so an unkeyed table could be flooded with colliding keys. Buckets are
@@ -213,7 +213,7 @@ static void free_chain(ac_entry *e)
 
 /* ---- the public calls ---- */
 
-ac_store *ac_store_new(int64_t max_bytes)
+ac_store *gw_ac_store_new(int64_t max_bytes)
 {
 	ac_store *s = cairn_xcalloc(1, sizeof *s);
 	pthread_mutex_init(&s->mu, NULL);
@@ -228,7 +228,7 @@ ac_store *ac_store_new(int64_t max_bytes)
 	return s;
 }
 
-void ac_store_free(ac_store *s)
+void gw_ac_store_free(ac_store *s)
 {
 	if (!s)
 		return;
@@ -304,19 +304,19 @@ static cairn_status put(ac_store *s, const char *instance, const cairn_digest *a
 	return st;
 }
 
-cairn_status ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+cairn_status gw_ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
                           size_t len)
 {
 	return put(s, instance, action, data, len, false);
 }
 
-cairn_status ac_store_restore(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+cairn_status gw_ac_store_restore(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
                               size_t len)
 {
 	return put(s, instance, action, data, len, true);
 }
 
-bool ac_store_get(ac_store *s, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len)
+bool gw_ac_store_get(ac_store *s, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len)
 {
 	if (!instance)
 		instance = "";
@@ -338,7 +338,7 @@ bool ac_store_get(ac_store *s, const char *instance, const cairn_digest *action,
 	return e != NULL;
 }
 
-void ac_store_remove(ac_store *s, const char *instance, const cairn_digest *action)
+void gw_ac_store_remove(ac_store *s, const char *instance, const cairn_digest *action)
 {
 	if (!instance)
 		instance = "";
@@ -353,7 +353,7 @@ void ac_store_remove(ac_store *s, const char *instance, const cairn_digest *acti
 	free(dead);
 }
 
-size_t ac_store_count(ac_store *s)
+size_t gw_ac_store_count(ac_store *s)
 {
 	pthread_mutex_lock(&s->mu);
 	size_t n = s->count;
@@ -361,7 +361,7 @@ size_t ac_store_count(ac_store *s)
 	return n;
 }
 
-int64_t ac_store_bytes(ac_store *s)
+int64_t gw_ac_store_bytes(ac_store *s)
 {
 	pthread_mutex_lock(&s->mu);
 	int64_t n = s->bytes;

@@ -7,7 +7,7 @@ gateway *gateway_new(const gateway_config *cfg)
 {
 	gateway *g = cairn_xcalloc(1, sizeof *g);
 	g->cfg = *cfg;
-	g->ac = ac_store_new(cfg->ac_max_size);
+	g->ac = gw_ac_store_new(cfg->ac_max_size);
 	g->uploads = upload_table_new(cfg->max_upload_sessions, cfg->upload_idle_ns);
 	if (cfg->runner)
 		g->exec = gw_exec_state_new(g, cfg->runner);
@@ -20,13 +20,13 @@ void gateway_free(gateway *g)
 		return;
 	gw_exec_state_free(g->exec);
 	upload_table_free(g->uploads);
-	ac_store_free(g->ac);
+	gw_ac_store_free(g->ac);
 	free(g);
 }
 
 cairn_status gw_ac_put(gateway *g, const char *instance, const cairn_digest *action, const void *data, size_t len)
 {
-	cairn_status st = ac_store_put(g->ac, instance, action, data, len);
+	cairn_status st = gw_ac_store_put(g->ac, instance, action, data, len);
 	if (cairn_is_ok(&st) && g->cfg.ac_backing.put)
 		g->cfg.ac_backing.put(g->cfg.ac_backing.ctx, instance, action, data, len);
 	return st;
@@ -35,7 +35,7 @@ cairn_status gw_ac_put(gateway *g, const char *instance, const cairn_digest *act
 cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_digest *action, const void *data,
                                 size_t len)
 {
-	return ac_store_restore(g->ac, instance, action, data, len);
+	return gw_ac_store_restore(g->ac, instance, action, data, len);
 }
 
 void gateway_tick(gateway *g) { upload_table_expire(g->uploads); }

@@ -47,7 +47,7 @@ typedef struct gateway_config {
 
 gateway *gateway_new(const gateway_config *cfg);
 void gateway_free(gateway *g);
-/* Adds an action-cache entry read back from the backing at start-up (see ac_store_restore). */
+/* Adds an action-cache entry read back from the backing at start-up (see gw_ac_store_restore). */
 cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_digest *action, const void *data,
                                 size_t len);
 /* Housekeeping to call now and then (every minute): drops interrupted uploads that were not resumed
@@ -77,20 +77,20 @@ cairn_status gateway_parse_write_resource(const char *s, size_t len, gateway_res
 /* ---- the in-memory action cache (exposed for tests) ---- */
 
 typedef struct ac_store ac_store;
-ac_store *ac_store_new(int64_t max_bytes);
-void ac_store_free(ac_store *s);
+ac_store *gw_ac_store_new(int64_t max_bytes);
+void gw_ac_store_free(ac_store *s);
 /* Stores a copy of the packed ActionResult; evicts least recently used entries beyond max_bytes.
  * RESOURCE_EXHAUSTED if one entry alone is larger than the limit. */
-cairn_status ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+cairn_status gw_ac_store_put(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
                           size_t len);
 /* Stores an entry brought back from a backup: only if the key is absent (ALREADY_EXISTS otherwise)
  * and it fits without evicting anything (RESOURCE_EXHAUSTED otherwise). */
-cairn_status ac_store_restore(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
+cairn_status gw_ac_store_restore(ac_store *s, const char *instance, const cairn_digest *action, const void *data,
                               size_t len);
 /* Copies the entry into a malloc'd buffer and marks it used; false if absent. */
-bool ac_store_get(ac_store *s, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len);
-void ac_store_remove(ac_store *s, const char *instance, const cairn_digest *action);
-size_t ac_store_count(ac_store *s);
-int64_t ac_store_bytes(ac_store *s);
+bool gw_ac_store_get(ac_store *s, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len);
+void gw_ac_store_remove(ac_store *s, const char *instance, const cairn_digest *action);
+size_t gw_ac_store_count(ac_store *s);
+int64_t gw_ac_store_bytes(ac_store *s);
 
 #endif

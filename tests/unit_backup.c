@@ -58,16 +58,16 @@ static void keys_name_every_instance_and_size(void **state)
 	int n = 0;
 	for (const char *name; (name = odd_name(n)); n++) {
 		cairn_digest d = digest_of("action"), back;
-		ac_backup_key(name, &d, keys[n]);
+		backup_key(name, &d, keys[n]);
 		assert_store_takes(keys[n]);
-		assert_int_equal(ac_backup_parse_key(keys[n], &back), AC_BACKUP_KEY_ENTRY);
+		assert_int_equal(backup_parse_key(keys[n], &back), AC_BACKUP_KEY_ENTRY);
 		assert_true(cairn_digest_eq(&back, &d));
 		for (int j = 0; j < n; j++)
 			assert_string_not_equal(keys[j], keys[n]); /* two names never share a key */
 		/* the size is in the key: another size, another key */
 		char other[AC_BACKUP_KEY_MAX];
 		d.size++;
-		ac_backup_key(name, &d, other);
+		backup_key(name, &d, other);
 		assert_string_not_equal(other, keys[n]);
 	}
 	/* ordinary names stay readable */
@@ -79,9 +79,9 @@ static void keys_name_every_instance_and_size(void **state)
 	/* a name that looks like a hashed one is hashed itself */
 	char hashed[AC_BACKUP_KEY_MAX], lookalike[AC_BACKUP_KEY_MAX];
 	cairn_digest d = digest_of("action");
-	ac_backup_key("..", &d, hashed);
+	backup_key("..", &d, hashed);
 	*strrchr(hashed, '/') = '\0';
-	ac_backup_key(hashed + 3, &d, lookalike);
+	backup_key(hashed + 3, &d, lookalike);
 	assert_null(strstr(lookalike, hashed));
 }
 
@@ -95,15 +95,15 @@ static void keys_parsed_strictly(void **state)
 	                       "ac/x/%s-99999999999999", "ac/x/%.63sA-1", "ac/x/%s0"};
 	for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
 		snprintf(key, sizeof key, other[i], hex);
-		assert_int_equal(ac_backup_parse_key(key, &d), AC_BACKUP_KEY_OTHER);
+		assert_int_equal(backup_parse_key(key, &d), AC_BACKUP_KEY_OTHER);
 	}
 	const char *old[] = {"ac/%s", "ac/team-a/%s", "ac/a/b/%s"};
 	for (size_t i = 0; i < sizeof old / sizeof *old; i++) {
 		snprintf(key, sizeof key, old[i], hex);
-		assert_int_equal(ac_backup_parse_key(key, &d), AC_BACKUP_KEY_OLD);
+		assert_int_equal(backup_parse_key(key, &d), AC_BACKUP_KEY_OLD);
 	}
 	snprintf(key, sizeof key, "ac/a/%s-1099511627776", hex); /* 1 TiB, the largest size */
-	assert_int_equal(ac_backup_parse_key(key, &d), AC_BACKUP_KEY_ENTRY);
+	assert_int_equal(backup_parse_key(key, &d), AC_BACKUP_KEY_ENTRY);
 	assert_int_equal(d.size, INT64_C(1) << 40);
 }
 
@@ -116,23 +116,23 @@ static void objects_checked_against_their_key(void **state)
 	size_t len;
 	for (int i = 0; odd_name(i); i++) {
 		const char *name = odd_name(i);
-		uint8_t *obj = ac_backup_object(name, &d, "result", 6, &len);
+		uint8_t *obj = backup_object(name, &d, "result", 6, &len);
 		char key[AC_BACKUP_KEY_MAX], wrong[AC_BACKUP_KEY_MAX];
-		ac_backup_key(name, &d, key);
-		ac_backup_entry e;
-		assert_true(ac_backup_object_parse(obj, len, key, &e));
+		backup_key(name, &d, key);
+		backup_entry e;
+		assert_true(backup_object_parse(obj, len, key, &e));
 		assert_string_equal(e.instance, name);
 		assert_true(cairn_digest_eq(&e.action, &d));
 		assert_int_equal(e.result_len, 6);
 		assert_memory_equal(e.result, "result", 6);
-		ac_backup_key(name, &d2, wrong);
-		assert_false(ac_backup_object_parse(obj, len, wrong, &e)); /* another size */
-		ac_backup_key(odd_name(i + 1) ? odd_name(i + 1) : "", &d, wrong);
-		assert_false(ac_backup_object_parse(obj, len, wrong, &e)); /* another name */
+		backup_key(name, &d2, wrong);
+		assert_false(backup_object_parse(obj, len, wrong, &e)); /* another size */
+		backup_key(odd_name(i + 1) ? odd_name(i + 1) : "", &d, wrong);
+		assert_false(backup_object_parse(obj, len, wrong, &e)); /* another name */
 		for (size_t cut = 0; cut < len - 6; cut++)
-			assert_false(ac_backup_object_parse(obj, cut, key, &e)); /* truncated before the result */
+			assert_false(backup_object_parse(obj, cut, key, &e)); /* truncated before the result */
 		obj[0] ^= 1;
-		assert_false(ac_backup_object_parse(obj, len, key, &e)); /* not an entry's object */
+		assert_false(backup_object_parse(obj, len, key, &e)); /* not an entry's object */
 		free(obj);
 	}
 }
@@ -179,8 +179,8 @@ static const char *entry_name(int i)
  * them must reach the bucket. */
 static void fill_bucket(fixture *f, int n)
 {
-	ac_backup *b = ac_backup_new(f->os, 0);
-	gateway_ac_backing k = ac_backup_backing(b);
+	backup *b = backup_new(f->os, 0);
+	gateway_ac_backing k = backup_backing(b);
 	for (int i = 0; i < n; i++) {
 		char name[32], value[64];
 		snprintf(name, sizeof name, "action-%d", i);
@@ -188,14 +188,14 @@ static void fill_bucket(fixture *f, int n)
 		cairn_digest d = digest_of(name);
 		k.put(k.ctx, entry_name(i), &d, value, strlen(value));
 	}
-	ac_backup_stats s;
+	backup_stats s;
 	for (int i = 0; i < 600; i++) {
-		ac_backup_get_stats(b, &s);
+		backup_get_stats(b, &s);
 		if (s.written + s.failed + s.dropped == (uint64_t)n)
 			break;
 		usleep(50 * 1000);
 	}
-	ac_backup_free(b);
+	backup_free(b);
 	assert_int_equal(s.written, n);
 }
 
@@ -238,8 +238,8 @@ static void lazy_restore_of_every_name(void **state)
 {
 	fixture *f = *state;
 	fill_bucket(f, 42);
-	ac_backup *b = ac_backup_new(f->os, 0);
-	gateway_ac_backing k = ac_backup_backing(b);
+	backup *b = backup_new(f->os, 0);
+	gateway_ac_backing k = backup_backing(b);
 	for (int i = 0; i < 42; i++) {
 		char name[32], value[64];
 		snprintf(name, sizeof name, "action-%d", i);
@@ -258,20 +258,20 @@ static void lazy_restore_of_every_name(void **state)
 		g = backing_get(k, entry_name(i + 1), &d); /* another instance */
 		assert_int_equal(g.st.code, CAIRN_NOT_FOUND);
 	}
-	ac_backup_free(b);
+	backup_free(b);
 }
 
 /* Waits for the eager restore to end; returns the entries it brought back. */
-static uint64_t wait_restored(ac_backup *b)
+static uint64_t wait_restored(backup *b)
 {
-	ac_backup_stats s;
+	backup_stats s;
 	for (int i = 0; i < 600; i++) {
-		ac_backup_get_stats(b, &s);
+		backup_get_stats(b, &s);
 		if (s.restore_done)
 			break;
 		usleep(50 * 1000);
 	}
-	ac_backup_get_stats(b, &s);
+	backup_get_stats(b, &s);
 	assert_true(s.restore_done);
 	return s.restored;
 }
@@ -282,11 +282,11 @@ static void eager_restore_brings_everything_back(void **state)
 	fill_bucket(f, 300);
 	gateway_config gc = {.ac_max_size = 64 << 20, .max_upload_sessions = 1, .upload_idle_ns = 1};
 	gateway *g = gateway_new(&gc);
-	ac_backup *b = ac_backup_new(f->os, 0);
+	backup *b = backup_new(f->os, 0);
 	/* an entry a client put before the restore reached it stays as the client put it */
 	cairn_digest d0 = digest_of("action-0");
 	assert_int_equal(gateway_ac_restore(g, entry_name(0), &d0, "newer", 5).code, CAIRN_OK);
-	ac_backup_restore(b, g);
+	backup_restore(b, g);
 	assert_int_equal(wait_restored(b), 299);
 	for (int i = 0; i < 300; i++) {
 		char name[32];
@@ -297,7 +297,7 @@ static void eager_restore_brings_everything_back(void **state)
 		d.size++;
 		assert_int_equal(gateway_ac_restore(g, entry_name(i), &d, "x", 1).code, CAIRN_OK);
 	}
-	ac_backup_free(b);
+	backup_free(b);
 	gateway_free(g);
 }
 
@@ -325,17 +325,17 @@ static void old_format_entries_not_restored(void **state)
 	put_old_format(f, "team-a", &b);
 	gateway_config gc = {.ac_max_size = 64 << 20, .max_upload_sessions = 1, .upload_idle_ns = 1};
 	gateway *g = gateway_new(&gc);
-	ac_backup *k = ac_backup_new(f->os, 0);
-	ac_backup_restore(k, g);
+	backup *k = backup_new(f->os, 0);
+	backup_restore(k, g);
 	assert_int_equal(wait_restored(k), 10);
 	cairn_digest a0 = a; /* the size the old format's keys were read with */
 	a0.size = 0;
 	assert_int_equal(gateway_ac_restore(g, "", &a0, "x", 1).code, CAIRN_OK);
 	assert_int_equal(gateway_ac_restore(g, "", &a, "x", 1).code, CAIRN_OK);
 	assert_int_equal(gateway_ac_restore(g, "team-a", &b, "x", 1).code, CAIRN_OK);
-	got_entry e = backing_get(ac_backup_backing(k), "team-a", &b);
+	got_entry e = backing_get(backup_backing(k), "team-a", &b);
 	assert_int_equal(e.st.code, CAIRN_NOT_FOUND);
-	ac_backup_free(k);
+	backup_free(k);
 	gateway_free(g);
 }
 
@@ -345,10 +345,10 @@ static void eager_restore_stops_when_full(void **state)
 	fill_bucket(f, 300);
 	gateway_config gc = {.ac_max_size = 20 << 10, .max_upload_sessions = 1, .upload_idle_ns = 1};
 	gateway *g = gateway_new(&gc);
-	ac_backup *b = ac_backup_new(f->os, 0);
-	ac_backup_restore(b, g);
+	backup *b = backup_new(f->os, 0);
+	backup_restore(b, g);
 	uint64_t restored = wait_restored(b);
-	ac_backup_free(b);
+	backup_free(b);
 	/* Each entry is charged about 180 bytes plus its name: a few dozen fit in 20 KiB, and the
 	 * restore stopped there. */
 	int held = 0;

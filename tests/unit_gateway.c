@@ -361,11 +361,11 @@ static void test_reject_missing_or_bad_uuid(void **state)
 /* What the store charges per entry beyond its two strings: an empty result with an empty instance. */
 static int64_t entry_overhead(void)
 {
-	ac_store *s = ac_store_new(1 << 20);
+	ac_store *s = gw_ac_store_new(1 << 20);
 	cairn_digest d = digest_of("overhead");
-	assert_int_equal(ac_store_put(s, "", &d, "", 0).code, CAIRN_OK);
-	int64_t o = ac_store_bytes(s);
-	ac_store_free(s);
+	assert_int_equal(gw_ac_store_put(s, "", &d, "", 0).code, CAIRN_OK);
+	int64_t o = gw_ac_store_bytes(s);
+	gw_ac_store_free(s);
 	assert_true(o > 0);
 	return o;
 }
@@ -374,7 +374,7 @@ static void assert_holds(ac_store *s, const char *inst, const cairn_digest *d, c
 {
 	uint8_t *data;
 	size_t len;
-	if (!ac_store_get(s, inst, d, &data, &len))
+	if (!gw_ac_store_get(s, inst, d, &data, &len))
 		fail_msg("entry for instance \"%s\" is missing", inst);
 	assert_int_equal(len, want_len);
 	assert_memory_equal(data, want, want_len);
@@ -385,7 +385,7 @@ static bool holds(ac_store *s, const char *inst, const cairn_digest *d)
 {
 	uint8_t *data;
 	size_t len;
-	bool found = ac_store_get(s, inst, d, &data, &len);
+	bool found = gw_ac_store_get(s, inst, d, &data, &len);
 	free(data);
 	return found;
 }
@@ -444,14 +444,14 @@ static void test_idle_uploads_expire(void **state)
 static void test_ac_put_get_round_trip(void **state)
 {
 	(void)state;
-	ac_store *s = ac_store_new(1 << 20);
+	ac_store *s = gw_ac_store_new(1 << 20);
 	cairn_digest d = digest_of("action-1"), other = digest_of("action-2");
 	static const uint8_t result[] = {0x12, 0x05, 'h', 'e', 'l', 'l', 'o', 0x00, 0xff};
-	assert_int_equal(ac_store_put(s, "", &d, result, sizeof result).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "", &d, result, sizeof result).code, CAIRN_OK);
 	assert_holds(s, "", &d, result, sizeof result);
 	uint8_t *data = (uint8_t *)1;
 	size_t len = 7;
-	assert_false(ac_store_get(s, "", &other, &data, &len));
+	assert_false(gw_ac_store_get(s, "", &other, &data, &len));
 	assert_null(data);
 	assert_int_equal(len, 0);
 	/* The size is part of the digest: the right hash with another size names another action. */
@@ -459,53 +459,53 @@ static void test_ac_put_get_round_trip(void **state)
 		cairn_digest resized = d;
 		resized.size += delta;
 		assert_false(holds(s, "", &resized));
-		ac_store_remove(s, "", &resized); /* and removing it leaves the entry alone */
+		gw_ac_store_remove(s, "", &resized); /* and removing it leaves the entry alone */
 	}
 	assert_holds(s, "", &d, result, sizeof result);
 	cairn_digest resized = d;
 	resized.size = 0;
-	assert_int_equal(ac_store_put(s, "", &resized, "other", 5).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "", &resized, "other", 5).code, CAIRN_OK);
 	assert_holds(s, "", &resized, "other", 5);
 	assert_holds(s, "", &d, result, sizeof result);
-	ac_store_remove(s, "", &resized);
+	gw_ac_store_remove(s, "", &resized);
 	/* The store keeps its own copy. */
 	uint8_t buf[4] = {1, 2, 3, 4};
-	assert_int_equal(ac_store_put(s, "", &other, buf, sizeof buf).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "", &other, buf, sizeof buf).code, CAIRN_OK);
 	buf[0] = 9;
 	assert_holds(s, "", &other, "\x01\x02\x03\x04", 4);
-	ac_store_free(s);
+	gw_ac_store_free(s);
 }
 
 static void test_ac_separate_per_instance(void **state)
 {
 	(void)state;
-	ac_store *s = ac_store_new(1 << 20);
+	ac_store *s = gw_ac_store_new(1 << 20);
 	cairn_digest d = digest_of("action");
-	assert_int_equal(ac_store_put(s, "a", &d, "A", 1).code, CAIRN_OK);
-	assert_int_equal(ac_store_put(s, "b", &d, "BB", 2).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "a", &d, "A", 1).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "b", &d, "BB", 2).code, CAIRN_OK);
 	assert_false(holds(s, "", &d));
 	assert_false(holds(s, "ab", &d));
 	assert_holds(s, "a", &d, "A", 1);
 	assert_holds(s, "b", &d, "BB", 2);
-	assert_int_equal(ac_store_count(s), 2);
-	ac_store_remove(s, "a", &d);
+	assert_int_equal(gw_ac_store_count(s), 2);
+	gw_ac_store_remove(s, "a", &d);
 	assert_false(holds(s, "a", &d));
 	assert_holds(s, "b", &d, "BB", 2);
-	ac_store_free(s);
+	gw_ac_store_free(s);
 }
 
 static void test_ac_put_replaces(void **state)
 {
 	(void)state;
 	int64_t o = entry_overhead();
-	ac_store *s = ac_store_new(1 << 20);
+	ac_store *s = gw_ac_store_new(1 << 20);
 	cairn_digest d = digest_of("action");
-	assert_int_equal(ac_store_put(s, "inst", &d, "first result", 12).code, CAIRN_OK);
-	assert_int_equal(ac_store_put(s, "inst", &d, "second", 6).code, CAIRN_OK);
-	assert_int_equal(ac_store_count(s), 1);
-	assert_int_equal(ac_store_bytes(s), 6 + 4 + o);
+	assert_int_equal(gw_ac_store_put(s, "inst", &d, "first result", 12).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "inst", &d, "second", 6).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_count(s), 1);
+	assert_int_equal(gw_ac_store_bytes(s), 6 + 4 + o);
 	assert_holds(s, "inst", &d, "second", 6);
-	ac_store_free(s);
+	gw_ac_store_free(s);
 }
 
 /* A restored entry never replaces one the clients put, and never evicts anything to make room. */
@@ -515,18 +515,18 @@ static void test_ac_restore_fills_only_free_room(void **state)
 	int64_t o = entry_overhead();
 	char value[100];
 	memset(value, 'v', sizeof value);
-	ac_store *s = ac_store_new(2 * (o + 100)); /* room for exactly two entries */
+	ac_store *s = gw_ac_store_new(2 * (o + 100)); /* room for exactly two entries */
 	cairn_digest a = digest_of("a"), b = digest_of("b"), c = digest_of("c");
-	assert_int_equal(ac_store_put(s, "", &a, "fresh", 5).code, CAIRN_OK);
-	assert_int_equal(ac_store_restore(s, "", &a, value, 100).code, CAIRN_ALREADY_EXISTS);
+	assert_int_equal(gw_ac_store_put(s, "", &a, "fresh", 5).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_restore(s, "", &a, value, 100).code, CAIRN_ALREADY_EXISTS);
 	assert_holds(s, "", &a, "fresh", 5);
-	assert_int_equal(ac_store_restore(s, "", &b, value, 100).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_restore(s, "", &b, value, 100).code, CAIRN_OK);
 	assert_holds(s, "", &b, value, 100);
-	assert_int_equal(ac_store_restore(s, "", &c, value, 100).code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_int_equal(gw_ac_store_restore(s, "", &c, value, 100).code, CAIRN_RESOURCE_EXHAUSTED);
 	assert_false(holds(s, "", &c));
-	assert_int_equal(ac_store_count(s), 2);
-	assert_int_equal(ac_store_restore(s, "other", &a, value, 100).code, CAIRN_RESOURCE_EXHAUSTED);
-	ac_store_free(s);
+	assert_int_equal(gw_ac_store_count(s), 2);
+	assert_int_equal(gw_ac_store_restore(s, "other", &a, value, 100).code, CAIRN_RESOURCE_EXHAUSTED);
+	gw_ac_store_free(s);
 }
 
 static void test_ac_evicts_least_recently_used(void **state)
@@ -535,19 +535,19 @@ static void test_ac_evicts_least_recently_used(void **state)
 	int64_t o = entry_overhead();
 	char value[100];
 	memset(value, 'v', sizeof value);
-	ac_store *s = ac_store_new(3 * (o + 100)); /* room for exactly three entries */
+	ac_store *s = gw_ac_store_new(3 * (o + 100)); /* room for exactly three entries */
 	cairn_digest a = digest_of("a"), b = digest_of("b"), c = digest_of("c"), d = digest_of("d"),
 	             e = digest_of("e");
-	assert_int_equal(ac_store_put(s, "", &a, value, 100).code, CAIRN_OK);
-	assert_int_equal(ac_store_put(s, "", &b, value, 100).code, CAIRN_OK);
-	assert_int_equal(ac_store_put(s, "", &c, value, 100).code, CAIRN_OK);
-	assert_int_equal(ac_store_count(s), 3);
+	assert_int_equal(gw_ac_store_put(s, "", &a, value, 100).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "", &b, value, 100).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "", &c, value, 100).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_count(s), 3);
 	assert_true(holds(s, "", &a)); /* a is now the most recently used; b the least */
-	assert_int_equal(ac_store_put(s, "", &d, value, 100).code, CAIRN_OK);
-	assert_int_equal(ac_store_count(s), 3);
+	assert_int_equal(gw_ac_store_put(s, "", &d, value, 100).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_count(s), 3);
 	assert_false(holds(s, "", &b));
 	/* c was put before a was read, so c is now the oldest. */
-	assert_int_equal(ac_store_put(s, "", &e, value, 100).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "", &e, value, 100).code, CAIRN_OK);
 	assert_false(holds(s, "", &c));
 	assert_true(holds(s, "", &a));
 	assert_true(holds(s, "", &d));
@@ -556,47 +556,47 @@ static void test_ac_evicts_least_recently_used(void **state)
 	cairn_digest f = digest_of("f");
 	static char big[1000];
 	assert_true(o + 200 <= (int64_t)sizeof big);
-	assert_int_equal(ac_store_put(s, "", &f, big, (size_t)(o + 200)).code, CAIRN_OK);
-	assert_int_equal(ac_store_count(s), 2);
-	assert_int_equal(ac_store_bytes(s), 3 * (o + 100));
+	assert_int_equal(gw_ac_store_put(s, "", &f, big, (size_t)(o + 200)).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_count(s), 2);
+	assert_int_equal(gw_ac_store_bytes(s), 3 * (o + 100));
 	assert_false(holds(s, "", &a));
 	assert_false(holds(s, "", &d));
 	assert_true(holds(s, "", &e));
 	assert_true(holds(s, "", &f));
-	ac_store_free(s);
+	gw_ac_store_free(s);
 }
 
 static void test_ac_oversize_entry_refused(void **state)
 {
 	(void)state;
 	int64_t o = entry_overhead();
-	ac_store *s = ac_store_new(1000);
+	ac_store *s = gw_ac_store_new(1000);
 	cairn_digest d = digest_of("action"), big = digest_of("big");
-	assert_int_equal(ac_store_put(s, "i", &d, "kept", 4).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "i", &d, "kept", 4).code, CAIRN_OK);
 	static uint8_t huge[2000];
-	cairn_status st = ac_store_put(s, "i", &big, huge, sizeof huge);
+	cairn_status st = gw_ac_store_put(s, "i", &big, huge, sizeof huge);
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.msg, "--ac_max_size"));
 	/* Refused for the same key: the old entry stays. */
-	st = ac_store_put(s, "i", &d, huge, sizeof huge);
+	st = gw_ac_store_put(s, "i", &d, huge, sizeof huge);
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
-	assert_int_equal(ac_store_count(s), 1);
+	assert_int_equal(gw_ac_store_count(s), 1);
 	assert_holds(s, "i", &d, "kept", 4);
 	/* Exactly the limit fits, and pushes everything else out. */
 	size_t fits = (size_t)(1000 - o - 1);
-	assert_int_equal(ac_store_put(s, "i", &big, huge, fits).code, CAIRN_OK);
-	assert_int_equal(ac_store_bytes(s), 1000);
-	assert_int_equal(ac_store_count(s), 1);
+	assert_int_equal(gw_ac_store_put(s, "i", &big, huge, fits).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_bytes(s), 1000);
+	assert_int_equal(gw_ac_store_count(s), 1);
 	assert_false(holds(s, "i", &d));
 	/* One byte more does not, counting the instance name. */
-	assert_int_equal(ac_store_put(s, "ii", &big, huge, fits).code, CAIRN_RESOURCE_EXHAUSTED);
-	ac_store_free(s);
+	assert_int_equal(gw_ac_store_put(s, "ii", &big, huge, fits).code, CAIRN_RESOURCE_EXHAUSTED);
+	gw_ac_store_free(s);
 	/* A store of size zero (or a negative size) refuses everything. */
 	for (int64_t max = 0; max >= -1; max--) {
-		s = ac_store_new(max);
-		assert_int_equal(ac_store_put(s, "", &d, "", 0).code, CAIRN_RESOURCE_EXHAUSTED);
-		assert_int_equal(ac_store_count(s), 0);
-		ac_store_free(s);
+		s = gw_ac_store_new(max);
+		assert_int_equal(gw_ac_store_put(s, "", &d, "", 0).code, CAIRN_RESOURCE_EXHAUSTED);
+		assert_int_equal(gw_ac_store_count(s), 0);
+		gw_ac_store_free(s);
 	}
 }
 
@@ -605,36 +605,36 @@ static void test_ac_counts_and_bytes(void **state)
 	(void)state;
 	int64_t o = entry_overhead();
 	assert_true(o >= 64); /* the bookkeeping is charged, not just the payload */
-	ac_store *s = ac_store_new(1 << 20);
-	assert_int_equal(ac_store_count(s), 0);
-	assert_int_equal(ac_store_bytes(s), 0);
+	ac_store *s = gw_ac_store_new(1 << 20);
+	assert_int_equal(gw_ac_store_count(s), 0);
+	assert_int_equal(gw_ac_store_bytes(s), 0);
 	cairn_digest d1 = digest_of("1"), d2 = digest_of("2");
-	assert_int_equal(ac_store_put(s, "", &d1, "abc", 3).code, CAIRN_OK);
-	assert_int_equal(ac_store_put(s, "main/x", &d1, "abcdefgh", 8).code, CAIRN_OK);
-	assert_int_equal(ac_store_put(s, "main/x", &d2, "", 0).code, CAIRN_OK);
-	assert_int_equal(ac_store_count(s), 3);
-	assert_int_equal(ac_store_bytes(s), (3 + o) + (8 + 6 + o) + (0 + 6 + o));
-	ac_store_remove(s, "main/x", &d1);
-	assert_int_equal(ac_store_count(s), 2);
-	assert_int_equal(ac_store_bytes(s), (3 + o) + (6 + o));
-	ac_store_remove(s, "main/x", &d1); /* absent: no change */
-	assert_int_equal(ac_store_count(s), 2);
-	ac_store_remove(s, "", &d1);
-	ac_store_remove(s, "main/x", &d2);
-	assert_int_equal(ac_store_count(s), 0);
-	assert_int_equal(ac_store_bytes(s), 0);
+	assert_int_equal(gw_ac_store_put(s, "", &d1, "abc", 3).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "main/x", &d1, "abcdefgh", 8).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_put(s, "main/x", &d2, "", 0).code, CAIRN_OK);
+	assert_int_equal(gw_ac_store_count(s), 3);
+	assert_int_equal(gw_ac_store_bytes(s), (3 + o) + (8 + 6 + o) + (0 + 6 + o));
+	gw_ac_store_remove(s, "main/x", &d1);
+	assert_int_equal(gw_ac_store_count(s), 2);
+	assert_int_equal(gw_ac_store_bytes(s), (3 + o) + (6 + o));
+	gw_ac_store_remove(s, "main/x", &d1); /* absent: no change */
+	assert_int_equal(gw_ac_store_count(s), 2);
+	gw_ac_store_remove(s, "", &d1);
+	gw_ac_store_remove(s, "main/x", &d2);
+	assert_int_equal(gw_ac_store_count(s), 0);
+	assert_int_equal(gw_ac_store_bytes(s), 0);
 	/* Many entries (the table grows) all stay reachable. */
 	for (int i = 0; i < 5000; i++) {
 		cairn_digest d = digest_of(fmt("many-%d", i));
-		assert_int_equal(ac_store_put(s, "m", &d, &i, sizeof i).code, CAIRN_OK);
+		assert_int_equal(gw_ac_store_put(s, "m", &d, &i, sizeof i).code, CAIRN_OK);
 	}
-	assert_int_equal(ac_store_count(s), 5000);
-	assert_int_equal(ac_store_bytes(s), 5000 * (int64_t)(sizeof(int) + 1 + o));
+	assert_int_equal(gw_ac_store_count(s), 5000);
+	assert_int_equal(gw_ac_store_bytes(s), 5000 * (int64_t)(sizeof(int) + 1 + o));
 	for (int i = 0; i < 5000; i++) {
 		cairn_digest d = digest_of(fmt("many-%d", i));
 		assert_holds(s, "m", &d, &i, sizeof i);
 	}
-	ac_store_free(s);
+	gw_ac_store_free(s);
 }
 
 /* ---- the action cache under concurrency ---- */
@@ -680,13 +680,13 @@ static void *cc_worker(void *arg)
 		unsigned op = (r >> 12) % 10;
 		if (op < 5) {
 			size_t len = cc_value(inst, action, r >> 16, value);
-			cairn_status st = ac_store_put(c->s, cc_instance(inst), &c->actions[action], value, len);
+			cairn_status st = gw_ac_store_put(c->s, cc_instance(inst), &c->actions[action], value, len);
 			if (st.code != CAIRN_OK)
 				c->bad_values++;
 		} else if (op < 9) {
 			uint8_t *data;
 			size_t len;
-			if (ac_store_get(c->s, cc_instance(inst), &c->actions[action], &data, &len)) {
+			if (gw_ac_store_get(c->s, cc_instance(inst), &c->actions[action], &data, &len)) {
 				uint8_t want[256];
 				size_t want_len = cc_value(inst, action, (unsigned)(len - 2), want);
 				if (len != want_len || memcmp(data, want, len) != 0)
@@ -694,7 +694,7 @@ static void *cc_worker(void *arg)
 				free(data);
 			}
 		} else {
-			ac_store_remove(c->s, cc_instance(inst), &c->actions[action]);
+			gw_ac_store_remove(c->s, cc_instance(inst), &c->actions[action]);
 		}
 	}
 	return NULL;
@@ -706,7 +706,7 @@ static void test_ac_concurrent_accounting(void **state)
 	int64_t o = entry_overhead();
 	/* Room for about a quarter of the keys, so that eviction runs all the time. */
 	int64_t max = (CC_INSTANCES * CC_ACTIONS / 4) * (o + 100);
-	ac_store *s = ac_store_new(max);
+	ac_store *s = gw_ac_store_new(max);
 	cc_ctx ctx[CC_THREADS];
 	pthread_t t[CC_THREADS];
 	for (int i = 0; i < CC_THREADS; i++) {
@@ -726,7 +726,7 @@ static void test_ac_concurrent_accounting(void **state)
 		for (int a = 0; a < CC_ACTIONS; a++) {
 			uint8_t *data;
 			size_t len;
-			if (ac_store_get(s, cc_instance(i), &ctx[0].actions[a], &data, &len)) {
+			if (gw_ac_store_get(s, cc_instance(i), &ctx[0].actions[a], &data, &len)) {
 				count++;
 				bytes += (int64_t)(len + strlen(cc_instance(i))) + o;
 				free(data);
@@ -734,10 +734,10 @@ static void test_ac_concurrent_accounting(void **state)
 		}
 	}
 	assert_true(count > 0);
-	assert_int_equal(ac_store_count(s), count);
-	assert_int_equal(ac_store_bytes(s), bytes);
+	assert_int_equal(gw_ac_store_count(s), count);
+	assert_int_equal(gw_ac_store_bytes(s), bytes);
 	assert_true(bytes <= max);
-	ac_store_free(s);
+	gw_ac_store_free(s);
 }
 
 /* ---- GetTree, through a real server over a blob store in memory ---- */
