@@ -1,8 +1,8 @@
 /* Adopting a file: a blob whose bytes already lie in a file on the data directory's file system (a
  * read-through download in tmp/) becomes a blob by rename, not by copy, and stays in the page cache
  * for the reads that follow. Its size and hash are checked (the hash the download computed as the
- * bytes arrived, so the file is not read again), it is made read-only and moved beside
- * its place in cas/ as a writer's temp file; then the writer's finishing chain (commit.c) makes it
+ * bytes arrived, so the file is not read again), it is moved beside its place in cas/ as a writer's
+ * temp file; then the writer's finishing chain (commit.c) seals it (read-only, see seal.c), makes it
  * durable as configured, renames it into place and publishes it, as after an upload. */
 #include "cachefs/internal.h"
 
@@ -44,8 +44,6 @@ cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path,
 		st = cairn_errno(errno, "open %s", path);
 	if (cairn_is_ok(&st))
 		st = check(w, fd, path, sha256);
-	if (cairn_is_ok(&st) && fchmod(fd, 0444) != 0)
-		st = cairn_errno(errno, "chmod %s", path);
 	if (cairn_is_ok(&st) && renameat(AT_FDCWD, path, cachefs_tmp_dirfd(w), w->tmpname) != 0)
 		st = cachefs_writer_io_error(w, -errno, "moving the download to");
 	if (!cairn_is_ok(&st)) {

@@ -8,6 +8,7 @@
  *   packs/<id>.data                      small blobs (1 byte to 64 KiB), each at a 4 KiB slot of its own
  *   packs/<id>.journal                   a 48-byte record per small blob: hash, size, slot, time, check
  *   tmp/                                 write-through downloads; emptied at start-up
+ *   SEALED                               the files in cas/ carry tamper seals (see Integrity)
  * A blob's bytes are hashed and matched against its name before it becomes visible: a file by
  * rename(2), a small blob by its journal record, which is written only after its data. So a crash
  * (kill -9 mid-write) leaves no half-visible blob: the start-up scan removes temp files, drops files
@@ -23,7 +24,9 @@
  * Hashing happens in cachefs_write on the caller's thread, so it spreads over the callers' cores.
  * Small blobs wait in memory until commit; the I/O thread then writes all those committed meanwhile
  * with one write to the pack and one to its journal (with fsync, one fdatasync of each), so concurrent
- * small uploads share their system calls. The start-up scan uses plain system calls, before the ring.
+ * small uploads share their system calls. The start-up scan uses plain system calls, before the ring,
+ * as do the seals (see Integrity: fstat, fstatat, futimens and fchmod, which touch only inodes in
+ * memory), on the I/O thread or on a caller's thread that may block.
  *
  * Index: an in-memory open-addressing table of digest → entry (size, location: its file, or pack and
  * slot, last use, LRU links, pins), 56 bytes plus a 4-byte table slot: 61 to 67 bytes a blob, so ten
@@ -34,6 +37,26 @@
  * RESOURCE_EXHAUSTED when the bytes held plus the bytes reserved by writes in flight would pass
  * hard_limit, so the disk never fills because eviction fell behind; ENOSPC from the disk gives the
  * same code, and reads go on.
+ *
+ * Integrity (seal.c): nothing of a blob whose bytes changed on disk after they were verified (an
+ * action writing to an input hard-linked from cas/, a hand in the data directory) reaches a client
+ * or an action. A blob's own file is made read-only (0444, owned by cairn's user) and sealed before
+ * it becomes visible: its modification time's nanoseconds are set to a value derived from the
+ * digest, and any write, truncation or replacement of the file sets a fresh time that misses it
+ * (with a chance of 1 in 10^9 of hitting it). The seal is checked with one fstat when a reader opens
+ * the file and after each of its reads, by cachefs_pin_path before it hands out the path, and by
+ * the start-up scan; a packed blob, whose pack has one time for all, is hashed whole (64 KiB at
+ * most) on every read and when cachefs_pin_path copies it out. A blob that fails is logged with its
+ * digest and path, dropped as eviction drops one, counted in corrupt_blobs, and answered as absent
+ * (NOT_FOUND), so a client uploads it again and read-through fetches a good copy. Where the file
+ * system keeps no nanosecond times (probed at open), a blob file is hashed whole instead on every
+ * open and pin_path: a full read at SHA-256 speed (~0.6 s per GB) before the first byte. Limits: a
+ * seal catches writes and replacements, not bit rot that leaves the file's time alone, nor someone
+ * who restores the time deliberately; a packed blob changed while cairn was stopped is found at its
+ * first read, not by the scan; after a restart, blobs written within the same second are evicted in
+ * no particular order among themselves (the nanoseconds hold the seal); a data directory copied
+ * without its file times loses its blobs at the next start. A data directory from before seals is
+ * trusted once: the first start seals its files and writes SEALED.
  */
 #ifndef CAIRN_CACHEFS_H
 #define CAIRN_CACHEFS_H
@@ -63,6 +86,7 @@ typedef struct cachefs_stats {
 	uint64_t evicted_blobs;
 	uint64_t evicted_bytes;
 	uint64_t rejected_writes;  /* writes refused by the hard limit or ENOSPC */
+	uint64_t corrupt_blobs;    /* blobs dropped because their bytes on disk no longer matched their digest */
 } cachefs_stats;
 
 /* Opens (creating if needed) the store, removes leftover temp files, rebuilds the index and starts the
@@ -83,7 +107,8 @@ void cachefs_get_stats(cachefs *fs, cachefs_stats *out);
 cairn_status cachefs_pin(cachefs *fs, const cairn_digest *d);
 /* Path of a held blob's file, for hard-linking into an exec root, and pins the blob so that it is not
  * evicted until cachefs_unpin. A packed blob is copied out to a file of its own first, which waits on
- * disk I/O: not for gRPC threads. NOT_FOUND if absent. */
+ * disk I/O: not for gRPC threads. NOT_FOUND if absent, or if its bytes changed on disk (see
+ * Integrity; the blob is dropped then). */
 cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, size_t cap);
 void cachefs_unpin(cachefs *fs, const cairn_digest *d);
 

@@ -1,13 +1,15 @@
 /* The end of a large writer, run once nothing of it is in flight: the chain of ring operations that makes a
- * verified blob visible (fsync, close, rename into cas/, fsync of the directory, publish in the
- * index), or that removes the temp file of a failed or aborted one. Each step's callback starts the
- * next; only the chain touches the writer now.
+ * verified blob visible (its seal, fsync, close, rename into cas/, fsync of the directory, publish in
+ * the index), or that removes the temp file of a failed or aborted one. Each step's callback starts
+ * the next; only the chain touches the writer now. The seal (seal.c: mode 0444 and the modification
+ * time) is set with two plain system calls on the I/O thread, which change only the inode in memory;
+ * it comes after the last write, which would break it, and before the fsync that makes it durable.
  *
- * The rename happens while the digest's entry is PENDING, and eviction unlinks only while an entry is
- * DYING; an entry has one state, so a rename into place and an unlink of the same name never overlap.
- * A commit that finds the digest PENDING (another upload of the same blob) or DYING polls with a 1 ms
- * ring timeout until it is settled; one that finds it VISIBLE drops its own copy: the blob is stored
- * once. */
+ * The rename happens while the digest's entry is PENDING, and eviction (or seal.c's drop of a corrupt
+ * blob) unlinks only while an entry is DYING; an entry has one state, so a rename into place and an
+ * unlink of the same name never overlap. A commit that finds the digest PENDING (another upload of
+ * the same blob) or DYING polls with a 1 ms ring timeout until it is settled; one that finds it
+ * VISIBLE drops its own copy: the blob is stored once. */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -179,6 +181,9 @@ void cachefs_writer_finish_chain(cachefs_writer *w)
 		assert(w->base.digest.size == 0);
 		return cachefs_writer_finish(w, cairn_ok());
 	}
+	int rc = cachefs_seal_fd(w->fs, w->fd, &w->base.digest);
+	if (rc < 0)
+		return cleanup(w, cachefs_writer_io_error(w, rc, "sealing"));
 	if (w->fs->cfg.fsync)
 		return submit_ctl(w, (cachefs_op){.kind = CACHEFS_OP_FSYNC, .fd = w->fd, .cb = on_synced});
 	close_file(w);

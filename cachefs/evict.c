@@ -7,7 +7,8 @@
  * marks them DYING, so readers no longer find them; then, without the lock, it frees their space
  * through the ring and waits (this thread may block): a blob's own file is unlinked, a packed blob's
  * slots are punched, which also marks its journal record dead (see pack.c); then it removes the
- * entries, and deletes the packs that no longer hold anything. */
+ * entries, and deletes the packs that no longer hold anything. seal.c drops a corrupt blob the same
+ * way (cachefs_evict_free, cachefs_evict_forget). */
 #include "cachefs/internal.h"
 
 #include <errno.h>
@@ -18,13 +19,6 @@
 
 #define BATCH 64
 #define PERIOD_S 1
-
-typedef struct victim {
-	cairn_digest d;
-	uint32_t loc;
-	cachefs_pack *pack; /* NULL for a blob with its own file */
-	char name[CACHEFS_NAME_MAX];
-} victim;
 
 void cachefs_evict_kick(cachefs *fs, int64_t bytes)
 {
@@ -37,7 +31,7 @@ void cachefs_evict_kick(cachefs *fs, int64_t bytes)
 }
 
 /* Marks up to BATCH victims DYING and returns them. Under ix.mu. */
-static size_t pick(cachefs *fs, victim *victims)
+static size_t pick(cachefs *fs, cachefs_victim *victims)
 {
 	cachefs_index *ix = &fs->ix;
 	uint32_t now = cachefs_index_tick(ix, cairn_now_ns());
@@ -51,7 +45,7 @@ static size_t pick(cachefs *fs, victim *victims)
 		if (e->last_use > now || (fs->cfg.min_age_ns > 0 && now - e->last_use <= min_age))
 			break; /* everything closer to the head was used even more recently */
 		if (e->pins == 0) {
-			victim *v = &victims[n++];
+			cachefs_victim *v = &victims[n++];
 			cachefs_index_digest(ix, i, &v->d);
 			v->loc = e->loc;
 			v->pack = e->loc ? cachefs_pack_of(fs, e->loc) : NULL;
@@ -64,11 +58,11 @@ static size_t pick(cachefs *fs, victim *victims)
 	return n;
 }
 
-static void free_space(cachefs *fs, victim *victims, size_t n)
+void cachefs_evict_free(cachefs *fs, cachefs_victim *victims, size_t n)
 {
 	cachefs_op ops[BATCH];
 	for (size_t k = 0; k < n; k++) {
-		victim *v = &victims[k];
+		cachefs_victim *v = &victims[k];
 		if (v->pack) {
 			cachefs_pack_punch_op(&ops[k], v->pack, v->loc, v->d.size);
 		} else {
@@ -78,7 +72,7 @@ static void free_space(cachefs *fs, victim *victims, size_t n)
 	}
 	cachefs_ring_run(&fs->ring, ops, n);
 	for (size_t k = 0; k < n; k++) {
-		victim *v = &victims[k];
+		cachefs_victim *v = &victims[k];
 		int64_t res = ops[k].res;
 		if (v->pack && res < 0) /* the slots stay until the pack goes; a restart finds the blob again */
 			LOG_WARN("cachefs", "cannot punch evicted blob path=%s/packs/%s offset=%" PRIu64 " error=%s", fs->dir,
@@ -89,8 +83,7 @@ static void free_space(cachefs *fs, victim *victims, size_t n)
 	}
 }
 
-/* Removes the victims' entries, and deletes the packs they leave with nothing in them. */
-static void forget(cachefs *fs, const victim *victims, size_t n)
+void cachefs_evict_forget(cachefs *fs, const cachefs_victim *victims, size_t n)
 {
 	cachefs_index *ix = &fs->ix;
 	cachefs_pack *unused[BATCH];
@@ -105,7 +98,10 @@ static void forget(cachefs *fs, const victim *victims, size_t n)
 			if (cachefs_pack_unused(victims[k].pack))
 				unused[nu++] = victims[k].pack;
 		}
-		cachefs_index_remove(ix, i);
+		if (e->pins) /* a corrupt blob's readers (seal.c); a victim of eviction has none */
+			e->state = CACHEFS_GONE;
+		else
+			cachefs_index_remove(ix, i);
 	}
 	pthread_mutex_unlock(&ix->mu);
 	for (size_t k = 0; k < nu; k++)
@@ -115,7 +111,7 @@ static void forget(cachefs *fs, const victim *victims, size_t n)
 void cachefs_evict_now(cachefs *fs)
 {
 	cachefs_index *ix = &fs->ix;
-	victim victims[BATCH];
+	cachefs_victim victims[BATCH];
 	uint64_t blobs = 0;
 	int64_t bytes = 0, held = 0;
 	pthread_mutex_lock(&fs->pass_mu);
@@ -126,8 +122,8 @@ void cachefs_evict_now(cachefs *fs)
 		pthread_mutex_unlock(&ix->mu);
 		if (n == 0)
 			break;
-		free_space(fs, victims, n);
-		forget(fs, victims, n);
+		cachefs_evict_free(fs, victims, n);
+		cachefs_evict_forget(fs, victims, n);
 		blobs += n;
 		for (size_t k = 0; k < n; k++)
 			bytes += victims[k].d.size;

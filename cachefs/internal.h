@@ -11,7 +11,8 @@
  *  pack_scan.c the start-up scan of the packs
  *  materialise.c  copying a packed blob out to its own file, for cachefs_pin_path
  *  read.c      blob readers (pin, open, read, close, unpin)
- *  evict.c     the eviction thread and passes
+ *  evict.c     the eviction thread and passes; dropping blobs (also for seal.c)
+ *  seal.c      tamper seals on blob files, hashing packed blobs as they are read, dropping corrupt blobs
  *  scan.c      directory layout and the start-up scan of cas/ that rebuilds the index
  *  store.c     open/close, the blobstore vtable, find_missing, pins and stats
  *
@@ -26,6 +27,7 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 
 /* ---- index ----------------------------------------------------------------------------------- */
 
@@ -38,8 +40,9 @@
 enum cachefs_state {
 	CACHEFS_VISIBLE = 0,
 	CACHEFS_PENDING = 1, /* a commit is renaming the file into place */
-	CACHEFS_DYING = 2,   /* eviction is unlinking the file; pins == 0 */
-	CACHEFS_GONE = 3,    /* the file vanished under open readers; removed when pins drop to 0 */
+	CACHEFS_DYING = 2,   /* its file is being unlinked or its slots punched: by eviction (pins == 0), or
+	                      * because its bytes no longer match its digest (seal.c; readers may pin it) */
+	CACHEFS_GONE = 3,    /* its file vanished or was dropped under open readers; removed when pins drop to 0 */
 };
 
 /* One blob: 56 bytes. With the table's 4-byte slot at a load factor between 3/8 and 3/4 (the table
@@ -74,6 +77,7 @@ typedef struct cachefs_index {
 	uint64_t visible;
 	int64_t bytes, reserved;
 	uint64_t evicted_blobs, evicted_bytes, rejected_writes;
+	uint64_t corrupt_blobs; /* dropped because their bytes no longer matched their digest */
 } cachefs_index;
 
 void cachefs_index_init(cachefs_index *ix);
@@ -205,8 +209,8 @@ void cachefs_ring_stop(cachefs_ring *r);
 void cachefs_ring_submit(cachefs_ring *r, cachefs_op *op);
 /* Runs n operations (their cb and arg are set here) and waits until all are done; each op's result
  * is in its res. For threads that may block. The I/O thread cannot wait for its own ring, so there
- * each runs as a plain system call (only cachefs_pin_path, when write-through calls it from a
- * commit callback, gets there). */
+ * each runs as a plain system call (cachefs_pin_path gets there when write-through calls it from
+ * a commit callback, and a reader when it drops a corrupt blob, see seal.c: both rare). */
 void cachefs_ring_run(cachefs_ring *r, cachefs_op *ops, size_t n);
 
 /* ---- the store ------------------------------------------------------------------------------- */
@@ -270,6 +274,7 @@ struct cachefs {
 	int casfd[CACHEFS_FANOUT];
 	bool packing;            /* small blobs go to packs */
 	bool direct;             /* large blobs are written with O_DIRECT: cfg.direct_writes, and it works here */
+	bool sealing;            /* blob files carry tamper seals (seal.c): the file system keeps nanosecond times */
 	uint64_t pack_limit;     /* the data a pack takes: CACHEFS_PACK_MAX_SIZE (tests lower it) */
 	cachefs_pack *packs[CACHEFS_MAX_PACKS]; /* by id, under ix.mu; [0] stays NULL */
 	uint32_t npacks;
@@ -308,6 +313,8 @@ typedef struct cachefs_found {
 	size_t n, cap;
 	uint64_t dropped, packs, packed;
 	int64_t wall_now, mono_now;
+	bool adopting;   /* the files of an older data directory get their seals now (seal.c) */
+	uint64_t sealed; /* files sealed so */
 } cachefs_found;
 /* Indexes a blob found on disk, last written at wall-clock time wall_ns, at location loc. */
 void cachefs_scan_add(cachefs *fs, cachefs_found *s, const cairn_digest *d, int64_t wall_ns, uint32_t loc);
@@ -351,6 +358,10 @@ void cachefs_packer_destroy(cachefs_packer *pk);
 /* Queues a verified small writer for the next group commit; any thread. */
 void cachefs_group_commit(cachefs_writer *w);
 
+/* store.c: the file of pinned blob d vanished from disk: the blob is no longer held. Returns the
+ * NOT_FOUND its caller answers. */
+cairn_status cachefs_forget_vanished(cachefs *fs, const cairn_digest *d);
+
 /* materialise.c: makes a pinned packed blob a file of its own (a no-op for a file). */
 cairn_status cachefs_materialise(cachefs *fs, const cairn_digest *d);
 
@@ -362,6 +373,49 @@ void cachefs_evict_stop(cachefs *fs);
 void cachefs_evict_destroy(cachefs *fs);
 /* Wakes the eviction thread if the bytes held passed max_size. */
 void cachefs_evict_kick(cachefs *fs, int64_t bytes);
+
+/* A blob being dropped: its entry is DYING. */
+typedef struct cachefs_victim {
+	cairn_digest d;
+	uint32_t loc;
+	cachefs_pack *pack; /* NULL for a blob with its own file */
+	char name[CACHEFS_NAME_MAX];
+} cachefs_victim;
+/* Unlinks the victims' files and punches their slots, through the ring (waits: any thread but a
+ * gRPC one; on the I/O thread, plain system calls). */
+void cachefs_evict_free(cachefs *fs, cachefs_victim *v, size_t n);
+/* Then removes their entries (GONE while readers pin them), and deletes the packs they leave empty. */
+void cachefs_evict_forget(cachefs *fs, const cachefs_victim *v, size_t n);
+
+/* ---- tamper seals (seal.c) ---------------------------------------------------------------------- */
+
+/* Bytes a check that hashes a whole blob file reads at a time. */
+#define CACHEFS_HASH_BUF (256u << 10)
+/* The nanoseconds of a sealed file's modification time: from the digest, in [0, 10^9). */
+uint32_t cachefs_seal_ns(const cairn_digest *d);
+/* Sets fs->sealing: whether a file under tmp/ keeps a nanosecond modification time; before the scan. */
+void cachefs_seal_probe(cachefs *fs);
+/* Makes a blob's file (all written) read-only and, where seals work, seals it; 0 or -errno. */
+int cachefs_seal_fd(const cachefs *fs, int fd, const cairn_digest *d);
+/* Whether a file's status fits the blob of digest d: a regular file of its size, and sealed for it
+ * where seals work (where they do not, only a hash of its bytes can tell: cachefs_file_matches). */
+bool cachefs_seal_holds(const cachefs *fs, const struct stat *sb, const cairn_digest *d);
+/* Hashes the open file of blob d whole: 1 if its bytes are d's, 0 if not, or -errno. Waits on the
+ * ring (see cachefs_ring_run). */
+int cachefs_file_matches(cachefs *fs, int fd, const cairn_digest *d);
+/* Whether data hashes to d. */
+bool cachefs_hash_matches(const cairn_digest *d, const void *data, size_t len);
+/* The start-up scan: whether it adopts an older data directory (seals work, and its files have none
+ * yet); whether it keeps file cas/<x>/<name> of blob d (sealing it when adopting); and the end of the
+ * scan, which records that the files are sealed. */
+bool cachefs_seal_scan_start(cachefs *fs);
+bool cachefs_seal_scan_file(cachefs *fs, int x, const char *name, const struct stat *sb, const cairn_digest *d,
+                            bool adopting);
+void cachefs_seal_scan_end(cachefs *fs, bool adopting, uint64_t sealed);
+/* Drops held blob d, found at location loc with bytes that do not match it (if it is still held
+ * there, and, given the status `seen` of the file found changed, if cas/ still names that file), and
+ * returns the NOT_FOUND its caller answers. Waits like cachefs_evict_free. */
+cairn_status cachefs_drop_corrupt(cachefs *fs, const cairn_digest *d, uint32_t loc, const struct stat *seen);
 
 /* ---- writers (write.c, commit.c) --------------------------------------------------------------- */
 

@@ -2,12 +2,13 @@
  * inputs, and a link needs a file. It runs on the caller's thread, which may block, one ring
  * operation after another (cachefs_ring_run).
  *
- * The blob's slots are read (holding a reference on the pack, so that its file stays open), written
- * to cas/<xx>/<n>.part, synced with fsync, renamed to cas/<xx>/<hash>_<size>, the directory synced
- * with fsync; then the entry is switched to the file and the slots are punched. A crash after the
- * rename leaves the blob both as a file and in the pack, and the start-up scan keeps the file. Two
- * pin_paths of one blob may both copy it: the second rename puts the same bytes in place, and only
- * the first switches the entry.
+ * The blob's slots are read (holding a reference on the pack, so that its file stays open) and hashed:
+ * bytes that no longer match the digest are dropped (seal.c) and the caller gets NOT_FOUND. Good
+ * ones are written to cas/<xx>/<n>.part, sealed (seal.c), synced with fsync, renamed to
+ * cas/<xx>/<hash>_<size>, the directory synced with fsync; then the entry is switched to the file
+ * and the slots are punched. A crash after the rename leaves the blob both as a file and in the
+ * pack, and the start-up scan keeps the file. Two pin_paths of one blob may both copy it: the second
+ * rename puts the same bytes in place, and only the first switches the entry.
  *
  * The slots are punched only if the entry has no pin but the caller's: a reader (or another copy)
  * that pinned it before the switch may still be reading them. Then they stay until the pack is
@@ -48,6 +49,10 @@ static cairn_status write_file(cachefs *fs, const cairn_digest *d, void *buf)
 		return failed(fs, d, fd, "creating", tmp);
 	const char *what = "writing";
 	int64_t res = run(fs, (cachefs_op){.kind = CACHEFS_OP_WRITE, .fd = (int)fd, .buf = buf, .len = (uint64_t)d->size});
+	if (res >= 0) {
+		what = "sealing";
+		res = cachefs_seal_fd(fs, (int)fd, d);
+	}
 	if (res >= 0 && fs->cfg.fsync) {
 		what = "syncing";
 		res = run(fs, (cachefs_op){.kind = CACHEFS_OP_FSYNC, .fd = (int)fd});
@@ -76,13 +81,11 @@ static cairn_status copy_out(cachefs *fs, const cairn_digest *d, const cachefs_p
 	uint8_t *buf = cairn_xmalloc((size_t)d->size);
 	int64_t res = run(fs, (cachefs_op){.kind = CACHEFS_OP_READ, .fd = p->fd, .buf = buf, .len = (uint64_t)d->size,
 	                                   .off = cachefs_loc_off(loc)});
-	char ds[CAIRN_DIGEST_STR_MAX];
 	cairn_status st;
 	if (res < 0)
 		st = cairn_errno((int)-res, "cachefs: reading %s/packs/%s", fs->dir, p->data_name);
-	else if (res < d->size)
-		st = cairn_err(CAIRN_DATA_LOSS, "blob %s is shorter in %s/packs/%s than its size", cairn_digest_str(d, ds),
-		               fs->dir, p->data_name);
+	else if (res < d->size || !cachefs_hash_matches(d, buf, (size_t)d->size)) /* cut short, or changed */
+		st = cachefs_drop_corrupt(fs, d, loc, NULL);
 	else
 		st = write_file(fs, d, buf);
 	free(buf);

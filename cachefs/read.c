@@ -3,7 +3,14 @@
  * reader holds a reference on the pack: pin_path may move the blob out to a file meanwhile, but the
  * pack's file stays open, and the blob's slots unpunched, while a reader may read them. If a blob's
  * own file has gone from disk behind cachefs's back, the entry becomes GONE (no longer held) and the
- * reader gets NOT_FOUND, so the index heals itself. */
+ * reader gets NOT_FOUND, so the index heals itself.
+ *
+ * No read hands out bytes that changed on disk (seal.c): a file's seal is checked with fstat when it
+ * is opened and after every read; a packed blob is read whole and hashed on every read (a read of
+ * part of it goes through a buffer of its size, 64 KiB at most). Where the file system cannot keep
+ * seals, the file is hashed whole at open, on the I/O thread, before the open is answered. A blob
+ * that fails is dropped and the open or read gets NOT_FOUND. These checks run on the I/O thread: an
+ * fstat of an open file reads no disk. */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -11,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct cachefs_reader {
 	blob_reader base;
@@ -19,6 +27,7 @@ typedef struct cachefs_reader {
 	int fd;           /* the blob's own file; -1 for the empty blob and for a packed one */
 	cachefs_pack *pack; /* a packed blob's pack, and where in it the blob starts */
 	uint64_t start;
+	uint32_t loc;     /* where the entry said the blob was, at open */
 	bool pinned;
 	bool reading;
 	char name[CACHEFS_NAME_MAX];
@@ -26,12 +35,20 @@ typedef struct cachefs_reader {
 	blob_open_read_cb open_cb;
 	blob_read_cb read_cb;
 	void *arg;
+	/* a packed blob read in part: the whole of it, and where the part goes; also the buffer of the
+	 * whole-file hash at open, where there are no seals */
+	uint8_t *whole;
+	uint8_t *dst;
+	uint64_t dst_off;
+	size_t dst_len;
+	cairn_hasher *hasher;
+	uint64_t hashed;
 } cachefs_reader;
 
-static cairn_status not_found(const cairn_digest *d, const char *why)
+static cairn_status not_found(const cairn_digest *d)
 {
 	char ds[CAIRN_DIGEST_STR_MAX];
-	return cairn_err(CAIRN_NOT_FOUND, "blob %s not found%s", cairn_digest_str(d, ds), why);
+	return cairn_err(CAIRN_NOT_FOUND, "blob %s not found", cairn_digest_str(d, ds));
 }
 
 static cachefs_reader *reader_new(cachefs *fs, const cairn_digest *d)
@@ -65,40 +82,93 @@ static void unpin(cachefs_reader *r)
 	r->pinned = false;
 }
 
-/* The file of a held blob is missing: the blob is no longer held. */
-static void forget_vanished(cachefs_reader *r)
+/* The end of an open of a blob's file: answers, or closes and unpins the reader after a failure. */
+static void opened(cachefs_reader *r, cairn_status st)
 {
-	cachefs_index *ix = &r->fs->ix;
-	pthread_mutex_lock(&ix->mu);
-	uint32_t i = cachefs_index_find(ix, &r->digest);
-	assert(i != CACHEFS_NIL);
-	if (cachefs_index_at(ix, i)->state == CACHEFS_VISIBLE)
-		cachefs_index_unpublish(ix, i, CACHEFS_GONE);
-	pthread_mutex_unlock(&ix->mu);
-	char ds[CAIRN_DIGEST_STR_MAX];
-	LOG_WARN("cachefs", "blob file vanished; dropped from the index digest=%s", cairn_digest_str(&r->digest, ds));
+	blob_open_read_cb cb = r->open_cb;
+	void *arg = r->arg;
+	if (cairn_is_ok(&st)) {
+		cb(arg, st, &r->base);
+		return;
+	}
+	if (r->fd >= 0) {
+		cachefs_op op = {.kind = CACHEFS_OP_CLOSE, .fd = r->fd};
+		cachefs_ring_run(&r->fs->ring, &op, 1); /* a plain close here, on the I/O thread */
+	}
+	unpin(r);
+	free(r->whole);
+	free(r);
+	cb(arg, st, NULL);
+}
+
+static void hash_next(cachefs_reader *r);
+
+/* Where seals do not work: one more piece of the whole-file hash. */
+static void on_hash_read(cachefs_op *op, int64_t res)
+{
+	cachefs_reader *r = op->arg;
+	uint64_t size = (uint64_t)r->digest.size;
+	if (res > 0) {
+		cairn_hasher_update(r->hasher, r->whole, (size_t)res);
+		r->hashed += (uint64_t)res;
+		if (r->hashed < size)
+			return hash_next(r);
+	}
+	uint8_t hash[CAIRN_HASH_LEN];
+	cairn_hasher_final(r->hasher, hash);
+	cairn_hasher_free(r->hasher);
+	r->hasher = NULL;
+	free(r->whole);
+	r->whole = NULL;
+	if (res < 0)
+		return opened(r, cairn_errno((int)-res, "cachefs: reading %s/cas/%02x/%s", r->fs->dir, r->digest.hash[0],
+		                             r->name));
+	bool good = r->hashed == size && memcmp(hash, r->digest.hash, CAIRN_HASH_LEN) == 0;
+	opened(r, good ? cairn_ok() : cachefs_drop_corrupt(r->fs, &r->digest, 0, NULL));
+}
+
+static void hash_next(cachefs_reader *r)
+{
+	uint64_t left = (uint64_t)r->digest.size - r->hashed;
+	r->op = (cachefs_op){.kind = CACHEFS_OP_READ, .fd = r->fd, .buf = r->whole, .off = r->hashed,
+	                     .len = left < CACHEFS_HASH_BUF ? left : CACHEFS_HASH_BUF, .cb = on_hash_read, .arg = r};
+	cachefs_ring_submit(&r->fs->ring, &r->op);
+}
+
+/* Whether the open file still fits its blob (seal.c); drops the blob if not. */
+static bool file_intact(cachefs_reader *r, cairn_status *st)
+{
+	struct stat sb;
+	if (fstat(r->fd, &sb) != 0) {
+		*st = cairn_errno(errno, "cachefs: stat of %s/cas/%02x/%s", r->fs->dir, r->digest.hash[0], r->name);
+		return false;
+	}
+	if (cachefs_seal_holds(r->fs, &sb, &r->digest))
+		return true;
+	*st = cachefs_drop_corrupt(r->fs, &r->digest, 0, &sb);
+	return false;
 }
 
 static void on_opened(cachefs_op *op, int64_t res)
 {
 	cachefs_reader *r = op->arg;
-	blob_open_read_cb cb = r->open_cb;
-	void *arg = r->arg;
+	cairn_status st;
 	if (res >= 0) {
 		r->fd = (int)res;
-		cb(arg, cairn_ok(), &r->base);
-		return;
+		if (!file_intact(r, &st))
+			return opened(r, st);
+		if (r->fs->sealing)
+			return opened(r, cairn_ok());
+		r->hasher = cairn_hasher_new();
+		r->whole = cairn_xmalloc(r->digest.size < CACHEFS_HASH_BUF ? (size_t)r->digest.size : CACHEFS_HASH_BUF);
+		return hash_next(r);
 	}
-	cairn_status st;
 	if (res == -ENOENT) {
-		forget_vanished(r);
-		st = not_found(&r->digest, " (its file vanished from disk)");
+		st = cachefs_forget_vanished(r->fs, &r->digest);
 	} else {
 		st = cairn_errno((int)-res, "cachefs: opening %s/cas/%02x/%s", r->fs->dir, r->digest.hash[0], r->name);
 	}
-	unpin(r);
-	free(r);
-	cb(arg, st, NULL);
+	opened(r, st);
 }
 
 void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
@@ -125,11 +195,12 @@ void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb c
 	}
 	pthread_mutex_unlock(&ix->mu);
 	if (!held) {
-		cb(arg, not_found(d, ""), NULL);
+		cb(arg, not_found(d), NULL);
 		return;
 	}
 	cachefs_reader *r = reader_new(fs, d);
 	r->pinned = true;
+	r->loc = loc;
 	if (loc) {
 		r->pack = cachefs_pack_of(fs, loc); /* its slot cannot go while we hold a reference */
 		r->start = cachefs_loc_off(loc);
@@ -144,28 +215,43 @@ void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb c
 	cachefs_ring_submit(&fs->ring, &r->op);
 }
 
+/* Whether the bytes a read saw are the blob's: a file's seal still holds after the read (a write
+ * changes the file's time before its bytes), a packed blob's bytes (read whole) hash to its digest.
+ * If not, the blob is dropped and *st says so. */
+static bool read_intact(cachefs_reader *r, const cachefs_op *op, int64_t res, cairn_status *st)
+{
+	if (!r->pack)
+		return file_intact(r, st);
+	if ((uint64_t)res == op->len && cachefs_hash_matches(&r->digest, op->buf, op->len))
+		return true;
+	*st = cachefs_drop_corrupt(r->fs, &r->digest, r->loc, NULL);
+	return false;
+}
+
 static void on_read(cachefs_op *op, int64_t res)
 {
 	cachefs_reader *r = op->arg;
 	blob_read_cb cb = r->read_cb;
 	void *arg = r->arg;
-	uint64_t want = op->len;
+	size_t n = res > 0 ? (size_t)res : 0;
 	r->reading = false;
 	cairn_status st = cairn_ok();
 	if (res < 0 && r->pack) {
 		st = cairn_errno((int)-res, "cachefs: reading %s/packs/%s", r->fs->dir, r->pack->data_name);
-		res = 0;
 	} else if (res < 0) {
 		st = cairn_errno((int)-res, "cachefs: reading %s/cas/%02x/%s", r->fs->dir, r->digest.hash[0], r->name);
-		res = 0;
-	} else if ((uint64_t)res < want) {
+	} else if (read_intact(r, op, res, &st) && r->whole) {
+		memcpy(r->dst, r->whole + r->dst_off, r->dst_len);
+		n = r->dst_len;
+	} else if (cairn_is_ok(&st) && n < op->len) {
 		/* verified blobs only are visible, so this file was damaged on disk */
 		char ds[CAIRN_DIGEST_STR_MAX];
 		st = cairn_err(CAIRN_DATA_LOSS, "blob %s is shorter on disk than its size",
 		               cairn_digest_str(&r->digest, ds));
-		res = 0;
 	}
-	cb(arg, st, (size_t)res);
+	free(r->whole);
+	r->whole = NULL;
+	cb(arg, st, cairn_is_ok(&st) ? n : 0);
 }
 
 void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg)
@@ -179,6 +265,16 @@ void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_rea
 	}
 	if (len > size - off)
 		len = (size_t)(size - off);
+	if (r->pack && len < size) {
+		/* only the whole blob can be checked: read it into a buffer, and copy the part from there */
+		r->whole = cairn_xmalloc((size_t)size);
+		r->dst = buf;
+		r->dst_off = off;
+		r->dst_len = len;
+		buf = r->whole;
+		off = 0;
+		len = (size_t)size;
+	}
 	int fd = r->pack ? r->pack->fd : r->fd;
 	assert(fd >= 0);
 	r->reading = true;

@@ -1,9 +1,11 @@
 /* The directory layout and the start-up scan. Both run synchronously in cachefs_open, before the
  * store serves anything.
  *
- * The scan trusts a file in cas/xx/ when its name is <64 hex>_<size> with the right xx and its length
- * is that size: a file appears there only by rename after its hash was checked, so a complete file is
- * a good one, and the length check catches what a power loss truncated without reading any data.
+ * The scan trusts a file in cas/xx/ when its name is <64 hex>_<size> with the right xx, its length
+ * is that size and its tamper seal holds (seal.c): a file appears there only by rename after its hash
+ * was checked and its seal set, so a complete file that nothing wrote to since is a good one; the
+ * length check catches what a power loss truncated and the seal what was changed while cairn was
+ * stopped, without reading any data. A file that fails its seal is logged and counted as corrupt.
  * Everything else there is removed (temp files of uploads a crash interrupted), as is everything in
  * tmp/. Then the packs are scanned (pack_scan.c); a blob found both as a file and in a pack is kept
  * as the file. The LRU order starts as the order of the files' modification times and the packed
@@ -109,6 +111,7 @@ cairn_status cachefs_layout_open(cachefs *fs)
 	if (cairn_is_ok(&st)) {
 		cachefs_packs_probe(fs);
 		cachefs_direct_probe(fs);
+		cachefs_seal_probe(fs);
 	}
 	if (cairn_is_ok(&st))
 		st = open_subdir(fs, fs->dirfd, "", "cas", &casdir);
@@ -205,9 +208,19 @@ static void scan_entry(cachefs *fs, cachefs_found *s, int x, const char *name)
 		return;
 	}
 	if (named && S_ISREG(st.st_mode) && st.st_size == d.size) {
-		if (!cairn_digest_is_empty_blob(&d)) /* that one is always held, without an entry */
+		if (cairn_digest_is_empty_blob(&d)) /* that one is always held, without an entry */
+			return;
+		if (cachefs_seal_scan_file(fs, x, name, &st, &d, s->adopting)) {
+			s->sealed += s->adopting;
 			cachefs_scan_add(fs, s, &d, (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, 0);
-		return;
+			return;
+		}
+		if (!s->adopting) { /* else it could not be sealed, and said why */
+			char ds[CAIRN_DIGEST_STR_MAX];
+			LOG_WARN("cachefs", "blob file changed on disk while cairn was stopped; dropped digest=%s "
+			         "path=%s/cas/%02x/%s", cairn_digest_str(&d, ds), fs->dir, x, name);
+			fs->ix.corrupt_blobs++;
+		}
 	}
 	if (unlinkat(fs->casfd[x], name, 0) == 0)
 		s->dropped++;
@@ -242,6 +255,7 @@ cairn_status cachefs_scan(cachefs *fs)
 	uint64_t tmp_removed = 0;
 	cairn_status st = clean_tmp(fs, &tmp_removed);
 	cachefs_found s = {.wall_now = cairn_wall_ns(), .mono_now = cairn_now_ns()};
+	s.adopting = cachefs_seal_scan_start(fs);
 	for (int x = 0; x < CACHEFS_FANOUT && cairn_is_ok(&st); x++)
 		st = scan_dir(fs, &s, x);
 	if (cairn_is_ok(&st))
@@ -252,9 +266,11 @@ cairn_status cachefs_scan(cachefs *fs)
 			qsort(s.order, s.n, sizeof *s.order, cmp_u64);
 		for (size_t k = 0; k < s.n; k++)
 			cachefs_index_publish(&fs->ix, (uint32_t)s.order[k], (uint32_t)(s.order[k] >> 32));
+		cachefs_seal_scan_end(fs, s.adopting, s.sealed);
 		LOG_INFO("cachefs", "index rebuilt blobs=%" PRIu64 " bytes=%" PRId64 " packed=%" PRIu64 " packs=%" PRIu64
-		         " dropped=%" PRIu64 " tmp_removed=%" PRIu64 " dir=%s",
-		         fs->ix.visible, fs->ix.bytes, s.packed, s.packs, s.dropped, tmp_removed, fs->dir);
+		         " dropped=%" PRIu64 " corrupt=%" PRIu64 " tmp_removed=%" PRIu64 " dir=%s",
+		         fs->ix.visible, fs->ix.bytes, s.packed, s.packs, s.dropped, fs->ix.corrupt_blobs, tmp_removed,
+		         fs->dir);
 	}
 	free(s.order);
 	return st;

@@ -3,10 +3,13 @@
 #include "cachefs/internal.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blob_done_cb cb,
                          void *arg)
@@ -69,6 +72,7 @@ void cachefs_get_stats(cachefs *fs, cachefs_stats *out)
 		.evicted_blobs = ix->evicted_blobs,
 		.evicted_bytes = ix->evicted_bytes,
 		.rejected_writes = ix->rejected_writes,
+		.corrupt_blobs = ix->corrupt_blobs,
 	};
 	pthread_mutex_unlock(&ix->mu);
 }
@@ -93,6 +97,43 @@ cairn_status cachefs_pin(cachefs *fs, const cairn_digest *d)
 	return cairn_err(CAIRN_NOT_FOUND, "blob %s not found", cairn_digest_str(d, ds));
 }
 
+cairn_status cachefs_forget_vanished(cachefs *fs, const cairn_digest *d)
+{
+	cachefs_index *ix = &fs->ix;
+	pthread_mutex_lock(&ix->mu);
+	uint32_t i = cachefs_index_find(ix, d);
+	assert(i != CACHEFS_NIL); /* the caller pins it */
+	if (cachefs_index_at(ix, i)->state == CACHEFS_VISIBLE)
+		cachefs_index_unpublish(ix, i, CACHEFS_GONE);
+	pthread_mutex_unlock(&ix->mu);
+	char ds[CAIRN_DIGEST_STR_MAX];
+	LOG_WARN("cachefs", "blob file vanished; dropped from the index digest=%s", cairn_digest_str(d, ds));
+	return cairn_err(CAIRN_NOT_FOUND, "blob %s not found (its file vanished from disk)", ds);
+}
+
+/* Whether the file of pinned blob d still holds its bytes (seal.c): one fstatat where seals work, a
+ * hash of the whole file where they do not. Drops the blob if not. Plain system calls: the caller
+ * may block. */
+static cairn_status check_file(cachefs *fs, const cairn_digest *d, const char *path)
+{
+	char name[CACHEFS_NAME_MAX];
+	cachefs_blob_name(d, name);
+	int dirfd = fs->casfd[d->hash[0]];
+	struct stat sb;
+	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? cachefs_forget_vanished(fs, d) : cairn_errno(errno, "cachefs: stat of %s", path);
+	int match = cachefs_seal_holds(fs, &sb, d);
+	if (match && !fs->sealing) {
+		int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		match = fd < 0 ? -errno : cachefs_file_matches(fs, fd, d);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (match < 0)
+		return cairn_errno(-match, "cachefs: reading %s", path);
+	return match ? cairn_ok() : cachefs_drop_corrupt(fs, d, 0, &sb);
+}
+
 cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, size_t cap)
 {
 	char name[CACHEFS_NAME_MAX];
@@ -105,6 +146,8 @@ cairn_status cachefs_pin_path(cachefs *fs, const cairn_digest *d, char *path, si
 	if (!cairn_is_ok(&st) || cairn_digest_is_empty_blob(d))
 		return st;
 	st = cachefs_materialise(fs, d); /* a packed blob gets a file of its own */
+	if (cairn_is_ok(&st))
+		st = check_file(fs, d, path);
 	if (!cairn_is_ok(&st))
 		cachefs_unpin(fs, d);
 	return st;

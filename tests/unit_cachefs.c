@@ -317,6 +317,15 @@ static void assert_index_ok(cachefs *fs)
 	assert_true(packs_ok);
 }
 
+/* Gives a blob's file the modification time cachefs seals it with (seal.c), at second sec. */
+static void seal_file(fixture *f, const cairn_digest *d, time_t sec)
+{
+	char path[256];
+	blob_path(f, d, path, sizeof path);
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = sec, .tv_nsec = cachefs_seal_ns(d)}};
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
 static cachefs_stats stats(cachefs *fs)
 {
 	cachefs_stats s;
@@ -878,12 +887,8 @@ static void test_reopen_orders_by_mtime(void **state)
 	put_sized(bs, d, 5, 7000, size);
 	/* file times, in hours ago: d[2] is the newest, then d[4], d[0], d[3], d[1] */
 	const int hours_ago[5] = {3, 5, 1, 4, 2};
-	for (int k = 0; k < 5; k++) {
-		char path[256];
-		blob_path(f, &d[k], path, sizeof path);
-		struct timespec ts[2] = {{.tv_sec = time(NULL) - hours_ago[k] * 3600}, {.tv_sec = time(NULL) - hours_ago[k] * 3600}};
-		assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
-	}
+	for (int k = 0; k < 5; k++)
+		seal_file(f, &d[k], time(NULL) - hours_ago[k] * 3600);
 	reopen(f, 3 * (int64_t)size, 0, 0, false); /* a pass keeps 95% of 3 blobs: 2 */
 	cachefs_evict_now(f->fs);
 	assert_true(cachefs_contains(f->fs, &d[2], false));
@@ -1355,6 +1360,7 @@ static void test_pack_and_file_same_digest(void **state)
 	pack_path(f, 1, "data", p, sizeof p);
 	blob_path(f, &d[0], path, sizeof path);
 	write_file(path, data[0], 4 * KiB);
+	seal_file(f, &d[0], time(NULL)); /* as materialise.c leaves it */
 	blobstore *bs = cachefs_blobstore(open_default(f));
 	assert_int_equal(stats(f->fs).blobs, 2);
 	assert_int_equal(packed_at(f->fs, &d[0], NULL), -1);
@@ -1367,6 +1373,7 @@ static void test_pack_and_file_same_digest(void **state)
 	f->fs = NULL;
 	blob_path(f, &d[1], path, sizeof path);
 	write_file(path, data[1], 4 * KiB);
+	seal_file(f, &d[1], time(NULL));
 	bs = cachefs_blobstore(open_default(f));
 	assert_int_equal(stats(f->fs).blobs, 2);
 	assert_int_equal(count_packs(f), 0);
@@ -1544,6 +1551,453 @@ static void test_many_small_writers(void **state)
 	free(a);
 }
 
+/* ---- blobs changed on disk behind cachefs's back (seal.c) ---------------------------------------- */
+
+static const char planted[] = "planted bytes, not the blob's";
+
+/* Writes `planted` over the start of a file, through a hard link of its own as an action could (it
+ * made the file writable first), or appends it; the link is removed after. */
+static void plant(fixture *f, const char *path, bool append)
+{
+	char link_path[160];
+	snprintf(link_path, sizeof link_path, "%s/input-link", f->root);
+	assert_int_equal(link(path, link_path), 0);
+	assert_int_equal(chmod(link_path, 0644), 0);
+	int fd = open(link_path, O_WRONLY | (append ? O_APPEND : 0));
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, planted, sizeof planted), (ssize_t)sizeof planted);
+	close(fd);
+	assert_int_equal(unlink(link_path), 0);
+}
+
+/* Changes a packed blob's first bytes where they lie in its pack. */
+static void plant_packed(fixture *f, const cairn_digest *d)
+{
+	unsigned pack;
+	int64_t off = packed_at(f->fs, d, &pack);
+	assert_true(off >= 0);
+	char p[200];
+	pack_path(f, pack, "data", p, sizeof p);
+	int fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, planted, sizeof planted, off), (ssize_t)sizeof planted);
+	close(fd);
+}
+
+static bool reported_missing(blobstore *bs, const cairn_digest *d)
+{
+	uint8_t missing = 0;
+	sync_wait s;
+	sw_init(&s);
+	blobstore_find_missing(bs, d, 1, &missing, on_done, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	return missing;
+}
+
+/* What a user relies on once a changed blob was noticed: it is missing, its file is gone, it is
+ * counted, and uploading it again makes it whole. */
+static void assert_dropped(fixture *f, const cairn_digest *d, const uint8_t *data, uint64_t corrupt)
+{
+	blobstore *bs = cachefs_blobstore(f->fs);
+	blob_reader *r;
+	char path[256];
+	blob_path(f, d, path, sizeof path);
+	assert_int_equal(open_reader(bs, d, &r).code, CAIRN_NOT_FOUND);
+	assert_true(reported_missing(bs, d));
+	assert_int_equal(access(path, F_OK), -1);
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.corrupt_blobs, corrupt);
+	assert_int_equal(s.blobs, 0);
+	assert_int_equal(s.bytes, 0);
+	assert_index_ok(f->fs);
+	cairn_digest again;
+	assert_int_equal(put(bs, data, (size_t)d->size, &again).code, CAIRN_OK);
+	assert_blob(bs, d, data, (size_t)d->size);
+	assert_index_ok(f->fs);
+}
+
+/* A blob file changed in place, at the same size, through another hard link: open gives NOT_FOUND. */
+static void test_tamper_same_size_not_served(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20000);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	char path[256];
+	blob_path(f, &d, path, sizeof path);
+	plant(f, path, false);
+	assert_dropped(f, &d, data, 1);
+	free(data);
+}
+
+/* A blob file that grew: open gives NOT_FOUND. */
+static void test_tamper_other_size_not_served(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20100);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	char path[256];
+	blob_path(f, &d, path, sizeof path);
+	plant(f, path, true);
+	assert_dropped(f, &d, data, 1);
+	free(data);
+}
+
+/* Another file renamed over a blob's file, with the same size: open gives NOT_FOUND. */
+static void test_tamper_file_replaced_not_served(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20200), *other = random_bytes(size, 20201);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	char path[256], tmp[160];
+	blob_path(f, &d, path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s/replacement", f->root);
+	write_file(tmp, other, size);
+	assert_int_equal(rename(tmp, path), 0);
+	assert_dropped(f, &d, data, 1);
+	free(data);
+	free(other);
+}
+
+/* A blob file changed while a reader has it open: the next read gives NOT_FOUND, not the bytes. */
+static void test_tamper_under_open_reader(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20300);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
+	char path[256];
+	blob_path(f, &d, path, sizeof path);
+	plant(f, path, false);
+	uint8_t *got = calloc(1, size);
+	sync_wait s;
+	sw_init(&s);
+	blob_read(r, 0, got, size, on_read, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
+	assert_int_equal(s.n, 0);
+	blob_close_read(r);
+	assert_dropped(f, &d, data, 1);
+	free(got);
+	free(data);
+}
+
+/* pin_path, which hands the file to actions, refuses a changed one. */
+static void test_tamper_pin_path_refused(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20400);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	char path[256], got[256];
+	blob_path(f, &d, path, sizeof path);
+	plant(f, path, false);
+	assert_int_equal(cachefs_pin_path(f->fs, &d, got, sizeof got).code, CAIRN_NOT_FOUND);
+	assert_true(reported_missing(bs, &d));
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(stats(f->fs).corrupt_blobs, 1);
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	assert_int_equal(cachefs_pin_path(f->fs, &d, got, sizeof got).code, CAIRN_OK);
+	assert_file(got, data, size);
+	cachefs_unpin(f->fs, &d);
+	assert_index_ok(f->fs);
+	free(data);
+}
+
+/* pin_path of a blob whose file was deleted behind cachefs's back: NOT_FOUND, and no longer held. */
+static void test_pin_path_vanished_file(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20450);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	char path[256], got[256];
+	blob_path(f, &d, path, sizeof path);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(cachefs_pin_path(f->fs, &d, got, sizeof got).code, CAIRN_NOT_FOUND);
+	assert_true(reported_missing(bs, &d));
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	assert_int_equal(cachefs_pin_path(f->fs, &d, got, sizeof got).code, CAIRN_OK);
+	cachefs_unpin(f->fs, &d);
+	assert_index_ok(f->fs);
+	free(data);
+}
+
+/* A packed blob's bytes changed in its pack: reading it gives NOT_FOUND; its slots are punched. */
+static void test_tamper_packed_not_served(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(5000, 20500);
+	cairn_digest d, other;
+	put_blobs(bs, &other, 1, 20501);
+	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
+	unsigned pack;
+	int64_t off = packed_at(f->fs, &d, &pack);
+	plant_packed(f, &d);
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK); /* a packed blob opens with no I/O */
+	uint8_t got[5000];
+	sync_wait s;
+	sw_init(&s);
+	blob_read(r, 0, got, sizeof got, on_read, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
+	blob_close_read(r);
+	char p[200];
+	pack_path(f, pack, "data", p, sizeof p);
+	assert_true(has_hole(p, off, 4 * KiB));
+	assert_true(reported_missing(bs, &d));
+	assert_int_equal(stats(f->fs).corrupt_blobs, 1);
+	assert_int_equal(stats(f->fs).blobs, 1); /* the other blob in the pack stays */
+	uint8_t *o = random_bytes(4 * KiB, 20501);
+	assert_blob(bs, &other, o, 4 * KiB);
+	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
+	assert_blob(bs, &d, data, 5000);
+	assert_index_ok(f->fs);
+	free(o);
+	free(data);
+}
+
+/* A read of part of a changed packed blob gives NOT_FOUND too. */
+static void test_tamper_packed_part_not_served(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(5000, 20600);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
+	uint8_t got[100];
+	assert_int_equal(read_at(r, 1000, got, sizeof got), sizeof got); /* the whole is checked, the part copied */
+	assert_memory_equal(got, data + 1000, sizeof got);
+	plant_packed(f, &d);
+	sync_wait s;
+	sw_init(&s);
+	blob_read(r, 1000, got, sizeof got, on_read, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
+	blob_close_read(r);
+	assert_dropped(f, &d, data, 1);
+	free(data);
+}
+
+/* pin_path does not copy a changed packed blob out to a file. */
+static void test_tamper_packed_pin_path_refused(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(5000, 20700);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
+	plant_packed(f, &d);
+	char got[256];
+	assert_int_equal(cachefs_pin_path(f->fs, &d, got, sizeof got).code, CAIRN_NOT_FOUND);
+	assert_dropped(f, &d, data, 1); /* no file was made */
+	assert_int_equal(cachefs_pin_path(f->fs, &d, got, sizeof got).code, CAIRN_OK);
+	assert_file(got, data, 5000);
+	cachefs_unpin(f->fs, &d);
+	free(data);
+}
+
+/* A blob file changed while cachefs is closed is dropped by the start-up scan. */
+static void test_tamper_while_closed_file(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 20800);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	char path[256];
+	blob_path(f, &d, path, sizeof path);
+	plant(f, path, false);
+	open_default(f);
+	assert_false(cachefs_contains(f->fs, &d, false));
+	assert_dropped(f, &d, data, 1);
+	free(data);
+}
+
+/* A packed blob changed while cachefs is closed is not served after the restart. */
+static void test_tamper_while_closed_packed(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	uint8_t *data = random_bytes(5000, 20900);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
+	plant_packed(f, &d);
+	bs = cachefs_blobstore(open_default(f));
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
+	uint8_t got[5000];
+	sync_wait s;
+	sw_init(&s);
+	blob_read(r, 0, got, sizeof got, on_read, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
+	blob_close_read(r);
+	assert_dropped(f, &d, data, 1);
+	free(data);
+}
+
+/* No false alarms: reads, pins, hard links, copies out of packs and eviction of other blobs leave the
+ * seals whole, before and after a restart. */
+static void test_untouched_blobs_stay(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	enum { N = 6 };
+	const size_t sizes[N] = {100 * KiB, 3000, 2 * MiB, 5000, 70 * KiB, 4 * KiB};
+	cairn_digest d[N], extra[4];
+	uint8_t *data[N];
+	for (int k = 0; k < N; k++) {
+		data[k] = random_bytes(sizes[k], 21000 + (uint64_t)k);
+		assert_int_equal(put(bs, data[k], sizes[k], &d[k]).code, CAIRN_OK);
+	}
+	put_sized(bs, extra, 4, 21100, 80 * KiB);
+	for (int k = 0; k < 4; k++)
+		seal_file(f, &extra[k], time(NULL) - 3600); /* the oldest after a restart: eviction takes them */
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < N; k++) {
+			assert_blob(bs, &d[k], data[k], sizes[k]);
+			char got[256], link_path[160];
+			assert_int_equal(cachefs_pin_path(f->fs, &d[k], got, sizeof got).code, CAIRN_OK);
+			snprintf(link_path, sizeof link_path, "%s/exec-%d-%d", f->root, round, k);
+			assert_int_equal(link(got, link_path), 0); /* as the executor links an input */
+			cachefs_unpin(f->fs, &d[k]);
+		}
+		/* the blobs above take 2,283,328 bytes, at or below 95% of max_size: the extra ones go */
+		bs = cachefs_blobstore(reopen(f, 2410000, 0, 0, false));
+		cachefs_evict_now(f->fs);
+	}
+	for (int k = 0; k < 4; k++)
+		assert_false(cachefs_contains(f->fs, &extra[k], false));
+	for (int k = 0; k < N; k++) {
+		assert_blob(bs, &d[k], data[k], sizes[k]);
+		free(data[k]);
+	}
+	assert_int_equal(stats(f->fs).corrupt_blobs, 0);
+	assert_int_equal(stats(f->fs).blobs, N);
+	assert_index_ok(f->fs);
+}
+
+/* Blob files are read-only and owned by cachefs's user, however they were made: an upload, a copy
+ * out of a pack. */
+static void test_blob_files_read_only(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	mode_t old = umask(0077); /* the mode is not left to the umask: actions of other users read inputs */
+	uint8_t *a = random_bytes(100 * KiB, 21200), *b = random_bytes(5000, 21201);
+	cairn_digest da, db;
+	assert_int_equal(put(bs, a, 100 * KiB, &da).code, CAIRN_OK);
+	assert_int_equal(put(bs, b, 5000, &db).code, CAIRN_OK);
+	char got[256];
+	assert_int_equal(cachefs_pin_path(f->fs, &db, got, sizeof got).code, CAIRN_OK);
+	cachefs_unpin(f->fs, &db);
+	umask(old);
+	const cairn_digest *ds[2] = {&da, &db};
+	for (int k = 0; k < 2; k++) {
+		char path[256];
+		struct stat sb;
+		blob_path(f, ds[k], path, sizeof path);
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(sb.st_mode & 07777, 0444);
+		assert_int_equal(sb.st_uid, geteuid());
+	}
+	free(a);
+	free(b);
+}
+
+/* A data directory from before seals: its files are sealed at the first start, not dropped; a change
+ * after that is noticed. */
+static void test_unsealed_directory_adopted(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	const size_t size = 100 * KiB;
+	uint8_t *data = random_bytes(size, 21300);
+	cairn_digest d;
+	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
+	cachefs_close(f->fs);
+	f->fs = NULL;
+	char path[256], marker[160];
+	blob_path(f, &d, path, sizeof path);
+	snprintf(marker, sizeof marker, "%s/SEALED", f->dir);
+	assert_int_equal(unlink(marker), 0);
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = time(NULL) - 60, .tv_nsec = 0}};
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0); /* what an older cairn left */
+	bs = cachefs_blobstore(open_default(f));
+	assert_int_equal(access(marker, F_OK), 0);
+	assert_blob(bs, &d, data, size);
+	bs = cachefs_blobstore(open_default(f));
+	assert_blob(bs, &d, data, size);
+	plant(f, path, false);
+	assert_dropped(f, &d, data, 1);
+	free(data);
+}
+
+/* Where the file system cannot keep seals, a blob file is hashed whole: a change that leaves its time
+ * as it was is still noticed, by open and by pin_path. */
+static void test_no_seals_files_hashed(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	f->fs->sealing = false; /* before any write: as if the probe had failed */
+	const size_t size = 600 * KiB; /* more than one hashing buffer */
+	uint8_t *a = random_bytes(size, 21400), *b = random_bytes(size, 21401);
+	cairn_digest da, db;
+	assert_int_equal(put(bs, a, size, &da).code, CAIRN_OK);
+	assert_int_equal(put(bs, b, size, &db).code, CAIRN_OK);
+	const cairn_digest *ds[2] = {&da, &db};
+	for (int k = 0; k < 2; k++) {
+		char path[256];
+		struct stat sb;
+		blob_path(f, ds[k], path, sizeof path);
+		assert_int_equal(stat(path, &sb), 0);
+		plant(f, path, false);
+		struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+		assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	}
+	char got[256];
+	blob_reader *r;
+	assert_int_equal(open_reader(bs, &da, &r).code, CAIRN_NOT_FOUND);
+	assert_int_equal(cachefs_pin_path(f->fs, &db, got, sizeof got).code, CAIRN_NOT_FOUND);
+	assert_true(reported_missing(bs, &da));
+	assert_true(reported_missing(bs, &db));
+	assert_int_equal(stats(f->fs).corrupt_blobs, 2);
+	assert_int_equal(put(bs, a, size, &da).code, CAIRN_OK);
+	assert_blob(bs, &da, a, size);
+	assert_int_equal(put(bs, b, size, &db).code, CAIRN_OK);
+	assert_int_equal(cachefs_pin_path(f->fs, &db, got, sizeof got).code, CAIRN_OK);
+	assert_file(got, b, size);
+	cachefs_unpin(f->fs, &db);
+	assert_index_ok(f->fs);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1582,6 +2036,21 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pin_path_materialises, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pin_path_in_commit_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_small_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_same_size_not_served, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_other_size_not_served, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_file_replaced_not_served, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_under_open_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_pin_path_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin_path_vanished_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_packed_not_served, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_packed_part_not_served, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_packed_pin_path_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_while_closed_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_while_closed_packed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_untouched_blobs_stay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_files_read_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unsealed_directory_adopted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_seals_files_hashed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
