@@ -31,6 +31,9 @@ static void collect_cas(const cachefs_stats cs, metrics_out *o)
 	metrics_counter(o, "cairn_cas_evicted_bytes_total", "Bytes evicted from the local CAS.", cs.evicted_bytes);
 	metrics_counter(o, "cairn_cas_rejected_writes_total",
 	                "Uploads refused by the hard limit or a full disk (RESOURCE_EXHAUSTED).", cs.rejected_writes);
+	metrics_counter(o, "cairn_cas_corrupt_blobs_total",
+	                "Blobs dropped from the local CAS because their bytes on disk no longer matched their digest.",
+	                cs.corrupt_blobs);
 }
 
 static void collect_external(const counters *c, metrics_out *o)
@@ -92,8 +95,8 @@ void serve_stats_log(const serve_stats *s)
 	const cachefs_through_stats ts = c.ts;
 	const objstore_stats os = c.os;
 	const backup_stats bs = c.bs;
-	LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu", U(cs.blobs), U(cs.bytes),
-	         U(cs.evicted_blobs), U(cs.rejected_writes));
+	LOG_INFO("stats", "cas blobs=%llu bytes=%llu evicted=%llu rejected_writes=%llu corrupt=%llu", U(cs.blobs),
+	         U(cs.bytes), U(cs.evicted_blobs), U(cs.rejected_writes), U(cs.corrupt_blobs));
 	if (!s->os)
 		return;
 	LOG_INFO("stats",
