@@ -11,55 +11,9 @@ cairn_tmpdir
 start_serve
 EMPTY=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0
 
-# c ARGS…: the cairn client, talking to the server started last.
-c() {
-	"$CAIRN" "$@" --remote="grpc://127.0.0.1:$PORT"
-}
-
-# digest_of FILE: "hash/size" of a file.
-digest_of() {
-	echo "$(sha256sum "$1" | cut -d' ' -f1)/$(stat -c %s "$1")"
-}
-
 # digest_of_string S: "hash/size" of the bytes of S.
 digest_of_string() {
 	echo "$(printf %s "$1" | sha256sum | cut -d' ' -f1)/${#1}"
-}
-
-# expect_status CODE CMD…: CMD must fail with exit 1 and report CODE the way every client error
-# is reported ("cairn CMD: what: CODE: message"). Leaves stderr in $TMP/err.
-expect_status() {
-	local code=$1 rc=0
-	shift
-	"$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
-	[ "$rc" -eq 1 ] || fail "expected exit 1 with $code from '$*', got exit $rc; stderr: $(cat "$TMP/err")"
-	grep -Eq "^cairn [^:]+: [^:]+: $code(: |\$)" "$TMP/err" ||
-		fail "expected $code from '$*'; stderr: $(cat "$TMP/err")"
-}
-
-# put_ok ARGS… FILE: `cairn cas put ARGS… FILE` must succeed and print "hash/size FILE".
-put_ok() {
-	local file=${!#} out
-	out=$(c cas put "$@") || fail "cas put $* failed"
-	[ "$out" = "$(digest_of "$file") $file" ] || fail "cas put $* printed '$out', expected '$(digest_of "$file") $file'"
-}
-
-# get_same DIGEST FILE [ARGS…]: downloads DIGEST (with ARGS) and compares it with FILE byte for byte.
-get_same() {
-	local d=$1 file=$2
-	shift 2
-	rm -f "$TMP/got"
-	c cas get "$@" --output="$TMP/got" "$d" || fail "cas get $* $d failed"
-	cmp "$file" "$TMP/got" || fail "cas get $* $d returned other bytes than $file"
-}
-
-# missing_is "EXPECTED…" DIGEST…: `cas missing` prints exactly the EXPECTED digests (any order).
-missing_is() {
-	local want=$1 got
-	shift
-	got=$(c cas missing "$@" | sort) || fail "cas missing failed"
-	want=$(printf '%s\n' $want | sed '/^$/d' | sort)
-	[ "$got" = "$want" ] || fail "cas missing $*: printed '$got', expected '$want'"
 }
 
 # temp_files: uploads in progress (cas/<xx>/<n>.part, beside where the blob will live) and downloads
