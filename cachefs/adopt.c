@@ -2,7 +2,7 @@
  * read-through download in tmp/) becomes a blob by rename, not by copy, and stays in the page cache
  * for the reads that follow. Its size and hash are checked (the hash the download computed as the
  * bytes arrived, so the file is not read again), it is moved beside its place in cas/ as a writer's
- * temp file; then the writer's finishing chain (commit.c) seals it (read-only, see seal.c), makes it
+ * temp file; then the writer's finishing chain (commit.c) seals it (see seal.c), makes it
  * durable as configured, renames it into place and publishes it, as after an upload. */
 #include "cachefs/internal.h"
 

@@ -2,7 +2,7 @@
  * cachefs: the content-addressable store on local disk.
  *
  * Layout under the data directory:
- *   cas/<first two hex>/<64 hex>_<size>  a blob in a file of its own, read-only (mode 0444): every blob
+ *   cas/<first two hex>/<64 hex>_<size>  a blob in a file of its own, mode 0644: every blob
  *                                        over 64 KiB, and a small one cachefs_pin_path needed as a file
  *   cas/<first two hex>/<n>.part         a file being written; removed at start-up
  *   packs/<id>.data                      small blobs (1 byte to 64 KiB), each at a 4 KiB slot of its own
@@ -40,7 +40,9 @@
  *
  * Integrity (seal.c): nothing of a blob whose bytes changed on disk after they were verified (an
  * action writing to an input hard-linked from cas/, a hand in the data directory) reaches a client
- * or an action. A blob's own file is made read-only (0444, owned by cairn's user) and sealed before
+ * or an action. A blob's own file gets mode 0644 (owned by cairn's user: only cairn's user may write
+ * it; an input hard-linked from it keeps that mode, so a copy an action makes of it with cp is
+ * writable, as a copy of a source file is in a local build) and is sealed before
  * it becomes visible: its modification time's nanoseconds are set to a value derived from the
  * digest, and any write, truncation or replacement of the file sets a fresh time that misses it
  * (with a chance of 1 in 10^9 of hitting it). The seal is checked with one fstat when a reader opens

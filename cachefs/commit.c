@@ -1,7 +1,7 @@
 /* The end of a large writer, run once nothing of it is in flight: the chain of ring operations that makes a
  * verified blob visible (its seal, fsync, close, rename into cas/, fsync of the directory, publish in
  * the index), or that removes the temp file of a failed or aborted one. Each step's callback starts
- * the next; only the chain touches the writer now. The seal (seal.c: mode 0444 and the modification
+ * the next; only the chain touches the writer now. The seal (seal.c: mode 0644 and the modification
  * time) is set with two plain system calls on the I/O thread, which change only the inode in memory;
  * it comes after the last write, which would break it, and before the fsync that makes it durable.
  *

@@ -395,7 +395,7 @@ void cachefs_evict_forget(cachefs *fs, const cachefs_victim *v, size_t n);
 uint32_t cachefs_seal_ns(const cairn_digest *d);
 /* Sets fs->sealing: whether a file under tmp/ keeps a nanosecond modification time; before the scan. */
 void cachefs_seal_probe(cachefs *fs);
-/* Makes a blob's file (all written) read-only and, where seals work, seals it; 0 or -errno. */
+/* Gives a blob's file (all written) mode 0644 and, where seals work, seals it; 0 or -errno. */
 int cachefs_seal_fd(const cachefs *fs, int fd, const cairn_digest *d);
 /* Whether a file's status fits the blob of digest d: a regular file of its size, and sealed for it
  * where seals work (where they do not, only a hash of its bytes can tell: cachefs_file_matches). */

@@ -44,7 +44,7 @@ static cairn_status write_file(cachefs *fs, const cairn_digest *d, void *buf)
 	snprintf(tmp, sizeof tmp, "%" PRIu64 ".part", (uint64_t)atomic_fetch_add(&fs->tmp_seq, 1));
 	cachefs_blob_name(d, name);
 	int64_t fd = run(fs, (cachefs_op){.kind = CACHEFS_OP_OPENAT, .fd = dirfd, .path = tmp,
-	                                  .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, .mode = 0444});
+	                                  .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, .mode = 0644});
 	if (fd < 0)
 		return failed(fs, d, fd, "creating", tmp);
 	const char *what = "writing";

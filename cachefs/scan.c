@@ -83,8 +83,8 @@ static cairn_status make_empty_blob(cachefs *fs)
 	cairn_digest_of("", 0, &empty);
 	char name[CACHEFS_NAME_MAX];
 	cachefs_blob_name(&empty, name);
-	int fd = openat(fs->casfd[empty.hash[0]], name, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
-	if (fd < 0 && errno == EACCES) /* it exists read-only, and we are not root: that is fine */
+	int fd = openat(fs->casfd[empty.hash[0]], name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 && errno == EACCES) /* it exists, and is not ours to write: that is fine */
 		fd = openat(fs->casfd[empty.hash[0]], name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return cairn_errno(errno, "cachefs: cannot write in %s/cas/%02x", fs->dir, empty.hash[0]);

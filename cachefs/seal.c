@@ -1,7 +1,7 @@
 /* Tamper seals: noticing a blob whose bytes changed on disk behind cachefs's back, and dropping it.
  *
  * A blob's own file is sealed when it becomes visible (commit.c's chain, which adoption shares, and
- * materialise.c), before its rename into cas/: made read-only (0444, whatever the umask) and given
+ * materialise.c), before its rename into cas/: given mode 0644 (whatever the umask; see cachefs.h) and
  * the modification time "now, in whole seconds, plus cachefs_seal_ns(digest) nanoseconds". Any
  * write to the file, through whatever hard link, or a truncation, a hole punched, a file put in its
  * place, sets a fresh modification time, which misses the seal but with a chance of 1 in 10^9; so
@@ -59,7 +59,7 @@ static int seal_times(int dirfd, const char *name, int fd, const cairn_digest *d
 
 int cachefs_seal_fd(const cachefs *fs, int fd, const cairn_digest *d)
 {
-	if (fchmod(fd, 0444) != 0)
+	if (fchmod(fd, 0644) != 0)
 		return -errno;
 	return fs->sealing ? seal_times(-1, NULL, fd, d, cairn_wall_ns() / NS_PER_S) : 0;
 }

@@ -129,7 +129,7 @@ static void pump(cachefs_writer *w)
 			w->opening = true;
 			w->ctl = (cachefs_op){.kind = CACHEFS_OP_OPENAT, .fd = cachefs_tmp_dirfd(w), .path = w->tmpname,
 			                      .flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (w->direct ? O_DIRECT : 0),
-			                      .mode = 0444, .cb = on_opened, .arg = w};
+			                      .mode = 0644, .cb = on_opened, .arg = w};
 			cachefs_ring_submit(&w->fs->ring, &w->ctl);
 		}
 		return;

@@ -8,8 +8,8 @@
  * slot:
  *   1. reads the Action and Command from the CAS and checks them (paths inside the exec root, sizes);
  *   2. materialises the input root in a fresh exec root: directories created, files hard-linked
- *      read-only from the local CAS (storage.pin_path), executables hard-linked to one shared 0555
- *      copy per blob (inputs.c), symlinks checked not to escape the root; missing blobs are
+ *      from the local CAS (storage.pin_path; 0644 and cairn's, so no action can change them),
+ *      executables hard-linked to one shared 0755 copy per blob (inputs.c), symlinks checked not to escape the root; missing blobs are
  *      collected and reported as MISSING preconditions. Where actions run as the uid that owns the
  *      CAS files (cairn is not root), files are private copies instead (reflinks where the file
  *      system can), so that no action can change a blob; executor_new logs which way it is;

@@ -2,8 +2,8 @@
  *
  * How a file gets there depends on who the action runs as (executor_new decides once and logs it):
  *   - as a uid of its own (cairn is root and may switch uids): files are hard links to the CAS's own
- *     files, which are read-only (0444) and owned by cairn, so the action can read but never change
- *     them (nor chmod them: it does not own them), and linking costs no copy;
+ *     files, which are 0644 and owned by cairn, so the action can read but never change them (nor
+ *     chmod them: it does not own them), and linking costs no copy;
  *   - as the uid that owns the CAS files (cairn is not root, or may not switch uids): a hard link
  *     would hand the action a file it owns, and `chmod u+w; write` would change the blob that the CAS
  *     serves under its old digest. Every file is a private copy instead: a reflink where the file
@@ -12,7 +12,7 @@
  *
  * Executables cannot be hard links to the CAS file: a link shares the inode and so its mode, and
  * chmod'ing a CAS file would change every other link to it (and what the CAS holds). With their own
- * uids, actions get hard links to a second, executable (0555) copy instead, kept in
+ * uids, actions get hard links to a second, executable (0755) copy instead, kept in
  * work_dir/.xcache/<hash> and owned by cairn: one copy per distinct executable however many actions
  * use it, which matters for toolchains (a compiler is an input of every compile action). A copy no
  * exec root links to (link count 1) is removed in a sweep once the copies made since the last sweep
@@ -138,7 +138,7 @@ static cairn_status link_blob(exec_job *j, const cairn_digest *d, int dirfd, con
 	unpin(j, d);
 	if (rc == EXDEV || rc == EMLINK || rc == EPERM) {
 		warn_copy_once(j, rc);
-		return copy_blob(j, d, dirfd, name, 0444);
+		return copy_blob(j, d, dirfd, name, EXEC_INPUT_MODE);
 	}
 	return rc ? cairn_errno(rc, "cannot link input %s", name) : cairn_ok();
 }
@@ -169,7 +169,7 @@ static cairn_status link_executable(exec_job *j, const cairn_digest *d, int dirf
 	int rc = linkat(AT_FDCWD, path, dirfd, name, 0) == 0 ? 0 : errno;
 	pthread_mutex_unlock(&ex->xmu);
 	if (rc == EXDEV || rc == EMLINK)
-		return copy_blob(j, d, dirfd, name, 0555);
+		return copy_blob(j, d, dirfd, name, EXEC_INPUT_XMODE);
 	if (rc != ENOENT)
 		return rc ? cairn_errno(rc, "cannot link input %s", name) : cairn_ok();
 	char src_path[4096];
@@ -182,7 +182,7 @@ static cairn_status link_executable(exec_job *j, const cairn_digest *d, int dirf
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%zu-%llu", ex->xcache_dir, j->slot->index,
 	         (unsigned long long)++j->tmp_seq);
 	int src = open(src_path, O_RDONLY | O_CLOEXEC);
-	rc = src < 0 ? errno : -exec_copy_file(src, AT_FDCWD, tmp, 0555);
+	rc = src < 0 ? errno : -exec_copy_file(src, AT_FDCWD, tmp, EXEC_INPUT_XMODE);
 	if (src >= 0)
 		close(src);
 	unpin(j, d);
@@ -218,12 +218,12 @@ static cairn_status place_file(exec_job *j, int dirfd, const re_file_node *f)
 		return st;
 	node_attrs a;
 	attrs_of(f->node_properties, &a);
-	mode_t mode = a.has_mode ? a.mode : f->is_executable ? 0555 : 0444;
+	mode_t mode = a.has_mode ? a.mode : f->is_executable ? EXEC_INPUT_XMODE : EXEC_INPUT_MODE;
 	if (d.size == 0)
 		st = make_empty(j, dirfd, f->name, mode);
-	else if (j->ex->copy_inputs || a.has_mtime || (mode != 0444 && mode != 0555))
+	else if (j->ex->copy_inputs || a.has_mtime || (mode != EXEC_INPUT_MODE && mode != EXEC_INPUT_XMODE))
 		st = copy_blob(j, &d, dirfd, f->name, mode);
-	else if (mode == 0555)
+	else if (mode == EXEC_INPUT_XMODE)
 		st = link_executable(j, &d, dirfd, f->name);
 	else
 		st = link_blob(j, &d, dirfd, f->name);

@@ -49,6 +49,12 @@ typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
 #define EXEC_MAX_MISSING 1000 /* a longer list is cut: the client re-uploads and retries */
 #define EXEC_MAX_ARGS (1 << 20)
 #define EXEC_ROOT_INSIDE "/tmp/execroot" /* where the exec root appears in a mount namespace */
+/* The modes of the CAS's files (cachefs.h) and of the executable copies: an input that wants
+ * exactly these is a hard link, any other mode a copy. Writable by their owner (cairn), not by an
+ * action running as a uid of its own; and a copy an action makes with cp is writable, as a copy of a
+ * source file is in a local build. */
+#define EXEC_INPUT_MODE 0644
+#define EXEC_INPUT_XMODE 0755
 #define EXEC_USER "cairn-action"          /* the action's user and group name (identity.c) */
 #define EXEC_HOME "/tmp/home"             /* its home, in its private /tmp */
 #define EXEC_MAX_IGNORED_KEYS 64 /* ignored property keys remembered, each logged once */
@@ -291,7 +297,7 @@ void exec_xcache_reset(executor *ex);
 
 /* outputs.c: fills j->result's outputs; clears j->cacheable when something could not be stored. */
 cairn_status exec_collect_outputs(exec_job *j);
-/* Stores a file the job owns (stdout, stderr): made read-only first. */
+/* Stores a file the job owns (stdout, stderr): given EXEC_INPUT_MODE first. */
 cairn_status exec_store_file(exec_job *j, const char *path, cairn_digest *out);
 
 /* identity.c: writes the job's passwd and group files (in job_dir) for the action's ids. */

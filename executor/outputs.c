@@ -2,7 +2,7 @@
  *
  * Every file is read through a walk that never follows a symlink (paths.c), so an action cannot make
  * the worker store a file from outside its root. Before a file is handed to put_file (which may hard
- * link it into the CAS) it is made cairn's and 0444: otherwise a later action, running as the uid
+ * link it into the CAS) it is made cairn's and 0644: otherwise a later action, running as the uid
  * that wrote it, would hold a writable link to a CAS blob. A file cairn cannot safely take over
  * (linked elsewhere, or not the action's) is copied first. All action processes are dead by then
  * (the pid namespace went with init), so nothing changes a file after it was stored.
@@ -99,8 +99,8 @@ static node_props *props_of(exec_job *j, const struct stat *st)
 
 cairn_status exec_store_file(exec_job *j, const char *path, cairn_digest *out)
 {
-	if (chmod(path, 0444) != 0)
-		return cairn_errno(errno, "cannot make %s read-only", path);
+	if (chmod(path, EXEC_INPUT_MODE) != 0)
+		return cairn_errno(errno, "cannot set the mode of %s", path);
 	executor_storage *s = &j->ex->cfg.storage;
 	return s->put_file(s->ctx, path, out);
 }
@@ -128,9 +128,9 @@ static cairn_status store_output_file(exec_job *j, int fd, const pathbuf *pb, co
 		                 pb->s + strlen(j->root_dir) + 1, (long long)st->st_size,
 		                 (long long)j->ex->cfg.max_output_size);
 	cairn_status res = cairn_ok();
-	/* the store gets 0444 whatever the output's mode (is_executable is in the result): an executable
-	 * CAS inode would later be linked as a non-executable input */
-	const mode_t mode = 0444;
+	/* the store gets EXEC_INPUT_MODE whatever the output's mode (is_executable is in the result): an
+	 * executable CAS inode would later be linked as a non-executable input */
+	const mode_t mode = EXEC_INPUT_MODE;
 	uid_t me = geteuid();
 	const char *path = pb->s;
 	char copy[4096];

@@ -75,6 +75,13 @@ bazel_run build "${REMOTE[@]}" --noremote_accept_cached //remote_compat:silo >"$
 n=$(grep -c 'platform property ignored.* key=build$' "$SERVE_LOG" || true)
 [ "$n" -eq 1 ] || fail "the ignored key build was logged $n times, expected once"
 
+log "an action copies an input, then copies over its copy: the copy is its own to write"
+bazel_run build "${REMOTE[@]}" --noremote_accept_cached //remote_compat:large_output >"$TMP/large.log" 2>&1 ||
+	{ cat "$TMP/large.log"; fail "//remote_compat:large_output (cp of an input, then cp over it) failed remotely"; }
+[ "$(count "$TMP/large.log" remote)" -eq 1 ] || fail "large_output did not run remotely: $(bazel_processes "$TMP/large.log")"
+# 12 rounds that each double it: 2^11 copies of the one line
+[ "$(wc -l <"$WS/bazel-bin/remote_compat/large_blob.txt")" -eq 2048 ] || fail "large_blob.txt has the wrong length"
+
 log "a repository rule's remote command that times out is reported as past its deadline"
 mkdir "$TMP/repo_ws"
 touch "$TMP/repo_ws/BUILD"

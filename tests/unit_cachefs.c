@@ -406,7 +406,7 @@ static void put_read_sizes(fixture *f, bool fsync, bool direct)
 		if (sizes[k] > CACHEFS_PACK_MAX_BLOB) {
 			assert_int_equal(stat(path, &sb), 0);
 			assert_int_equal(sb.st_size, (off_t)sizes[k]);
-			assert_int_equal(sb.st_mode & 0777, 0444);
+			assert_int_equal(sb.st_mode & 0777, 0644);
 		} else if (sizes[k]) {
 			assert_int_equal(stat(path, &sb), -1); /* packed */
 		}
@@ -1134,13 +1134,13 @@ static void append_file(const char *path, const void *data, size_t len)
 	close(fd);
 }
 
-/* A blob's own file holds exactly these bytes, read-only. */
+/* A blob's own file holds exactly these bytes, with mode 0644. */
 static void assert_file(const char *path, const uint8_t *data, size_t len)
 {
 	struct stat sb;
 	assert_int_equal(stat(path, &sb), 0);
 	assert_int_equal(sb.st_size, (off_t)len);
-	assert_int_equal(sb.st_mode & 0777, 0444);
+	assert_int_equal(sb.st_mode & 0777, 0644);
 	uint8_t *got = malloc(len + 1);
 	int fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
@@ -1902,8 +1902,8 @@ static void test_untouched_blobs_stay(void **state)
 	assert_index_ok(f->fs);
 }
 
-/* Blob files are read-only and owned by cachefs's user, however they were made: an upload, a copy
- * out of a pack. */
+/* Blob files are 0644 and owned by cachefs's user (no one else may write them), however they were
+ * made: an upload, a copy out of a pack. */
 static void test_blob_files_read_only(void **state)
 {
 	fixture *f = *state;
@@ -1923,7 +1923,7 @@ static void test_blob_files_read_only(void **state)
 		struct stat sb;
 		blob_path(f, ds[k], path, sizeof path);
 		assert_int_equal(stat(path, &sb), 0);
-		assert_int_equal(sb.st_mode & 07777, 0444);
+		assert_int_equal(sb.st_mode & 07777, 0644);
 		assert_int_equal(sb.st_uid, geteuid());
 	}
 	free(a);
