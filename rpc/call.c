@@ -179,56 +179,6 @@ void *rpc_call_state(rpc_call *c) { return c->state; }
 
 /* ---- recv ---- */
 
-struct rpc_msg {
-	size_t n, len;
-	grpc_slice *slices;
-	rpc_part *parts;
-};
-
-/* Takes the byte buffer's slices (references, no copy). */
-static rpc_msg *msg_from(grpc_byte_buffer *bb)
-{
-	rpc_msg *m = cairn_xcalloc(1, sizeof *m);
-	grpc_byte_buffer_reader r;
-	if (!grpc_byte_buffer_reader_init(&r, bb))
-		return m;
-	size_t cap = 0;
-	grpc_slice s;
-	while (grpc_byte_buffer_reader_next(&r, &s)) {
-		if (m->n == cap) {
-			cap = cap ? 2 * cap : 16;
-			m->slices = cairn_xrealloc(m->slices, cap * sizeof *m->slices);
-			m->parts = cairn_xrealloc(m->parts, cap * sizeof *m->parts);
-		}
-		m->slices[m->n++] = s;
-		m->len += GRPC_SLICE_LENGTH(s);
-	}
-	grpc_byte_buffer_reader_destroy(&r);
-	/* only now: a small slice keeps its bytes inside the grpc_slice itself, which realloc moves */
-	for (size_t i = 0; i < m->n; i++)
-		m->parts[i] = (rpc_part){GRPC_SLICE_START_PTR(m->slices[i]), GRPC_SLICE_LENGTH(m->slices[i])};
-	return m;
-}
-
-const rpc_part *rpc_msg_parts(const rpc_msg *m, size_t *n)
-{
-	*n = m->n;
-	return m->parts;
-}
-
-size_t rpc_msg_len(const rpc_msg *m) { return m->len; }
-
-void rpc_msg_free(rpc_msg *m)
-{
-	if (!m)
-		return;
-	for (size_t i = 0; i < m->n; i++)
-		grpc_slice_unref(m->slices[i]);
-	free(m->slices);
-	free(m->parts);
-	free(m);
-}
-
 static void on_recv_raw(rpc_tag *t, bool ok)
 {
 	rpc_call *c = ((call_op *)t)->call;
@@ -239,7 +189,7 @@ static void on_recv_raw(rpc_tag *t, bool ok)
 	rpc_msg *m = NULL;
 	if (bb) {
 		if (ok)
-			m = msg_from(bb);
+			m = rpc_msg_from(bb);
 		grpc_byte_buffer_destroy(bb); /* the message keeps its own slice references */
 	}
 	c->recv_raw_cb(c, c->recv_arg, ok, m);
@@ -313,13 +263,7 @@ void rpc_call_send_bytes(rpc_call *c, const void *data, size_t len, rpc_done_cb 
 void rpc_call_send_zerocopy(rpc_call *c, const void *head, size_t head_len, void *data, size_t len,
                             void (*release)(void *data), rpc_done_cb cb, void *arg)
 {
-	grpc_slice s[2];
-	s[0] = grpc_slice_from_copied_buffer(head, head_len);
-	s[1] = grpc_slice_new(data, len, release);
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(s, 2);
-	grpc_slice_unref(s[0]);
-	grpc_slice_unref(s[1]);
-	send_buffer(c, bb, cb, arg);
+	send_buffer(c, rpc_zerocopy_buffer(head, head_len, data, len, release), cb, arg);
 }
 
 /* ---- finish ---- */

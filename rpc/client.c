@@ -1,15 +1,7 @@
-/* Blocking client calls for tools and benchmarks: one completion queue (PLUCK) per call. */
+/* Channels, and the blocking client calls for tools and benchmarks: one completion queue (PLUCK) per call. */
 #include "rpc/internal.h"
 
 #include <string.h>
-
-#define MAX_CHANNEL_MD 8
-
-struct rpc_channel {
-	grpc_channel *ch;
-	grpc_metadata md[MAX_CHANNEL_MD];
-	size_t nmd;
-};
 
 struct rpc_stream {
 	rpc_channel *ch;
@@ -44,7 +36,7 @@ cairn_status rpc_channel_open(const char *target, int64_t max_message_size, rpc_
 
 void rpc_channel_add_metadata(rpc_channel *c, const char *key, const char *value)
 {
-	if (c->nmd == MAX_CHANNEL_MD)
+	if (c->nmd == RPC_CHANNEL_MD_MAX)
 		return;
 	c->md[c->nmd].key = grpc_slice_from_copied_string(key);
 	c->md[c->nmd].value = grpc_slice_from_copied_string(value);
@@ -153,14 +145,6 @@ cairn_status rpc_stream_recv(rpc_stream *s, const ProtobufCMessageDescriptor *de
 	return cairn_ok();
 }
 
-static const grpc_slice *find_md(const grpc_metadata_array *a, const char *key)
-{
-	for (size_t i = 0; i < a->count; i++)
-		if (grpc_slice_str_cmp(a->metadata[i].key, key) == 0)
-			return &a->metadata[i].value;
-	return NULL;
-}
-
 void rpc_stream_cancel(rpc_stream *s) { grpc_call_cancel(s->call, NULL); }
 
 cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details_len)
@@ -177,13 +161,11 @@ cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details
 	if (!run(s, &op)) {
 		st = cairn_err(CAIRN_INTERNAL, "cannot read the call's status");
 	} else {
-		char *text = grpc_slice_to_c_string(s->status_details);
-		st = s->status == GRPC_STATUS_OK ? cairn_ok() : cairn_err((int)s->status, "%s", text);
-		gpr_free(text);
+		st = rpc_status_from(s->status, s->status_details);
 		grpc_slice_unref(s->status_details);
 	}
 	if (details) {
-		const grpc_slice *d = find_md(&s->trailing_md, "grpc-status-details-bin");
+		const grpc_slice *d = rpc_find_md(&s->trailing_md, "grpc-status-details-bin");
 		*details = NULL;
 		*details_len = 0;
 		if (d) {

@@ -1,4 +1,4 @@
-/* rpc internals shared by server.c, call.c and client.c. */
+/* rpc internals shared by server.c, call.c, client.c and msg.c. */
 #ifndef CAIRN_RPC_INTERNAL_H
 #define CAIRN_RPC_INTERNAL_H
 
@@ -37,6 +37,14 @@ struct rpc_server {
 	long live; /* calls and posted requests not yet freed; guarded by mu */
 };
 
+#define RPC_CHANNEL_MD_MAX 8
+
+struct rpc_channel {
+	grpc_channel *ch;
+	grpc_metadata md[RPC_CHANNEL_MD_MAX]; /* sent with every call */
+	size_t nmd;
+};
+
 /* call.c */
 rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc_metadata_array *md,
                        grpc_byte_buffer *payload);
@@ -47,5 +55,17 @@ grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 /* Copies a byte buffer into one flat slice (unref it when done). */
 grpc_slice rpc_flatten(grpc_byte_buffer *bb);
 grpc_slice rpc_status_slice(const cairn_status *st);
+/* A call's status as the client received it. */
+cairn_status rpc_status_from(grpc_status_code code, grpc_slice details);
+/* The value of metadata `key` in a, or NULL. */
+const grpc_slice *rpc_find_md(const grpc_metadata_array *a, const char *key);
+/* One message of `head` (copied) then `data` (not copied, release(data) once the transport is done). */
+grpc_byte_buffer *rpc_zerocopy_buffer(const void *head, size_t head_len, void *data, size_t len,
+                                      void (*release)(void *data));
+/* Runs the tags of a completion queue until it shuts down: the body of every poller thread. */
+void *rpc_poller(void *cq);
+
+/* msg.c: takes the byte buffer's slices (references, no copy); the buffer may be destroyed after. */
+rpc_msg *rpc_msg_from(grpc_byte_buffer *bb);
 
 #endif

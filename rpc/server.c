@@ -152,20 +152,6 @@ static void on_shutdown(rpc_tag *tag, bool ok)
 	pthread_mutex_unlock(&srv->mu);
 }
 
-static void *poller(void *arg)
-{
-	rpc_server *srv = arg;
-	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-		if (ev.type == GRPC_QUEUE_SHUTDOWN)
-			return NULL;
-		if (ev.type != GRPC_OP_COMPLETE)
-			continue;
-		rpc_tag *t = ev.tag;
-		t->fn(t, ev.success != 0);
-	}
-}
-
 static void init_args(const rpc_server_config *cfg, grpc_arg *args, grpc_channel_args *ca)
 {
 	int64_t max = cfg->max_message_size > 0 ? cfg->max_message_size : 4 << 20;
@@ -255,7 +241,7 @@ cairn_status rpc_server_start(const rpc_server_config *cfg, const rpc_method *me
 	srv->npollers = cfg->threads > 0 ? cfg->threads : (ncpu < 2 ? 2 : (int)ncpu);
 	srv->pollers = cairn_xcalloc((size_t)srv->npollers, sizeof(pthread_t));
 	for (int i = 0; i < srv->npollers; i++)
-		pthread_create(&srv->pollers[i], NULL, poller, srv);
+		pthread_create(&srv->pollers[i], NULL, rpc_poller, srv->cq);
 	*out = srv;
 	return cairn_ok();
 }
