@@ -1,4 +1,5 @@
-/* rpc internals shared by server.c, call.c, client.c and msg.c. */
+/* rpc internals shared by the server (server.c, call.c), the blocking client (client.c) and the
+ * asynchronous client (async.c, async_stream.c). */
 #ifndef CAIRN_RPC_INTERNAL_H
 #define CAIRN_RPC_INTERNAL_H
 
@@ -41,9 +42,32 @@ struct rpc_server {
 
 struct rpc_channel {
 	grpc_channel *ch;
-	grpc_metadata md[RPC_CHANNEL_MD_MAX]; /* sent with every call */
+	grpc_metadata md[RPC_CHANNEL_MD_MAX]; /* sent with every call, blocking or asynchronous */
 	size_t nmd;
 };
+
+/* A call of the asynchronous client, as the client tracks it to cancel it when it stops. */
+typedef struct rpc_client_link {
+	struct rpc_client_link *prev, *next;
+	grpc_call *gc;
+} rpc_client_link;
+
+struct rpc_client {
+	grpc_completion_queue *cq;
+	pthread_t *pollers;
+	int npollers;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	rpc_client_link calls; /* ring of live calls, guarded by mu */
+	long live;             /* calls not yet freed; guarded by mu */
+	bool stopping;         /* guarded by mu */
+};
+
+/* async.c: creates a call on the client's queue with a deadline timeout_ms from now and tracks it
+ * (cancelled at once if the client is stopping); rpc_client_untrack forgets it and unrefs the
+ * grpc_call, once every batch of the call has come back. */
+void rpc_client_track(rpc_client *cl, rpc_channel *ch, const char *method, int64_t timeout_ms, rpc_client_link *l);
+void rpc_client_untrack(rpc_client *cl, rpc_client_link *l);
 
 /* call.c */
 rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc_metadata_array *md,

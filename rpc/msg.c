@@ -1,5 +1,7 @@
-/* Received messages left in the transport's buffers (rpc_msg). */
+/* Received messages left in the transport's buffers (rpc_msg), for server calls and client calls alike. */
 #include "rpc/internal.h"
+
+#include <string.h>
 
 struct rpc_msg {
 	size_t n, len;
@@ -38,6 +40,21 @@ const rpc_part *rpc_msg_parts(const rpc_msg *m, size_t *n)
 }
 
 size_t rpc_msg_len(const rpc_msg *m) { return m->len; }
+
+ProtobufCMessage *rpc_msg_unpack(const rpc_msg *m, const ProtobufCMessageDescriptor *desc)
+{
+	if (m->n == 1) /* the usual case: decoded straight from the transport's buffer */
+		return protobuf_c_message_unpack(desc, NULL, m->parts[0].len, m->parts[0].data);
+	uint8_t *flat = cairn_xmalloc(m->len ? m->len : 1);
+	size_t off = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		memcpy(flat + off, m->parts[i].data, m->parts[i].len);
+		off += m->parts[i].len;
+	}
+	ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, m->len, flat);
+	free(flat);
+	return msg;
+}
 
 void rpc_msg_free(rpc_msg *m)
 {

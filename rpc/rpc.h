@@ -18,8 +18,11 @@
  *
  * Each call has an arena for decoded messages and scratch space, freed with the call.
  *
- * Client: blocking calls for tools and benchmarks (cairn cas …, cairn-bench), one completion queue per
- * call, so any number of threads may use one channel.
+ * Client: channels (rpc_channel) to one peer each, used by two kinds of calls. Blocking calls for
+ * tools and benchmarks (cairn cas …, cairn-bench), one completion queue per call, so any number of
+ * threads may use one channel. Asynchronous calls for code that must never block (a scheduler calling
+ * its workers from poller threads and storage callbacks): the counterpart of the server's calls, run
+ * by an rpc_client (see "asynchronous client" below).
  */
 #ifndef CAIRN_RPC_H
 #define CAIRN_RPC_H
@@ -80,7 +83,7 @@ cairn_arena *rpc_call_arena(rpc_call *call);
 const uint8_t *rpc_call_metadata(rpc_call *call, const char *key, size_t *len);
 const char *rpc_call_method(const rpc_call *call);
 
-/* A received message, left in the transport's own buffers so that large payloads (ByteStream
+/* A received message (server or client side), left in the transport's own buffers so that large payloads (ByteStream
  * Write) are never copied: parts are views of the buffers, valid until rpc_msg_free, which the
  * handler calls when it no longer needs them (on any thread). */
 typedef struct rpc_msg rpc_msg;
@@ -93,6 +96,9 @@ typedef void (*rpc_recv_raw_cb)(rpc_call *call, void *arg, bool ok, rpc_msg *msg
 void rpc_call_recv_raw(rpc_call *call, rpc_recv_raw_cb cb, void *arg);
 const rpc_part *rpc_msg_parts(const rpc_msg *msg, size_t *n);
 size_t rpc_msg_len(const rpc_msg *msg);
+/* Decodes the message with the default allocator (free with protobuf_c_message_free_unpacked);
+ * NULL if malformed. */
+ProtobufCMessage *rpc_msg_unpack(const rpc_msg *msg, const ProtobufCMessageDescriptor *desc);
 void rpc_msg_free(rpc_msg *msg);
 /* Sends one message (packed now; msg may be freed when this returns). */
 void rpc_call_send(rpc_call *call, const ProtobufCMessage *msg, rpc_done_cb cb, void *arg);
@@ -151,5 +157,75 @@ void rpc_stream_cancel(rpc_stream *s);
  * status — after a failed send, the server's reason for ending the call early; frees s. If
  * details is not NULL it receives a malloc'd copy of grpc-status-details-bin (or NULL). */
 cairn_status rpc_stream_finish(rpc_stream *s, uint8_t **details, size_t *details_len);
+
+/* ---- asynchronous client ---------------------------------------------------------------------- *
+ *
+ * An rpc_client owns one completion queue (NEXT) and a few poller threads that run every callback of
+ * its calls; calls on any number of channels may share it. Nothing here blocks: each operation
+ * starts one gRPC batch and returns, and its callback runs once on a poller when the batch comes
+ * back, even if the call failed, was cancelled or the client is stopping. Every call has a deadline
+ * (timeout_ms > 0 is required), so a dead peer ends a call with DEADLINE_EXCEEDED, and a peer that
+ * refuses connections ends it with UNAVAILABLE; a server's status arrives with its code and message.
+ *
+ * Streaming calls work like the server's: at most one send-side operation (send or close_send) and
+ * one receive-side operation (recv) in flight, each reporting through its callback; a send's
+ * completion means the transport took the message (about 4 MB of slack per stream), so waiting for
+ * it before the next is the back-pressure. Operations may be started from any thread, including from
+ * inside a callback. The caller owns the call from rpc_client_call_start until it calls
+ * rpc_client_call_finish, exactly once, when no recv and no send with a callback is in flight; the
+ * finish callback is the call's last, and the call is freed once every batch has come back.
+ *
+ * rpc_client_stop cancels every call in flight (CANCELLED, "the rpc client stopped…"): pending
+ * operations come back failed, so callers finish their calls; it returns once every call has been
+ * freed and every callback has returned. A call started while the client stops (from a callback) is
+ * cancelled at once. The channels must outlive their calls.
+ */
+
+typedef struct rpc_client rpc_client;
+typedef struct rpc_client_call rpc_client_call;
+
+typedef struct rpc_client_config {
+	int threads; /* poller threads; 0 means 2 */
+} rpc_client_config;
+
+/* cfg may be NULL for the defaults. */
+cairn_status rpc_client_start(const rpc_client_config *cfg, rpc_client **out);
+/* Never from one of the client's own callbacks (it waits for them). */
+void rpc_client_stop(rpc_client *cl);
+
+/* resp is NULL unless st is OK; the callback owns it (free with protobuf_c_message_free_unpacked). */
+typedef void (*rpc_unary_cb)(void *arg, cairn_status st, ProtobufCMessage *resp);
+/* One unary call: req is packed before this returns. */
+void rpc_async_unary(rpc_client *cl, rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms, rpc_unary_cb cb, void *arg);
+
+/* ok is false when the call failed or was cancelled; its status then says why. */
+typedef void (*rpc_client_done_cb)(rpc_client_call *cc, void *arg, bool ok);
+/* msg == NULL with ok at the end of the server's messages; the callback owns msg (rpc_msg_free). */
+typedef void (*rpc_client_recv_cb)(rpc_client_call *cc, void *arg, bool ok, rpc_msg *msg);
+typedef void (*rpc_client_status_cb)(rpc_client_call *cc, void *arg, cairn_status st);
+
+/* A client-streaming, server-streaming or bidi call; its initial metadata (the channel's) goes now. */
+rpc_client_call *rpc_client_call_start(rpc_client *cl, rpc_channel *ch, const char *method, int64_t timeout_ms);
+/* Sends one message (packed now; msg may be freed when this returns). cb may be NULL. */
+void rpc_client_call_send(rpc_client_call *cc, const ProtobufCMessage *msg, rpc_client_done_cb cb, void *arg);
+/* Sends one message made of `head` (copied) followed by `data` (not copied: released with
+ * release(data) once the transport is done with it, even if the call fails). */
+void rpc_client_call_send_zerocopy(rpc_client_call *cc, const void *head, size_t head_len, void *data, size_t len,
+                                   void (*release)(void *data), rpc_client_done_cb cb, void *arg);
+/* Half-closes: the client sends no more. A send-side operation; cb may be NULL. */
+void rpc_client_call_close_send(rpc_client_call *cc, rpc_client_done_cb cb, void *arg);
+/* Receives the server's next message. */
+void rpc_client_call_recv(rpc_client_call *cc, rpc_client_recv_cb cb, void *arg);
+/* Ends the call now (the server sees it cancelled), from any thread, until the caller finishes it;
+ * operations in flight come back failed and the status is CANCELLED. The caller still finishes it. */
+void rpc_client_call_cancel(rpc_client_call *cc);
+/* Gives the call back: cb gets its status once the server has sent it (or the call failed). A call
+ * whose messages the caller leaves unread must be cancelled first, or its status waits for the
+ * deadline behind them. */
+void rpc_client_call_finish(rpc_client_call *cc, rpc_client_status_cb cb, void *arg);
+/* Inside the finish callback: the grpc-status-details-bin the server sent (a packed
+ * google.rpc.Status), or NULL. */
+const uint8_t *rpc_client_call_details(const rpc_client_call *cc, size_t *len);
 
 #endif

@@ -1,127 +1,30 @@
-/* Unit tests of rpc/: a real server on loopback with small handlers, driven by the rpc client. */
+/* Unit tests of rpc/: a real server on loopback with small handlers (tests/rpc_services.h), driven by
+ * the blocking client. The asynchronous client's tests are in unit_rpc_async.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "google/bytestream/bytestream.pb-c.h"
-#include "rpc/rpc.h"
-
-typedef Google__Bytestream__QueryWriteStatusRequest req_t;
-typedef Google__Bytestream__QueryWriteStatusResponse resp_t;
-#define REQ_DESC (&google__bytestream__query_write_status_request__descriptor)
-#define RESP_DESC (&google__bytestream__query_write_status_response__descriptor)
-
-/* unary: answers committed_size = length of the resource name */
-static void h_echo(rpc_call *call, void *svc)
-{
-	(void)svc;
-	req_t *req = rpc_call_unpack_request(call, REQ_DESC);
-	cairn_status st = req ? cairn_ok() : cairn_err(CAIRN_INVALID_ARGUMENT, "malformed request");
-	resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
-	if (req)
-		resp.committed_size = (int64_t)strlen(req->resource_name);
-	rpc_call_reply(call, &resp.base, &st);
-}
-
-/* server streaming: sends as many messages as the name is long, then OK */
-typedef struct stream_state {
-	int left, sent;
-} stream_state;
-
-static void stream_next(rpc_call *call, void *arg, bool ok)
-{
-	stream_state *s = arg;
-	if (!ok || s->left == 0) {
-		cairn_status st = ok ? cairn_ok() : cairn_err(CAIRN_CANCELLED, "gone");
-		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
-		return;
-	}
-	s->left--;
-	resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
-	resp.committed_size = ++s->sent;
-	rpc_call_send(call, &resp.base, stream_next, s);
-}
-
-static void h_stream(rpc_call *call, void *svc)
-{
-	(void)svc;
-	req_t *req = rpc_call_unpack_request(call, REQ_DESC);
-	stream_state *s = cairn_arena_alloc(rpc_call_arena(call), sizeof *s);
-	s->left = req ? (int)strlen(req->resource_name) : 0;
-	s->sent = 0;
-	stream_next(call, s, true);
-}
-
-/* client streaming: counts messages until the half-close, answers the count */
-static void count_next(rpc_call *call, void *arg, bool ok, rpc_msg *msg)
-{
-	int64_t *n = arg;
-	if (!ok) {
-		cairn_status st = cairn_err(CAIRN_CANCELLED, "stream broke");
-		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
-		return;
-	}
-	if (!msg) {
-		resp_t resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
-		resp.committed_size = *n;
-		cairn_status st = cairn_ok();
-		rpc_call_finish(call, &st, &resp.base, NULL, 0, NULL, NULL);
-		return;
-	}
-	(*n)++;
-	rpc_msg_free(msg);
-	rpc_call_recv_raw(call, count_next, n);
-}
-
-static void h_count(rpc_call *call, void *svc)
-{
-	(void)svc;
-	int64_t *n = cairn_arena_alloc(rpc_call_arena(call), sizeof *n);
-	*n = 0;
-	rpc_call_recv_raw(call, count_next, n);
-}
-
-/* fails with details in grpc-status-details-bin */
-static void h_fail(rpc_call *call, void *svc)
-{
-	(void)svc;
-	cairn_status st = cairn_err(CAIRN_FAILED_PRECONDITION, "missing blobs");
-	rpc_call_finish(call, &st, NULL, "\x08\x09", 2, NULL, NULL);
-}
-
-static rpc_server *srv;
-static rpc_channel *ch;
+#include "tests/rpc_services.h"
 
 static int setup(void **state)
 {
 	(void)state;
-	rpc_method methods[] = {
-		{"/t.T/Echo", RPC_UNARY, h_echo, NULL},
-		{"/t.T/Stream", RPC_SERVER_STREAMING, h_stream, NULL},
-		{"/t.T/Count", RPC_CLIENT_STREAMING, h_count, NULL},
-		{"/t.T/Fail", RPC_UNARY, h_fail, NULL},
-	};
-	rpc_server_config cfg = {.address = "127.0.0.1:0", .threads = 2, .max_message_size = 1 << 20};
-	cairn_status st = rpc_server_start(&cfg, methods, 4, &srv);
-	assert_int_equal(st.code, CAIRN_OK);
-	char target[64];
-	snprintf(target, sizeof target, "grpc://127.0.0.1:%d", rpc_server_port(srv));
-	st = rpc_channel_open(target, 0, &ch);
-	assert_int_equal(st.code, CAIRN_OK);
+	rpc_services_start();
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	rpc_channel_close(ch);
-	rpc_server_stop(srv);
+	rpc_services_stop();
 	return 0;
 }
 
@@ -243,7 +146,7 @@ static void unknown_method_is_unimplemented(void **state)
 static void oversized_message_is_refused(void **state)
 {
 	(void)state;
-	static char big[(1 << 20) + 100];
+	static char big[(2 << 20) + 100];
 	memset(big, 'x', sizeof big - 1);
 	int64_t n;
 	cairn_status st = echo(big, &n);

@@ -1,0 +1,34 @@
+/* The services both rpc test programs serve (tests/rpc_services.c), each named "/t.T/<Name>":
+ *   Echo (unary)          committed_size = length of the request's resource_name
+ *   Stream (server)       as many messages as the name is long, committed_size 1, 2, …, then OK
+ *   Count (client)        counts messages until the half-close, answers the count
+ *   Fail (unary)          FAILED_PRECONDITION "missing blobs", details "\x08\x09"
+ *   Hang, HangStream      never answer; finish once the client has gone (`hanging` counts them)
+ *   Forever (server)      sends until a send fails (`forever_cancelled` counts those)
+ *   Slow (client)         a slow consumer that reads the next message only when done with the last
+ *                         (`slow_consumed` counts its bytes); answers committed_size = bytes consumed
+ * Messages are ByteStream's QueryWriteStatus request and response. */
+#ifndef CAIRN_TESTS_RPC_SERVICES_H
+#define CAIRN_TESTS_RPC_SERVICES_H
+
+#include <stdatomic.h>
+
+#include "google/bytestream/bytestream.pb-c.h"
+#include "rpc/rpc.h"
+
+typedef Google__Bytestream__QueryWriteStatusRequest req_t;
+typedef Google__Bytestream__QueryWriteStatusResponse resp_t;
+#define REQ_DESC (&google__bytestream__query_write_status_request__descriptor)
+#define RESP_DESC (&google__bytestream__query_write_status_response__descriptor)
+
+extern rpc_server *srv;
+extern rpc_channel *ch; /* to srv */
+extern atomic_int hanging, forever_cancelled;
+extern atomic_llong slow_consumed;
+
+void h_echo(rpc_call *call, void *svc);
+/* Starts srv and opens ch (cmocka asserts that both work); stops them. */
+void rpc_services_start(void);
+void rpc_services_stop(void);
+
+#endif
