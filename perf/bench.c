@@ -44,6 +44,10 @@ static const subcommand subcommands[] = {
 	 "remote instance timeout clients seconds", {.clients = 1, .seconds = 10}},
 	{"forkexec", bench_forkexec, "the reference for exec: fork, execve /bin/true, waitpid, one after another; latency",
 	 "count", {.count = 2000}},
+	{"async-unary", bench_async_unary,
+	 "small unary calls (FindMissingBlobs) through rpc's asynchronous client with --in_flight outstanding, "
+	 "beside the blocking rpc_unary one after another; calls/s",
+	 "remote instance timeout count repeat in_flight", {.count = 20000, .repeat = 3, .in_flight = 64}},
 };
 #define NSUB (sizeof subcommands / sizeof subcommands[0])
 
@@ -72,7 +76,8 @@ static size_t all_flags(bench_opts *o, cairn_flag *out)
 		{"files", CAIRN_FLAG_INT, &o->files, "most files to create"},
 		{"count", CAIRN_FLAG_INT, &o->count,
 		 "forkexec: processes to start, one after another; batch-upload, batch-read: blobs in the set (0: fresh "
-		 "blobs for --seconds)"},
+		 "blobs for --seconds); async-unary: calls per run"},
+		{"in_flight", CAIRN_FLAG_INT, &o->in_flight, "async-unary: calls outstanding at once"},
 	};
 	size_t n = sizeof all / sizeof all[0];
 	memcpy(out, all, sizeof all);

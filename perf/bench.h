@@ -12,7 +12,8 @@
  * blob sets and the multi-client driver; bench_stream.c ByteStream upload/download and the raw TCP
  * loopback reference; bench_cas.c BatchUpdateBlobs, BatchReadBlobs and FindMissingBlobs; bench_ac.c
  * the ActionCache; bench_fs.c the file-system reference of the small-blob figures; bench_exec.c no-op
- * actions through Execute and their reference, fork + exec of the same command.
+ * actions through Execute and their reference, fork + exec of the same command; bench_async.c small
+ * unary calls through rpc's asynchronous client beside the blocking one.
  */
 #ifndef CAIRN_PERF_BENCH_H
 #define CAIRN_PERF_BENCH_H
@@ -47,7 +48,8 @@ typedef struct bench_opts {
 	int64_t present;
 	int64_t entries;
 	int64_t files;
-	int64_t count;     /* forkexec: processes to start; batch-upload/batch-read: blobs in the set (0: fresh blobs) */
+	int64_t count;     /* forkexec: processes to start; batch-upload/batch-read: blobs in the set (0: fresh blobs); async-unary: calls per run */
+	int64_t in_flight; /* async-unary: calls outstanding at once */
 } bench_opts;
 
 /* ---- subcommands: 0 on success, 1 when a call failed or an answer was wrong ---- */
@@ -62,6 +64,7 @@ int bench_ac_get(const bench_opts *o);
 int bench_fs_create(const bench_opts *o);
 int bench_exec(const bench_opts *o);
 int bench_forkexec(const bench_opts *o);
+int bench_async_unary(const bench_opts *o);
 
 /* ---- random data ---- */
 

@@ -136,6 +136,7 @@ measure() {
 	timed_bench BATCH batch-upload --remote="$REMOTE" --blob_size=4K --per_call=100 --clients=8 --seconds="$BENCH_SECONDS"
 	timed_bench FIND find-missing --remote="$REMOTE" --digests=10000 --present=5000 --repeat=20
 	timed_bench AC ac-get --remote="$REMOTE" --entries=1000 --clients=4 --seconds="$BENCH_SECONDS"
+	timed_bench ASYNC async-unary --remote="$REMOTE" --in_flight=64 --count=20000 --repeat=3
 	RSS_AFTER=$(rss_mb VmRSS)
 	RSS_PEAK=$(rss_mb VmHWM)
 	THREADS=$(awk '$1 == "Threads:" { print $2 }' "/proc/$SERVE_PID/status")
@@ -177,6 +178,9 @@ table() {
 	row "… call latency p50 / p99 (20 calls)" "$(field "$R_FIND" p50_ms) / $(field "$R_FIND" p99_ms) ms" "—" "—" "—" "—"
 	row "GetActionResult hits, 4 clients, 1,000 entries" "$(big "$ac") req/s" "—" "—" "—" "—"
 	row "… call latency p50 / p99" "$(field "$R_AC" p50_ms) / $(field "$R_AC" p99_ms) ms" "—" "—" "—" "—"
+	row "Unary calls (FindMissingBlobs, 1 digest) through rpc's asynchronous client, 64 in flight" \
+		"$(big "$(field "$R_ASYNC" value)") calls/s" "$(big "$(field "$R_ASYNC" blocking)") calls/s (blocking rpc_unary, one at a time)" \
+		"$(field "$R_ASYNC" ratio)×" "—" "—"
 	row "\`cairn serve\` RSS right after start (idle)" "$RSS_IDLE MB" "—" "—" "≤ 30 MB" "$(at_least 30 "$RSS_IDLE")"
 	row "\`cairn serve\` RSS after the run / peak (VmHWM)" "$RSS_AFTER / $RSS_PEAK MB" "—" "—" "—" "—"
 }
@@ -195,7 +199,7 @@ details() {
 	echo "client ran on the same $(nproc) cores):"
 	echo
 	local v
-	for v in UP DOWN BATCH FIND AC; do
+	for v in UP DOWN BATCH FIND AC ASYNC; do
 		local cpu="CPU_$v" wall="WALL_$v" res="R_$v"
 		printf -- '- %s: %s s of CPU in %s s (%s cores)\n' "$(field "${!res}" bench)" "$(fmt "${!cpu}" 2)" "$(fmt "${!wall}" 2)" \
 			"$(fmt "$(calc "${!cpu} / ${!wall}")" 2)"
@@ -204,7 +208,7 @@ details() {
 	echo "cairn serve ran $THREADS threads. Raw result lines:"
 	echo
 	echo '```'
-	printf '%s\n' "$R_SHA" "$R_LOOP" "$R_UP" "$R_DOWN" "$R_BATCH" "$R_FIND" "$R_AC" "$R_FS"
+	printf '%s\n' "$R_SHA" "$R_LOOP" "$R_UP" "$R_DOWN" "$R_BATCH" "$R_FIND" "$R_AC" "$R_ASYNC" "$R_FS"
 	echo '```'
 }
 
