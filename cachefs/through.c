@@ -3,9 +3,10 @@
  *
  *  - find_missing answers from the local index first and asks the bucket (HEAD, in parallel) only
  *    for what is not local; a blob the bucket has counts as present and is read through on use.
- *  - open_read of a blob that is not local downloads it into tmp/, streams it into the local store —
- *    whose commit verifies the hash, so a bucket object whose bytes do not match its name is refused
- *    and reported, never served — and then reads it locally.
+ *  - open_read of a blob that is not local downloads at most its digest's size and one byte into
+ *    tmp/, streams it into the local store — whose commit verifies the hash, so a bucket object whose
+ *    bytes do not match its name, or that is longer, is refused and reported, never served — and
+ *    then reads it locally.
  *  - sync write-through acknowledges an upload only once the bucket has the blob. A blob of at least
  *    one multipart part (16 MiB by default) is streamed: its bucket upload runs while its bytes
  *    arrive and is completed once the local commit verified the digest (through_stream.c). Smaller
@@ -180,16 +181,17 @@ static void fetched(void *arg, cairn_status st)
 {
 	rt *r = arg;
 	char ds[CAIRN_DIGEST_STR_MAX];
+	bool corrupt = st.code == CAIRN_OUT_OF_RANGE; /* longer than the digest says */
 	if (cairn_is_ok(&st)) {
 		st = import(r->t, r->tmp, &r->d, r->sha256);
-		if (st.code == CAIRN_INVALID_ARGUMENT) {
-			atomic_fetch_add(&r->t->refused, 1);
-			LOG_ERROR("cachefs", "object store holds corrupt bytes for blob=%s: %s", cairn_digest_str(&r->d, ds),
-			          st.msg);
-			st = cairn_err(CAIRN_DATA_LOSS, "the object store's copy of %s is corrupt", ds);
-		} else if (cairn_is_ok(&st)) {
+		corrupt = st.code == CAIRN_INVALID_ARGUMENT; /* not the bytes of the digest */
+		if (cairn_is_ok(&st))
 			atomic_fetch_add(&r->t->fetched, 1);
-		}
+	}
+	if (corrupt) {
+		atomic_fetch_add(&r->t->refused, 1);
+		LOG_ERROR("cachefs", "object store holds corrupt bytes for blob=%s: %s", cairn_digest_str(&r->d, ds), st.msg);
+		st = cairn_err(CAIRN_DATA_LOSS, "the object store's copy of %s is corrupt", ds);
 	}
 	unlink(r->tmp);
 	cachefs_through *t = r->t;
@@ -219,7 +221,8 @@ static void local_opened(void *arg, cairn_status st, blob_reader *reader)
 	snprintf(r->tmp, sizeof r->tmp, "%s/rt-%llu.download", r->t->tmp_dir,
 	         (unsigned long long)atomic_fetch_add(&r->t->seq, 1));
 	cachefs_through_active(r->t, 1);
-	objstore_get_file(r->t->os, key, r->tmp, r->sha256, fetched, r);
+	/* no more than the digest's size and one byte: an object longer than that is refused, whatever its size */
+	objstore_get_file(r->t->os, key, r->tmp, r->d.size, r->sha256, fetched, r);
 }
 
 static void t_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)

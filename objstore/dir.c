@@ -190,6 +190,28 @@ static cairn_status open_key(const os_dir *d, const char *method, const char *ke
 	return st;
 }
 
+/* Appends buf[0..n) to the sink; false with st set when it cannot take them. */
+static bool sink_put(os_sink *sink, const char *key, const uint8_t *buf, size_t n, cairn_status *st)
+{
+	if ((int64_t)(sink->len + n) > sink->max) {
+		sink->over_max = true;
+		*st = cairn_err(CAIRN_RESOURCE_EXHAUSTED, "file GET %.100s: the object grew past the limit of %lld bytes", key,
+		                (long long)sink->max);
+		return false;
+	}
+	if (sink->kind == OS_SINK_MEM) {
+		sink->buf = cairn_xrealloc(sink->buf, sink->len + n);
+		memcpy(sink->buf + sink->len, buf, n);
+	} else if (sink->kind == OS_SINK_FD && !write_all(sink->fd, buf, n)) {
+		*st = cairn_errno(errno, "file GET %.100s: writing the download", key);
+		return false;
+	}
+	if (sink->hasher)
+		cairn_hasher_update(sink->hasher, buf, n);
+	sink->len += n;
+	return true;
+}
+
 static cairn_status dir_get(os_worker *w, const char *key, os_sink *sink)
 {
 	int fd;
@@ -197,8 +219,10 @@ static cairn_status dir_get(os_worker *w, const char *key, os_sink *sink)
 	cairn_status st = open_key(w->s->be, "GET", key, &fd, &size);
 	if (!cairn_is_ok(&st))
 		return st;
-	if (sink->kind == OS_SINK_MEM && size > sink->max) {
+	/* The file's size tells at once what a ranged GET finds out from the first max + 1 bytes. */
+	if (size > sink->max) {
 		close(fd);
+		sink->over_max = true;
 		return cairn_err(CAIRN_RESOURCE_EXHAUSTED, "file GET %.100s: the object is larger than the limit of %lld bytes",
 		                 key, (long long)sink->max);
 	}
@@ -211,25 +235,12 @@ static cairn_status dir_get(os_worker *w, const char *key, os_sink *sink)
 			st = cairn_errno(errno, "file GET %.100s: reading", key);
 		if (n <= 0)
 			break;
-		if (sink->kind == OS_SINK_MEM && (int64_t)(sink->len + (size_t)n) > sink->max) {
-			st = cairn_err(CAIRN_RESOURCE_EXHAUSTED, "file GET %.100s: the object grew past the limit", key);
+		sink->received += (uint64_t)n;
+		if (!sink_put(sink, key, buf, (size_t)n, &st))
 			break;
-		}
-		if (sink->kind == OS_SINK_MEM) {
-			sink->buf = cairn_xrealloc(sink->buf, sink->len + (size_t)n);
-			memcpy(sink->buf + sink->len, buf, (size_t)n);
-		} else if (sink->kind == OS_SINK_FD && !write_all(sink->fd, buf, (size_t)n)) {
-			st = cairn_errno(errno, "file GET %.100s: writing the download", key);
-			break;
-		} else if (sink->hasher) {
-			cairn_hasher_update(sink->hasher, buf, (size_t)n);
-		}
-		sink->len += (size_t)n;
 	}
 	free(buf);
 	close(fd);
-	if (cairn_is_ok(&st))
-		atomic_fetch_add(&w->s->bytes_down, (uint64_t)sink->len);
 	return st;
 }
 

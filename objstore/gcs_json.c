@@ -1,7 +1,7 @@
 /* The GCS JSON API back end, for gs:// stores without HMAC keys: OAuth access tokens (gcp_auth.c)
  * instead of SigV4.
  *
- *   get     GET  …/storage/v1/b/BUCKET/o/NAME?alt=media
+ *   get     GET  …/storage/v1/b/BUCKET/o/NAME?alt=media        (ranged: the limit plus one byte at most)
  *   head    GET  …/storage/v1/b/BUCKET/o/NAME?fields=size      ("size" is a decimal string)
  *   delete  DELETE …/storage/v1/b/BUCKET/o/NAME                (404 counts as done, as in S3)
  *   list    GET  …/storage/v1/b/BUCKET/o?prefix=…&pageToken=…  (items[].name, nextPageToken)
@@ -63,9 +63,9 @@ static cairn_status gcs_get(os_worker *w, const char *key, os_sink *sink)
 	char label[128];
 	char *url = os_gcs_object_url(g, key, "alt=media");
 	os_http h = {.auth = &g->auth, .method = "GET", .url = url, .sink = sink};
+	os_range r;
+	os_http_set_range(&h, &r);
 	cairn_status st = os_gcs_exchange(w, &h, os_label("gs", "GET", key, label, sizeof label), w->s->max_retries);
-	if (cairn_is_ok(&st))
-		atomic_fetch_add(&w->s->bytes_down, (uint64_t)sink->len);
 	free(url);
 	return st;
 }

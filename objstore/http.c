@@ -152,6 +152,10 @@ static bool sink_mem(os_sink *k, const char *p, size_t n)
 
 static bool sink_fd(os_sink *k, const char *p, size_t n)
 {
+	if ((int64_t)(k->len + n) > k->max) {
+		k->over_max = true;
+		return false;
+	}
 	if (k->hasher)
 		cairn_hasher_update(k->hasher, p, n);
 	off_t off = (off_t)k->len;
@@ -183,6 +187,8 @@ static size_t write_body(char *p, size_t size, size_t nmemb, void *ud)
 	}
 	os_sink *k = x->h->sink;
 	bool ok = true;
+	if (k)
+		k->received += n;
 	if (k && k->kind == OS_SINK_MEM)
 		ok = sink_mem(k, p, n);
 	else if (k && k->kind == OS_SINK_FD)
@@ -190,6 +196,16 @@ static size_t write_body(char *p, size_t size, size_t nmemb, void *ud)
 	else if (k)
 		k->len += n;
 	return ok ? n : 0; /* 0 stops the transfer with CURLE_WRITE_ERROR */
+}
+
+void os_http_set_range(os_http *h, os_range *r)
+{
+	assert(h->sink && h->sink->max >= 0 && !h->headers && !h->also_ok);
+	snprintf(r->line, sizeof r->line, "Range: bytes=0-%lld", (long long)h->sink->max);
+	r->headers[0] = r->line;
+	r->headers[1] = NULL;
+	h->headers = r->headers;
+	h->also_ok = 416;
 }
 
 /* The value of header line p[0..n) if it is `name`, trimmed, else NULL; *len its length. */

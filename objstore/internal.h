@@ -142,12 +142,13 @@ typedef struct os_sink {
 	enum os_sink_kind kind;
 	int fd;        /* OS_SINK_FD: written from offset 0 */
 	cairn_hasher *hasher; /* OS_SINK_FD: NULL, or hashes what is written (reset with the file) */
-	int64_t max;   /* OS_SINK_MEM: refuse bodies longer than this */
+	int64_t max;   /* OS_SINK_MEM, OS_SINK_FD: refuse bodies longer than this; no byte past it is kept */
 	uint8_t *buf;  /* OS_SINK_MEM: malloc'd, owned by the caller */
-	size_t len;    /* bytes received (both kinds) */
+	size_t len;    /* bytes kept (both kinds) */
 	size_t cap;
 	bool over_max; /* the body passed max */
 	int err;       /* errno of a failed write */
+	uint64_t received; /* body bytes that arrived, kept or not, over every attempt: the byte counter's */
 } os_sink;
 
 /* What a request is signed and limited with: SigV4 when sigv4 is set, else a bearer token if set,
@@ -195,6 +196,18 @@ typedef struct os_worker {
 
 /* One attempt: sets cc, status, err_body, content_length, etag, captured. Resets body and sink first. */
 void os_http_perform(os_worker *w, os_http *h);
+
+/* The header of a ranged GET, which lives as long as the request that points at it. */
+typedef struct os_range {
+	char line[48];
+	const char *headers[2];
+} os_range;
+/* Makes h, a GET into a sink with a limit, ask for the first sink->max + 1 bytes only ("Range:
+ * bytes=0-MAX"): enough to see that an object is longer than the limit without moving the rest of
+ * it. A server that ignores the range sends the whole object, and the sink stops the transfer at the
+ * limit. An empty object has no byte 0, and a server answers such a range with 416: here that is
+ * success with an empty body (also_ok). */
+void os_http_set_range(os_http *h, os_range *r);
 /* Whether the attempt succeeded: curl OK and a 2xx status (or also_ok). */
 static inline bool os_http_ok(const os_http *h)
 {
@@ -343,7 +356,9 @@ typedef struct os_backend_ops {
 	 * nothing. A pulled src (streamed as one PUT) comes with its sha256 and goes
 	 * up as one request, whatever its size (at most OS_MAX_PUT). */
 	cairn_status (*put)(os_worker *w, const char *key, os_source *src, const uint8_t *sha256);
-	/* Writes the object into sink (an fd from offset 0, or memory); NOT_FOUND if absent. */
+	/* Writes the object into sink (an fd from offset 0, or memory); NOT_FOUND if absent. An object
+	 * longer than sink->max fails with over_max set, after at most sink->max + 1 of its bytes were
+	 * read (the request asks for no more); what arrived is added to sink->received either way. */
 	cairn_status (*get)(os_worker *w, const char *key, os_sink *sink);
 	cairn_status (*head)(os_worker *w, const char *key, int64_t *size);
 	/* Deleting an absent key is OK, as in S3. */
@@ -415,7 +430,7 @@ typedef struct os_job {
 	objstore_stream *stream;  /* STREAM_PUT, _PART, _COMPLETE, _ABORT */
 	int part;                 /* STREAM_PART: its number; STREAM_COMPLETE: the number of parts */
 	const uint8_t *part_data; /* STREAM_PART: the caller's buffer, valid until the callback */
-	int64_t max; /* GET_MEM */
+	int64_t max; /* GET_MEM, GET_FILE: the most bytes the object may have */
 	uint8_t *sha_out; /* GET_FILE: the caller's, for the SHA-256 of the file, or NULL */
 	bool has_sha;
 	uint8_t sha256[32];

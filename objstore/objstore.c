@@ -152,8 +152,12 @@ static cairn_status run_get_file(os_worker *w, os_job *j)
 		free(part);
 		return st;
 	}
-	os_sink sink = {.kind = OS_SINK_FD, .fd = fd, .hasher = j->sha_out ? cairn_hasher_new() : NULL};
+	os_sink sink = {.kind = OS_SINK_FD, .fd = fd, .hasher = j->sha_out ? cairn_hasher_new() : NULL, .max = j->max};
 	cairn_status st = w->s->ops->get(w, j->key, &sink);
+	atomic_fetch_add(&w->s->bytes_down, sink.received);
+	if (sink.over_max)
+		st = cairn_err(CAIRN_OUT_OF_RANGE, "%s GET %.100s: the object is longer than the %lld bytes asked for",
+		               w->s->scheme, j->key, (long long)j->max);
 	if (sink.hasher) {
 		cairn_hasher_final(sink.hasher, j->sha_out);
 		cairn_hasher_free(sink.hasher);
@@ -234,13 +238,14 @@ void os_job_run(os_worker *w, os_job *j)
 		return;
 	}
 	cairn_status st = j->kind == OS_JOB_LIST ? cairn_ok() : os_check_key(s, j->key);
+	if (cairn_is_ok(&st) && (j->kind == OS_JOB_GET_MEM || j->kind == OS_JOB_GET_FILE) && j->max < 0)
+		st = cairn_err(CAIRN_INVALID_ARGUMENT, "%s GET %.100s: a negative size limit", s->scheme, j->key);
 	if (j->kind == OS_JOB_GET_MEM) {
 		atomic_fetch_add(&s->gets, 1);
 		os_sink sink = {.kind = OS_SINK_MEM, .max = j->max};
-		if (cairn_is_ok(&st) && j->max < 0)
-			st = cairn_err(CAIRN_INVALID_ARGUMENT, "%s GET %.100s: a negative size limit", s->scheme, j->key);
 		if (cairn_is_ok(&st))
 			st = s->ops->get(w, j->key, &sink);
+		atomic_fetch_add(&s->bytes_down, sink.received);
 		os_count(s, &st);
 		if (!cairn_is_ok(&st)) {
 			free(sink.buf);
@@ -347,11 +352,12 @@ void objstore_put(objstore *s, const char *key, const void *data, size_t len, ob
 	os_submit(s, j);
 }
 
-void objstore_get_file(objstore *s, const char *key, const char *path, uint8_t sha256[32], objstore_cb cb,
-                       void *arg)
+void objstore_get_file(objstore *s, const char *key, const char *path, int64_t max, uint8_t sha256[32],
+                       objstore_cb cb, void *arg)
 {
 	os_job *j = os_new_job(OS_JOB_GET_FILE, key, arg);
 	j->path = cairn_xstrdup(path);
+	j->max = max;
 	j->sha_out = sha256;
 	j->cb.done = cb;
 	os_submit(s, j);
@@ -442,11 +448,11 @@ cairn_status objstore_put_file_sync(objstore *s, const char *key, const char *pa
 	return waiter_wait(&w);
 }
 
-cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path, uint8_t sha256[32])
+cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path, int64_t max, uint8_t sha256[32])
 {
 	waiter w;
 	waiter_init(s, &w);
-	objstore_get_file(s, key, path, sha256, wake, &w);
+	objstore_get_file(s, key, path, max, sha256, wake, &w);
 	return waiter_wait(&w);
 }
 

@@ -51,7 +51,7 @@ typedef struct objstore_config {
 
 typedef struct objstore_stats {
 	uint64_t puts, gets, heads, deletes, lists;
-	uint64_t bytes_up, bytes_down;
+	uint64_t bytes_up, bytes_down; /* down: every byte of an object that arrived, kept or refused */
 	uint64_t retries, failures;
 } objstore_stats;
 
@@ -72,12 +72,16 @@ void objstore_put_file(objstore *s, const char *key, const char *path, const uin
                        void *arg);
 /* Uploads a buffer (copied before the call returns; at most 512 MiB). */
 void objstore_put(objstore *s, const char *key, const void *data, size_t len, objstore_cb cb, void *arg);
-/* Downloads `key` into a new file at path (written to path.part, renamed when complete). NOT_FOUND if
- * absent. sha256: NULL, or where the SHA-256 of the file's bytes goes before cb hears OK (hashed as
- * they arrive, so the file need not be read again to check it). */
-void objstore_get_file(objstore *s, const char *key, const char *path, uint8_t sha256[32], objstore_cb cb,
-                       void *arg);
-/* Downloads `key` (at most max bytes) into a malloc'd buffer handed to cb. */
+/* Downloads `key`, an object of at most max bytes, into a new file at path (written to path.part,
+ * renamed when complete). NOT_FOUND if absent; OUT_OF_RANGE, with nothing left at path, if it is
+ * longer: the request asks for max + 1 bytes only (a ranged GET), so a wrong object costs no more
+ * than that, and no byte past max reaches the disk. sha256: NULL, or where the SHA-256 of the file's
+ * bytes goes before cb hears OK (hashed as they arrive, so the file need not be read again to check
+ * it). */
+void objstore_get_file(objstore *s, const char *key, const char *path, int64_t max, uint8_t sha256[32],
+                       objstore_cb cb, void *arg);
+/* Downloads `key` (at most max bytes, asked for as a ranged GET like objstore_get_file's; a longer
+ * object is RESOURCE_EXHAUSTED) into a malloc'd buffer handed to cb. */
 typedef void (*objstore_data_cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
 void objstore_get(objstore *s, const char *key, int64_t max, objstore_data_cb cb, void *arg);
 /* Size of `key`, or NOT_FOUND. */
@@ -124,7 +128,7 @@ void objstore_stream_abort(objstore_stream *up, objstore_cb cb, void *arg);
 
 /* Synchronous forms for threads that may block (never gRPC threads, nor an objstore callback). */
 cairn_status objstore_put_file_sync(objstore *s, const char *key, const char *path, const uint8_t *sha256);
-cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path, uint8_t sha256[32]);
+cairn_status objstore_get_file_sync(objstore *s, const char *key, const char *path, int64_t max, uint8_t sha256[32]);
 cairn_status objstore_head_sync(objstore *s, const char *key, int64_t *size);
 
 #endif

@@ -1,8 +1,8 @@
-/* The S3 back end, also used for GCS through its XML API with HMAC keys: single-request PUT, GET,
- * HEAD, DELETE and ListObjectsV2, each HTTP exchange retried on its own. Large uploads and streamed
- * ones go to multipart.c (GCS's XML API has the same multipart calls). Every request signs with one
- * consistent set of keys taken at its start: fixed ones, or those of the instance's role, which
- * aws_imds.c renews before they expire. */
+/* The S3 back end, also used for GCS through its XML API with HMAC keys: single-request PUT, GET
+ * (ranged: no more than its limit plus one byte), HEAD, DELETE and ListObjectsV2, each HTTP exchange
+ * retried on its own. Large uploads and streamed ones go to multipart.c (GCS's XML API has the same
+ * multipart calls). Every request signs with one consistent set of keys taken at its start: fixed
+ * ones, or those of the instance's role, which aws_imds.c renews before they expire. */
 #include "objstore/internal.h"
 
 #include <assert.h>
@@ -92,9 +92,9 @@ static cairn_status s3_get(os_worker *w, const char *key, os_sink *sink)
 	char label[128];
 	char *url = os_s3_url(b, key, NULL);
 	os_http h = {.auth = &b->auth, .method = "GET", .url = url, .payload_sha256 = empty_sha256, .sink = sink};
+	os_range r;
+	os_http_set_range(&h, &r);
 	cairn_status st = os_s3_exchange(w, &h, os_s3_label(b, "GET", key, label, sizeof label));
-	if (cairn_is_ok(&st))
-		atomic_fetch_add(&w->s->bytes_down, (uint64_t)sink->len);
 	free(url);
 	return st;
 }

@@ -7,7 +7,8 @@
  * GCS_ENDPOINT is set, the store is gs://$GCS_BUCKET/check there instead, with the OAuth credentials
  * the environment names (GOOGLE_APPLICATION_CREDENTIALS). Each CHECK asserts what a user of the
  * store relies on and exits 1 with the reason on the first failure:
- *   roundtrip    put/get/head/delete of buffers and files, odd keys, NOT_FOUND, size limits
+ *   roundtrip    put/get/head/delete of buffers and files, odd keys, NOT_FOUND, size limits (asked for
+ *                as ranges: a refused download moved the limit plus one byte)
  *   list         more than 1000 keys under a prefix come back exactly once, over several pages
  *   auth         a wrong secret is refused: PERMISSION_DENIED naming SignatureDoesNotMatch
  *   corrupt      bytes that do not match their SHA-256 are refused (DATA_LOSS), nothing is stored; on
@@ -246,13 +247,24 @@ static void check_roundtrip(const char *tmp)
 	cairn_status st = objstore_put_file_sync(s, "rt/file", src, d.hash);
 	CHECK_CODE(st, CAIRN_OK);
 	uint8_t sha[CAIRN_HASH_LEN];
-	st = objstore_get_file_sync(s, "rt/file", dst, sha);
+	st = objstore_get_file_sync(s, "rt/file", dst, sizeof blob, sha);
 	CHECK_CODE(st, CAIRN_OK);
 	CHECK(memcmp(sha, d.hash, CAIRN_HASH_LEN) == 0, "the SHA-256 hashed during the download is not the file's");
 	size_t len;
 	uint8_t *back = read_file(dst, &len);
 	CHECK(len == sizeof blob && memcmp(back, blob, len) == 0, "downloaded file differs");
 	free(back);
+	/* A file longer than the caller's limit is refused after the limit and one byte, asked for as
+	 * a range, and leaves nothing. */
+	objstore_stats before, after;
+	objstore_get_stats(s, &before);
+	snprintf(dst, sizeof dst, "%s/rt-long", tmp);
+	st = objstore_get_file_sync(s, "rt/file", dst, 1000, NULL);
+	CHECK_CODE(st, CAIRN_OUT_OF_RANGE);
+	CHECK(access(dst, F_OK) != 0 && errno == ENOENT, "a refused download left %s", dst);
+	objstore_get_stats(s, &after);
+	CHECK(after.bytes_down - before.bytes_down == 1001, "a download limited to 1000 bytes moved %llu",
+	      (unsigned long long)(after.bytes_down - before.bytes_down));
 	/* An empty object. */
 	st = put_mem(s, "rt/empty", "", 0);
 	CHECK_CODE(st, CAIRN_OK);
@@ -273,7 +285,7 @@ static void check_roundtrip(const char *tmp)
 	CHECK_CODE(st, CAIRN_NOT_FOUND);
 	CHECK(strstr(st.msg, gcs() ? "404 notFound" : "NoSuchKey"), "message without the store's code: %s", st.msg);
 	snprintf(dst, sizeof dst, "%s/rt-missing", tmp);
-	st = objstore_get_file_sync(s, "rt/file", dst, NULL);
+	st = objstore_get_file_sync(s, "rt/file", dst, 100, NULL);
 	CHECK_CODE(st, CAIRN_NOT_FOUND);
 	CHECK(access(dst, F_OK) != 0 && errno == ENOENT, "a failed download left %s", dst);
 	/* An empty key would name the bucket itself. */
@@ -465,7 +477,7 @@ static void check_multipart(const char *tmp)
 	CHECK(got == (int64_t)size, "HEAD: %lld bytes, expected %zu", (long long)got, size);
 	t0 = cairn_now_ns();
 	uint8_t sha[CAIRN_HASH_LEN];
-	st = objstore_get_file_sync(s, "mp/big", dst, sha);
+	st = objstore_get_file_sync(s, "mp/big", dst, (int64_t)size, sha);
 	CHECK_CODE(st, CAIRN_OK);
 	double down = seconds_since(t0);
 	uint8_t back[CAIRN_HASH_LEN];

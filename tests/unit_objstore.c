@@ -597,7 +597,7 @@ static void dir_files_and_digests(void **state)
 	assert_int_equal(objstore_put_file_sync(s, "cas/blob", src, d.hash).code, CAIRN_OK);
 	assert_int_equal(objstore_put_file_sync(s, "cas/blob-unhashed", src, NULL).code, CAIRN_OK);
 	uint8_t sha[CAIRN_HASH_LEN];
-	assert_int_equal(objstore_get_file_sync(s, "cas/blob", dst, sha).code, CAIRN_OK);
+	assert_int_equal(objstore_get_file_sync(s, "cas/blob", dst, sizeof blob, sha).code, CAIRN_OK);
 	assert_memory_equal(sha, d.hash, CAIRN_HASH_LEN); /* hashed as it was written */
 	FILE *fp = fopen(dst, "rb");
 	assert_non_null(fp);
@@ -617,9 +617,17 @@ static void dir_files_and_digests(void **state)
 	assert_int_equal(objstore_put_file_sync(s, "cas/x", src, NULL).code, CAIRN_NOT_FOUND);
 	assert_int_equal(objstore_put_file_sync(s, "cas/x", f->dir, NULL).code, CAIRN_INVALID_ARGUMENT);
 	snprintf(dst, sizeof dst, "%s/dst2", f->dir);
-	assert_int_equal(objstore_get_file_sync(s, "cas/none", dst, NULL).code, CAIRN_NOT_FOUND);
+	assert_int_equal(objstore_get_file_sync(s, "cas/none", dst, 100, NULL).code, CAIRN_NOT_FOUND);
 	char part[220];
 	snprintf(part, sizeof part, "%s.part", dst);
+	assert_int_not_equal(access(dst, F_OK), 0);
+	assert_int_not_equal(access(part, F_OK), 0);
+	/* An object longer than the caller's limit is refused by its size, before a byte of it is read. */
+	objstore_stats before, after;
+	objstore_get_stats(s, &before);
+	assert_int_equal(objstore_get_file_sync(s, "cas/blob", dst, sizeof blob - 1, NULL).code, CAIRN_OUT_OF_RANGE);
+	objstore_get_stats(s, &after);
+	assert_int_equal(after.bytes_down, before.bytes_down);
 	assert_int_not_equal(access(dst, F_OK), 0);
 	assert_int_not_equal(access(part, F_OK), 0);
 }
@@ -759,7 +767,7 @@ static void expect_object(fixture *f, const char *key, const uint8_t *data, size
 {
 	char dst[200];
 	snprintf(dst, sizeof dst, "%s/back", f->dir);
-	assert_int_equal(objstore_get_file_sync(f->s, key, dst, NULL).code, CAIRN_OK);
+	assert_int_equal(objstore_get_file_sync(f->s, key, dst, (int64_t)len, NULL).code, CAIRN_OK);
 	FILE *fp = fopen(dst, "rb");
 	assert_non_null(fp);
 	uint8_t *back = malloc(len + 1);
