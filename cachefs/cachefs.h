@@ -7,7 +7,7 @@
  *   cas/<first two hex>/<n>.part         a file being written; removed at start-up
  *   packs/<id>.data                      small blobs (1 byte to 64 KiB), each at a 4 KiB slot of its own
  *   packs/<id>.journal                   a 48-byte record per small blob: hash, size, slot, time, check
- *   tmp/                                 write-through downloads; emptied at start-up
+ *   tmp/                                 read-through downloads; emptied at start-up
  *   SEALED                               the files in cas/ carry tamper seals (see Integrity)
  * A blob's bytes are hashed and matched against its name before it becomes visible: a file by
  * rename(2), a small blob by its journal record, which is written only after its data. So a crash
@@ -34,9 +34,9 @@
  * journals. Eviction runs on its own thread when the bytes held exceed max_size and removes least
  * recently used blobs that are neither pinned (open for reading, or being written) nor younger than
  * min_age since their last use; a FindMissingBlobs answer counts as a use. Writes are refused with
- * RESOURCE_EXHAUSTED when the bytes held plus the bytes reserved by writes in flight would pass
- * hard_limit, so the disk never fills because eviction fell behind; ENOSPC from the disk gives the
- * same code, and reads go on.
+ * RESOURCE_EXHAUSTED when the bytes held plus the bytes reserved by writes in flight (read-through
+ * downloads among them, from before their first byte) would pass hard_limit, so the disk never fills
+ * because eviction fell behind; ENOSPC from the disk gives the same code, and reads go on.
  *
  * Integrity (seal.c): nothing of a blob whose bytes changed on disk after they were verified (an
  * action writing to an input hard-linked from cas/, a hand in the data directory) reaches a client
@@ -84,10 +84,10 @@ typedef struct cachefs_config {
 typedef struct cachefs_stats {
 	uint64_t blobs;
 	uint64_t bytes;            /* bytes held by visible blobs */
-	uint64_t reserved;         /* bytes reserved by writes in flight */
+	uint64_t reserved;         /* bytes reserved by writes in flight, read-through downloads among them */
 	uint64_t evicted_blobs;
 	uint64_t evicted_bytes;
-	uint64_t rejected_writes;  /* writes refused by the hard limit or ENOSPC */
+	uint64_t rejected_writes;  /* writes (read-throughs among them) refused by the hard limit or ENOSPC */
 	uint64_t corrupt_blobs;    /* blobs dropped because their bytes on disk no longer matched their digest */
 } cachefs_stats;
 
@@ -131,8 +131,9 @@ typedef struct cachefs_through_stats {
 
 /* A blobstore over the local store that writes new blobs through to `os` (sync: acknowledged once the
  * bucket has them; async: acknowledged after the local write, with a backlog on disk that survives
- * restarts) and reads missing ones back through. Order at shutdown: stop the callers, free this,
- * close the objstore, close the cachefs. */
+ * restarts) and reads missing ones back through (one bounded download per blob, its room reserved
+ * first: RESOURCE_EXHAUSTED when it does not fit, DATA_LOSS when the bucket's copy does not match its
+ * digest). Order at shutdown: stop the callers, free this, close the objstore, close the cachefs. */
 cairn_status cachefs_through_new(cachefs *fs, objstore *os, bool async, cachefs_through **out);
 blobstore *cachefs_through_blobstore(cachefs_through *t);
 void cachefs_through_get_stats(cachefs_through *t, cachefs_through_stats *out);

@@ -14,7 +14,8 @@
  *  evict.c     the eviction thread and passes; dropping blobs (also for seal.c)
  *  seal.c      tamper seals on blob files, hashing packed blobs as they are read, dropping corrupt blobs
  *  scan.c      directory layout and the start-up scan of cas/ that rebuilds the index
- *  store.c     open/close, the blobstore vtable, find_missing, pins and stats
+ *  adopt.c     a read-through download made a blob, under the reservation made before it began
+ *  store.c     open/close, the blobstore vtable, find_missing, reservations, pins and stats
  *
  * Lock order: a writer's mutex, then the index mutex (which also guards the pack table), then the
  * packer's queue mutex, then the ring's queue mutex. No callback runs while a cachefs lock is held.
@@ -108,6 +109,10 @@ enum cachefs_claim cachefs_index_claim(cachefs_index *ix, const cairn_digest *d,
 void cachefs_index_unclaim(cachefs_index *ix, uint32_t i);
 /* The digest of entry i. */
 void cachefs_index_digest(const cachefs_index *ix, uint32_t i, cairn_digest *out);
+/* Counts n more bytes of a blob on its way in (a writer's, a read-through download's) as reserved,
+ * unless the bytes held and those reserved would pass limit with them: then false, counted as a
+ * rejected write. */
+bool cachefs_index_reserve(cachefs_index *ix, int64_t n, int64_t limit);
 /* Walks the whole index and checks its invariants (LRU order and links, counts, bytes); for tests. */
 bool cachefs_index_check(const cachefs_index *ix);
 
@@ -302,6 +307,13 @@ static inline bool cachefs_packs_blob(const cachefs *fs, int64_t size)
 
 void cachefs_blob_name(const cairn_digest *d, char out[CACHEFS_NAME_MAX]);
 
+/* store.c: reserves n bytes under the hard limit for blob d, which is on its way in. RESOURCE_EXHAUSTED
+ * when they do not fit: for good if d is larger than the hard limit, else until eviction made room
+ * (it is started). cachefs_release gives back what a failure leaves unused; a blob's publication
+ * turns its reservation into bytes held. */
+cairn_status cachefs_reserve(cachefs *fs, const cairn_digest *d, int64_t n);
+void cachefs_release(cachefs *fs, int64_t n);
+
 /* scan.c */
 cairn_status cachefs_layout_open(cachefs *fs);
 void cachefs_layout_close(cachefs *fs);
@@ -488,9 +500,14 @@ static inline int cachefs_tmp_dirfd(const cachefs_writer *w) { return w->fs->cas
 /* write.c: reserves room for a blob of digest d and makes its writer; RESOURCE_EXHAUSTED when the
  * blob would pass the hard limit. */
 cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out);
+/* write.c: a writer for d that holds no reservation yet. */
+cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d);
 /* adopt.c: makes the file at path, which must be in the data directory's file system and whose bytes
- * hash to sha256, the blob of digest d, by rename once its size and hash match d. For threads that
- * may block. INVALID_ARGUMENT when they do not; the file is gone afterwards either way. */
+ * hash to sha256, the blob of digest d once its size and hash match d: a blob with a file of its own
+ * by rename, a packed one by copy. The caller reserved d's size (cachefs_reserve), and the blob takes
+ * that reservation over: it becomes bytes held once the blob is published, and is released if
+ * anything fails. For threads that may block. INVALID_ARGUMENT when the file does not match d; the
+ * file is gone afterwards either way. */
 cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path, const uint8_t sha256[32]);
 /* write.c: true when no I/O is outstanding that the finishing chain must wait for (under mu). */
 bool cachefs_writer_idle(const cachefs_writer *w);

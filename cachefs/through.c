@@ -3,10 +3,10 @@
  *
  *  - find_missing answers from the local index first and asks the bucket (HEAD, in parallel) only
  *    for what is not local; a blob the bucket has counts as present and is read through on use.
- *  - open_read of a blob that is not local downloads at most its digest's size and one byte into
- *    tmp/, streams it into the local store — whose commit verifies the hash, so a bucket object whose
- *    bytes do not match its name, or that is longer, is refused and reported, never served — and
- *    then reads it locally.
+ *  - open_read of a blob that is not local downloads it into tmp/, makes it a local blob once its
+ *    bytes match its digest — a bucket object that does not match its name is refused and reported,
+ *    never served — and then reads it locally; the download is bounded by the digest's size, its
+ *    room in the CAS reserved first, and shared by every reader of the blob (through_read.c).
  *  - sync write-through acknowledges an upload only once the bucket has the blob. A blob of at least
  *    one multipart part (16 MiB by default) is streamed: its bucket upload runs while its bytes
  *    arrive and is completed once the local commit verified the digest (through_stream.c). Smaller
@@ -151,87 +151,6 @@ static void tw_commit(blob_writer *bw, blob_done_cb cb, void *arg)
 
 static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out);
 
-/* ---- reads: through to the bucket for what is not local ---- */
-
-typedef struct rt {
-	cachefs_through *t;
-	cairn_digest d;
-	char tmp[4200];
-	uint8_t sha256[32]; /* of the download, hashed as it arrived */
-	blob_open_read_cb cb;
-	void *arg;
-} rt;
-
-/* Makes the downloaded file (in tmp/), whose hash is sha256, a blob once that matches: a blob that
- * gets a file of its own by rename, a small one (packed) by copy. Runs on an objstore transfer
- * thread, which may block. */
-static cairn_status import(cachefs_through *t, const char *path, const cairn_digest *d, const uint8_t sha256[32])
-{
-	if (!cachefs_packs_blob(t->fs, d->size))
-		return cachefs_adopt(t->fs, d, path, sha256);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cairn_errno(errno, "open %s", path);
-	cairn_status st = blobstore_put_fd_sync(t->local, d, fd, path);
-	close(fd);
-	return st;
-}
-
-static void fetched(void *arg, cairn_status st)
-{
-	rt *r = arg;
-	char ds[CAIRN_DIGEST_STR_MAX];
-	bool corrupt = st.code == CAIRN_OUT_OF_RANGE; /* longer than the digest says */
-	if (cairn_is_ok(&st)) {
-		st = import(r->t, r->tmp, &r->d, r->sha256);
-		corrupt = st.code == CAIRN_INVALID_ARGUMENT; /* not the bytes of the digest */
-		if (cairn_is_ok(&st))
-			atomic_fetch_add(&r->t->fetched, 1);
-	}
-	if (corrupt) {
-		atomic_fetch_add(&r->t->refused, 1);
-		LOG_ERROR("cachefs", "object store holds corrupt bytes for blob=%s: %s", cairn_digest_str(&r->d, ds), st.msg);
-		st = cairn_err(CAIRN_DATA_LOSS, "the object store's copy of %s is corrupt", ds);
-	}
-	unlink(r->tmp);
-	cachefs_through *t = r->t;
-	if (st.code == CAIRN_NOT_FOUND || !cairn_is_ok(&st)) {
-		if (st.code != CAIRN_NOT_FOUND && st.code != CAIRN_DATA_LOSS)
-			LOG_WARN("cachefs", "read-through failed blob=%s: %s", cairn_digest_str(&r->d, ds), cairn_status_str(&st));
-		if (st.code != CAIRN_DATA_LOSS)
-			st = cairn_err(CAIRN_NOT_FOUND, "blob %s is not in the CAS", cairn_digest_str(&r->d, ds));
-		r->cb(r->arg, st, NULL);
-	} else {
-		blobstore_open_read(r->t->local, &r->d, r->cb, r->arg);
-	}
-	free(r);
-	cachefs_through_active(t, -1);
-}
-
-static void local_opened(void *arg, cairn_status st, blob_reader *reader)
-{
-	rt *r = arg;
-	if (st.code != CAIRN_NOT_FOUND) {
-		r->cb(r->arg, st, reader);
-		free(r);
-		return;
-	}
-	char key[CACHEFS_THROUGH_KEY_MAX];
-	cachefs_through_key(&r->d, key);
-	snprintf(r->tmp, sizeof r->tmp, "%s/rt-%llu.download", r->t->tmp_dir,
-	         (unsigned long long)atomic_fetch_add(&r->t->seq, 1));
-	cachefs_through_active(r->t, 1);
-	/* no more than the digest's size and one byte: an object longer than that is refused, whatever its size */
-	objstore_get_file(r->t->os, key, r->tmp, r->d.size, r->sha256, fetched, r);
-}
-
-static void t_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
-{
-	rt *r = cairn_xcalloc(1, sizeof *r);
-	*r = (rt){.t = of(bs), .d = *d, .cb = cb, .arg = arg};
-	blobstore_open_read(r->t->local, d, local_opened, r);
-}
-
 /* ---- find_missing: local first, then the bucket for the rest ---- */
 
 typedef struct fm {
@@ -371,7 +290,7 @@ static void *flusher(void *arg)
 
 static const blobstore_ops through_ops = {
 	.find_missing = t_find_missing,
-	.open_read = t_open_read,
+	.open_read = cachefs_through_open_read,
 	.open_write = t_open_write,
 	.write = tw_write,
 	.commit = tw_commit,
@@ -455,6 +374,8 @@ void cachefs_through_free(cachefs_through *t)
 	while (t->active > 0)
 		pthread_cond_wait(&t->cv, &t->mu);
 	assert(t->stream_mem == 0); /* every streamed writer returned its part buffers */
+	for (size_t i = 0; i < sizeof t->fetches / sizeof t->fetches[0]; i++)
+		assert(!t->fetches[i]); /* every read-through answered its readers */
 	pthread_mutex_unlock(&t->mu);
 	pthread_mutex_destroy(&t->mu);
 	pthread_cond_destroy(&t->cv);

@@ -1,6 +1,7 @@
 /* Private to cachefs: what the files of the write-through blobstore share.
  *
- *   through.c         the object: writers, reads through, find_missing, the async backlog and its flusher
+ *   through.c         the object: writers, find_missing, the async backlog and its flusher
+ *   through_read.c    reads through: bounded downloads, their room reserved, one per digest
  *   through_upload.c  uploads of committed blobs (sync blobs that were not streamed, the async backlog)
  *   through_stream.c  sync writes of large blobs, streamed to the bucket while their bytes arrive
  */
@@ -25,13 +26,15 @@ struct cachefs_through {
 	objstore *os;
 	bool async;
 	char *backlog_dir, *tmp_dir;
-	pthread_mutex_t mu;
+	pthread_mutex_t mu; /* taken before the cachefs index mutex, never after it */
 	pthread_cond_t cv;
 	cairn_digest inflight[CACHEFS_THROUGH_MAX_INFLIGHT]; /* async uploads under way; guarded by mu */
 	size_t ninflight;
 	bool stopping;
 	long active;        /* operations waiting on the object store; guarded by mu */
 	int64_t stream_mem; /* bytes of part buffers reserved by streamed writers; guarded by mu */
+	/* read-through downloads under way, one per digest, listed by the digest's first byte; guarded by mu */
+	struct cachefs_through_fetch *fetches[256];
 	pthread_t flusher;
 	atomic_uint_fast64_t uploaded, skipped, fetched, refused, backlog, failures, seq;
 };
@@ -52,6 +55,9 @@ void cachefs_through_upload(cachefs_through *t, const cairn_digest *d, const uin
                             void *arg);
 /* Async: starts the upload unless it is under way or too many are; the flusher gets the rest. */
 void cachefs_through_upload_backlogged(cachefs_through *t, const cairn_digest *d);
+
+/* through_read.c: the blobstore's open_read. */
+void cachefs_through_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
 
 /* through_stream.c: a sync writer of d over inner that streams the blob to the bucket as it arrives,
  * or NULL when d is below one part, the store cannot stream, or the part buffers do not fit the

@@ -246,33 +246,16 @@ void cachefs_direct_probe(cachefs *fs)
 		         "file system does not take it, or the disk is full) dir=%s/tmp", fs->dir);
 }
 
-cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out)
+cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d)
 {
 	assert(d->size >= 0);
 	bool packed = cachefs_packs_blob(fs, d->size);
-	pthread_mutex_lock(&fs->ix.mu);
-	int64_t bytes = fs->ix.bytes, reserved = fs->ix.reserved;
-	bool fits = d->size <= fs->cfg.hard_limit - bytes - reserved;
-	if (fits)
-		fs->ix.reserved += d->size;
-	else
-		fs->ix.rejected_writes++;
-	pthread_mutex_unlock(&fs->ix.mu);
-	if (!fits) {
-		cachefs_evict_kick(fs, bytes);
-		char ds[CAIRN_DIGEST_STR_MAX];
-		return cairn_err(CAIRN_RESOURCE_EXHAUSTED,
-		                 "cachefs: blob %s does not fit: %" PRId64 " bytes held and %" PRId64
-		                 " reserved by uploads would pass the hard limit of %" PRId64 " bytes",
-		                 cairn_digest_str(d, ds), bytes, reserved, fs->cfg.hard_limit);
-	}
 	cachefs_writer *w = cairn_xcalloc(1, sizeof *w);
 	w->base.ops = &cachefs_ops;
 	w->base.digest = *d;
 	w->fs = fs;
 	pthread_mutex_init(&w->mu, NULL);
 	w->hasher = cairn_hasher_new();
-	w->reserved = d->size;
 	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
 	w->packed = packed; /* then cap is the size: b[0] takes the whole blob and is never sealed */
 	w->direct = fs->direct && d->size >= CACHEFS_DIRECT_MIN;
@@ -281,8 +264,17 @@ cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writ
 	w->fd = -1;
 	snprintf(w->tmpname, sizeof w->tmpname, "%" PRIu64 ".part", (uint64_t)atomic_fetch_add(&fs->tmp_seq, 1));
 	cachefs_blob_name(d, w->name);
-	*out = w;
-	return cairn_ok();
+	return w;
+}
+
+cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out)
+{
+	cairn_status st = cachefs_reserve(fs, d, d->size);
+	if (!cairn_is_ok(&st))
+		return st;
+	*out = cachefs_writer_alloc(fs, d);
+	(*out)->reserved = d->size;
+	return st;
 }
 
 cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)

@@ -26,11 +26,13 @@ static void collect_cas(const cachefs_stats cs, metrics_out *o)
 {
 	metrics_gauge(o, "cairn_cas_blobs", "Blobs held by the local CAS.", (double)cs.blobs);
 	metrics_gauge(o, "cairn_cas_bytes", "Bytes of the blobs held by the local CAS.", (double)cs.bytes);
-	metrics_gauge(o, "cairn_cas_reserved_bytes", "Bytes reserved by uploads in flight.", (double)cs.reserved);
+	metrics_gauge(o, "cairn_cas_reserved_bytes", "Bytes reserved by uploads and read-through downloads in flight.",
+	              (double)cs.reserved);
 	metrics_counter(o, "cairn_cas_evicted_blobs_total", "Blobs evicted from the local CAS.", cs.evicted_blobs);
 	metrics_counter(o, "cairn_cas_evicted_bytes_total", "Bytes evicted from the local CAS.", cs.evicted_bytes);
 	metrics_counter(o, "cairn_cas_rejected_writes_total",
-	                "Uploads refused by the hard limit or a full disk (RESOURCE_EXHAUSTED).", cs.rejected_writes);
+	                "Uploads and read-throughs refused by the hard limit or a full disk (RESOURCE_EXHAUSTED).",
+	                cs.rejected_writes);
 	metrics_counter(o, "cairn_cas_corrupt_blobs_total",
 	                "Blobs dropped from the local CAS because their bytes on disk no longer matched their digest.",
 	                cs.corrupt_blobs);

@@ -37,16 +37,13 @@ cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void
 	return st;
 }
 
-cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name)
+cairn_status blob_write_fd_sync(blob_writer *w, int fd, const char *name)
 {
-	blob_writer *w;
-	cairn_status st = blobstore_open_write(bs, d, &w);
-	if (!cairn_is_ok(&st))
-		return st;
 	enum { CHUNK = 1 << 20 };
 	uint8_t *buf = cairn_xmalloc(CHUNK);
 	cairn_waiter wt;
 	cairn_waiter_init(&wt);
+	cairn_status st = cairn_ok();
 	ssize_t n = 0;
 	while (cairn_is_ok(&st) && (n = read(fd, buf, CHUNK)) > 0) {
 		blob_write(w, buf, (size_t)n, cairn_waiter_done, &wt);
@@ -57,4 +54,11 @@ cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd,
 	st = end_write(w, st, &wt);
 	free(buf);
 	return st;
+}
+
+cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name)
+{
+	blob_writer *w;
+	cairn_status st = blobstore_open_write(bs, d, &w);
+	return cairn_is_ok(&st) ? blob_write_fd_sync(w, fd, name) : st;
 }

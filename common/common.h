@@ -260,5 +260,7 @@ static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
 /* The same from an open file, read from its current offset to its end; `name` names it in errors. */
 cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name);
+/* The same into an open writer, which it commits (or drops, after a failure). */
+cairn_status blob_write_fd_sync(blob_writer *w, int fd, const char *name);
 
 #endif

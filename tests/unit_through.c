@@ -3,100 +3,11 @@
  * blob of 7 MiB is streamed (as one PUT fed by four parts) while it is written, one of 1.5 MiB is uploaded from its
  * file after the commit, and one of 100 KiB from memory. The same against radosgw, through the real
  * server, is tests/it_external_storage.sh. */
-#include "cachefs/through.h"
+#include "through_fixture.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <cmocka.h>
-
-#define MiB (1 << 20)
-#define PART (2 * MiB)
-
-typedef struct fixture {
-	char dir[64];
-	char url[128];
-	cachefs *fs;
-	objstore *os;
-	cachefs_through *t;
-	blobstore *bs;
-} fixture;
-
-static void open_through(fixture *f, bool async)
-{
-	char cas[128];
-	snprintf(cas, sizeof cas, "%s/cas", f->dir);
-	cachefs_config cc = {.dir = cas, .max_size = INT64_C(1) << 30};
-	assert_int_equal(cachefs_open(&cc, &f->fs).code, CAIRN_OK);
-	objstore_config oc = {.url = f->url, .part_size = PART};
-	assert_int_equal(objstore_open(&oc, &f->os).code, CAIRN_OK);
-	assert_int_equal(cachefs_through_new(f->fs, f->os, async, &f->t).code, CAIRN_OK);
-	f->bs = cachefs_through_blobstore(f->t);
-}
-
-/* Closes all, once everything under way is done (cachefs_through_free waits for it). */
-static void close_through(fixture *f)
-{
-	cachefs_through_free(f->t);
-	objstore_close(f->os);
-	cachefs_close(f->fs);
-	f->t = NULL;
-}
-
-static int setup(void **state, bool async)
-{
-	fixture *f = calloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/unit_through.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->url, sizeof f->url, "file://%s/bucket", f->dir);
-	open_through(f, async);
-	*state = f;
-	return 0;
-}
-
-static int setup_sync(void **state) { return setup(state, false); }
-static int setup_async(void **state) { return setup(state, true); }
-
-static int teardown(void **state)
-{
-	fixture *f = *state;
-	if (f->t)
-		close_through(f);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
-
-/* A blob of n bytes, different for each seed; its digest in *d. */
-static uint8_t *make_blob(size_t n, uint64_t seed, cairn_digest *d)
-{
-	uint8_t *b = malloc(n);
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		b[i] = (uint8_t)x;
-	}
-	cairn_digest_of(b, n, d);
-	return b;
-}
-
-static void object_path(const fixture *f, const cairn_digest *d, char *out, size_t cap)
-{
-	char hex[CAIRN_HASH_HEX_LEN + 1];
-	cairn_hash_hex(d->hash, hex);
-	snprintf(out, cap, "%s/bucket/cas/%s", f->dir, hex);
-}
 
 /* The bucket holds exactly data[0..n) for d. */
 static void expect_object(const fixture *f, const cairn_digest *d, const uint8_t *data, size_t n)
@@ -120,19 +31,7 @@ static bool has_object(const fixture *f, const cairn_digest *d)
 }
 
 /* Entries under the bucket's .tmp: uploads in progress, or what a failed upload left behind. */
-static int tmp_entries(const fixture *f)
-{
-	char path[256];
-	snprintf(path, sizeof path, "%s/bucket/.tmp", f->dir);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -1;
-	int n = 0;
-	for (struct dirent *e; (e = readdir(dir));)
-		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-	closedir(dir);
-	return n;
-}
+static int tmp_entries(const fixture *f) { return entries(f, "bucket/.tmp"); }
 
 /* The bytes the one streamed upload in progress has put in the bucket (the size of the file its
  * PUT writes under .tmp), or -1 if there is none. */
@@ -185,12 +84,6 @@ static cairn_status commit(blob_writer *w)
 	cairn_status st = cairn_waiter_wait(&wt);
 	cairn_waiter_destroy(&wt);
 	return st;
-}
-
-static void stats(fixture *f, cachefs_through_stats *ts, objstore_stats *os)
-{
-	cachefs_through_get_stats(f->t, ts);
-	objstore_get_stats(f->os, os);
 }
 
 static void large_blob_streams_while_written(void **state)
