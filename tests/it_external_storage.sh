@@ -3,7 +3,9 @@
 # every blob and every action result through to the bucket; cairn is stopped, its whole data
 # directory deleted, started again on an empty disk; after `bazel clean` the same build is all
 # cache hits, with every output read back through from the bucket; a bucket copy whose bytes do not
-# match its digest is refused with DATA_LOSS and nothing of it is kept. Large blobs with sync
+# match its digest is refused with DATA_LOSS and nothing of it is kept, and one longer than its
+# digest costs no more than the digest's size and one byte, however many read it at once; a blob
+# larger than the hard limit is refused (RESOURCE_EXHAUSTED) without a download. Large blobs with sync
 # write-through are streamed to the bucket while they arrive, as one PUT signed with the digest's
 # hash: a 150 MiB blob lands whole; one whose bytes do not match its digest is refused by radosgw,
 # one whose client goes away is aborted, neither leaves an object or an open multipart upload; one
@@ -44,6 +46,26 @@ objects() {
 
 # exists KEY: the bucket holds the object
 exists() { [ "$(s3 -o /dev/null -w '%{http_code}' -I "$S3_ENDPOINT/$S3_BUCKET/$1")" = 200 ]; }
+
+# batch_read DIGEST N: one BatchReadBlobs asking for DIGEST N times; prints the answers' status codes
+batch_read() {
+	"$PYTHON" - "$CAIRN_SRC" "$TMP/py" "127.0.0.1:$PORT" "$1" "$2" <<'EOF'
+import sys
+src, out, addr, digest, n = sys.argv[1:]
+sys.path.insert(0, src + "/tests")
+from bad_input import generate_protos
+generate_protos(src, out)
+import grpc
+from build.bazel.remote.execution.v2 import remote_execution_pb2 as re
+h, size = digest.split("/")
+req = re.BatchReadBlobsRequest(digests=[re.Digest(hash=h, size_bytes=int(size))] * int(n))
+with grpc.insecure_channel(addr) as chan:
+    read = chan.unary_unary("/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs",
+                            request_serializer=re.BatchReadBlobsRequest.SerializeToString,
+                            response_deserializer=re.BatchReadBlobsResponse.FromString)
+    print(" ".join(str(r.status.code) for r in read(req, timeout=60).responses))
+EOF
+}
 
 # open_uploads [PREFIX]: how many multipart uploads are open under PREFIX/ (default cairn), by
 # ListMultipartUploads (curl signs the query as written: flags need their '=')
@@ -176,7 +198,7 @@ stop_serve
 log "a bucket copy whose bytes do not match its digest is refused (DATA_LOSS) and nothing of it is kept"
 CORRUPT=(--external_storage="s3://$S3_BUCKET/corrupt" --s3_endpoint="$S3_ENDPOINT")
 rm -rf "$DATA"
-start_serve "${CORRUPT[@]}" --metrics_port=0
+start_serve "${CORRUPT[@]}" --metrics_port=0 --cas_max_size=16M --cas_hard_limit=20M
 for size in 1000 300000; do # packed by copy; a file of its own, adopted by rename
 	head -c "$size" /dev/urandom >"$TMP/good"
 	head -c "$size" /dev/urandom >"$TMP/bad"
@@ -192,6 +214,35 @@ for size in 1000 300000; do # packed by copy; a file of its own, adopted by rena
 done
 [ "$(metric cairn_read_through_refused_blobs_total)" = 2 ] ||
 	fail "the refused copies are not counted: $(metric cairn_read_through_refused_blobs_total)"
+
+log "read-through is bounded by the digest, reserved against the hard limit and shared by its readers"
+head -c 24M /dev/urandom >"$TMP/huge" # more than the hard limit of 20 MiB
+huge=$(sha256sum "$TMP/huge" | cut -d' ' -f1)
+small=$(printf 'hello cairn' | sha256sum | cut -d' ' -f1) # 11 bytes
+for key in "$small" "$huge"; do # the huge bytes under the small digest's key, and under their own
+	[ "$(s3 -o /dev/null -w '%{http_code}' -T "$TMP/huge" "$S3_ENDPOINT/$S3_BUCKET/corrupt/cas/$key")" = 200 ] ||
+		fail "planting 24 MiB under $key failed"
+done
+rm -f "$TMP/huge"
+down() { metric 'cairn_object_store_bytes_total{direction="down"}'; }
+gets() { metric 'cairn_object_store_requests_total{op="get"}'; }
+down0=$(down) gets0=$(gets)
+# four reads of the small digest at once: one BatchReadBlobs, whose reads start together
+codes=$(batch_read "$small/11" 4) || fail "BatchReadBlobs of the oversized copy failed"
+[ "$codes" = "15 15 15 15" ] || fail "four reads of an oversized copy answered codes '$codes', not DATA_LOSS (15)"
+[ "$(gets)" = $((gets0 + 1)) ] || fail "four reads of one blob made $(($(gets) - gets0)) downloads, not one"
+[ "$(down)" -le $((down0 + 12)) ] ||
+	fail "an 11-byte blob's oversized copy moved $(($(down) - down0)) bytes from the bucket, not at most 12"
+[ "$(metric cairn_read_through_refused_blobs_total)" = 3 ] || fail "the oversized copy is not counted as refused"
+[ -z "$(find "$DATA/tmp" -type f)" ] || fail "the oversized copy left files in tmp/: $(find "$DATA/tmp" -type f)"
+# the right object, larger than the hard limit: refused at once, never downloaded
+if "$CAIRN" cas get --remote="grpc://127.0.0.1:$PORT" --output="$TMP/huge.back" "$huge/$((24 << 20))" 2>"$TMP/err"; then
+	fail "a blob larger than the hard limit was served"
+fi
+grep -q "RESOURCE_EXHAUSTED.*larger than the hard limit" "$TMP/err" ||
+	{ cat "$TMP/err"; fail "a blob larger than the hard limit did not give RESOURCE_EXHAUSTED naming the limit"; }
+[ "$(gets)" = $((gets0 + 1)) ] || fail "a blob larger than the hard limit was downloaded"
+[ "$(metric cairn_cas_reserved_bytes)" = 0 ] || fail "read-throughs left $(metric cairn_cas_reserved_bytes) bytes reserved"
 stop_serve
 rm -f "$TMP/good" "$TMP/bad" "$TMP/bad.back"
 
