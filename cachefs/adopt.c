@@ -70,7 +70,7 @@ static cairn_status take_file(cachefs_writer *w, int fd, const char *path)
 cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path, const uint8_t sha256[32])
 {
 	cachefs_writer *w = cachefs_writer_alloc(fs, d);
-	w->reserved = d->size; /* the caller's */
+	cachefs_space_adopt(w); /* the caller's reservation */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	cairn_status st = fd < 0 ? cairn_errno(errno, "open %s", path) : check(w, fd, path, sha256);
 	if (cairn_is_ok(&st) && !w->packed)

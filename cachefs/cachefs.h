@@ -33,10 +33,24 @@
  * million blobs take under 700 MB. It is rebuilt at start-up from a scan of cas/ and of the packs'
  * journals. Eviction runs on its own thread when the bytes held exceed max_size and removes least
  * recently used blobs that are neither pinned (open for reading, or being written) nor younger than
- * min_age since their last use; a FindMissingBlobs answer counts as a use. Writes are refused with
- * RESOURCE_EXHAUSTED when the bytes held plus the bytes reserved by writes in flight (read-through
- * downloads among them, from before their first byte) would pass hard_limit, so the disk never fills
- * because eviction fell behind; ENOSPC from the disk gives the same code, and reads go on.
+ * min_age since their last use; a FindMissingBlobs answer counts as a use.
+ *
+ * Space: the bytes held plus the bytes reserved by writes in flight never pass hard_limit, so the
+ * disk never fills because eviction fell behind; ENOSPC from the disk gives RESOURCE_EXHAUSTED too,
+ * and reads go on. A writer reserves room as its bytes arrive, never its whole declared size at
+ * open, so an upload that stalls holds little more than what it sent. How writers share the
+ * headroom (hard_limit minus bytes held minus bytes reserved):
+ *  - a blob larger than hard_limit is refused at open with RESOURCE_EXHAUSTED;
+ *  - a writer holds room for the bytes it has taken plus a grant ahead of them, which is at most
+ *    4 MiB and at most an even share of the headroom (headroom / writers open): however many uploads
+ *    are open, reservations ahead of data never take all of it, and a stalled upload holds what it
+ *    sent plus one grant; a paused writer (blob_pause: an interrupted upload kept for a resume) gives
+ *    its grant back;
+ *  - the bytes themselves are first come, first served: an append whose bytes do not fit waits for
+ *    one eviction pass, then fails with RESOURCE_EXHAUSTED — that writer only; aborting it gives
+ *    back all it held, and the other writers go on;
+ *  - a read-through download reserves its blob's whole size before its first byte (through_read.c),
+ *    and the writer that adopts it takes that reservation over.
  *
  * Integrity (seal.c): nothing of a blob whose bytes changed on disk after they were verified (an
  * action writing to an input hard-linked from cas/, a hand in the data directory) reaches a client

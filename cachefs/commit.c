@@ -22,12 +22,7 @@ static void place(cachefs_writer *w);
 
 void cachefs_writer_free(cachefs_writer *w)
 {
-	if (w->reserved) {
-		pthread_mutex_lock(&w->fs->ix.mu);
-		w->fs->ix.reserved -= w->reserved;
-		assert(w->fs->ix.reserved >= 0);
-		pthread_mutex_unlock(&w->fs->ix.mu);
-	}
+	cachefs_space_release(w);
 	assert(w->fd < 0 && !w->has_file);
 	for (int i = 0; i < 2; i++)
 		free(w->b[i].data);

@@ -8,9 +8,12 @@
  * through the ring and waits (this thread may block): a blob's own file is unlinked, a packed blob's
  * slots are punched, which also marks its journal record dead (see pack.c); then it removes the
  * entries, and deletes the packs that no longer hold anything. seal.c drops a corrupt blob the same
- * way (cachefs_evict_free, cachefs_evict_forget). */
+ * way (cachefs_evict_free, cachefs_evict_forget).
+ *
+ * Appends that found no room below the hard limit (space.c) kick a pass and are retried after it. */
 #include "cachefs/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -148,8 +151,11 @@ static void *evict_main(void *arg)
 				break;
 		}
 		fs->evict_kick = false;
+		cachefs_writer *waiting = fs->room_waiters; /* appends that wait for this pass */
+		fs->room_waiters = NULL;
 		pthread_mutex_unlock(&fs->evict_mu);
 		cachefs_evict_now(fs);
+		cachefs_space_retry(fs, waiting);
 		pthread_mutex_lock(&fs->evict_mu);
 	}
 	pthread_mutex_unlock(&fs->evict_mu);
@@ -186,6 +192,7 @@ void cachefs_evict_stop(cachefs *fs)
 	pthread_mutex_unlock(&fs->evict_mu);
 	pthread_join(fs->evict_thread, NULL);
 	fs->evict_started = false;
+	assert(!fs->room_waiters); /* no append may be in flight at close */
 }
 
 void cachefs_evict_destroy(cachefs *fs)

@@ -5,6 +5,7 @@
  *  ring.c      the io_uring ring and its I/O thread; other threads queue cachefs_op's
  *  write.c     blob writers: hashing on the caller's thread; large blobs in double-buffered writes
  *              to cas/<xx>/<n>.part, small ones kept in memory until commit
+ *  space.c     room below the hard limit: writers' reservations, appends waiting for an eviction pass
  *  commit.c    the end of a large writer: fsync, rename into cas/, publish in the index; or clean up
  *  pack.c      pack files (small blobs at 4 KiB slots) and their journal records; deleting packs
  *  group.c     the end of small writers: group commit into the active pack
@@ -77,6 +78,7 @@ typedef struct cachefs_index {
 	int64_t base_ns;        /* monotonic time of tick 0 */
 	uint64_t visible;
 	int64_t bytes, reserved;
+	uint32_t writers;       /* open writers: they share the headroom ahead of their data (space.c) */
 	uint64_t evicted_blobs, evicted_bytes, rejected_writes;
 	uint64_t corrupt_blobs; /* dropped because their bytes no longer matched their digest */
 } cachefs_index;
@@ -294,6 +296,7 @@ struct cachefs {
 	pthread_mutex_t evict_mu;
 	pthread_cond_t evict_cv;
 	bool evict_stop, evict_kick;
+	cachefs_writer *room_waiters; /* under evict_mu: appends waiting for the next pass (space.c) */
 	pthread_mutex_t pass_mu; /* one eviction pass at a time */
 };
 
@@ -438,6 +441,8 @@ cairn_status cachefs_drop_corrupt(cachefs *fs, const cairn_digest *d, uint32_t l
  * buffers aligned to CACHEFS_DIRECT_ALIGN. */
 #define CACHEFS_DIRECT_MIN (INT64_C(16) << 20)
 #define CACHEFS_DIRECT_ALIGN 4096u
+/* How far a writer's reservation runs ahead of the bytes it took, at most (space.c). */
+#define CACHEFS_RESERVE_STEP (INT64_C(4) << 20)
 
 enum cachefs_wbuf_state {
 	CACHEFS_WBUF_FILLING,  /* free, or taking data */
@@ -463,7 +468,7 @@ struct cachefs_writer {
 	cachefs *fs;
 	pthread_mutex_t mu;
 	cairn_hasher *hasher;  /* used on the callers' threads only */
-	int64_t reserved;      /* bytes of ix.reserved this writer holds */
+	int64_t reserved;      /* bytes of ix.reserved it holds: at least `written`, at most the size (space.c) */
 	size_t cap;            /* bytes per buffer */
 	cachefs_wbuf b[2];
 	int cur;               /* the buffer taking data */
@@ -489,6 +494,13 @@ struct cachefs_writer {
 	bool packed;
 	cachefs_writer *queued; /* the packer's queue */
 	uint32_t loc;           /* where the group put it */
+	/* an append whose bytes did not fit below the hard limit, waiting for an eviction pass */
+	const uint8_t *room_data;
+	size_t room_len;
+	blob_done_cb room_cb;
+	void *room_arg;
+	cachefs_op room_op;     /* its retry on the I/O thread after the pass */
+	cachefs_writer *room_next; /* fs->room_waiters */
 };
 
 /* Temp files live in the blob's own fan-out directory: the rename that publishes a blob stays in one
@@ -497,10 +509,7 @@ struct cachefs_writer {
 static inline int cachefs_tmp_dirfd(const cachefs_writer *w) { return w->fs->casfd[w->base.digest.hash[0]]; }
 
 
-/* write.c: reserves room for a blob of digest d and makes its writer; RESOURCE_EXHAUSTED when the
- * blob would pass the hard limit. */
-cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out);
-/* write.c: a writer for d that holds no reservation yet. */
+/* write.c: a writer for d that holds no reservation yet (cachefs_space_open or _adopt counts it). */
 cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d);
 /* adopt.c: makes the file at path, which must be in the data directory's file system and whose bytes
  * hash to sha256, the blob of digest d once its size and hash match d: a blob with a file of its own
@@ -525,11 +534,31 @@ cairn_status cachefs_writer_io_error(cachefs_writer *w, int64_t res, const char 
 /* write.c: a verified small writer that cannot go into a pack is stored as a file after all. */
 void cachefs_writer_commit_file(cachefs_writer *w);
 
-/* write.c, commit.c, read.c: the blobstore ops */
+/* space.c: counts a new writer of blob d and returns the room it starts with: its grant ahead
+ * (maybe 0). RESOURCE_EXHAUSTED (nothing counted) for a blob larger than the hard limit. */
+cairn_status cachefs_space_open(cachefs *fs, const cairn_digest *d, int64_t *reserved);
+/* Counts w, whose blob's whole size its caller reserved already (cachefs_reserve, before a
+ * download), as an open writer holding that reservation. */
+void cachefs_space_adopt(cachefs_writer *w);
+/* Grows w's reservation to cover its first `upto` bytes (and a grant ahead); false when they do not
+ * fit. Takes the index lock only when w holds less than upto. */
+bool cachefs_space_take(cachefs_writer *w, uint64_t upto);
+/* The RESOURCE_EXHAUSTED an append gets when its bytes up to `upto` still do not fit after the
+ * eviction pass; counted as a rejected write. */
+cairn_status cachefs_space_refuse(cachefs_writer *w, uint64_t upto);
+/* Queues w (its room_* fields set) for a retry after the next eviction pass, and kicks that pass. */
+void cachefs_space_wait(cachefs_writer *w);
+/* The eviction thread, after a pass: retries the waiters that were queued before it began. */
+void cachefs_space_retry(cachefs *fs, cachefs_writer *waiters);
+/* Gives back everything w holds and stops counting it; when it is freed. */
+void cachefs_space_release(cachefs_writer *w);
+
+/* write.c, commit.c, read.c, space.c: the blobstore ops */
 cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out);
 void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg);
 void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg);
 void cachefs_abort(blob_writer *bw);
+void cachefs_pause(blob_writer *bw);
 void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
 void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg);
 void cachefs_close_read(blob_reader *br);

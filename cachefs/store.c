@@ -43,6 +43,7 @@ const blobstore_ops cachefs_ops = {
 	.write = cachefs_write,
 	.commit = cachefs_commit,
 	.abort = cachefs_abort,
+	.pause = cachefs_pause,
 };
 
 blobstore *cachefs_blobstore(cachefs *fs) { return &fs->bs; }

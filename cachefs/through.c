@@ -86,6 +86,8 @@ static void tw_write(blob_writer *bw, const void *data, size_t len, blob_done_cb
 	blob_write(w->inner, data, len, cb, arg);
 }
 
+static void tw_pause(blob_writer *bw) { blob_pause(((tw *)bw)->inner); }
+
 static void tw_abort(blob_writer *bw)
 {
 	tw *w = (tw *)bw;
@@ -295,6 +297,7 @@ static const blobstore_ops through_ops = {
 	.write = tw_write,
 	.commit = tw_commit,
 	.abort = tw_abort,
+	.pause = tw_pause,
 };
 
 static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)

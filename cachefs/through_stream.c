@@ -428,10 +428,14 @@ static void stream_abort(blob_writer *bw)
 	step(s, &a);
 }
 
+/* The part buffers stay: the upload resumes into them. */
+static void stream_pause(blob_writer *bw) { blob_pause(((stream *)bw)->inner); }
+
 static const blobstore_ops stream_ops = {
 	.write = stream_write,
 	.commit = stream_commit,
 	.abort = stream_abort,
+	.pause = stream_pause,
 };
 
 /* Reserves the writer's part buffers from the budget: 0 when it cannot have its least. */

@@ -19,7 +19,12 @@
  * blobs being read out of the page cache, and leaves nothing for the commit's fsync to write but
  * metadata; the page cache holds a large blob once it is read. Only the last buffer,
  * whose length is not a multiple of the alignment, is written through the page cache: O_DIRECT is
- * turned off on the file before it goes. */
+ * turned off on the file before it goes.
+ *
+ * Room: an append's bytes are reserved below the hard limit before they are taken (space.c); one
+ * that does not fit waits for an eviction pass, and fails with RESOURCE_EXHAUSTED, failing its writer,
+ * if it still does not fit. A writer so never holds room for bytes its client has not sent, but for
+ * a short grant ahead of them. */
 #include "cachefs/internal.h"
 
 #include <assert.h>
@@ -246,10 +251,10 @@ void cachefs_direct_probe(cachefs *fs)
 		         "file system does not take it, or the disk is full) dir=%s/tmp", fs->dir);
 }
 
+/* A writer of blob d that holds no room yet: the caller sets w->reserved to what space.c counted. */
 cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d)
 {
 	assert(d->size >= 0);
-	bool packed = cachefs_packs_blob(fs, d->size);
 	cachefs_writer *w = cairn_xcalloc(1, sizeof *w);
 	w->base.ops = &cachefs_ops;
 	w->base.digest = *d;
@@ -257,7 +262,8 @@ cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d)
 	pthread_mutex_init(&w->mu, NULL);
 	w->hasher = cairn_hasher_new();
 	w->cap = d->size < CACHEFS_WBUF_SIZE ? (size_t)d->size : CACHEFS_WBUF_SIZE;
-	w->packed = packed; /* then cap is the size: b[0] takes the whole blob and is never sealed */
+	/* packed: cap is the size, and b[0] takes the whole blob and is never sealed */
+	w->packed = cachefs_packs_blob(fs, d->size);
 	w->direct = fs->direct && d->size >= CACHEFS_DIRECT_MIN;
 	for (int i = 0; i < 2; i++)
 		w->b[i].w = w;
@@ -267,23 +273,54 @@ cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d)
 	return w;
 }
 
-cairn_status cachefs_writer_new(cachefs *fs, const cairn_digest *d, cachefs_writer **out)
+cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
 {
-	cairn_status st = cachefs_reserve(fs, d, d->size);
-	if (!cairn_is_ok(&st))
-		return st;
-	*out = cachefs_writer_alloc(fs, d);
-	(*out)->reserved = d->size;
+	cachefs *fs = (cachefs *)bs;
+	int64_t reserved;
+	cairn_status st = cachefs_space_open(fs, d, &reserved);
+	if (cairn_is_ok(&st)) {
+		cachefs_writer *w = cachefs_writer_alloc(fs, d);
+		w->reserved = reserved;
+		*out = &w->base;
+	}
 	return st;
 }
 
-cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+/* Takes an append whose bytes have room and are hashed: copies what fits into the buffers, and runs
+ * the callback now, or once a buffer write made room for the rest. */
+static void take(cachefs_writer *w, const uint8_t *p, size_t n, blob_done_cb cb, void *arg)
 {
-	cachefs_writer *w;
-	cairn_status st = cachefs_writer_new((cachefs *)bs, d, &w);
-	if (cairn_is_ok(&st))
-		*out = &w->base;
-	return st;
+	pthread_mutex_lock(&w->mu);
+	w->base.written += n;
+	bool done = fill(w, &p, &n);
+	if (!done) {
+		w->pending = true;
+		w->pend = p;
+		w->pend_len = n;
+		w->pend_cb = cb;
+		w->pend_arg = arg;
+	}
+	pump(w);
+	pthread_mutex_unlock(&w->mu);
+	if (done)
+		cb(arg, cairn_ok());
+}
+
+/* On the I/O thread, after the eviction pass an append waited for: takes it if its bytes fit now,
+ * else fails it and the writer (the caller aborts it, which gives back what it held). */
+static void room_retry(cachefs_op *op, int64_t res)
+{
+	(void)res;
+	cachefs_writer *w = op->arg;
+	uint64_t upto = w->base.written + w->room_len;
+	if (cachefs_space_take(w, upto))
+		return take(w, w->room_data, w->room_len, w->room_cb, w->room_arg);
+	cairn_status st = cachefs_space_refuse(w, upto);
+	pthread_mutex_lock(&w->mu);
+	if (cairn_is_ok(&w->err))
+		w->err = st;
+	pthread_mutex_unlock(&w->mu);
+	w->room_cb(w->room_arg, st);
 }
 
 void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)
@@ -307,22 +344,15 @@ void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb c
 	}
 	/* outside the lock: only the caller's thread uses the hasher, one append at a time */
 	cairn_hasher_update(w->hasher, data, len);
-	pthread_mutex_lock(&w->mu);
-	bw->written += len;
-	const uint8_t *p = data;
-	size_t n = len;
-	bool done = fill(w, &p, &n);
-	if (!done) {
-		w->pending = true;
-		w->pend = p;
-		w->pend_len = n;
-		w->pend_cb = cb;
-		w->pend_arg = arg;
+	if (!cachefs_space_take(w, bw->written + len)) {
+		w->room_data = data;
+		w->room_len = len;
+		w->room_cb = cb;
+		w->room_arg = arg;
+		w->room_op = (cachefs_op){.kind = CACHEFS_OP_NOP, .cb = room_retry, .arg = w};
+		return cachefs_space_wait(w);
 	}
-	pump(w);
-	pthread_mutex_unlock(&w->mu);
-	if (done)
-		cb(arg, cairn_ok());
+	take(w, data, len, cb, arg);
 }
 
 /* Size and hash of what was uploaded against the digest. */

@@ -217,6 +217,10 @@ typedef struct blobstore_ops {
 	void (*commit)(blob_writer *w, blob_done_cb cb, void *arg);
 	/* Drops a writer and everything it wrote; no callback. Only when no append is in flight. */
 	void (*abort)(blob_writer *w);
+	/* The writer will take no bytes for a while (an interrupted upload, kept for its client to
+	 * resume): the store may give back what it holds for bytes not yet written. Optional (NULL:
+	 * nothing to give back). Only when no append is in flight. */
+	void (*pause)(blob_writer *w);
 } blobstore_ops;
 
 struct blobstore {
@@ -256,6 +260,11 @@ static inline void blob_write(blob_writer *w, const void *data, size_t len, blob
 }
 static inline void blob_commit(blob_writer *w, blob_done_cb cb, void *arg) { w->ops->commit(w, cb, arg); }
 static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
+static inline void blob_pause(blob_writer *w)
+{
+	if (w->ops->pause)
+		w->ops->pause(w);
+}
 /* Writes a whole buffer as a blob of digest d, in pieces, and waits: for threads that may block. */
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
 /* The same from an open file, read from its current offset to its end; `name` names it in errors. */

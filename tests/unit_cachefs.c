@@ -823,6 +823,25 @@ static void test_min_age_expires(void **state)
 	}
 }
 
+/* Appends `len` bytes of data in one piece and returns the callback's status. */
+static cairn_status append(blob_writer *w, const uint8_t *data, size_t len)
+{
+	sync_wait s;
+	sw_init(&s);
+	blob_write(w, data, len, on_done, &s);
+	sw_wait(&s);
+	return s.st;
+}
+
+/* The reservations drop back to 0 once the aborts in flight finished on the I/O thread. */
+static void assert_nothing_reserved_soon(cachefs *fs)
+{
+	int64_t deadline = cairn_now_ns() + 10 * 1000000000LL;
+	while (stats(fs).reserved && cairn_now_ns() < deadline)
+		usleep(1000);
+	assert_int_equal(stats(fs).reserved, 0);
+}
+
 static void test_hard_limit(void **state)
 {
 	fixture *f = *state;
@@ -835,13 +854,16 @@ static void test_hard_limit(void **state)
 	assert_int_equal(blobstore_open_write(bs, &d[3], &w).code, CAIRN_OK); /* exactly up to the limit */
 	cairn_digest one;
 	cairn_digest_of("x", 1, &one);
-	cairn_status st = blobstore_open_write(bs, &one, &w2); /* reserved bytes count */
+	/* the headroom is all reserved: the 1-byte blob's byte does not fit, and min_age keeps every
+	 * blob from eviction */
+	assert_int_equal(blobstore_open_write(bs, &one, &w2).code, CAIRN_OK);
+	cairn_status st = append(w2, (const uint8_t *)"x", 1);
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.msg, "hard limit of 16384 bytes"));
+	blob_abort(w2);
+	assert_int_equal(append(w, data, 4 * KiB).code, CAIRN_OK);
 	sync_wait s;
 	sw_init(&s);
-	blob_write(w, data, 4 * KiB, on_done, &s);
-	sw_wait(&s);
 	blob_commit(w, on_done, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
@@ -851,6 +873,159 @@ static void test_hard_limit(void **state)
 	assert_int_equal(stt.rejected_writes, 2);
 	assert_int_equal(stt.bytes, 16 * KiB);
 	assert_blob(bs, &d[3], data, 4 * KiB); /* reads go on */
+	assert_nothing_reserved_soon(f->fs);
+	free(data);
+}
+
+/* A digest of the given size whose bytes nobody will send (an upload that stalls). */
+static cairn_digest stalled_digest(int64_t size, uint8_t tag)
+{
+	cairn_digest d = {.size = size};
+	memset(d.hash, tag, sizeof d.hash);
+	return d;
+}
+
+/* An upload that declares the whole hard limit, sends 16 KiB and stalls holds room for what it
+ * sent and one grant, not for what it declared: other uploads go on meanwhile; paused, it holds
+ * its bytes only, and aborted nothing. */
+static void test_stalled_upload_holds_what_it_sent(void **state)
+{
+	fixture *f = *state;
+	const int64_t hard = 22 * MiB;
+	blobstore *bs = cachefs_blobstore(reopen(f, 20 * MiB, hard, 0, false));
+	cairn_digest big = stalled_digest(hard, 0x5a);
+	blob_writer *w;
+	assert_int_equal(blobstore_open_write(bs, &big, &w).code, CAIRN_OK);
+	uint8_t *sent = random_bytes(16 * KiB, 77);
+	assert_int_equal(append(w, sent, 16 * KiB).code, CAIRN_OK);
+	assert_true(stats(f->fs).reserved <= (uint64_t)(16 * KiB + CACHEFS_RESERVE_STEP));
+	cairn_digest d[4];
+	put_sized(bs, d, 1, 7800, 1300); /* a BatchUpdateBlobs-sized blob */
+	put_sized(bs, &d[1], 3, 7900, 3 * MiB);
+	assert_int_equal(stats(f->fs).blobs, 4);
+	blob_pause(w);
+	assert_int_equal(stats(f->fs).reserved, 16 * KiB);
+	assert_int_equal(append(w, sent, 16 * KiB).code, CAIRN_OK); /* a resume takes room again */
+	blob_abort(w);
+	assert_nothing_reserved_soon(f->fs);
+	assert_int_equal(count_tmp(f), 0);
+	free(sent);
+}
+
+static void test_blob_over_hard_limit_refused(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 1 * MiB, 2 * MiB, 0, false));
+	cairn_digest big = stalled_digest(2 * MiB + 1, 0x33);
+	blob_writer *w;
+	cairn_status st = blobstore_open_write(bs, &big, &w);
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(st.msg, "larger than the store's hard limit of 2097152 bytes"));
+	cachefs_stats s = stats(f->fs);
+	assert_int_equal(s.rejected_writes, 1);
+	assert_int_equal(s.reserved, 0);
+	cairn_digest exact = stalled_digest(2 * MiB, 0x34); /* the whole limit is fine */
+	assert_int_equal(blobstore_open_write(bs, &exact, &w).code, CAIRN_OK);
+	blob_abort(w);
+	assert_nothing_reserved_soon(f->fs);
+}
+
+/* Uploads that open and stall each reserve at most a share of the headroom ahead of their data, so
+ * together they never take all of it: the n-th leaves about 1/n of it, and the next upload finds
+ * room. */
+static void test_uploads_share_the_headroom(void **state)
+{
+	fixture *f = *state;
+	const int64_t hard = 22 * MiB;
+	blobstore *bs = cachefs_blobstore(reopen(f, 20 * MiB, hard, 0, false));
+	enum { N = 16 };
+	blob_writer *w[N];
+	for (int k = 0; k < N; k++) {
+		cairn_digest d = stalled_digest(hard, (uint8_t)(k + 1));
+		assert_int_equal(blobstore_open_write(bs, &d, &w[k]).code, CAIRN_OK);
+		int64_t held = ((cachefs_writer *)w[k])->reserved;
+		assert_true(held > 0 && held <= CACHEFS_RESERVE_STEP);
+	}
+	assert_true((int64_t)stats(f->fs).reserved < hard);
+	cairn_digest d;
+	put_sized(bs, &d, 1, 8100, 1 * MiB);
+	for (int k = 0; k < N; k++)
+		blob_abort(w[k]);
+	assert_nothing_reserved_soon(f->fs);
+}
+
+/* Bytes that do not fit fail their own upload, not the others. */
+static void test_append_over_limit_fails_its_upload(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 8 * MiB, 10 * MiB, 0, false));
+	size_t len = 6 * MiB;
+	uint8_t *a = random_bytes(len, 91), *b = random_bytes(len, 92);
+	cairn_digest da, db;
+	cairn_digest_of(a, len, &da);
+	cairn_digest_of(b, len, &db);
+	blob_writer *wa, *wb;
+	assert_int_equal(blobstore_open_write(bs, &da, &wa).code, CAIRN_OK);
+	assert_int_equal(blobstore_open_write(bs, &db, &wb).code, CAIRN_OK);
+	for (size_t off = 0; off < len; off += MiB)
+		assert_int_equal(append(wa, a + off, MiB).code, CAIRN_OK);
+	cairn_status st = cairn_ok();
+	size_t off = 0;
+	for (; off < len && cairn_is_ok(&st); off += MiB)
+		st = append(wb, b + off, MiB);
+	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
+	assert_int_equal(off, 5 * MiB); /* its fifth MiB would pass the 10 MiB */
+	assert_int_equal(append(wb, b + off, MiB).code, CAIRN_RESOURCE_EXHAUSTED); /* the writer failed */
+	blob_abort(wb);
+	sync_wait s;
+	sw_init(&s);
+	blob_commit(wa, on_done, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	assert_blob(bs, &da, a, len);
+	assert_int_equal(stats(f->fs).rejected_writes, 1);
+	assert_nothing_reserved_soon(f->fs);
+	free(a);
+	free(b);
+}
+
+/* An append that does not fit waits for an eviction pass, and goes on if the pass made room. */
+static void test_append_waits_for_eviction(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(reopen(f, 8 * MiB, 10 * MiB, 0, false));
+	size_t len = 3 * MiB;
+	uint8_t *data = random_bytes(len, 94);
+	cairn_digest d;
+	cairn_digest_of(data, len, &d);
+	sync_wait s;
+	sw_init(&s);
+	/* No pass runs until the append waits; nothing may fail an assertion while this lock is held,
+	 * or the eviction thread would never let the store close. */
+	pthread_mutex_lock(&f->fs->pass_mu);
+	cairn_status st = cairn_ok();
+	for (int k = 0; k < 9 && cairn_is_ok(&st); k++) { /* 9 MiB held: past max_size */
+		uint8_t *old = random_bytes(MiB, 9300 + (uint64_t)k);
+		cairn_digest od;
+		st = put(bs, old, MiB, &od);
+		free(old);
+	}
+	blob_writer *w = NULL;
+	if (cairn_is_ok(&st))
+		st = blobstore_open_write(bs, &d, &w);
+	if (cairn_is_ok(&st))
+		blob_write(w, data, len, on_done, &s);
+	pthread_mutex_unlock(&f->fs->pass_mu);
+	assert_int_equal(st.code, CAIRN_OK);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	blob_commit(w, on_done, &s);
+	sw_wait(&s);
+	assert_int_equal(s.st.code, CAIRN_OK);
+	cachefs_stats cs = stats(f->fs);
+	assert_true(cs.evicted_blobs >= 2);
+	assert_true(cs.bytes <= 10 * MiB);
+	assert_blob(bs, &d, data, len);
 	free(data);
 }
 
@@ -858,7 +1033,7 @@ static void test_reopen_rebuilds_index(void **state)
 {
 	fixture *f = *state;
 	blobstore *bs = cachefs_blobstore(open_default(f));
-	enum { N = 40 };
+	enum { N = 16 };
 	cairn_digest d[N];
 	for (int k = 0; k < N; k++) {
 		uint8_t *data = random_bytes((size_t)k * 2500, (uint64_t)k + 6000);
@@ -2019,6 +2194,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_age_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hard_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_upload_holds_what_it_sent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blob_over_hard_limit_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uploads_share_the_headroom, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_over_limit_fails_its_upload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_waits_for_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_orders_by_mtime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_tmp_removed, setup, teardown),
