@@ -4,42 +4,9 @@
 #include <assert.h>
 #include <string.h>
 
-typedef struct call_op {
-	rpc_tag tag;
-	rpc_call *call;
-} call_op;
-
-struct rpc_call {
-	rpc_server *srv;
-	const rpc_method *method;
-	grpc_call *gc;
-	grpc_metadata_array md;
-	grpc_byte_buffer *payload;
-	grpc_slice request;
-	bool request_flat;
-	cairn_arena *arena;
-	atomic_int refs;
-	atomic_bool cancelled;
-	atomic_bool initial_md_sent;
-	int close_cancelled;
-
-	call_op close_op, recv_op, send_op, finish_op;
-	grpc_byte_buffer *recv_bb;
-	rpc_recv_raw_cb recv_raw_cb;
-	void *recv_arg;
-	rpc_done_cb send_cb, finish_cb;
-	void *send_arg, *finish_arg;
-
-	void *state;
-	void (*destroy)(void *state);
-	pthread_mutex_t cancel_mu; /* guards on_cancel against the close completion */
-	void (*on_cancel)(rpc_call *call, void *arg);
-	void *on_cancel_arg;
-	bool closed;
-};
-
 static void free_call(rpc_call *c)
 {
+	rpc_idle_forget(c);
 	if (c->destroy)
 		c->destroy(c->state);
 	pthread_mutex_destroy(&c->cancel_mu);
@@ -182,8 +149,13 @@ void *rpc_call_state(rpc_call *c) { return c->state; }
 static void on_recv_raw(rpc_tag *t, bool ok)
 {
 	rpc_call *c = ((call_op *)t)->call;
+	rpc_idle_wait_ends(c);
 	grpc_byte_buffer *bb = c->recv_bb;
 	c->recv_bb = NULL;
+	/* core completes the receive of a call the watchdog cancelled like a half-close (no message):
+	 * the handler must see a failed call instead */
+	if (rpc_call_timed_out(c))
+		ok = false;
 	if (!ok)
 		atomic_store(&c->cancelled, true);
 	rpc_msg *m = NULL;
@@ -208,6 +180,7 @@ void rpc_call_recv_raw(rpc_call *c, rpc_recv_raw_cb cb, void *arg)
 {
 	c->recv_raw_cb = cb;
 	c->recv_arg = arg;
+	rpc_idle_wait_begins(c);
 	start_recv(c, on_recv_raw);
 }
 

@@ -1,5 +1,5 @@
-/* rpc internals shared by the server (server.c, call.c), the blocking client (client.c) and the
- * asynchronous client (async.c, async_stream.c). */
+/* rpc internals shared by the server (server.c, call.c, idle.c), the blocking client (client.c) and
+ * the asynchronous client (async.c, async_stream.c). */
 #ifndef CAIRN_RPC_INTERNAL_H
 #define CAIRN_RPC_INTERNAL_H
 
@@ -36,6 +36,13 @@ struct rpc_server {
 	pthread_cond_t cv;
 	bool shutdown_done;
 	long live; /* calls and posted requests not yet freed; guarded by mu */
+	/* idle.c: the calls with an idle timeout, and the thread that ends those whose wait ran out */
+	pthread_mutex_t idle_mu;
+	pthread_cond_t idle_cv;
+	rpc_call *idle_head;
+	int64_t idle_wake; /* when the watchdog wakes next (INT64_MAX: only when told) */
+	pthread_t idle_thread;
+	bool idle_started, idle_stop;
 };
 
 #define RPC_CHANNEL_MD_MAX 8
@@ -68,6 +75,57 @@ struct rpc_client {
  * grpc_call, once every batch of the call has come back. */
 void rpc_client_track(rpc_client *cl, rpc_channel *ch, const char *method, int64_t timeout_ms, rpc_client_link *l);
 void rpc_client_untrack(rpc_client *cl, rpc_client_link *l);
+
+typedef struct call_op {
+	rpc_tag tag;
+	rpc_call *call;
+} call_op;
+
+struct rpc_call {
+	rpc_server *srv;
+	const rpc_method *method;
+	grpc_call *gc;
+	grpc_metadata_array md;
+	grpc_byte_buffer *payload;
+	grpc_slice request;
+	bool request_flat;
+	cairn_arena *arena;
+	atomic_int refs;
+	atomic_bool cancelled;
+	atomic_bool initial_md_sent;
+	int close_cancelled;
+
+	call_op close_op, recv_op, send_op, finish_op;
+	grpc_byte_buffer *recv_bb;
+	rpc_recv_raw_cb recv_raw_cb;
+	void *recv_arg;
+	rpc_done_cb send_cb, finish_cb;
+	void *send_arg, *finish_arg;
+
+	void *state;
+	void (*destroy)(void *state);
+	pthread_mutex_t cancel_mu; /* guards on_cancel against the close completion */
+	void (*on_cancel)(rpc_call *call, void *arg);
+	void *on_cancel_arg;
+	bool closed;
+
+	/* idle.c: an idle timeout (idle_ns > 0) puts the call on the server's idle list */
+	int64_t idle_ns;
+	atomic_int_fast64_t waiting_since; /* when the pending receive began (monotonic ns); 0: none */
+	atomic_bool timed_out;
+	char *idle_msg;
+	grpc_status_code idle_code;
+	rpc_call *idle_prev, *idle_next; /* under srv->idle_mu */
+};
+
+/* idle.c: the watchdog thread of a server (init before any call, stop once every call is freed) */
+void rpc_idle_init(rpc_server *srv);
+cairn_status rpc_idle_start(rpc_server *srv);
+void rpc_idle_stop(rpc_server *srv);
+/* A receive begins or ends on a call (no-ops without an idle timeout); a freed call leaves the list. */
+void rpc_idle_wait_begins(rpc_call *c);
+void rpc_idle_wait_ends(rpc_call *c);
+void rpc_idle_forget(rpc_call *c);
 
 /* call.c */
 rpc_call *rpc_call_new(rpc_server *srv, const rpc_method *m, grpc_call *gc, grpc_metadata_array *md,

@@ -16,7 +16,9 @@
  * reference with rpc_call_ref and drops it in that callback; the call and its state (rpc_call_set_state)
  * are freed when the last reference goes, which is after every started operation has come back.
  *
- * Each call has an arena for decoded messages and scratch space, freed with the call.
+ * Each call has an arena for decoded messages and scratch space, freed with the call. A client stream
+ * may have an idle timeout (rpc_call_set_idle_timeout): one watchdog thread per server ends the calls
+ * whose client sent nothing for that long while the handler waited for it.
  *
  * Client: channels (rpc_channel) to one peer each, used by two kinds of calls. Blocking calls for
  * tools and benchmarks (cairn cas …, cairn-bench), one completion queue per call, so any number of
@@ -121,6 +123,13 @@ void rpc_call_reply(rpc_call *call, const ProtobufCMessage *resp, const cairn_st
 void rpc_call_on_cancel(rpc_call *call, void (*cb)(rpc_call *call, void *arg), void *arg);
 /* True once the client cancelled or the call failed. */
 bool rpc_call_cancelled(const rpc_call *call);
+/* For a client stream that holds resources while it waits for the client: when a receive
+ * (rpc_call_recv_raw) has waited idle_ns for its message, the server ends the call with st (copied;
+ * the client sees its code and message), the receive completes with ok=false and
+ * rpc_call_timed_out turns true. Only waiting counts, not the handler's time between receives. Set
+ * it before the first receive; idle_ns <= 0: none. */
+void rpc_call_set_idle_timeout(rpc_call *call, int64_t idle_ns, const cairn_status *st);
+bool rpc_call_timed_out(const rpc_call *call);
 
 void rpc_call_ref(rpc_call *call);
 void rpc_call_unref(rpc_call *call);

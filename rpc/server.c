@@ -1,4 +1,5 @@
-/* The server loop: completion-queue pollers, posted requests per method, unknown methods, shutdown. */
+/* The server loop: completion-queue pollers, posted requests per method, unknown methods, shutdown
+ * (the idle-timeout watchdog is in idle.c). */
 #include "rpc/internal.h"
 
 #include <stdio.h>
@@ -198,6 +199,7 @@ static void free_server(rpc_server *srv)
 		}
 		grpc_completion_queue_destroy(srv->cq);
 	}
+	rpc_idle_stop(srv);
 	pthread_mutex_destroy(&srv->mu);
 	pthread_cond_destroy(&srv->cv);
 	free(srv->methods);
@@ -213,6 +215,7 @@ cairn_status rpc_server_start(const rpc_server_config *cfg, const rpc_method *me
 	rpc_server *srv = cairn_xcalloc(1, sizeof *srv);
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->cv, NULL);
+	rpc_idle_init(srv);
 	grpc_arg args[5];
 	grpc_channel_args ca;
 	init_args(cfg, args, &ca);
@@ -220,6 +223,8 @@ cairn_status rpc_server_start(const rpc_server_config *cfg, const rpc_method *me
 	srv->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
 	cairn_status st = register_methods(srv, methods, n);
+	if (cairn_is_ok(&st))
+		st = rpc_idle_start(srv);
 	if (!cairn_is_ok(&st)) {
 		free_server(srv);
 		return st;

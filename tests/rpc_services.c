@@ -57,11 +57,14 @@ static void h_stream(rpc_call *call, void *svc)
 	stream_next(call, s, true);
 }
 
+atomic_bool broke_idle;
+
 /* client streaming: counts messages until the half-close, answers the count */
 static void count_next(rpc_call *call, void *arg, bool ok, rpc_msg *msg)
 {
 	int64_t *n = arg;
 	if (!ok) {
+		atomic_store(&broke_idle, rpc_call_timed_out(call));
 		cairn_status st = cairn_err(CAIRN_CANCELLED, "stream broke");
 		rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
 		return;
@@ -84,6 +87,14 @@ static void h_count(rpc_call *call, void *svc)
 	int64_t *n = cairn_arena_alloc(rpc_call_arena(call), sizeof *n);
 	*n = 0;
 	rpc_call_recv_raw(call, count_next, n);
+}
+
+/* h_count with an idle timeout of 200 ms */
+static void h_idle(rpc_call *call, void *svc)
+{
+	cairn_status st = cairn_err(CAIRN_DEADLINE_EXCEEDED, "nothing came for 0.2 s");
+	rpc_call_set_idle_timeout(call, 200 * 1000000LL, &st);
+	h_count(call, svc);
 }
 
 /* fails with details in grpc-status-details-bin */
@@ -215,6 +226,7 @@ void rpc_services_start(void)
 		{"/t.T/Echo", RPC_UNARY, h_echo, NULL},
 		{"/t.T/Stream", RPC_SERVER_STREAMING, h_stream, NULL},
 		{"/t.T/Count", RPC_CLIENT_STREAMING, h_count, NULL},
+		{"/t.T/Idle", RPC_CLIENT_STREAMING, h_idle, NULL},
 		{"/t.T/Fail", RPC_UNARY, h_fail, NULL},
 		{"/t.T/Hang", RPC_UNARY, h_hang, NULL},
 		{"/t.T/HangStream", RPC_SERVER_STREAMING, h_hang, NULL},

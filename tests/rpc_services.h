@@ -2,6 +2,8 @@
  *   Echo (unary)          committed_size = length of the request's resource_name
  *   Stream (server)       as many messages as the name is long, committed_size 1, 2, …, then OK
  *   Count (client)        counts messages until the half-close, answers the count
+ *   Idle (client)         Count with an idle timeout of 200 ms (DEADLINE_EXCEEDED); `broke_idle`
+ *                         says whether the last Count or Idle stream that broke was ended by it
  *   Fail (unary)          FAILED_PRECONDITION "missing blobs", details "\x08\x09"
  *   Hang, HangStream      never answer; finish once the client has gone (`hanging` counts them)
  *   Forever (server)      sends until a send fails (`forever_cancelled` counts those)
@@ -25,6 +27,7 @@ extern rpc_server *srv;
 extern rpc_channel *ch; /* to srv */
 extern atomic_int hanging, forever_cancelled;
 extern atomic_llong slow_consumed;
+extern atomic_bool broke_idle;
 
 void h_echo(rpc_call *call, void *svc);
 /* Starts srv and opens ch (cmocka asserts that both work); stops them. */

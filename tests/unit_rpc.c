@@ -185,6 +185,47 @@ static void string_fields_are_checked(void **state)
 	assert_true(rpc_strings_valid(d, (const uint8_t *)"\x12\x01\xff\x18\x05", 5));
 }
 
+/* A client stream that goes silent is ended by the server with the status its handler set, and the
+ * handler learns why its receive failed. */
+static void idle_stream_is_ended(void **state)
+{
+	(void)state;
+	atomic_store(&broke_idle, false);
+	rpc_stream *s;
+	assert_int_equal(rpc_stream_open(ch, "/t.T/Idle", 5000, &s).code, CAIRN_OK);
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	assert_int_equal(rpc_stream_send(s, &req.base).code, CAIRN_OK);
+	ProtobufCMessage *m;
+	assert_int_equal(rpc_stream_recv(s, RESP_DESC, &m).code, CAIRN_OK); /* waits for the end of the call */
+	assert_null(m);
+	rpc_stream_close_send(s); /* keeps finish from cancelling: the call is over already */
+	cairn_status st = rpc_stream_finish(s, NULL, NULL);
+	assert_int_equal(st.code, CAIRN_DEADLINE_EXCEEDED);
+	assert_string_equal(st.msg, "nothing came for 0.2 s");
+	int64_t deadline = cairn_now_ns() + 10 * 1000000000LL; /* the handler hears of it on its own thread */
+	while (!atomic_load(&broke_idle) && cairn_now_ns() < deadline)
+		usleep(1000);
+	assert_true(atomic_load(&broke_idle));
+}
+
+/* A stream whose messages keep coming, or that half-closes, is not ended by its idle timeout. */
+static void busy_stream_is_not_ended(void **state)
+{
+	(void)state;
+	rpc_stream *s;
+	assert_int_equal(rpc_stream_open(ch, "/t.T/Idle", 5000, &s).code, CAIRN_OK);
+	req_t req = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rpc_stream_send(s, &req.base).code, CAIRN_OK);
+	assert_int_equal(rpc_stream_close_send(s).code, CAIRN_OK);
+	ProtobufCMessage *m;
+	assert_int_equal(rpc_stream_recv(s, RESP_DESC, &m).code, CAIRN_OK);
+	assert_non_null(m);
+	assert_int_equal(((resp_t *)m)->committed_size, 3);
+	protobuf_c_message_free_unpacked(m, NULL);
+	assert_int_equal(rpc_stream_finish(s, NULL, NULL).code, CAIRN_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -197,6 +238,8 @@ int main(void)
 		cmocka_unit_test(oversized_message_is_refused),
 		cmocka_unit_test(stop_with_a_call_in_flight),
 		cmocka_unit_test(string_fields_are_checked),
+		cmocka_unit_test(idle_stream_is_ended),
+		cmocka_unit_test(busy_stream_is_not_ended),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
