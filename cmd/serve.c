@@ -22,6 +22,7 @@ typedef struct serve_flags {
 	const char *data_dir;
 	int64_t cas_max_size, cas_hard_limit, cas_min_age;
 	int64_t ac_max_size;
+	int64_t upload_idle_timeout;
 	bool fsync;
 	int64_t max_message_size, threads;
 	const char *log_level;
@@ -78,17 +79,22 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
-/* Logs the counters and runs the gateway's housekeeping once a minute while waiting for SIGINT or
- * SIGTERM; returns the signal. */
+/* Runs the gateway's housekeeping every second (idle uploads go within a second of their timeout)
+ * and logs the counters every minute while waiting for SIGINT or SIGTERM; returns the signal. */
 static int wait_for_signal(const sigset_t *sigs, const serve_stats *stats, gateway *g)
 {
-	struct timespec minute = {.tv_sec = 60};
+	const int64_t minute = 60 * 1000000000LL;
+	struct timespec second = {.tv_sec = 1};
+	int64_t next_log = cairn_now_ns() + minute;
 	for (;;) {
-		int sig = sigtimedwait(sigs, NULL, &minute);
+		int sig = sigtimedwait(sigs, NULL, &second);
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
 		gateway_tick(g);
-		serve_stats_log(stats);
+		if (cairn_now_ns() >= next_log) {
+			serve_stats_log(stats);
+			next_log += minute;
+		}
 	}
 }
 
@@ -106,6 +112,8 @@ static int run(const serve_flags *f)
 		return usage_error("--cas_max_size must be positive");
 	if (f->cas_hard_limit && f->cas_hard_limit < f->cas_max_size)
 		return usage_error("--cas_hard_limit must be at least --cas_max_size");
+	if (f->upload_idle_timeout <= 0)
+		return usage_error("--upload_idle_timeout must be positive");
 	if (strcmp(f->write_through, "sync") && strcmp(f->write_through, "async"))
 		return usage_error("--write_through must be sync or async");
 	if (strcmp(f->s3_addressing, "auto") && strcmp(f->s3_addressing, "path") && strcmp(f->s3_addressing, "virtual"))
@@ -177,7 +185,7 @@ static int run(const serve_flags *f)
 		/* Batch calls answer in one message, which a client accepts up to 4 MiB by default */
 		.max_batch_size = (4 << 20) - (64 << 10),
 		.max_upload_sessions = 1024,
-		.upload_idle_ns = 600 * 1000000000LL,
+		.upload_idle_ns = f->upload_idle_timeout * 1000000000LL,
 		.max_inline_size = 1 << 20,
 	};
 	g = gateway_new(&gc);
@@ -244,6 +252,7 @@ int cmd_serve(int argc, char **argv)
 		.cas_max_size = 10LL << 30,
 		.cas_min_age = 300,
 		.ac_max_size = 256LL << 20,
+		.upload_idle_timeout = 60,
 		.max_message_size = 8 << 20,
 		.log_level = "info",
 		.executors = sysconf(_SC_NPROCESSORS_ONLN),
@@ -269,6 +278,9 @@ int cmd_serve(int argc, char **argv)
 		{"cas_min_age", CAIRN_FLAG_DURATION, &f.cas_min_age,
 		 "a blob used (or reported present) more recently than this is never evicted"},
 		{"ac_max_size", CAIRN_FLAG_SIZE, &f.ac_max_size, "memory for action results; least recently used go first"},
+		{"upload_idle_timeout", CAIRN_FLAG_DURATION, &f.upload_idle_timeout,
+		 "an upload whose client sends nothing for this long is ended (DEADLINE_EXCEEDED) and its bytes "
+		 "dropped; an interrupted upload not resumed within it is dropped too"},
 		{"fsync", CAIRN_FLAG_BOOL, &f.fsync, "fsync every blob before acknowledging it (survives power loss)"},
 		{"max_message_size", CAIRN_FLAG_SIZE, &f.max_message_size, "largest gRPC message accepted"},
 		{"threads", CAIRN_FLAG_INT, &f.threads, "gRPC threads; 0 means one per core"},

@@ -5,7 +5,16 @@
  * per call in memory. compressed-blobs/zstd uploads are decompressed on the way. When the stream breaks
  * before finish_write, the upload is parked so that the client can resume it at committed_size (found
  * with QueryWriteStatus); a write whose bytes do not match the digest fails with INVALID_ARGUMENT and
- * leaves nothing behind. */
+ * leaves nothing behind.
+ *
+ * Disk space: the store reserves room for the bytes a writer took (and a short grant ahead), so an
+ * open upload holds no more than its client sent. A parked upload gives back the grant (blob_pause)
+ * and keeps its bytes for upload_idle_ns. A stream whose client sends nothing for upload_idle_ns (it
+ * stalled, or its host vanished without closing the connection, which gRPC would not notice for
+ * hours) is ended with DEADLINE_EXCEEDED: the server's time limit ran out, and clients retry that
+ * code, as they do an upload. Its upload is dropped, not parked — a client that went silent is not
+ * known to come back, and what it held is what the limit is there to free — so its retry starts
+ * again at write_offset 0 (QueryWriteStatus answers NOT_FOUND for it). */
 #include "gateway/internal.h"
 
 #include <stdlib.h>
@@ -174,20 +183,33 @@ static cairn_status check_message(bs_write *w)
 	return cairn_ok();
 }
 
+/* The stream ended before finish_write: a broken stream or a half-close parks the upload for a
+ * resume; an idle one drops it. */
+static void stream_ended(bs_write *w, bool ok)
+{
+	cairn_status st;
+	if (rpc_call_timed_out(w->call)) {
+		if (w->up)
+			LOG_INFO("gateway", "upload dropped: its client sent nothing for %lld s resource=%s committed=%lld",
+			         (long long)(w->g->cfg.upload_idle_ns / 1000000000), w->up->name, (long long)w->up->committed);
+		upload_free(w->up);
+		st = cairn_err(CAIRN_DEADLINE_EXCEEDED, "upload idle"); /* the client has the timeout's own status */
+	} else {
+		if (w->up)
+			upload_park(w->g->uploads, w->up);
+		st = ok ? cairn_err(CAIRN_INVALID_ARGUMENT, "stream closed before finish_write")
+		        : cairn_err(CAIRN_CANCELLED, "stream broke");
+	}
+	w->up = NULL;
+	rpc_call_finish(w->call, &st, NULL, NULL, 0, NULL, NULL);
+}
+
 static void on_message(rpc_call *call, void *arg, bool ok, rpc_msg *msg)
 {
 	(void)call;
 	bs_write *w = arg;
-	if (!ok || !msg) {
-		/* broken stream, or a half-close before finish_write: keep the upload for a resume */
-		if (w->up)
-			upload_park(w->g->uploads, w->up);
-		w->up = NULL;
-		cairn_status st = ok ? cairn_err(CAIRN_INVALID_ARGUMENT, "stream closed before finish_write")
-		                     : cairn_err(CAIRN_CANCELLED, "stream broke");
-		rpc_call_finish(w->call, &st, NULL, NULL, 0, NULL, NULL);
-		return;
-	}
+	if (!ok || !msg)
+		return stream_ended(w, ok);
 	w->msg = msg;
 	size_t nparts;
 	const rpc_part *parts = rpc_msg_parts(msg, &nparts);
@@ -211,6 +233,12 @@ void gw_bs_write(rpc_call *call, void *svc)
 	w->call = call;
 	w->g = svc;
 	rpc_call_set_state(call, w, bs_write_free);
+	int64_t idle = w->g->cfg.upload_idle_ns;
+	cairn_status st = cairn_err(CAIRN_DEADLINE_EXCEEDED,
+	                            "no WriteRequest came for %g s, the server's upload idle timeout: the upload was "
+	                            "dropped with the bytes it had sent; write the blob again from write_offset 0",
+	                            (double)idle / 1e9);
+	rpc_call_set_idle_timeout(call, idle, &st);
 	rpc_call_recv_raw(call, on_message, w);
 }
 

@@ -39,7 +39,9 @@ typedef struct gateway_config {
 	int64_t ac_max_size;        /* bytes of action results held in memory */
 	int64_t max_batch_size;     /* largest total of blob bytes in one Batch* call */
 	int64_t max_upload_sessions; /* interrupted uploads kept for resumption */
-	int64_t upload_idle_ns;     /* an interrupted upload is dropped after this */
+	/* an upload that receives nothing for this long is ended: a Write stream with DEADLINE_EXCEEDED,
+	 * dropping its bytes; an interrupted upload kept for a resume is dropped (by gateway_tick) */
+	int64_t upload_idle_ns;
 	int64_t max_inline_size;    /* largest total inlined into a GetActionResult answer */
 	runner *runner;             /* where actions run; NULL: no Execution service */
 	gateway_ac_backing ac_backing; /* optional (put and get NULL: none) */
@@ -50,8 +52,8 @@ void gateway_free(gateway *g);
 /* Adds an action-cache entry read back from the backing at start-up (see gw_ac_store_restore). */
 cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_digest *action, const void *data,
                                 size_t len);
-/* Housekeeping to call now and then (every minute): drops interrupted uploads that were not resumed
- * within upload_idle_ns, with the disk space they reserved. */
+/* Housekeeping to call every second or so: drops interrupted uploads that were not resumed within
+ * upload_idle_ns (late by up to the time between calls), with the disk space they held. */
 void gateway_tick(gateway *g);
 /* Fills out[] with the gateway's methods (at most cap); returns how many. */
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap);

@@ -110,7 +110,8 @@ void upload_table_free(struct upload_table *t);
 cairn_status upload_new(blobstore *bs, const char *name, upload **out);
 /* Aborts the blob write and frees the upload. */
 void upload_free(upload *up);
-/* Keeps an interrupted upload; drops the oldest (and idle ones) beyond the limits. */
+/* Keeps an interrupted upload, holding disk space for the bytes it took only (blob_pause); drops the
+ * oldest (and idle ones) beyond the limits. */
 void upload_park(struct upload_table *t, upload *up);
 /* Drops the uploads idle longer than the table's limit (aborting their blobs, which frees the space
  * they reserved). */

@@ -94,6 +94,7 @@ static void free_list(upload *u)
 
 void upload_park(struct upload_table *t, upload *up)
 {
+	blob_pause(up->w); /* it keeps room for the bytes it took, not for those still to come */
 	up->parked_at = cairn_now_ns();
 	pthread_mutex_lock(&t->mu);
 	up->next = t->head;
