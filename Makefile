@@ -10,6 +10,9 @@ BUILD_DIR := build
 ASAN_DIR := build-asan
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 ARGS ?=
+# Every ctest run also writes its results as JUnit XML in the build folder, where .ci/run looks for
+# skipped tests.
+CTEST := ctest --output-on-failure --output-junit ctest-junit.xml
 
 # Debian packages the build and the tests need. Installed without recommends, so everything used
 # is named: libprotobuf-dev holds the well-known .proto files (google/protobuf/*.proto) that
@@ -58,16 +61,16 @@ serve: build
 define RUN_ASAN
 	cmake -S . -B $(ASAN_DIR) -DCAIRN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(ASAN_DIR) -j$(JOBS)
-	$(ASAN_ENV) ctest --test-dir $(ASAN_DIR) --output-on-failure
+	$(ASAN_ENV) $(CTEST) --test-dir $(ASAN_DIR)
 endef
 
 # Both runs, one after the other; the first failure stops it.
 test: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	$(CTEST) --test-dir $(BUILD_DIR)
 	$(RUN_ASAN)
 
 test-plain: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	$(CTEST) --test-dir $(BUILD_DIR)
 
 # The whole suite under AddressSanitizer (with leak checking) and UBSan: any report aborts the
 # process that made it, so the test that started it fails.

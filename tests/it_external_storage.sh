@@ -16,11 +16,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/s3_fixture.sh"
 
-missing=$(s3_fixture_missing)
-if [ -n "$missing" ]; then
-	echo "SKIP: it_external_storage needs radosgw; not installed: $missing" >&2
-	exit 0
-fi
+s3_fixture_require
 
 cairn_tmpdir
 # shellcheck disable=SC2016 # expanded at exit

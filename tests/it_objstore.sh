@@ -6,16 +6,11 @@
 # keys; a wrong secret and corrupted bytes are refused with the code a caller acts on; a store that
 # is down gives UNAVAILABLE after the retries, and one that comes back within them loses nothing.
 #
-# Skips (exit 0) only when the Ceph packages are not installed; `make test` installs them.
+# Skips (exit 77) only when the Ceph packages are not installed; `make test` installs them.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/s3_fixture.sh"
 
-missing=$(s3_fixture_missing)
-if [ -n "$missing" ]; then
-	echo "SKIP: it_objstore needs radosgw; not installed: $missing" >&2
-	echo "SKIP: apt-get install -y --no-install-recommends $S3_FIXTURE_PACKAGES" >&2
-	exit 0
-fi
+s3_fixture_require
 CHECK=${OBJSTORE_CHECK:-$CAIRN_BUILD/tests/objstore_check}
 [ -x "$CHECK" ] || fail "no objstore_check at '$CHECK' (build the tests, or set OBJSTORE_CHECK)"
 

@@ -9,6 +9,7 @@
 #   stop_serve                   # SIGTERM, wait, and fail on a sanitizer report or a crash
 #   c cas put FILE               # the cairn client against that server; put_ok, get_same,
 #                                # missing_is and expect_status check what it answers
+#   skip REASON                  # this machine cannot run the test: exit 77, which CTest counts as skipped
 #
 # CTest sets CAIRN (the binary), CAIRN_BUILD and CAIRN_SRC. Nothing here sleeps to wait for
 # something: every wait polls with a deadline and fails with the reason when it passes.
@@ -34,6 +35,13 @@ _cairn_logs=()     # logs whose tail is shown when a test fails
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1
+}
+
+# skip REASON…: the test cannot run on this machine (a prerequisite is missing). Exits 77, which CTest
+# reports as skipped, never as passed; .ci/run fails on any skip.
+skip() {
+	echo "SKIP: $*" >&2
+	exit 77
 }
 
 log() {

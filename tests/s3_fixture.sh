@@ -4,6 +4,7 @@
 # it is the test server; memstore keeps the osd in RAM, for speed.
 #
 #   source tests/s3_fixture.sh
+#   s3_fixture_require  # in a test: skips it (exit 77) when the Ceph packages are not installed
 #   s3_up DIR      # starts the cluster; exports S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET
 #                  # S3_REGION S3_DIR; on failure it cleans up after itself, shows the logs and returns 1
 #   s3_session_credentials  # turns radosgw's STS on (restarting radosgw) and gets temporary keys and
@@ -28,6 +29,15 @@ s3_fixture_missing() {
 	for c in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool ceph-authtool curl; do
 		command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"
 	done
+}
+
+# s3_fixture_require: for a test (after tests/lib.sh): skips it (exit 77) unless the fixture's commands
+# are installed, naming what is missing and the packages that hold it.
+s3_fixture_require() {
+	local missing
+	missing=$(s3_fixture_missing)
+	[ -z "$missing" ] || skip "$(basename "$0" .sh) needs radosgw; not installed: $missing" \
+		"(apt-get install -y --no-install-recommends $S3_FIXTURE_PACKAGES)"
 }
 
 # _s3_alive PID: true while PID is a running process (a zombie counts as gone: the daemons are
