@@ -196,7 +196,7 @@ static void stream_ended(bs_write *w, bool ok)
 		st = cairn_err(CAIRN_DEADLINE_EXCEEDED, "upload idle"); /* the client has the timeout's own status */
 	} else {
 		if (w->up)
-			upload_park(w->g->uploads, w->up);
+			upload_park(w->g->uploads, w->up, cairn_now_ns());
 		st = ok ? cairn_err(CAIRN_INVALID_ARGUMENT, "stream closed before finish_write")
 		        : cairn_err(CAIRN_CANCELLED, "stream broke");
 	}

@@ -38,7 +38,7 @@ cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_di
 	return gw_ac_store_restore(g->ac, instance, action, data, len);
 }
 
-void gateway_tick(gateway *g) { upload_table_expire(g->uploads); }
+void gateway_tick(gateway *g) { upload_table_expire(g->uploads, cairn_now_ns()); }
 
 #define REAPI "/build.bazel.remote.execution.v2."
 

@@ -110,12 +110,14 @@ void upload_table_free(struct upload_table *t);
 cairn_status upload_new(blobstore *bs, const char *name, upload **out);
 /* Aborts the blob write and frees the upload. */
 void upload_free(upload *up);
-/* Keeps an interrupted upload, holding disk space for the bytes it took only (blob_pause); drops the
- * oldest (and idle ones) beyond the limits. */
-void upload_park(struct upload_table *t, upload *up);
-/* Drops the uploads idle longer than the table's limit (aborting their blobs, which frees the space
- * they reserved). */
-void upload_table_expire(struct upload_table *t);
+/* The time of the table is what its callers give (cairn_now_ns() in the gateway), so that idle expiry
+ * does not depend on how fast the caller runs. */
+/* Keeps an interrupted upload, parked at now_ns, holding disk space for the bytes it took only
+ * (blob_pause); drops the oldest (and idle ones) beyond the limits. */
+void upload_park(struct upload_table *t, upload *up, int64_t now_ns);
+/* Drops the uploads idle for longer than the table's limit at now_ns (aborting their blobs, which
+ * frees the space they reserved). */
+void upload_table_expire(struct upload_table *t, int64_t now_ns);
 /* Takes a parked upload out of the table, or NULL. */
 upload *upload_take(struct upload_table *t, const char *name);
 /* Committed size of a parked upload, or -1. */

@@ -92,10 +92,10 @@ static void free_list(upload *u)
 	}
 }
 
-void upload_park(struct upload_table *t, upload *up)
+void upload_park(struct upload_table *t, upload *up, int64_t now_ns)
 {
 	blob_pause(up->w); /* it keeps room for the bytes it took, not for those still to come */
-	up->parked_at = cairn_now_ns();
+	up->parked_at = now_ns;
 	pthread_mutex_lock(&t->mu);
 	up->next = t->head;
 	t->head = up;
@@ -105,10 +105,10 @@ void upload_park(struct upload_table *t, upload *up)
 	free_list(dropped);
 }
 
-void upload_table_expire(struct upload_table *t)
+void upload_table_expire(struct upload_table *t, int64_t now_ns)
 {
 	pthread_mutex_lock(&t->mu);
-	upload *dropped = expire(t, cairn_now_ns());
+	upload *dropped = expire(t, now_ns);
 	pthread_mutex_unlock(&t->mu);
 	free_list(dropped);
 }

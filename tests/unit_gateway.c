@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "gateway/internal.h"
 
@@ -411,8 +410,9 @@ static void counting_abort(blob_writer *w)
 	free(w);
 }
 
-/* An upload nobody resumes is dropped once idle too long, even if no other upload comes to be
- * parked: its blob is aborted, which frees what it reserved. */
+/* An upload nobody resumes is dropped once idle for longer than the limit, not before, even if no other
+ * upload comes to be parked: its blob is aborted, which frees what it reserved. The table's clock is
+ * the time each call is given, so the test steps it exactly across the limit. */
 static void test_idle_uploads_expire(void **state)
 {
 	(void)state;
@@ -421,20 +421,23 @@ static void test_idle_uploads_expire(void **state)
 	writers_opened = writers_aborted = 0;
 	const char *old_name = "i/uploads/u1/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0";
 	const char *new_name = "i/uploads/u2/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0";
-	struct upload_table *t = upload_table_new(16, 200 * 1000000LL);
+	const int64_t idle = 200 * 1000000LL, t0 = 1000 * 1000000LL;
+	struct upload_table *t = upload_table_new(16, idle);
 	upload *up;
 	assert_int_equal(upload_new(&bs, old_name, &up).code, CAIRN_OK);
 	up->committed = 7;
-	upload_park(t, up);
-	upload_table_expire(t);
-	assert_int_equal(upload_committed(t, old_name), 7); /* not idle long enough yet */
-	usleep(250 * 1000);
+	upload_park(t, up, t0);
+	upload_table_expire(t, t0 + idle);
+	assert_int_equal(upload_committed(t, old_name), 7); /* idle exactly the limit: kept */
+	assert_int_equal(writers_aborted, 0);
 	assert_int_equal(upload_new(&bs, new_name, &up).code, CAIRN_OK);
-	upload_park(t, up); /* parking expires the old one too */
+	upload_park(t, up, t0 + idle + 1); /* parking expires the old one too */
 	assert_int_equal(upload_committed(t, old_name), -1);
+	assert_int_equal(upload_committed(t, new_name), 0);
 	assert_int_equal(writers_aborted, 1);
-	usleep(250 * 1000);
-	upload_table_expire(t); /* and so does the housekeeping, with nothing else going on */
+	upload_table_expire(t, t0 + 2 * idle + 1);
+	assert_int_equal(upload_committed(t, new_name), 0); /* the new one is not idle too long yet */
+	upload_table_expire(t, t0 + 2 * idle + 2); /* and then the housekeeping drops it, with nothing else going on */
 	assert_int_equal(upload_committed(t, new_name), -1);
 	assert_int_equal(writers_aborted, 2);
 	assert_int_equal(writers_opened, 2);
