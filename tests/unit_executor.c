@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1123,26 +1124,82 @@ static bool has_mount_ns(void *ex)
 	return iso.mount_ns;
 }
 
+/* A barrier on 127.0.0.1 for actions with network=on: each connects and waits for a "go" line, which
+ * the barrier sends only once `want` actions are connected at the same time. At its deadline it gives
+ * up and closes every connection, so actions run one after another fail instead of hanging. */
+typedef struct rendezvous {
+	int listen_fd, port, want, met;
+	pthread_t thread;
+} rendezvous;
+
+static void *rendezvous_run(void *arg)
+{
+	rendezvous *r = arg;
+	int fds[8];
+	int64_t deadline = cairn_now_ns() + 30 * INT64_C(1000000000); /* within the actions' 60 s timeout */
+	r->met = 0;
+	while (r->met < r->want) {
+		int64_t left_ms = (deadline - cairn_now_ns()) / 1000000;
+		struct pollfd p = {.fd = r->listen_fd, .events = POLLIN};
+		if (left_ms <= 0 || poll(&p, 1, (int)left_ms) <= 0)
+			break;
+		int c = accept(r->listen_fd, NULL, NULL);
+		if (c >= 0)
+			fds[r->met++] = c;
+	}
+	for (int i = 0; i < r->met; i++) {
+		if (r->met == r->want && write(fds[i], "go\n", 3) != 3)
+			r->met = -1;
+		close(fds[i]);
+	}
+	return NULL;
+}
+
+static void rendezvous_start(rendezvous *r, int want)
+{
+	assert_true(want <= 8);
+	*r = (rendezvous){.want = want, .listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof sa;
+	assert_int_equal(bind(r->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(r->listen_fd, want), 0);
+	assert_int_equal(getsockname(r->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+	r->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&r->thread, NULL, rendezvous_run, r), 0);
+}
+
+/* Waits for the barrier to end; returns how many actions met there together. */
+static int rendezvous_end(rendezvous *r)
+{
+	pthread_join(r->thread, NULL);
+	close(r->listen_fd);
+	return r->met;
+}
+
+/* Two actions run at the same time (they meet at a barrier, which only both together pass) and
+ * neither sees the other's exec root. */
 static void concurrent_actions_do_not_see_each_other(void **state)
 {
 	executor_isolation iso;
 	executor_get_isolation(*state, &iso);
 	if (!iso.mount_ns && !iso.own_uid)
 		skip(); /* same uid, same file system: nothing to keep them apart */
+	rendezvous rv;
+	rendezvous_start(&rv, 2);
+	runner_property net[] = {{"network", "on"}};
 	char script[2][1024];
 	waiter w[2];
 	for (int i = 0; i < 2; i++) {
 		snprintf(script[i], sizeof script[i],
-		         "echo token-%c > mine; sleep 1; ls -la .. /tmp 2>&1; cat %s/*/root/mine 2>&1; "
-		         "grep -r token- %s /tmp 2>/dev/null; echo end",
-		         'A' + i, g_work, g_work);
-		action_spec a = {.argv = ARGV("sh", "-c", script[i]), .env = SH};
+		         "echo token-%c > mine; exec 3<>/dev/tcp/127.0.0.1/%d; read -r go <&3; echo barrier-$go; "
+		         "ls -la .. /tmp 2>&1; cat %s/*/root/mine 2>&1; grep -r token- %s /tmp 2>/dev/null; echo end",
+		         'A' + i, rv.port, g_work, g_work);
+		action_spec a = {.argv = ARGV("bash", "-c", script[i]), .env = SH};
 		waiter_init(&w[i]);
-		assert_true(start(*state, make_action(&a), NULL, 0, &w[i]));
+		assert_true(start(*state, make_action(&a), net, 1, &w[i]));
 	}
-	int64_t span[2][2];
 	for (int i = 0; i < 2; i++) {
-		wait_done(&w[i], 60);
+		wait_done(&w[i], 120);
 		assert_int_equal(w[i].st.code, CAIRN_OK);
 		re_result *r =
 		        build__bazel__remote__execution__v2__action_result__unpack(NULL, w[i].len, w[i].result);
@@ -1151,17 +1208,16 @@ static void concurrent_actions_do_not_see_each_other(void **state)
 		snprintf(own, sizeof own, "token-%c", 'A' + i);
 		snprintf(other, sizeof other, "token-%c", 'B' - i);
 		assert_non_null(strstr(out, own));
+		if (!strstr(out, "barrier-go\n"))
+			fail_msg("action %d did not meet the other at the barrier: they did not run at the same time:\n%s", i,
+			         out);
 		if (strstr(out, other))
 			fail_msg("action %d saw the other's file:\n%s", i, out);
 		free(out);
-		span[i][0] = r->execution_metadata->execution_start_timestamp->seconds * 1000000000LL +
-		             r->execution_metadata->execution_start_timestamp->nanos;
-		span[i][1] = r->execution_metadata->execution_completed_timestamp->seconds * 1000000000LL +
-		             r->execution_metadata->execution_completed_timestamp->nanos;
 		build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
 		waiter_free(&w[i]);
 	}
-	assert_true(span[0][0] < span[1][1] && span[1][0] < span[0][1]); /* they did run at the same time */
+	assert_int_equal(rendezvous_end(&rv), 2);
 }
 
 static void writes_outside_the_root_do_not_reach_the_host(void **state)
