@@ -23,6 +23,55 @@ expect_rc() { [ "$RC" -eq "$1" ] || { cat "$TMP/out" "$TMP/err"; fail "$2: exit 
 expect_out() { grep -q -- "$1" "$TMP/out" || { cat "$TMP/out" "$TMP/err"; fail "$2: stdout lacks '$1'"; }; }
 expect_err() { grep -q -- "$1" "$TMP/err" || { cat "$TMP/out" "$TMP/err"; fail "$2: stderr lacks '$1'"; }; }
 
+# running_with ARG: the host pids of the processes whose command line has the argument ARG. (An
+# action's pids are those of its own pid namespace, so the test finds its processes by what they
+# run; /proc on the host lists them all.)
+running_with() {
+	local f pid
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		[ "$pid" != $$ ] || continue
+		{ tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qxF -- "$1" && echo "$pid"
+	done
+	return 0
+}
+none_running_with() { [ -z "$(running_with "$1")" ]; }
+
+# rendezvous N: starts a barrier on 127.0.0.1:$RV_PORT that actions with network=on meet at: each
+# connects and reads one line, "go", which is sent only once N of them are connected at the same
+# time. At its deadline (30 s, within the actions' timeout) it closes every connection and exits 1,
+# so that actions run one after another fail instead of hanging. Its exit status is 0 when N met.
+rendezvous() {
+	rm -f "$TMP/rv.port"
+	"$PYTHON" - "$1" "$TMP/rv.port" <<'EOF2' &
+import os, socket, sys, time
+n, port_file = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(n)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+os.rename(port_file + ".tmp", port_file)
+deadline, conns = time.monotonic() + 30, []
+while len(conns) < n and time.monotonic() < deadline:
+    s.settimeout(deadline - time.monotonic())
+    try:
+        conns.append(s.accept()[0])
+    except socket.timeout:
+        break
+for c in conns:
+    if len(conns) == n:
+        c.sendall(b"go\n")
+    c.close()
+sys.exit(0 if len(conns) == n else 1)
+EOF2
+	RV_PID=$!
+	_cairn_pids+=("$RV_PID")
+	wait_for test -s "$TMP/rv.port"
+	RV_PORT=$(cat "$TMP/rv.port")
+}
+
 log "inputs are there, executables keep their bit, exit codes come back"
 rexec -- /bin/sh -c 'cat data.txt; ./sub/tool.sh; echo to-stderr >&2; exit 7'
 expect_rc 7 "exit code"
@@ -41,10 +90,21 @@ expect_rc 7 "failed action again"
 if grep -q "result from the action cache" "$TMP/err"; then fail "a failed action was cached"; fi
 
 log "timeout: the whole process group is killed, partial output kept, DEADLINE_EXCEEDED"
-rexec --action_timeout=1s -- /bin/sh -c 'echo started; (sleep 30; echo grandchild-survived >"$HOME/x") & sleep 30'
+# The grandchild sleeps for a number of seconds no other process on the machine sleeps for, by which
+# the test finds it on the host; it says it started before the action times out.
+nap=$((900000000 + RANDOM * 32768 + RANDOM))
+rexec --action_timeout=2s -- /bin/sh -c "echo started; sleep $nap & echo grandchild \$!; sleep $((nap + 1))"
 expect_err "DEADLINE_EXCEEDED" "timeout status"
 expect_out "started" "partial stdout"
+expect_out "grandchild [0-9]" "the grandchild started"
 [ "$RC" -ne 0 ] || fail "a timed-out action exited 0"
+# Killed processes disappear once the kernel has reaped them: poll, well short of the grandchild's
+# own end (years away).
+for pid in $(running_with "$nap") $(running_with $((nap + 1))); do
+	_cairn_pids+=("$pid") # killed at exit if it survived
+done
+timed_out_action_gone() { none_running_with "$nap" && none_running_with $((nap + 1)); }
+wait_for -t 20 timed_out_action_gone
 
 log "huge stdout arrives whole"
 rexec -- /bin/sh -c 'head -c 50000000 /dev/zero | tr "\0" "x"'
@@ -96,15 +156,20 @@ timeout 30 "$CAIRN" exec "${R[@]}" --wait="$op" >"$TMP/out" 2>"$TMP/err" || RC=$
 expect_rc 0 "WaitExecution"
 expect_out "waited-for" "WaitExecution output"
 
-log "two actions at once do not see each other's files"
-"$CAIRN" exec "${R[@]}" --input_root="$IN" --skip_cache_lookup -- /bin/sh -c \
-	'echo A >mine-A; sleep 2; ls -a ..; ls -a; find / -name "mine-B" 2>/dev/null; true' >"$TMP/a.out" 2>&1 &
+log "two actions run at once (they meet at a barrier only both together pass) and do not see each other's files"
+rendezvous 2
+meet="exec 3<>/dev/tcp/127.0.0.1/$RV_PORT; read -r go <&3; echo barrier-\$go"
+"$CAIRN" exec "${R[@]}" --input_root="$IN" --skip_cache_lookup --platform=network=on -- /bin/bash -c \
+	"echo A >mine-A; $meet; ls -a ..; ls -a; find / -name mine-B 2>/dev/null; true" >"$TMP/a.out" 2>&1 &
 pa=$!
-"$CAIRN" exec "${R[@]}" --input_root="$IN" --skip_cache_lookup -- /bin/sh -c \
-	'echo B >mine-B; sleep 2; find / -name "mine-A" 2>/dev/null; true' >"$TMP/b.out" 2>&1 &
+"$CAIRN" exec "${R[@]}" --input_root="$IN" --skip_cache_lookup --platform=network=on -- /bin/bash -c \
+	"echo B >mine-B; $meet; find / -name mine-A 2>/dev/null; true" >"$TMP/b.out" 2>&1 &
 pb=$!
 wait $pa || fail "action A failed: $(cat "$TMP/a.out")"
 wait $pb || fail "action B failed: $(cat "$TMP/b.out")"
+grep -qx barrier-go "$TMP/a.out" || fail "action A did not meet B at the barrier (they did not run at the same time): $(cat "$TMP/a.out")"
+grep -qx barrier-go "$TMP/b.out" || fail "action B did not meet A at the barrier (they did not run at the same time): $(cat "$TMP/b.out")"
+wait "$RV_PID" || fail "the barrier did not see both actions at once"
 grep -q "mine-B" "$TMP/a.out" && fail "action A saw action B's file: $(cat "$TMP/a.out")"
 grep -q "mine-A" "$TMP/b.out" && fail "action B saw action A's file: $(cat "$TMP/b.out")"
 
