@@ -140,7 +140,7 @@ int cmd_cas(int argc, char **argv)
 		{"interrupt_after", CAIRN_FLAG_SIZE, &o.interrupt_after, "put: break the upload after this many bytes (testing)"},
 		{"chunk_size", CAIRN_FLAG_SIZE, &o.chunk_size, "bytes per ByteStream message"},
 		{"output", CAIRN_FLAG_STRING, &o.output, "get: write the blob here instead of stdout"},
-		{"offset", CAIRN_FLAG_SIZE, &o.offset, "get: start at this byte"},
+		{"offset", CAIRN_FLAG_SIZE, &o.offset, "get: start at this byte (with --batch, cut from the whole blob)"},
 		{"limit", CAIRN_FLAG_SIZE, &o.limit, "get: at most this many bytes (0: to the end)"},
 		{"page_size", CAIRN_FLAG_INT, &o.page_size, "tree: directories per page (0: server's choice)"},
 		{"tree", CAIRN_FLAG_BOOL, &o.tree, "put: upload each argument as a directory tree; print its root digest"},
@@ -162,8 +162,6 @@ int cmd_cas(int argc, char **argv)
 	char **args = argv + 1;
 	if (strcmp(o.compressor, "identity") && strcmp(o.compressor, "zstd"))
 		return fprintf(stderr, "cairn cas: --compressor must be identity or zstd\n"), 2;
-	if (o.batch && (o.offset || o.limit))
-		return fprintf(stderr, "cairn cas: --offset and --limit need ByteStream, not --batch\n"), 2;
 	if (o.chunk_size <= 0 || o.chunk_size > (3 << 20))
 		return fprintf(stderr, "cairn cas: --chunk_size must be between 1 and 3M\n"), 2;
 	bool known = !strcmp(sub, "put") || !strcmp(sub, "get") || !strcmp(sub, "missing") || !strcmp(sub, "tree");

@@ -1,5 +1,6 @@
 /* cairn cas get: downloads a blob with ByteStream Read (optionally zstd, optionally a range) or
- * BatchReadBlobs, and verifies it when it is whole. */
+ * BatchReadBlobs, and verifies it when it is whole. BatchReadBlobs has no ranges: with --offset or
+ * --limit it reads the whole blob, verifies it, and writes only the range. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -11,34 +12,44 @@
 #define METHOD_READ "/google.bytestream.ByteStream/Read"
 #define METHOD_BATCH "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs"
 
-/* Writes what arrives, decompressing if needed, hashing as it goes. */
+/* Writes what arrives, decompressing if needed, hashing as it goes; of the blob's bytes, only those
+ * from `from` on and, with a limit, before `to` are written (a range cut here, for BatchReadBlobs). */
 typedef struct sink {
 	FILE *out;
 	ZSTD_DCtx *zd;
 	uint8_t *zbuf;
 	cairn_hasher *h;
 	int64_t bytes;
+	int64_t from, to; /* to < 0: to the end */
 } sink;
+
+static cairn_status sink_write(sink *k, const uint8_t *data, size_t len)
+{
+	int64_t start = k->bytes, end = start + (int64_t)len;
+	cairn_hasher_update(k->h, data, len);
+	k->bytes = end;
+	int64_t lo = start > k->from ? start : k->from, hi = k->to >= 0 && k->to < end ? k->to : end;
+	if (lo >= hi)
+		return cairn_ok();
+	size_t n = (size_t)(hi - lo);
+	return fwrite(data + (lo - start), 1, n, k->out) == n ? cairn_ok() : cairn_errno(errno, "write output");
+}
 
 static cairn_status sink_put(sink *k, const uint8_t *data, size_t len)
 {
 	if (len == 0)
 		return cairn_ok(); /* protobuf-c gives NULL for empty bytes */
-	if (!k->zd) {
-		cairn_hasher_update(k->h, data, len);
-		k->bytes += (int64_t)len;
-		return fwrite(data, 1, len, k->out) == len ? cairn_ok() : cairn_errno(errno, "write output");
-	}
+	if (!k->zd)
+		return sink_write(k, data, len);
 	ZSTD_inBuffer in = {data, len, 0};
 	while (in.pos < in.size) {
 		ZSTD_outBuffer ob = {k->zbuf, ZSTD_DStreamOutSize(), 0};
 		size_t r = ZSTD_decompressStream(k->zd, &ob, &in);
 		if (ZSTD_isError(r))
 			return cairn_err(CAIRN_DATA_LOSS, "server sent corrupt zstd data: %s", ZSTD_getErrorName(r));
-		cairn_hasher_update(k->h, k->zbuf, ob.pos);
-		k->bytes += (int64_t)ob.pos;
-		if (fwrite(k->zbuf, 1, ob.pos, k->out) != ob.pos)
-			return cairn_errno(errno, "write output");
+		cairn_status st = sink_write(k, k->zbuf, ob.pos);
+		if (!cairn_is_ok(&st))
+			return st;
 	}
 	return cairn_ok();
 }
@@ -120,13 +131,19 @@ int cas_get_blob(rpc_channel *ch, const cas_opts *o, const cairn_digest *d)
 
 cairn_status cas_get_to(rpc_channel *ch, const cas_opts *o, const cairn_digest *d, FILE *out)
 {
-	sink k = {.out = out, .h = cairn_hasher_new()};
+	sink k = {.out = out, .h = cairn_hasher_new(), .to = -1};
+	if (o->batch) {
+		k.from = o->offset;
+		k.to = o->limit ? o->offset + o->limit : -1;
+	}
 	if (cas_zstd(o)) {
 		k.zd = ZSTD_createDCtx();
 		k.zbuf = cairn_xmalloc(ZSTD_DStreamOutSize());
 	}
 	cairn_status st = o->batch ? get_batch(ch, o, d, &k) : get_bytestream(ch, o, d, &k);
-	bool whole = o->offset == 0 && (o->limit == 0 || o->limit >= d->size);
+	bool whole = o->batch || (o->offset == 0 && (o->limit == 0 || o->limit >= d->size));
+	if (cairn_is_ok(&st) && o->batch && o->offset > k.bytes)
+		st = cairn_err(CAIRN_OUT_OF_RANGE, "offset %" PRId64 " is beyond the blob's %" PRId64 " bytes", o->offset, k.bytes);
 	if (cairn_is_ok(&st) && whole) {
 		cairn_digest got = {.size = k.bytes};
 		cairn_hasher_final(k.h, got.hash);
