@@ -4,7 +4,7 @@
 #include <signal.h>
 #include <string.h>
 
-#define MAX_FLAGS 20
+#define MAX_FLAGS 24
 
 typedef struct subcommand {
 	const char *name;
@@ -15,8 +15,9 @@ typedef struct subcommand {
 } subcommand;
 
 static const subcommand subcommands[] = {
-	{"upload", bench_upload, "one blob through ByteStream Write, MB/s per run and the median",
-	 "remote instance timeout size chunk repeat file sha256 seed", {.size = 1 << 30, .chunk = 1 << 20, .repeat = 3, .seed = 1}},
+	{"upload", bench_upload,
+	 "one blob through ByteStream Write, MB/s per run and the median; every run a blob the server lacks",
+	 "remote instance timeout size chunk repeat file sha256 seed duplicates", {.size = 1 << 30, .chunk = 1 << 20, .repeat = 3, .seed = 1}},
 	{"download", bench_download,
 	 "one blob through ByteStream Read; MB/s verified (SHA-256 on the client) and unverified, alternating",
 	 "remote instance timeout size repeat file sha256 seed", {.size = 1 << 30, .repeat = 3, .seed = 1}},
@@ -74,6 +75,9 @@ static size_t all_flags(bench_opts *o, cairn_flag *out)
 		{"entries", CAIRN_FLAG_INT, &o->entries, "action results stored before reading them"},
 		{"dir", CAIRN_FLAG_STRING, &o->dir, "directory on the file system to measure"},
 		{"files", CAIRN_FLAG_INT, &o->files, "most files to create"},
+		{"duplicates", CAIRN_FLAG_BOOL, &o->duplicates,
+		 "upload: after each run, upload the same blob again (the server holds it: a duplicate write) and report "
+		 "those runs apart"},
 		{"count", CAIRN_FLAG_INT, &o->count,
 		 "forkexec: processes to start, one after another; batch-upload, batch-read: blobs in the set (0: fresh "
 		 "blobs for --seconds); async-unary: calls per run"},

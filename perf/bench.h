@@ -50,6 +50,7 @@ typedef struct bench_opts {
 	int64_t files;
 	int64_t count;     /* forkexec: processes to start; batch-upload/batch-read: blobs in the set (0: fresh blobs); async-unary: calls per run */
 	int64_t in_flight; /* async-unary: calls outstanding at once */
+	bool duplicates;   /* upload: after each round, the same blob again (the server holds it), timed apart */
 } bench_opts;
 
 /* ---- subcommands: 0 on success, 1 when a call failed or an answer was wrong ---- */

@@ -1,5 +1,10 @@
 /* cairn-bench upload and download (one big blob through ByteStream) and loopback, their reference: a
- * raw TCP copy over 127.0.0.1 with the same machine, kernel and buffer sizes, and no gRPC at all. */
+ * raw TCP copy over 127.0.0.1 with the same machine, kernel and buffer sizes, and no gRPC at all.
+ *
+ * Every upload run sends a blob the server does not hold: run 1 the blob itself, run i > 1 the blob
+ * with its last 8 bytes replaced by a stamp of the run, hashed from the SHA-256 state after the
+ * unchanged prefix (computed once, untimed). Sending one digest again would measure the server
+ * skipping a duplicate write; --duplicates measures that on purpose, reported apart. */
 #include "perf/bench.h"
 
 #include <arpa/inet.h>
@@ -10,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,7 +33,9 @@
 typedef struct blob {
 	uint8_t *data;
 	cairn_digest d;
-	bool mapped; /* data maps the --file: its pages are the page cache's, as a file client reads them */
+	/* data maps the --file privately: its pages are the page cache's, as a file client reads them, but
+	 * for the one page a stamp is written into */
+	bool mapped;
 	size_t mapped_len;
 } blob;
 
@@ -40,7 +48,7 @@ static cairn_status map_file(const char *path, blob *b, int64_t *size)
 	cairn_status st = fstat(fd, &sb) == 0 ? cairn_ok() : cairn_errno(errno, "stat %s", path);
 	*size = sb.st_size;
 	if (cairn_is_ok(&st) && sb.st_size > 0) {
-		void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 		if (p == MAP_FAILED)
 			st = cairn_errno(errno, "mmap %s", path);
 		else
@@ -100,6 +108,53 @@ static void blob_path(const bench_opts *o, const char *prefix, const cairn_diges
 	snprintf(out, cap, "%s%s%sblobs/%s/%" PRId64, o->instance, o->instance[0] ? "/" : "", prefix, hex, d->size);
 }
 
+/* ---- fresh blobs: the stamp of a run ---- */
+
+#define STAMP_LEN 8
+
+typedef struct stamper {
+	EVP_MD_CTX *prefix; /* SHA-256 state after the blob's unchanged bytes */
+	EVP_MD_CTX *run;
+	uint64_t nonce; /* differs between invocations, so that a server that outlived one holds no stamp */
+} stamper;
+
+static cairn_status stamper_init(stamper *s, const blob *b)
+{
+	if (b->d.size < STAMP_LEN)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "a blob of %d bytes at least is needed for a fresh one per run "
+		                 "(make --size larger, or --repeat=1)", STAMP_LEN);
+	s->prefix = EVP_MD_CTX_new();
+	s->run = EVP_MD_CTX_new();
+	s->nonce = bench_nonce();
+	int64_t t0 = cairn_now_ns();
+	if (!s->prefix || !s->run || !EVP_DigestInit_ex(s->prefix, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(s->prefix, b->data, (size_t)(b->d.size - STAMP_LEN)))
+		return cairn_err(CAIRN_INTERNAL, "SHA-256 of the blob's prefix failed");
+	fprintf(stderr, "blob prefix hashed at %.0f MB/s, for the stamped runs\n",
+	        bench_mb_per_s(b->d.size, cairn_now_ns() - t0));
+	return cairn_ok();
+}
+
+/* Makes the blob that of run i (> 0): a stamp in its last bytes, and its digest. */
+static cairn_status stamp(stamper *s, blob *b, int64_t i)
+{
+	uint8_t mark[STAMP_LEN];
+	uint64_t v = s->nonce ^ (uint64_t)i;
+	memcpy(mark, &v, STAMP_LEN);
+	memcpy(b->data + b->d.size - STAMP_LEN, mark, STAMP_LEN);
+	unsigned len = 0;
+	if (!EVP_MD_CTX_copy_ex(s->run, s->prefix) || !EVP_DigestUpdate(s->run, mark, STAMP_LEN) ||
+	    !EVP_DigestFinal_ex(s->run, b->d.hash, &len) || len != CAIRN_HASH_LEN)
+		return cairn_err(CAIRN_INTERNAL, "SHA-256 of the stamped blob failed");
+	return cairn_ok();
+}
+
+static void stamper_free(stamper *s)
+{
+	EVP_MD_CTX_free(s->prefix);
+	EVP_MD_CTX_free(s->run);
+}
+
 /* ---- upload ---- */
 
 /* Streams the whole blob as WriteRequests of o->chunk bytes. A server may end the call early when it
@@ -151,6 +206,45 @@ static cairn_status upload_once(rpc_channel *ch, const bench_opts *o, const uint
 	return st;
 }
 
+typedef struct upload_runs {
+	double fresh[MAX_REPEAT], dup[MAX_REPEAT];
+	int early, early_dup; /* calls the server ended early: it held the blob */
+} upload_runs;
+
+/* One timed upload of the blob as it is; its rate in *mbs, and counted in *early if the server
+ * ended it early. */
+static cairn_status timed_upload(rpc_channel *ch, const bench_opts *o, const blob *b, const char *what, int64_t i,
+                                 double *mbs, int *early)
+{
+	bool e;
+	int64_t t0 = cairn_now_ns();
+	cairn_status st = upload_once(ch, o, b->data, &b->d, &e);
+	int64_t ns = cairn_now_ns() - t0;
+	if (!cairn_is_ok(&st))
+		return st;
+	*mbs = bench_mb_per_s(b->d.size, ns);
+	*early += e;
+	fprintf(stderr, "upload %" PRId64 "/%" PRId64 "%s: %.1f MB/s (%.3f s)%s\n", i + 1, o->repeat, what, *mbs,
+	        bench_secs(ns), e ? " server ended the call early" : "");
+	return cairn_ok();
+}
+
+static cairn_status upload_runs_do(rpc_channel *ch, const bench_opts *o, blob *b, upload_runs *ur)
+{
+	stamper s = {0};
+	cairn_status st = o->repeat > 1 ? stamper_init(&s, b) : cairn_ok();
+	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++) {
+		if (i > 0)
+			st = stamp(&s, b, i);
+		if (cairn_is_ok(&st))
+			st = timed_upload(ch, o, b, "", i, &ur->fresh[i], &ur->early);
+		if (cairn_is_ok(&st) && o->duplicates)
+			st = timed_upload(ch, o, b, " again (duplicate)", i, &ur->dup[i], &ur->early_dup);
+	}
+	stamper_free(&s);
+	return st;
+}
+
 int bench_upload(const bench_opts *o)
 {
 	if (o->chunk <= 0 || o->repeat <= 0 || o->repeat > MAX_REPEAT)
@@ -159,32 +253,28 @@ int bench_upload(const bench_opts *o)
 	cairn_status st = make_blob(o, &b);
 	if (!cairn_is_ok(&st))
 		return bench_fail("upload", "blob", &st);
-	const cairn_digest d = b.d;
 	rpc_channel *ch = bench_connect(o, "upload");
 	if (!ch)
 		return free_blob(&b), 1;
-	double mbs[MAX_REPEAT];
-	int early = 0;
-	for (int64_t i = 0; i < o->repeat && cairn_is_ok(&st); i++) {
-		bool e;
-		int64_t t0 = cairn_now_ns();
-		st = upload_once(ch, o, b.data, &d, &e);
-		int64_t ns = cairn_now_ns() - t0;
-		if (!cairn_is_ok(&st))
-			break;
-		mbs[i] = bench_mb_per_s(d.size, ns);
-		early += e;
-		fprintf(stderr, "upload %" PRId64 "/%" PRId64 ": %.1f MB/s (%.3f s)%s\n", i + 1, o->repeat, mbs[i],
-		        bench_secs(ns), e ? " server ended the call early" : "");
-	}
+	upload_runs *ur = cairn_xcalloc(1, sizeof *ur);
+	st = upload_runs_do(ch, o, &b, ur);
 	rpc_channel_close(ch);
+	int64_t size = b.d.size;
 	free_blob(&b);
 	if (!cairn_is_ok(&st))
-		return bench_fail("upload", "Write", &st);
-	char runs[MAX_REPEAT * 12];
-	bench_join(mbs, (size_t)o->repeat, runs, sizeof runs);
-	bench_result("upload", "value=%.1f unit=MB/s runs=%s bytes=%" PRId64 " chunk=%" PRId64 " early=%d",
-	             bench_median(mbs, (size_t)o->repeat), runs, d.size, o->chunk, early);
+		return free(ur), bench_fail("upload", "Write", &st);
+	size_t n = (size_t)o->repeat;
+	char runs[MAX_REPEAT * 12], dups[MAX_REPEAT * 12 + 400] = "";
+	bench_join(ur->fresh, n, runs, sizeof runs);
+	if (o->duplicates) {
+		char list[MAX_REPEAT * 12];
+		bench_join(ur->dup, n, list, sizeof list);
+		snprintf(dups, sizeof dups, " duplicate=%.1f runs_duplicate=%s early_duplicate=%d", bench_median(ur->dup, n),
+		         list, ur->early_dup);
+	}
+	bench_result("upload", "value=%.1f unit=MB/s runs=%s bytes=%" PRId64 " chunk=%" PRId64 " early=%d%s",
+	             bench_median(ur->fresh, n), runs, size, o->chunk, ur->early, dups);
+	free(ur);
 	return 0;
 }
 
