@@ -10,8 +10,9 @@
 #     cairn: `cairn-bench upload --file=FILE --sha256=…` (the file mapped, so read from the page cache
 #     as curl reads it, and its SHA-256 given, as curl is given it) with --write_through=sync
 #     (acknowledged once the bucket has the blob) and, for context, to a cairn without external
-#     storage; then cairn restarted on an empty data directory and `cairn-bench download`, which must
-#     read the blob back from the bucket;
+#     storage; `cairn-bench download` from the same cairn right after the sync upload (the blob was
+#     written with O_DIRECT, so its first read comes from the disk); then cairn restarted on an empty
+#     data directory and `cairn-bench download`, which must read the blob back from the bucket;
 #   small (SMALL_COUNT blobs of 4 KiB, 10,000 by default), REPEAT rounds, medians:
 #     direct: the naive client, one PUT at a time over one kept-alive connection (one curl process per
 #     CURL_BATCH objects, each object signed with its own SHA-256), the same for GETs, and 16 PUTs at
@@ -287,6 +288,15 @@ large_round() {
 	add cairn_up "$(field "$out" value)"
 	[ "$(field "$out" early)" = 0 ] || die "cairn ended the upload early: it already had the blob"
 	[ "$(s3_size "$PREFIX/cas/$SHA")" = "$BYTES" ] || die "the bucket does not hold the whole blob after a sync upload"
+	# With an object store behind it, cachefs writes a large blob with O_DIRECT (cachefs.h,
+	# direct_writes): the page cache does not hold it, and its first read comes from the disk.
+	log "round $r: ByteStream Read of the blob just uploaded, from the same cairn (its first read: from the disk)"
+	warm_memory
+	out=$(bench download --remote="$REMOTE" --file="$TMP/blob" --sha256="$SHA" --repeat=1)
+	R_AFTER[$r]=$out
+	add cairn_read_after "$(field "$out" value)"
+	add cairn_read_after_again "$(field "$out" unverified)"
+	add read_after_ratio "$(calc "$(sel get "$r") / $(sel cairn_read_after "$r")")"
 	stop_serve
 
 	log "round $r: ByteStream Read through cairn on an empty disk (read-through)"
@@ -446,7 +456,7 @@ small_cairn() {
 	add read_speedup "$(calc "$(sel batch_read "$r") / $(sel naive_get "$r")")"
 }
 
-declare -A R_LOCAL R_UP R_DOWN R_BATCH R_READ R_ASYNC BACKLOG_AT_END
+declare -A R_LOCAL R_UP R_AFTER R_DOWN R_BATCH R_READ R_ASYNC BACKLOG_AT_END
 
 measure() {
 	local r
@@ -486,6 +496,8 @@ table() {
 		"—" "—" "for context" "—"
 	row "… against the UNSIGNED-PAYLOAD PUT" "$(fmt "$(med cairn_up)") MB/s" "$(fmt "$(med put_unsigned)") MB/s (direct PUT, unsigned)" \
 		"$(fmt "$(med up_ratio_unsigned)" 2)× the time" "—" "—"
+	row "ByteStream Read of $SIZE right after its upload, from the same cairn (written with O_DIRECT: the first read comes from the disk; verified by the client)" \
+		"$(fmt "$(med cairn_read_after)") MB/s" "$(fmt "$(med get)") MB/s (direct GET)" "$(fmt "$(med read_after_ratio)" 2)× the time" "—" "—"
 	row "ByteStream Read of $SIZE through cairn restarted on an empty disk (read through from the bucket; verified by the client)" \
 		"$(fmt "$(med cairn_down)") MB/s" "$(fmt "$(med get)") MB/s (direct GET)" "$(fmt "$(med down_ratio)" 2)× the time" "—" "—"
 	row "Naive client: $(big "$n") PUTs of 4 KiB one at a time, keep-alive (curl, $CURL_BATCH per process)" \
@@ -522,7 +534,8 @@ details() {
 	echo
 	echo "- direct PUT (SHA-256 / UNSIGNED-PAYLOAD) / GET of $SIZE: $(runs put_signed) / $(runs put_unsigned) / $(runs get) MB/s"
 	echo "- cairn upload without external storage / with sync write-through / read-through download of $SIZE: $(runs cairn_up_local) / $(runs cairn_up) / $(runs cairn_down) MB/s; the second read, from cairn's own disk, unverified: $(runs cairn_down_local) MB/s; client hashing $(runs down_hash_share 2) of the read-through's time"
-	echo "- write-through cost (cairn time / direct PUT time): $(runs up_ratio 2); read-through (cairn time / direct GET time): $(runs down_ratio 2)"
+	echo "- read right after the upload, from the same cairn: first read (from the disk, verified) / second read (unverified): $(runs cairn_read_after) / $(runs cairn_read_after_again) MB/s"
+	echo "- write-through cost (cairn time / direct PUT time): $(runs up_ratio 2); read-through (cairn time / direct GET time): $(runs down_ratio 2); read after upload (cairn time / direct GET time): $(runs read_after_ratio 2)"
 	echo "- naive PUT / naive GET / 16 parallel PUTs: $(runs naive_put 0) / $(runs naive_get 0) / $(runs parallel_put 0) objects/s (the naive client used $CONNECTS_PUT connections for $(big "$SMALL_COUNT") PUTs and $CONNECTS_GET for the GETs in the last round: one per curl process)"
 	echo "- cairn sync / async (acknowledged) / async end to end / read-through: $(runs batch_sync 0) / $(runs batch_async 0) / $(runs async_end_to_end 0) / $(runs batch_read 0) objects/s; backlog at the end of the async load $(for r in "${!BACKLOG_AT_END[@]}"; do echo "${BACKLOG_AT_END[$r]}"; done | sort -n | paste -sd/) blobs, drained in $(runs drain 2) s"
 	echo
@@ -543,7 +556,7 @@ details() {
 	echo
 	echo '```'
 	for ((r = 1; r <= REPEAT; r++)); do
-		printf '%s\n' "${R_LOCAL[$r]}" "${R_UP[$r]}" "${R_DOWN[$r]}" "${R_BATCH[$r]}" "${R_READ[$r]}" "${R_ASYNC[$r]}"
+		printf '%s\n' "${R_LOCAL[$r]}" "${R_UP[$r]}" "${R_AFTER[$r]}" "${R_DOWN[$r]}" "${R_BATCH[$r]}" "${R_READ[$r]}" "${R_ASYNC[$r]}"
 	done
 	echo '```'
 }
@@ -582,8 +595,10 @@ drain is timed until `DATA/backlog` is empty). Rates are medians of the rounds (
 command); ratios are taken within a round and their median reported. From the entry of 2026-11-23
 20:18 on, each large transfer starts right after twice its size was written through the page cache
 and deleted, and every PUT into the bucket after radosgw's garbage collection of the last; after
-20:31, the rounds begin after one unmeasured PUT. radosgw, ceph-osd, cairn and the client share the
-same cores.
+20:31, the rounds begin after one unmeasured PUT. Entries with the row "Read … right after its
+upload" also download the blob from the same cairn right after the sync upload: written with
+O_DIRECT, it is not in the page cache, so that first read comes from the disk. radosgw, ceph-osd,
+cairn and the client share the same cores.
 EOF
 }
 
