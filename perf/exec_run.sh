@@ -7,9 +7,11 @@
 #      execve + waitpid of /bin/true): the scheduling overhead is Execute p50 (1 client) minus
 #      fork+exec p50, and the same at p99;
 #   2. a generated workspace of TARGETS C targets (perf/gen_workspace.sh), built with Bazel in a fresh
-#      output root: (a) locally, (b) after `bazel clean`, remotely on a `cairn serve` restarted with an
-#      empty data directory (cold: empty CAS and action cache), (c) after `bazel clean`, the same remote
-#      build again (every action a cache hit). Each timed build is preceded by an untimed
+#      output root per round: (a) locally, (b) remotely on a `cairn serve` started with an empty data
+#      directory (cold: empty CAS and action cache), (c) after `bazel clean`, the same remote build
+#      again (every action a cache hit); odd rounds build (a) first, even rounds (b) and (c) first and
+#      (a) last, so that neither side always runs on a fresh machine state, and a `bazel clean`
+#      separates each build from the one before. Each timed build is preceded by an untimed
 #      `bazel build --nobuild` with the same flags, so that the times are of the build itself, not of
 #      Bazel's start, loading and analysis. Bazel's own defaults otherwise (--jobs = cores, the local
 #      build in Bazel's default sandbox).
@@ -20,11 +22,10 @@
 #   perf/exec_run.sh --no-record     the same, without appending to perf/RESULTS.md
 #
 # Environment: BUILD_DIR (default /tmp/build-perf-exec), BENCH_SECONDS (10), TARGETS (200), REPEAT
-# (3: builds (a)-(c) are repeated and medians reported; the script falls back to 1 when the first
-# round shows that REPEAT rounds would take more than BUDGET seconds, default 900), NO_BUILD=1 to use
-# what BUILD_DIR holds, TMPDIR (default /tmp) for the data directories, the workspace and Bazel's
-# output roots. Everything started is stopped and everything created removed at the end, also on
-# failure or interruption.
+# (4: the rounds of builds (a)-(c), whose medians are reported; an even number gives each order as
+# many rounds), NO_BUILD=1 to use what BUILD_DIR holds, TMPDIR (default /tmp) for the data
+# directories, the workspace and Bazel's output roots. Everything started is stopped and everything
+# created removed at the end, also on failure or interruption.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,8 +34,7 @@ source "$SRC/perf/lib.sh"
 BUILD_DIR=${BUILD_DIR:-/tmp/build-perf-exec}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 TARGETS=${TARGETS:-200}
-REPEAT=${REPEAT:-3}
-BUDGET=${BUDGET:-900}
+REPEAT=${REPEAT:-4}
 RESULTS=$SRC/perf/RESULTS.md
 RECORD=1
 case "${1:-}" in
@@ -51,6 +51,7 @@ TMP=
 SERVE_PID=
 BAZEL_ROOT= # the output root of the Bazel server that may be running
 SERVES=0    # data directories used so far (each start gets a new, empty one)
+ORDER=()    # ORDER[round]: the order its builds ran in
 
 
 # Stops Bazel and cairn and removes everything the run created, also when it fails or is interrupted.
@@ -142,13 +143,14 @@ timed_build() {
 	log "$name: $(calc "$t1 - $t0") s; $(processes "$TMP/$name-$ROUND.log")"
 }
 
-# One round: a fresh output root; local, remote on a cold server, remote fully cached.
-round() {
-	ROUND=$1
-	BAZEL_ROOT=$TMP/bazel-root-$ROUND
+local_build() {
 	log "round $ROUND: local build"
 	timed_build local
 	bazel_cmd clean >/dev/null 2>&1
+}
+
+# remote_builds: on a cold cairn serve, then again with everything cached; the server is stopped after.
+remote_builds() {
 	start_serve
 	log "round $ROUND: remote build on a cold cairn serve"
 	# shellcheck disable=SC2046 # the flags are words
@@ -157,29 +159,36 @@ round() {
 	log "round $ROUND: remote build again, everything cached"
 	# shellcheck disable=SC2046
 	timed_build cached $(remote_flags)
-	bazel_cmd shutdown >/dev/null 2>&1
+	bazel_cmd clean >/dev/null 2>&1
 	stop_serve
+}
+
+# One round in a fresh output root: local first in odd rounds, last in even ones.
+round() {
+	ROUND=$1
+	BAZEL_ROOT=$TMP/bazel-root-$ROUND
+	if ((ROUND % 2)); then
+		ORDER[ROUND]="local, cold, cached"
+		local_build
+		remote_builds
+	else
+		ORDER[ROUND]="cold, cached, local"
+		remote_builds
+		local_build
+	fi
+	bazel_cmd shutdown >/dev/null 2>&1
 	chmod -R u+w "$BAZEL_ROOT"
 	rm -rf "$BAZEL_ROOT"
 	BAZEL_ROOT=
 }
 
 builds() {
-	local t0 one
 	command -v bazel >/dev/null || die "bazel is not installed (make deps installs bazel-bootstrap)"
 	WS=$TMP/ws
 	"$SRC/perf/gen_workspace.sh" "$WS" "$TARGETS"
 	ROUNDS=$REPEAT
-	t0=$SECONDS
-	round 1
-	one=$((SECONDS - t0))
-	if [ "$REPEAT" -gt 1 ] && [ $((SECONDS - START + one * (REPEAT - 1))) -gt "$BUDGET" ]; then
-		ROUNDS=1
-		NOTE_ROUNDS="One round only: the first took $one s, so $REPEAT would have run past the ${BUDGET} s budget."
-		log "$NOTE_ROUNDS"
-	fi
 	local r
-	for ((r = 2; r <= ROUNDS; r++)); do round "$r"; done
+	for ((r = 1; r <= ROUNDS; r++)); do round "$r"; done
 }
 
 # ---- report ----
@@ -254,11 +263,12 @@ details() {
 	local r
 	phases
 	echo
-	echo "Builds, per round (wall time of the \`bazel build\` command; Bazel's process summary):"
+	echo "Builds, per round in the order they ran (wall time of the \`bazel build\` command; Bazel's process summary):"
 	echo
 	for ((r = 1; r <= ROUNDS; r++)); do
 		local n
-		for n in local cold cached; do
+		# shellcheck disable=SC2086 # the order is words
+		for n in ${ORDER[r]//,/}; do
 			local w="WALL_${n}_$r" p="PROC_${n}_$r" e="ELAPSED_${n}_$r" c="CPU_${n}_$r"
 			case $n in
 			local) printf -- '- round %d, local: %s s — %s (%s)\n' "$r" "$(fmt "${!w}" 2)" "${!p}" "${!e}" ;;
@@ -266,10 +276,6 @@ details() {
 			esac
 		done
 	done
-	[ -z "${NOTE_ROUNDS:-}" ] || {
-		echo
-		echo "$NOTE_ROUNDS"
-	}
 	echo
 	echo "Raw result lines:"
 	echo
@@ -299,7 +305,9 @@ same command in the same run. The build figures use a workspace generated by
 `perf/gen_workspace.sh` and a fresh Bazel output root per round; "cold" means a `cairn serve`
 restarted with an empty data directory, "cached" the same remote build after `bazel clean`. Each
 timed build follows an untimed `bazel build --nobuild` with the same flags, so Bazel's start,
-loading and analysis are not in the times. Targets are for a 2-core machine.
+loading and analysis are not in the times. Targets are for a 2-core machine. Entries whose details
+give each round's order ran 4 rounds unless their command says otherwise, the local build first in
+odd rounds and last in even ones; earlier entries always built locally first, most in one round.
 EOF
 }
 
@@ -311,6 +319,7 @@ source_rev() {
 
 main() {
 	START=$SECONDS
+	[ "$REPEAT" -ge 1 ] || die "REPEAT must be positive"
 	source_rev
 	build
 	CAIRN=$BUILD_DIR/cairn
