@@ -76,7 +76,7 @@ cairn_status cachefs_adopt(cachefs *fs, const cairn_digest *d, const char *path,
 	if (cairn_is_ok(&st) && !w->packed)
 		return take_file(w, fd, path);
 	if (cairn_is_ok(&st))
-		st = blob_write_fd_sync(&w->base, fd, path); /* commits w, or drops it */
+		st = blobstore_write_fd_sync(&w->base, fd, path); /* commits w, or drops it */
 	else
 		cachefs_writer_free(w);
 	if (fd >= 0)

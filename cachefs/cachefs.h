@@ -44,7 +44,7 @@
  *  - a writer holds room for the bytes it has taken plus a grant ahead of them, which is at most
  *    4 MiB and at most an even share of the headroom (headroom / writers open): however many uploads
  *    are open, reservations ahead of data never take all of it, and a stalled upload holds what it
- *    sent plus one grant; a paused writer (blob_pause: an interrupted upload kept for a resume) gives
+ *    sent plus one grant; a paused writer (blobstore_pause: an interrupted upload kept for a resume) gives
  *    its grant back;
  *  - the bytes themselves are first come, first served: an append whose bytes do not fit waits for
  *    one eviction pass, then fails with RESOURCE_EXHAUSTED — that writer only; aborting it gives
@@ -77,6 +77,7 @@
 #ifndef CAIRN_CACHEFS_H
 #define CAIRN_CACHEFS_H
 
+#include "blobstore/blobstore.h"
 #include "common/common.h"
 
 typedef struct cachefs cachefs;

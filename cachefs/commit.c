@@ -33,7 +33,7 @@ void cachefs_writer_free(cachefs_writer *w)
 
 void cachefs_writer_finish(cachefs_writer *w, cairn_status st)
 {
-	blob_done_cb cb = w->done_cb;
+	blobstore_done_cb cb = w->done_cb;
 	void *arg = w->done_arg;
 	bool aborted = w->phase == CACHEFS_W_ABORTING;
 	cachefs_writer_free(w);

@@ -464,7 +464,7 @@ enum cachefs_phase { CACHEFS_W_WRITING, CACHEFS_W_COMMITTING, CACHEFS_W_ABORTING
 /* Fields up to `ctl` are under mu while the writer is writing; once the finishing chain started
  * (`chain`), only the chain's callbacks touch the writer, one at a time. */
 struct cachefs_writer {
-	blob_writer base;
+	blobstore_writer base;
 	cachefs *fs;
 	pthread_mutex_t mu;
 	cairn_hasher *hasher;  /* used on the callers' threads only */
@@ -480,12 +480,12 @@ struct cachefs_writer {
 	bool pending;          /* an append waits for buffer space */
 	const uint8_t *pend;
 	size_t pend_len;
-	blob_done_cb pend_cb;
+	blobstore_done_cb pend_cb;
 	void *pend_arg;
 	enum cachefs_phase phase;
 	bool chain;
 	cairn_status outcome;  /* what the commit reports */
-	blob_done_cb done_cb;
+	blobstore_done_cb done_cb;
 	void *done_arg;
 	cachefs_op ctl;        /* open, then the finishing chain: one at a time */
 	char tmpname[32];      /* under cas/<xx>/, the blob's own fan-out directory */
@@ -497,7 +497,7 @@ struct cachefs_writer {
 	/* an append whose bytes did not fit below the hard limit, waiting for an eviction pass */
 	const uint8_t *room_data;
 	size_t room_len;
-	blob_done_cb room_cb;
+	blobstore_done_cb room_cb;
 	void *room_arg;
 	cachefs_op room_op;     /* its retry on the I/O thread after the pass */
 	cachefs_writer *room_next; /* fs->room_waiters */
@@ -554,13 +554,13 @@ void cachefs_space_retry(cachefs *fs, cachefs_writer *waiters);
 void cachefs_space_release(cachefs_writer *w);
 
 /* write.c, commit.c, read.c, space.c: the blobstore ops */
-cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out);
-void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg);
-void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg);
-void cachefs_abort(blob_writer *bw);
-void cachefs_pause(blob_writer *bw);
-void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
-void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg);
-void cachefs_close_read(blob_reader *br);
+cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out);
+void cachefs_write(blobstore_writer *bw, const void *data, size_t len, blobstore_done_cb cb, void *arg);
+void cachefs_commit(blobstore_writer *bw, blobstore_done_cb cb, void *arg);
+void cachefs_abort(blobstore_writer *bw);
+void cachefs_pause(blobstore_writer *bw);
+void cachefs_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg);
+void cachefs_read(blobstore_reader *br, uint64_t off, void *buf, size_t len, blobstore_read_cb cb, void *arg);
+void cachefs_close_read(blobstore_reader *br);
 
 #endif

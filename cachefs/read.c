@@ -21,7 +21,7 @@
 #include <string.h>
 
 typedef struct cachefs_reader {
-	blob_reader base;
+	blobstore_reader base;
 	cachefs *fs;
 	cairn_digest digest;
 	int fd;           /* the blob's own file; -1 for the empty blob and for a packed one */
@@ -32,8 +32,8 @@ typedef struct cachefs_reader {
 	bool reading;
 	char name[CACHEFS_NAME_MAX];
 	cachefs_op op;
-	blob_open_read_cb open_cb;
-	blob_read_cb read_cb;
+	blobstore_open_read_cb open_cb;
+	blobstore_read_cb read_cb;
 	void *arg;
 	/* a packed blob read in part: the whole of it, and where the part goes; also the buffer of the
 	 * whole-file hash at open, where there are no seals */
@@ -85,7 +85,7 @@ static void unpin(cachefs_reader *r)
 /* The end of an open of a blob's file: answers, or closes and unpins the reader after a failure. */
 static void opened(cachefs_reader *r, cairn_status st)
 {
-	blob_open_read_cb cb = r->open_cb;
+	blobstore_open_read_cb cb = r->open_cb;
 	void *arg = r->arg;
 	if (cairn_is_ok(&st)) {
 		cb(arg, st, &r->base);
@@ -171,7 +171,7 @@ static void on_opened(cachefs_op *op, int64_t res)
 	opened(r, st);
 }
 
-void cachefs_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
+void cachefs_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg)
 {
 	cachefs *fs = (cachefs *)bs;
 	if (cairn_digest_is_empty_blob(d)) {
@@ -231,7 +231,7 @@ static bool read_intact(cachefs_reader *r, const cachefs_op *op, int64_t res, ca
 static void on_read(cachefs_op *op, int64_t res)
 {
 	cachefs_reader *r = op->arg;
-	blob_read_cb cb = r->read_cb;
+	blobstore_read_cb cb = r->read_cb;
 	void *arg = r->arg;
 	size_t n = res > 0 ? (size_t)res : 0;
 	r->reading = false;
@@ -254,7 +254,7 @@ static void on_read(cachefs_op *op, int64_t res)
 	cb(arg, st, cairn_is_ok(&st) ? n : 0);
 }
 
-void cachefs_read(blob_reader *br, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg)
+void cachefs_read(blobstore_reader *br, uint64_t off, void *buf, size_t len, blobstore_read_cb cb, void *arg)
 {
 	cachefs_reader *r = (cachefs_reader *)br;
 	assert(!r->reading);
@@ -291,7 +291,7 @@ static void on_closed(cachefs_op *op, int64_t res)
 	free(op->arg);
 }
 
-void cachefs_close_read(blob_reader *br)
+void cachefs_close_read(blobstore_reader *br)
 {
 	cachefs_reader *r = (cachefs_reader *)br;
 	assert(!r->reading);

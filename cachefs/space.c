@@ -137,7 +137,7 @@ static void release_above(cachefs_writer *w, int64_t keep, bool closing)
 
 void cachefs_space_release(cachefs_writer *w) { release_above(w, 0, true); }
 
-void cachefs_pause(blob_writer *bw)
+void cachefs_pause(blobstore_writer *bw)
 {
 	cachefs_writer *w = (cachefs_writer *)bw;
 	release_above(w, (int64_t)bw->written, false);

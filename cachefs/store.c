@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blob_done_cb cb,
+static void find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blobstore_done_cb cb,
                          void *arg)
 {
 	cachefs *fs = (cachefs *)bs;

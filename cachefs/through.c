@@ -66,16 +66,16 @@ cairn_status cachefs_through_unavailable(const cairn_status *st)
 /* ---- writes ---- */
 
 typedef struct tw {
-	blob_writer base;
-	blob_writer *inner;
+	blobstore_writer base;
+	blobstore_writer *inner;
 	cachefs_through *t;
 	uint8_t *copy; /* sync, below CACHEFS_THROUGH_SMALL: the bytes as they passed, uploaded from memory */
 	size_t copied;
-	blob_done_cb cb;
+	blobstore_done_cb cb;
 	void *arg;
 } tw;
 
-static void tw_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)
+static void tw_write(blobstore_writer *bw, const void *data, size_t len, blobstore_done_cb cb, void *arg)
 {
 	tw *w = (tw *)bw;
 	/* Bytes past the digest's size are not kept: the local writer refuses them. */
@@ -83,15 +83,15 @@ static void tw_write(blob_writer *bw, const void *data, size_t len, blob_done_cb
 		memcpy(w->copy + w->copied, data, len);
 		w->copied += len;
 	}
-	blob_write(w->inner, data, len, cb, arg);
+	blobstore_write(w->inner, data, len, cb, arg);
 }
 
-static void tw_pause(blob_writer *bw) { blob_pause(((tw *)bw)->inner); }
+static void tw_pause(blobstore_writer *bw) { blobstore_pause(((tw *)bw)->inner); }
 
-static void tw_abort(blob_writer *bw)
+static void tw_abort(blobstore_writer *bw)
 {
 	tw *w = (tw *)bw;
-	blob_abort(w->inner);
+	blobstore_abort(w->inner);
 	free(w->copy);
 	free(w);
 }
@@ -124,7 +124,7 @@ static void tw_committed(void *arg, cairn_status st)
 {
 	tw *w = arg;
 	cachefs_through *t = w->t;
-	blob_done_cb cb = w->cb;
+	blobstore_done_cb cb = w->cb;
 	void *cb_arg = w->arg;
 	cairn_digest d = w->base.digest;
 	uint8_t *copy = w->copy;
@@ -143,15 +143,15 @@ static void tw_committed(void *arg, cairn_status st)
 	free(copy); /* objstore_put copied it */
 }
 
-static void tw_commit(blob_writer *bw, blob_done_cb cb, void *arg)
+static void tw_commit(blobstore_writer *bw, blobstore_done_cb cb, void *arg)
 {
 	tw *w = (tw *)bw;
 	w->cb = cb;
 	w->arg = arg;
-	blob_commit(w->inner, tw_committed, w);
+	blobstore_commit(w->inner, tw_committed, w);
 }
 
-static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out);
+static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out);
 
 /* ---- find_missing: local first, then the bucket for the rest ---- */
 
@@ -161,7 +161,7 @@ typedef struct fm {
 	uint8_t *missing;
 	size_t n;
 	atomic_size_t pending;
-	blob_done_cb cb;
+	blobstore_done_cb cb;
 	void *arg;
 	struct fm_item {
 		struct fm *f;
@@ -173,7 +173,7 @@ static void fm_end(fm *f)
 {
 	if (atomic_fetch_sub(&f->pending, 1) != 1)
 		return;
-	blob_done_cb cb = f->cb;
+	blobstore_done_cb cb = f->cb;
 	void *arg = f->arg;
 	cachefs_through *t = f->t;
 	free(f->items);
@@ -197,7 +197,7 @@ static void fm_local(void *arg, cairn_status st)
 {
 	fm *f = arg;
 	if (!cairn_is_ok(&st)) {
-		blob_done_cb cb = f->cb;
+		blobstore_done_cb cb = f->cb;
 		void *cb_arg = f->arg;
 		free(f->items);
 		free(f);
@@ -218,7 +218,7 @@ static void fm_local(void *arg, cairn_status st)
 	fm_end(f);
 }
 
-static void t_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blob_done_cb cb,
+static void t_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blobstore_done_cb cb,
                            void *arg)
 {
 	fm *f = cairn_xcalloc(1, sizeof *f);
@@ -300,10 +300,10 @@ static const blobstore_ops through_ops = {
 	.pause = tw_pause,
 };
 
-static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+static cairn_status t_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out)
 {
 	cachefs_through *t = of(bs);
-	blob_writer *inner;
+	blobstore_writer *inner;
 	cairn_status st = blobstore_open_write(t->local, d, &inner);
 	if (!cairn_is_ok(&st))
 		return st;

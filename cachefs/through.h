@@ -51,17 +51,17 @@ cairn_status cachefs_through_unavailable(const cairn_status *st);
 /* through_upload.c: uploads a held blob; cb hears how it went (sync), or the backlog does (async, cb
  * NULL). data: the blob's bytes when the caller kept them (sync, below CACHEFS_THROUGH_SMALL), else
  * NULL; they are copied before the call returns. */
-void cachefs_through_upload(cachefs_through *t, const cairn_digest *d, const uint8_t *data, blob_done_cb cb,
+void cachefs_through_upload(cachefs_through *t, const cairn_digest *d, const uint8_t *data, blobstore_done_cb cb,
                             void *arg);
 /* Async: starts the upload unless it is under way or too many are; the flusher gets the rest. */
 void cachefs_through_upload_backlogged(cachefs_through *t, const cairn_digest *d);
 
 /* through_read.c: the blobstore's open_read. */
-void cachefs_through_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
+void cachefs_through_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg);
 
 /* through_stream.c: a sync writer of d over inner that streams the blob to the bucket as it arrives,
  * or NULL when d is below one part, the store cannot stream, or the part buffers do not fit the
  * memory budget now (then the blob is uploaded after its commit). */
-blob_writer *cachefs_through_stream_open(cachefs_through *t, const cairn_digest *d, blob_writer *inner);
+blobstore_writer *cachefs_through_stream_open(cachefs_through *t, const cairn_digest *d, blobstore_writer *inner);
 
 #endif

@@ -31,7 +31,7 @@ typedef struct rt {
 	struct rt *next; /* the fetch's other readers */
 	cachefs_through *t;
 	cairn_digest d;
-	blob_open_read_cb cb;
+	blobstore_open_read_cb cb;
 	void *arg;
 } rt;
 
@@ -134,7 +134,7 @@ static fetch *join_or_start(rt *r, cairn_status *why)
 	return f;
 }
 
-static void local_opened(void *arg, cairn_status st, blob_reader *reader)
+static void local_opened(void *arg, cairn_status st, blobstore_reader *reader)
 {
 	rt *r = arg;
 	cachefs_through *t = r->t;
@@ -162,7 +162,7 @@ static void local_opened(void *arg, cairn_status st, blob_reader *reader)
 	}
 }
 
-void cachefs_through_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
+void cachefs_through_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg)
 {
 	rt *r = cairn_xcalloc(1, sizeof *r);
 	*r = (rt){.t = (cachefs_through *)bs, .d = *d, .cb = cb, .arg = arg};

@@ -62,8 +62,8 @@ enum ending { WRITING, COMMITTING, ABORTING };
 enum final_step { NOTHING, COMPLETE, ABORT_UPLOAD, UPLOAD_FILE, REPORT };
 
 struct stream {
-	blob_writer base;
-	blob_writer *inner;
+	blobstore_writer base;
+	blobstore_writer *inner;
 	cachefs_through *t;
 	char key[CACHEFS_THROUGH_KEY_MAX];
 	int64_t part_size;
@@ -83,7 +83,7 @@ struct stream {
 	size_t rest_len;
 	const void *data;
 	size_t len;
-	blob_done_cb write_cb;
+	blobstore_done_cb write_cb;
 	void *write_arg;
 	/* the end */
 	enum ending ending;
@@ -92,7 +92,7 @@ struct stream {
 	cairn_status local;   /* the local commit's outcome */
 	cairn_status outcome; /* what the client hears after an abort of the upload */
 	bool from_file;       /* after the abort of the upload, the committed blob is uploaded */
-	blob_done_cb done_cb;
+	blobstore_done_cb done_cb;
 	void *done_arg;
 };
 
@@ -105,10 +105,10 @@ typedef struct todo {
 	part_buf *send[STREAM_BUFS];
 	int nsend;
 	bool forward;              /* the append goes on to the local writer */
-	blob_writer *inner;
+	blobstore_writer *inner;
 	const void *data;
 	size_t len;
-	blob_done_cb write_cb;
+	blobstore_done_cb write_cb;
 	void *write_arg;
 	enum final_step final;
 	int nparts;
@@ -246,7 +246,7 @@ static void carry_out(todo *a)
 		objstore_stream_part(a->up, b->number, b->data, b->fill, part_sent, b);
 	}
 	if (a->forward)
-		blob_write(a->inner, a->data, a->len, a->write_cb, a->write_arg);
+		blobstore_write(a->inner, a->data, a->len, a->write_cb, a->write_arg);
 	if (a->final == COMPLETE)
 		objstore_stream_complete(a->up, a->nparts, upload_ended, s);
 	else if (a->final == ABORT_UPLOAD)
@@ -357,7 +357,7 @@ static void release(stream *s)
 static void finish(stream *s, cairn_status st)
 {
 	cachefs_through *t = s->t;
-	blob_done_cb cb = s->ending == COMMITTING ? s->done_cb : NULL;
+	blobstore_done_cb cb = s->ending == COMMITTING ? s->done_cb : NULL;
 	void *arg = s->done_arg;
 	release(s);
 	if (cb)
@@ -371,7 +371,7 @@ static void upload_file(stream *s)
 {
 	cachefs_through *t = s->t;
 	cairn_digest d = s->base.digest;
-	blob_done_cb cb = s->done_cb;
+	blobstore_done_cb cb = s->done_cb;
 	void *arg = s->done_arg;
 	assert(s->ending == COMMITTING);
 	release(s);
@@ -379,9 +379,9 @@ static void upload_file(stream *s)
 	cachefs_through_active(t, -1);
 }
 
-/* ---- the blob_writer ---- */
+/* ---- the blobstore_writer ---- */
 
-static void stream_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)
+static void stream_write(blobstore_writer *bw, const void *data, size_t len, blobstore_done_cb cb, void *arg)
 {
 	stream *s = (stream *)bw;
 	todo a = {0};
@@ -400,7 +400,7 @@ static void stream_write(blob_writer *bw, const void *data, size_t len, blob_don
 	step(s, &a);
 }
 
-static void stream_commit(blob_writer *bw, blob_done_cb cb, void *arg)
+static void stream_commit(blobstore_writer *bw, blobstore_done_cb cb, void *arg)
 {
 	stream *s = (stream *)bw;
 	todo a = {0};
@@ -412,16 +412,16 @@ static void stream_commit(blob_writer *bw, blob_done_cb cb, void *arg)
 	/* The last part goes out now, while the local commit verifies the digest. */
 	if (s->phase != PRESENT && s->phase != FAILED && s->cur >= 0 && s->b[s->cur].fill > 0)
 		seal(s, &s->b[s->cur]);
-	blob_writer *inner = s->inner;
+	blobstore_writer *inner = s->inner;
 	step(s, &a); /* no final step before the local commit reported: s stays */
-	blob_commit(inner, local_committed, s);
+	blobstore_commit(inner, local_committed, s);
 }
 
-static void stream_abort(blob_writer *bw)
+static void stream_abort(blobstore_writer *bw)
 {
 	stream *s = (stream *)bw;
 	todo a = {0};
-	blob_abort(s->inner);
+	blobstore_abort(s->inner);
 	pthread_mutex_lock(&s->mu);
 	assert(!s->pending && s->ending == WRITING);
 	s->ending = ABORTING;
@@ -429,7 +429,7 @@ static void stream_abort(blob_writer *bw)
 }
 
 /* The part buffers stay: the upload resumes into them. */
-static void stream_pause(blob_writer *bw) { blob_pause(((stream *)bw)->inner); }
+static void stream_pause(blobstore_writer *bw) { blobstore_pause(((stream *)bw)->inner); }
 
 static const blobstore_ops stream_ops = {
 	.write = stream_write,
@@ -452,7 +452,7 @@ static int reserve(cachefs_through *t, int64_t part_size, int64_t nparts)
 	return n;
 }
 
-blob_writer *cachefs_through_stream_open(cachefs_through *t, const cairn_digest *d, blob_writer *inner)
+blobstore_writer *cachefs_through_stream_open(cachefs_through *t, const cairn_digest *d, blobstore_writer *inner)
 {
 	int64_t ps = objstore_stream_part_size(t->os, d->size);
 	if (ps == 0 || d->size < ps)

@@ -18,9 +18,9 @@ typedef struct upload {
 	cairn_digest d;
 	bool pinned;     /* large blobs, while their file is read */
 	char path[4096]; /* large blobs: the file */
-	blob_reader *r;  /* async small blobs: reading back */
+	blobstore_reader *r;  /* async small blobs: reading back */
 	uint8_t *data;   /* async small blobs: the bytes read back */
-	blob_done_cb cb; /* sync: the client's commit callback; async: NULL */
+	blobstore_done_cb cb; /* sync: the client's commit callback; async: NULL */
 	void *arg;
 } upload;
 
@@ -100,7 +100,7 @@ static void upload_file(upload *u)
 static void read_back(void *arg, cairn_status st, size_t n)
 {
 	upload *u = arg;
-	blob_close_read(u->r);
+	blobstore_close_read(u->r);
 	if (cairn_is_ok(&st) && n != (size_t)u->d.size)
 		st = cairn_err(CAIRN_DATA_LOSS, "write-through: read back %zu of the blob's %lld bytes", n,
 		               (long long)u->d.size);
@@ -109,17 +109,17 @@ static void read_back(void *arg, cairn_status st, size_t n)
 	put_memory(u, u->data); /* copied by objstore_put; freed at the end */
 }
 
-static void opened(void *arg, cairn_status st, blob_reader *r)
+static void opened(void *arg, cairn_status st, blobstore_reader *r)
 {
 	upload *u = arg;
 	if (!cairn_is_ok(&st))
 		return upload_end(u, st);
 	u->r = r;
 	u->data = cairn_xmalloc((size_t)u->d.size);
-	blob_read(r, 0, u->data, (size_t)u->d.size, read_back, u);
+	blobstore_read(r, 0, u->data, (size_t)u->d.size, read_back, u);
 }
 
-void cachefs_through_upload(cachefs_through *t, const cairn_digest *d, const uint8_t *data, blob_done_cb cb,
+void cachefs_through_upload(cachefs_through *t, const cairn_digest *d, const uint8_t *data, blobstore_done_cb cb,
                             void *arg)
 {
 	upload *u = cairn_xcalloc(1, sizeof *u);

@@ -37,7 +37,7 @@
 
 /* What a completion decided, done after the writer's mutex is released. */
 typedef struct after {
-	blob_done_cb cb;
+	blobstore_done_cb cb;
 	void *arg;
 	cairn_status st;
 	bool chain;
@@ -273,7 +273,7 @@ cachefs_writer *cachefs_writer_alloc(cachefs *fs, const cairn_digest *d)
 	return w;
 }
 
-cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out)
 {
 	cachefs *fs = (cachefs *)bs;
 	int64_t reserved;
@@ -288,7 +288,7 @@ cairn_status cachefs_open_write(blobstore *bs, const cairn_digest *d, blob_write
 
 /* Takes an append whose bytes have room and are hashed: copies what fits into the buffers, and runs
  * the callback now, or once a buffer write made room for the rest. */
-static void take(cachefs_writer *w, const uint8_t *p, size_t n, blob_done_cb cb, void *arg)
+static void take(cachefs_writer *w, const uint8_t *p, size_t n, blobstore_done_cb cb, void *arg)
 {
 	pthread_mutex_lock(&w->mu);
 	w->base.written += n;
@@ -323,7 +323,7 @@ static void room_retry(cachefs_op *op, int64_t res)
 	w->room_cb(w->room_arg, st);
 }
 
-void cachefs_write(blob_writer *bw, const void *data, size_t len, blob_done_cb cb, void *arg)
+void cachefs_write(blobstore_writer *bw, const void *data, size_t len, blobstore_done_cb cb, void *arg)
 {
 	cachefs_writer *w = (cachefs_writer *)bw;
 	uint64_t room = (uint64_t)bw->digest.size - bw->written;
@@ -397,7 +397,7 @@ void cachefs_writer_commit_file(cachefs_writer *w)
 	commit_file(w);
 }
 
-void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg)
+void cachefs_commit(blobstore_writer *bw, blobstore_done_cb cb, void *arg)
 {
 	cachefs_writer *w = (cachefs_writer *)bw;
 	cairn_status verdict = verify(w);
@@ -414,7 +414,7 @@ void cachefs_commit(blob_writer *bw, blob_done_cb cb, void *arg)
 	commit_file(w);
 }
 
-void cachefs_abort(blob_writer *bw)
+void cachefs_abort(blobstore_writer *bw)
 {
 	cachefs_writer *w = (cachefs_writer *)bw;
 	pthread_mutex_lock(&w->mu);

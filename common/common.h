@@ -10,12 +10,8 @@
  *  - logging: one line per event, "level module: message key=value", to stderr.
  *  - flags: a table-driven parser for "--snake_case=value" flags that also prints truthful --help.
  *  - arena: a bump allocator freed at once, used for one RPC's decoded messages and scratch space.
- *  - blobstore: the storage interface the services see (find missing, read, write). What stands behind
- *    it (local cachefs, a sharded set of remote workers, decorators) is composed in cmd/. Calls are
- *    asynchronous: a completion callback may run before the call returns (on the caller's thread) or
- *    later on another thread, so callers must be written for both. (Where actions run is runner/'s.)
  *
- * common knows nothing of gRPC calls or disks.
+ * common knows nothing of gRPC calls or disks, nor any service's interface (blobstore/, runner/).
  */
 #ifndef CAIRN_COMMON_H
 #define CAIRN_COMMON_H
@@ -183,93 +179,5 @@ void cairn_waiter_destroy(cairn_waiter *w);
 /* Monotonic clock in nanoseconds, and wall clock in nanoseconds since the epoch. */
 int64_t cairn_now_ns(void);
 int64_t cairn_wall_ns(void);
-
-/* ---- blobstore ------------------------------------------------------------------------------- */
-
-/* The storage interface of the services. An implementation embeds `blobstore` (and `blob_reader`,
- * `blob_writer`) as its first member. Each call reports through a callback exactly once. */
-typedef struct blobstore blobstore;
-typedef struct blob_reader blob_reader;
-typedef struct blob_writer blob_writer;
-
-typedef void (*blob_done_cb)(void *arg, cairn_status st);
-typedef void (*blob_open_read_cb)(void *arg, cairn_status st, blob_reader *r);
-typedef void (*blob_read_cb)(void *arg, cairn_status st, size_t n);
-
-typedef struct blobstore_ops {
-	/* Sets missing[i] = 1 for every digest not held, 0 otherwise. A present answer keeps the blob for
-	 * the store's grace period, so an upload–execute sequence never meets a missing digest. */
-	void (*find_missing)(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blob_done_cb cb,
-	                     void *arg);
-	/* Opens a blob for reading: NOT_FOUND if absent. The blob stays readable (is not evicted) until
-	 * the reader is closed. */
-	void (*open_read)(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg);
-	/* Reads up to len bytes at off into buf; n < len only at the end of the blob. One read at a time. */
-	void (*read)(blob_reader *r, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg);
-	void (*close_read)(blob_reader *r);
-	/* Starts writing a blob of the given digest. RESOURCE_EXHAUSTED when the store cannot take it. */
-	cairn_status (*open_write)(blobstore *bs, const cairn_digest *d, blob_writer **out);
-	/* Appends data (copied before the callback; at most one append in flight). The callback is the
-	 * back-pressure signal: the next append may start once it has run. */
-	void (*write)(blob_writer *w, const void *data, size_t len, blob_done_cb cb, void *arg);
-	/* Verifies size and hash, makes the blob durable as configured and visible, and frees the writer.
-	 * INVALID_ARGUMENT when the bytes do not match the digest; nothing is left behind then. */
-	void (*commit)(blob_writer *w, blob_done_cb cb, void *arg);
-	/* Drops a writer and everything it wrote; no callback. Only when no append is in flight. */
-	void (*abort)(blob_writer *w);
-	/* The writer will take no bytes for a while (an interrupted upload, kept for its client to
-	 * resume): the store may give back what it holds for bytes not yet written. Optional (NULL:
-	 * nothing to give back). Only when no append is in flight. */
-	void (*pause)(blob_writer *w);
-} blobstore_ops;
-
-struct blobstore {
-	const blobstore_ops *ops;
-};
-struct blob_reader {
-	const blobstore_ops *ops;
-	int64_t size;
-};
-struct blob_writer {
-	const blobstore_ops *ops;
-	cairn_digest digest;
-	uint64_t written;
-};
-
-static inline void blobstore_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing,
-                                          blob_done_cb cb, void *arg)
-{
-	bs->ops->find_missing(bs, ds, n, missing, cb, arg);
-}
-static inline void blobstore_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
-{
-	bs->ops->open_read(bs, d, cb, arg);
-}
-static inline void blob_read(blob_reader *r, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg)
-{
-	r->ops->read(r, off, buf, len, cb, arg);
-}
-static inline void blob_close_read(blob_reader *r) { r->ops->close_read(r); }
-static inline cairn_status blobstore_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
-{
-	return bs->ops->open_write(bs, d, out);
-}
-static inline void blob_write(blob_writer *w, const void *data, size_t len, blob_done_cb cb, void *arg)
-{
-	w->ops->write(w, data, len, cb, arg);
-}
-static inline void blob_commit(blob_writer *w, blob_done_cb cb, void *arg) { w->ops->commit(w, cb, arg); }
-static inline void blob_abort(blob_writer *w) { w->ops->abort(w); }
-static inline void blob_pause(blob_writer *w)
-{
-	if (w->ops->pause)
-		w->ops->pause(w);
-}
-/* Writes a whole buffer as a blob of digest d, in pieces, and waits: for threads that may block. */
-cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
-/* The same from an open file, read from its current offset to its end; `name` names it in errors. */
-cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name);
-/* The same into an open writer, which it commits (or drops, after a failure). */
-cairn_status blob_write_fd_sync(blob_writer *w, int fd, const char *name);
 
 #endif

@@ -12,7 +12,7 @@
 
 typedef struct bs_read {
 	rpc_call *call;
-	blob_reader *r;
+	blobstore_reader *r;
 	uint64_t off, end;
 	ZSTD_CCtx *zc; /* compressed-blobs only */
 	uint8_t *buf;
@@ -22,7 +22,7 @@ static void bs_read_free(void *state)
 {
 	bs_read *b = state;
 	if (b->r)
-		blob_close_read(b->r);
+		blobstore_close_read(b->r);
 	ZSTD_freeCCtx(b->zc);
 	free(b->buf);
 	free(b);
@@ -108,10 +108,10 @@ static void read_next(bs_read *b)
 	size_t n = b->end - b->off < CHUNK ? (size_t)(b->end - b->off) : CHUNK;
 	if (!b->buf)
 		b->buf = cairn_xmalloc(CHUNK);
-	blob_read(b->r, b->off, b->buf, n, got_chunk, b);
+	blobstore_read(b->r, b->off, b->buf, n, got_chunk, b);
 }
 
-static void opened(void *arg, cairn_status st, blob_reader *r)
+static void opened(void *arg, cairn_status st, blobstore_reader *r)
 {
 	bs_read *b = arg;
 	if (!cairn_is_ok(&st))

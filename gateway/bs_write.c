@@ -8,7 +8,7 @@
  * leaves nothing behind.
  *
  * Disk space: the store reserves room for the bytes a writer took (and a short grant ahead), so an
- * open upload holds no more than its client sent. A parked upload gives back the grant (blob_pause)
+ * open upload holds no more than its client sent. A parked upload gives back the grant (blobstore_pause)
  * and keeps its bytes for upload_idle_ns. A stream whose client sends nothing for upload_idle_ns (it
  * stalled, or its host vanished without closing the connection, which gRPC would not notice for
  * hours) is ended with DEADLINE_EXCEEDED: the server's time limit ran out, and clients retry that
@@ -84,7 +84,7 @@ static void message_done(bs_write *w)
 		return rpc_call_recv_raw(w->call, on_message, w);
 	if (w->up->zd && !w->frame_done)
 		return fail(w, cairn_err(CAIRN_INVALID_ARGUMENT, "zstd stream ended before its frame was complete"));
-	blob_commit(w->up->w, committed, w);
+	blobstore_commit(w->up->w, committed, w);
 }
 
 /* The next piece of blob bytes to write: a data segment, or what it decompresses to. Returns false
@@ -134,7 +134,7 @@ static void feed(bs_write *w)
 		if (len == 0)
 			continue;
 		gw_handoff_arm(&w->handoff);
-		blob_write(w->up->w, data, len, written, w);
+		blobstore_write(w->up->w, data, len, written, w);
 		if (!gw_handoff_starter_goes_on(&w->handoff))
 			return;
 	}

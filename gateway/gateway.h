@@ -18,6 +18,7 @@
 #ifndef CAIRN_GATEWAY_H
 #define CAIRN_GATEWAY_H
 
+#include "blobstore/blobstore.h"
 #include "common/common.h"
 #include "rpc/rpc.h"
 #include "runner/runner.h"

@@ -36,7 +36,7 @@ cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_
 typedef void (*gw_read_all_cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
 void gw_read_all(blobstore *bs, const cairn_digest *d, int64_t max, gw_read_all_cb cb, void *arg);
 /* Writes a whole buffer as a blob (data must stay valid until cb). */
-void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t len, blob_done_cb cb,
+void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t len, blobstore_done_cb cb,
                   void *arg);
 
 /* Stores an action result (packed) in memory and hands it to the backing, if any. */
@@ -95,7 +95,7 @@ void gw_ac_update(rpc_call *call, void *g);
 typedef struct upload {
 	char *name; /* the resource name, the key */
 	gateway_resource res; /* points into name */
-	blob_writer *w;
+	blobstore_writer *w;
 	int64_t committed; /* bytes taken from the client (compressed bytes for compressed-blobs) */
 	ZSTD_DCtx *zd;
 	uint8_t *zbuf;
@@ -113,7 +113,7 @@ void upload_free(upload *up);
 /* The time of the table is what its callers give (cairn_now_ns() in the gateway), so that idle expiry
  * does not depend on how fast the caller runs. */
 /* Keeps an interrupted upload, parked at now_ns, holding disk space for the bytes it took only
- * (blob_pause); drops the oldest (and idle ones) beyond the limits. */
+ * (blobstore_pause); drops the oldest (and idle ones) beyond the limits. */
 void upload_park(struct upload_table *t, upload *up, int64_t now_ns);
 /* Drops the uploads idle for longer than the table's limit at now_ns (aborting their blobs, which
  * frees the space they reserved). */

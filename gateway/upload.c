@@ -57,7 +57,7 @@ void upload_free(upload *up)
 	if (!up)
 		return;
 	if (up->w)
-		blob_abort(up->w);
+		blobstore_abort(up->w);
 	ZSTD_freeDCtx(up->zd);
 	free(up->zbuf);
 	free(up->name);
@@ -94,7 +94,7 @@ static void free_list(upload *u)
 
 void upload_park(struct upload_table *t, upload *up, int64_t now_ns)
 {
-	blob_pause(up->w); /* it keeps room for the bytes it took, not for those still to come */
+	blobstore_pause(up->w); /* it keeps room for the bytes it took, not for those still to come */
 	up->parked_at = now_ns;
 	pthread_mutex_lock(&t->mu);
 	up->next = t->head;

@@ -42,7 +42,7 @@ cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_
 
 typedef struct read_all {
 	blobstore *bs;
-	blob_reader *r;
+	blobstore_reader *r;
 	uint8_t *data;
 	size_t len;
 	gw_read_all_cb cb;
@@ -52,7 +52,7 @@ typedef struct read_all {
 static void read_all_done(read_all *ra, cairn_status st)
 {
 	if (ra->r)
-		blob_close_read(ra->r);
+		blobstore_close_read(ra->r);
 	if (!cairn_is_ok(&st)) {
 		free(ra->data);
 		ra->cb(ra->arg, st, NULL, 0);
@@ -70,7 +70,7 @@ static void read_all_read(void *arg, cairn_status st, size_t n)
 	read_all_done(ra, st);
 }
 
-static void read_all_open(void *arg, cairn_status st, blob_reader *r)
+static void read_all_open(void *arg, cairn_status st, blobstore_reader *r)
 {
 	read_all *ra = arg;
 	if (!cairn_is_ok(&st)) {
@@ -83,7 +83,7 @@ static void read_all_open(void *arg, cairn_status st, blob_reader *r)
 		return;
 	}
 	ra->data = cairn_xmalloc(ra->len);
-	blob_read(r, 0, ra->data, ra->len, read_all_read, ra);
+	blobstore_read(r, 0, ra->data, ra->len, read_all_read, ra);
 }
 
 void gw_read_all(blobstore *bs, const cairn_digest *d, int64_t max, gw_read_all_cb cb, void *arg)
@@ -106,8 +106,8 @@ void gw_read_all(blobstore *bs, const cairn_digest *d, int64_t max, gw_read_all_
 /* ---- whole-blob write ---- */
 
 typedef struct write_all {
-	blob_writer *w;
-	blob_done_cb cb;
+	blobstore_writer *w;
+	blobstore_done_cb cb;
 	void *arg;
 } write_all;
 
@@ -122,16 +122,16 @@ static void write_all_written(void *arg, cairn_status st)
 {
 	write_all *wa = arg;
 	if (!cairn_is_ok(&st)) {
-		blob_abort(wa->w);
+		blobstore_abort(wa->w);
 		write_all_committed(wa, st);
 		return;
 	}
-	blob_commit(wa->w, write_all_committed, wa);
+	blobstore_commit(wa->w, write_all_committed, wa);
 }
 
-void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t len, blob_done_cb cb, void *arg)
+void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t len, blobstore_done_cb cb, void *arg)
 {
-	blob_writer *w;
+	blobstore_writer *w;
 	cairn_status st = blobstore_open_write(bs, d, &w);
 	if (!cairn_is_ok(&st)) {
 		cb(arg, st);
@@ -144,5 +144,5 @@ void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t
 	if (len == 0)
 		write_all_written(wa, cairn_ok());
 	else
-		blob_write(w, data, len, write_all_written, wa);
+		blobstore_write(w, data, len, write_all_written, wa);
 }

@@ -214,11 +214,11 @@ static int count_tmp(const char *dir)
 
 typedef struct sync_read {
 	cairn_waiter w;
-	blob_reader *r;
+	blobstore_reader *r;
 	size_t n;
 } sync_read;
 
-static void opened(void *arg, cairn_status st, blob_reader *r)
+static void opened(void *arg, cairn_status st, blobstore_reader *r)
 {
 	((sync_read *)arg)->r = r;
 	cairn_waiter_done(&((sync_read *)arg)->w, st);
@@ -239,14 +239,14 @@ static bool reads_back(blobstore *bs, const cairn_digest *d, uint8_t *buf)
 	cairn_status st = cairn_waiter_wait(&s.w);
 	size_t len = 0;
 	while (cairn_is_ok(&st) && len < (size_t)d->size) {
-		blob_read(s.r, len, buf + len, (size_t)d->size - len, got, &s);
+		blobstore_read(s.r, len, buf + len, (size_t)d->size - len, got, &s);
 		st = cairn_waiter_wait(&s.w);
 		len += s.n;
 		if (s.n == 0)
 			break;
 	}
 	if (s.r)
-		blob_close_read(s.r);
+		blobstore_close_read(s.r);
 	cairn_waiter_destroy(&s.w);
 	cairn_digest back;
 	cairn_digest_of(buf, len, &back);

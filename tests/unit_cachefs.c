@@ -34,7 +34,7 @@ typedef struct sync_wait {
 	bool done;
 	cairn_status st;
 	size_t n;
-	blob_reader *r;
+	blobstore_reader *r;
 } sync_wait;
 
 static void sw_init(sync_wait *s)
@@ -44,7 +44,7 @@ static void sw_init(sync_wait *s)
 	pthread_cond_init(&s->cv, NULL);
 }
 
-static void sw_finish(sync_wait *s, cairn_status st, size_t n, blob_reader *r)
+static void sw_finish(sync_wait *s, cairn_status st, size_t n, blobstore_reader *r)
 {
 	pthread_mutex_lock(&s->mu);
 	s->st = st;
@@ -69,12 +69,12 @@ static void sw_wait(sync_wait *s)
 }
 
 static void on_done(void *arg, cairn_status st) { sw_finish(arg, st, 0, NULL); }
-static void on_open(void *arg, cairn_status st, blob_reader *r) { sw_finish(arg, st, 0, r); }
+static void on_open(void *arg, cairn_status st, blobstore_reader *r) { sw_finish(arg, st, 0, r); }
 static void on_read(void *arg, cairn_status st, size_t n) { sw_finish(arg, st, n, NULL); }
 
 static cairn_status put_chunked(blobstore *bs, const cairn_digest *d, const uint8_t *data, size_t len, size_t chunk)
 {
-	blob_writer *w;
+	blobstore_writer *w;
 	cairn_status st = blobstore_open_write(bs, d, &w);
 	if (!cairn_is_ok(&st))
 		return st;
@@ -82,15 +82,15 @@ static cairn_status put_chunked(blobstore *bs, const cairn_digest *d, const uint
 	sw_init(&s);
 	for (size_t off = 0; off < len;) {
 		size_t n = len - off < chunk ? len - off : chunk;
-		blob_write(w, data + off, n, on_done, &s);
+		blobstore_write(w, data + off, n, on_done, &s);
 		sw_wait(&s);
 		if (!cairn_is_ok(&s.st)) {
-			blob_abort(w);
+			blobstore_abort(w);
 			return s.st;
 		}
 		off += n;
 	}
-	blob_commit(w, on_done, &s);
+	blobstore_commit(w, on_done, &s);
 	sw_wait(&s);
 	return s.st;
 }
@@ -101,7 +101,7 @@ static cairn_status put(blobstore *bs, const uint8_t *data, size_t len, cairn_di
 	return put_chunked(bs, d, data, len, 256 * KiB);
 }
 
-static cairn_status open_reader(blobstore *bs, const cairn_digest *d, blob_reader **r)
+static cairn_status open_reader(blobstore *bs, const cairn_digest *d, blobstore_reader **r)
 {
 	sync_wait s;
 	sw_init(&s);
@@ -111,11 +111,11 @@ static cairn_status open_reader(blobstore *bs, const cairn_digest *d, blob_reade
 	return s.st;
 }
 
-static size_t read_at(blob_reader *r, uint64_t off, void *buf, size_t len)
+static size_t read_at(blobstore_reader *r, uint64_t off, void *buf, size_t len)
 {
 	sync_wait s;
 	sw_init(&s);
-	blob_read(r, off, buf, len, on_read, &s);
+	blobstore_read(r, off, buf, len, on_read, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
 	return s.n;
@@ -124,7 +124,7 @@ static size_t read_at(blob_reader *r, uint64_t off, void *buf, size_t len)
 /* Reads a whole blob back and compares it with what was written. */
 static void assert_blob(blobstore *bs, const cairn_digest *d, const uint8_t *data, size_t len)
 {
-	blob_reader *r;
+	blobstore_reader *r;
 	cairn_status st = open_reader(bs, d, &r);
 	assert_int_equal(st.code, CAIRN_OK);
 	assert_int_equal(r->size, (int64_t)len);
@@ -138,7 +138,7 @@ static void assert_blob(blobstore *bs, const cairn_digest *d, const uint8_t *dat
 	assert_int_equal(read_at(r, len, got, 1), 0); /* at the end: nothing more */
 	assert_memory_equal(got, data, len);
 	free(got);
-	blob_close_read(r);
+	blobstore_close_read(r);
 }
 
 static uint8_t *random_bytes(size_t n, uint64_t seed)
@@ -432,7 +432,7 @@ static void test_partial_reads(void **state)
 	uint8_t *data = random_bytes(100000, 7);
 	cairn_digest d;
 	assert_int_equal(put(bs, data, 100000, &d).code, CAIRN_OK);
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
 	uint8_t buf[200];
 	assert_int_equal(read_at(r, 99990, buf, sizeof buf), 10); /* short only at the end */
@@ -440,7 +440,7 @@ static void test_partial_reads(void **state)
 	assert_int_equal(read_at(r, 5000, buf, sizeof buf), sizeof buf);
 	assert_memory_equal(buf, data + 5000, sizeof buf);
 	assert_int_equal(read_at(r, 200000, buf, sizeof buf), 0);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	free(data);
 }
 
@@ -484,15 +484,15 @@ static void test_abort_releases(void **state)
 	uint8_t *data = random_bytes(2 * MiB, 3);
 	cairn_digest d;
 	cairn_digest_of(data, 2 * MiB, &d);
-	blob_writer *w;
+	blobstore_writer *w;
 	assert_int_equal(blobstore_open_write(bs, &d, &w).code, CAIRN_OK);
 	assert_int_equal(stats(f->fs).reserved, 2 * MiB);
 	sync_wait s;
 	sw_init(&s);
-	blob_write(w, data, 3 * MiB / 2, on_done, &s);
+	blobstore_write(w, data, 3 * MiB / 2, on_done, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
-	blob_abort(w);
+	blobstore_abort(w);
 	/* the abort finishes on the I/O thread: poll for it with a deadline */
 	int64_t deadline = cairn_now_ns() + 10 * 1000000000LL;
 	while ((stats(f->fs).reserved || count_tmp(f)) && cairn_now_ns() < deadline)
@@ -636,12 +636,12 @@ static void test_empty_blob(void **state)
 	assert_int_equal(put(bs, (const uint8_t *)"", 0, &d).code, CAIRN_OK);
 	assert_true(cairn_digest_is_empty_blob(&d));
 	assert_true(cachefs_contains(f->fs, &d, true));
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
 	assert_int_equal(r->size, 0);
 	uint8_t b;
 	assert_int_equal(read_at(r, 0, &b, 1), 0);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	char path[256];
 	struct stat sb;
 	assert_int_equal(cachefs_pin_path(f->fs, &d, path, sizeof path).code, CAIRN_OK);
@@ -731,7 +731,7 @@ static void test_pinned_never_evicted(void **state)
 	blobstore *bs = cachefs_blobstore(reopen(f, 10 * 4 * KiB, 1 * MiB, 0, false));
 	cairn_digest d[15];
 	put_blobs(bs, d, 10, 3000);
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d[0], &r).code, CAIRN_OK);
 	for (int k = 1; k < 10; k++)
 		touch(bs, &d[k]); /* d[0] is the least recently used again, but open */
@@ -745,7 +745,7 @@ static void test_pinned_never_evicted(void **state)
 	assert_int_equal(read_at(r, 0, got, sizeof got), sizeof got);
 	assert_memory_equal(got, want, sizeof got);
 	free(want);
-	blob_close_read(r);
+	blobstore_close_read(r);
 
 	/* closed: d[0] is the next to go */
 	put_blobs(bs, &d[11], 2, 3011);
@@ -824,11 +824,11 @@ static void test_min_age_expires(void **state)
 }
 
 /* Appends `len` bytes of data in one piece and returns the callback's status. */
-static cairn_status append(blob_writer *w, const uint8_t *data, size_t len)
+static cairn_status append(blobstore_writer *w, const uint8_t *data, size_t len)
 {
 	sync_wait s;
 	sw_init(&s);
-	blob_write(w, data, len, on_done, &s);
+	blobstore_write(w, data, len, on_done, &s);
 	sw_wait(&s);
 	return s.st;
 }
@@ -848,7 +848,7 @@ static void test_hard_limit(void **state)
 	blobstore *bs = cachefs_blobstore(reopen(f, 8 * KiB, 16 * KiB, 3600 * 1000000000LL, false));
 	cairn_digest d[5];
 	put_blobs(bs, d, 3, 5000);
-	blob_writer *w, *w2;
+	blobstore_writer *w, *w2;
 	uint8_t *data = random_bytes(4 * KiB, 5003);
 	cairn_digest_of(data, 4 * KiB, &d[3]);
 	assert_int_equal(blobstore_open_write(bs, &d[3], &w).code, CAIRN_OK); /* exactly up to the limit */
@@ -860,11 +860,11 @@ static void test_hard_limit(void **state)
 	cairn_status st = append(w2, (const uint8_t *)"x", 1);
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.msg, "hard limit of 16384 bytes"));
-	blob_abort(w2);
+	blobstore_abort(w2);
 	assert_int_equal(append(w, data, 4 * KiB).code, CAIRN_OK);
 	sync_wait s;
 	sw_init(&s);
-	blob_commit(w, on_done, &s);
+	blobstore_commit(w, on_done, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
 	st = put(bs, (const uint8_t *)"x", 1, &one);
@@ -894,7 +894,7 @@ static void test_stalled_upload_holds_what_it_sent(void **state)
 	const int64_t hard = 22 * MiB;
 	blobstore *bs = cachefs_blobstore(reopen(f, 20 * MiB, hard, 0, false));
 	cairn_digest big = stalled_digest(hard, 0x5a);
-	blob_writer *w;
+	blobstore_writer *w;
 	assert_int_equal(blobstore_open_write(bs, &big, &w).code, CAIRN_OK);
 	uint8_t *sent = random_bytes(16 * KiB, 77);
 	assert_int_equal(append(w, sent, 16 * KiB).code, CAIRN_OK);
@@ -903,10 +903,10 @@ static void test_stalled_upload_holds_what_it_sent(void **state)
 	put_sized(bs, d, 1, 7800, 1300); /* a BatchUpdateBlobs-sized blob */
 	put_sized(bs, &d[1], 3, 7900, 3 * MiB);
 	assert_int_equal(stats(f->fs).blobs, 4);
-	blob_pause(w);
+	blobstore_pause(w);
 	assert_int_equal(stats(f->fs).reserved, 16 * KiB);
 	assert_int_equal(append(w, sent, 16 * KiB).code, CAIRN_OK); /* a resume takes room again */
-	blob_abort(w);
+	blobstore_abort(w);
 	assert_nothing_reserved_soon(f->fs);
 	assert_int_equal(count_tmp(f), 0);
 	free(sent);
@@ -917,7 +917,7 @@ static void test_blob_over_hard_limit_refused(void **state)
 	fixture *f = *state;
 	blobstore *bs = cachefs_blobstore(reopen(f, 1 * MiB, 2 * MiB, 0, false));
 	cairn_digest big = stalled_digest(2 * MiB + 1, 0x33);
-	blob_writer *w;
+	blobstore_writer *w;
 	cairn_status st = blobstore_open_write(bs, &big, &w);
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.msg, "larger than the store's hard limit of 2097152 bytes"));
@@ -926,7 +926,7 @@ static void test_blob_over_hard_limit_refused(void **state)
 	assert_int_equal(s.reserved, 0);
 	cairn_digest exact = stalled_digest(2 * MiB, 0x34); /* the whole limit is fine */
 	assert_int_equal(blobstore_open_write(bs, &exact, &w).code, CAIRN_OK);
-	blob_abort(w);
+	blobstore_abort(w);
 	assert_nothing_reserved_soon(f->fs);
 }
 
@@ -939,7 +939,7 @@ static void test_uploads_share_the_headroom(void **state)
 	const int64_t hard = 22 * MiB;
 	blobstore *bs = cachefs_blobstore(reopen(f, 20 * MiB, hard, 0, false));
 	enum { N = 16 };
-	blob_writer *w[N];
+	blobstore_writer *w[N];
 	for (int k = 0; k < N; k++) {
 		cairn_digest d = stalled_digest(hard, (uint8_t)(k + 1));
 		assert_int_equal(blobstore_open_write(bs, &d, &w[k]).code, CAIRN_OK);
@@ -950,7 +950,7 @@ static void test_uploads_share_the_headroom(void **state)
 	cairn_digest d;
 	put_sized(bs, &d, 1, 8100, 1 * MiB);
 	for (int k = 0; k < N; k++)
-		blob_abort(w[k]);
+		blobstore_abort(w[k]);
 	assert_nothing_reserved_soon(f->fs);
 }
 
@@ -964,7 +964,7 @@ static void test_append_over_limit_fails_its_upload(void **state)
 	cairn_digest da, db;
 	cairn_digest_of(a, len, &da);
 	cairn_digest_of(b, len, &db);
-	blob_writer *wa, *wb;
+	blobstore_writer *wa, *wb;
 	assert_int_equal(blobstore_open_write(bs, &da, &wa).code, CAIRN_OK);
 	assert_int_equal(blobstore_open_write(bs, &db, &wb).code, CAIRN_OK);
 	for (size_t off = 0; off < len; off += MiB)
@@ -976,10 +976,10 @@ static void test_append_over_limit_fails_its_upload(void **state)
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
 	assert_int_equal(off, 5 * MiB); /* its fifth MiB would pass the 10 MiB */
 	assert_int_equal(append(wb, b + off, MiB).code, CAIRN_RESOURCE_EXHAUSTED); /* the writer failed */
-	blob_abort(wb);
+	blobstore_abort(wb);
 	sync_wait s;
 	sw_init(&s);
-	blob_commit(wa, on_done, &s);
+	blobstore_commit(wa, on_done, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
 	assert_blob(bs, &da, a, len);
@@ -1010,16 +1010,16 @@ static void test_append_waits_for_eviction(void **state)
 		st = put(bs, old, MiB, &od);
 		free(old);
 	}
-	blob_writer *w = NULL;
+	blobstore_writer *w = NULL;
 	if (cairn_is_ok(&st))
 		st = blobstore_open_write(bs, &d, &w);
 	if (cairn_is_ok(&st))
-		blob_write(w, data, len, on_done, &s);
+		blobstore_write(w, data, len, on_done, &s);
 	pthread_mutex_unlock(&f->fs->pass_mu);
 	assert_int_equal(st.code, CAIRN_OK);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
-	blob_commit(w, on_done, &s);
+	blobstore_commit(w, on_done, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_OK);
 	cachefs_stats cs = stats(f->fs);
@@ -1138,7 +1138,7 @@ static void test_vanished_file(void **state)
 	uint8_t *data = random_bytes(size, 9000);
 	cairn_digest d;
 	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
-	blob_reader *r1, *r2;
+	blobstore_reader *r1, *r2;
 	assert_int_equal(open_reader(bs, &d, &r1).code, CAIRN_OK);
 	char path[256];
 	blob_path(f, &d, path, sizeof path);
@@ -1153,7 +1153,7 @@ static void test_vanished_file(void **state)
 	uint8_t got[1000];
 	assert_int_equal(read_at(r1, 1000, got, sizeof got), sizeof got);
 	assert_memory_equal(got, data + 1000, sizeof got);
-	blob_close_read(r1);
+	blobstore_close_read(r1);
 	assert_blob(bs, &d, data, size);
 	assert_int_equal(stats(f->fs).bytes, size);
 	assert_index_ok(f->fs);
@@ -1244,12 +1244,12 @@ static int enospc_child(const char *dir)
 		return 15;
 	if (put(bs, big, MiB, &db).code != CAIRN_OK) /* the space of the failed upload is free again */
 		return 16;
-	blob_reader *r;
+	blobstore_reader *r;
 	uint8_t buf[100];
 	if (open_reader(bs, &ds, &r).code != CAIRN_OK || read_at(r, 0, buf, sizeof buf) != sizeof buf ||
 	    memcmp(buf, small, sizeof buf))
 		return 17;
-	blob_close_read(r);
+	blobstore_close_read(r);
 	/* small blobs fill the rest: the one whose group does not fit is refused the same way */
 	cairn_digest dk[64];
 	int k = 0;
@@ -1270,7 +1270,7 @@ static int enospc_child(const char *dir)
 			free(want);
 			if (!same)
 				return 20;
-			blob_close_read(r);
+			blobstore_close_read(r);
 		}
 		cachefs_close(fs);
 		if (round == 0 && cachefs_open(&cfg, &fs).code != CAIRN_OK)
@@ -1344,12 +1344,12 @@ static void test_packed_round_trip(void **state)
 		assert_int_equal(packed_at(f->fs, &d[k], NULL), slots);
 		slots += (int64_t)cachefs_slot_bytes((int64_t)packed_sizes[k]);
 	}
-	blob_reader *r;
+	blobstore_reader *r;
 	uint8_t buf[100];
 	assert_int_equal(open_reader(bs, &d[5], &r).code, CAIRN_OK);
 	assert_int_equal(read_at(r, 29950, buf, sizeof buf), 50); /* short at the end of the blob, not of the pack */
 	assert_memory_equal(buf, data[5] + 29950, 50);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	char p[200];
 	pack_path(f, 1, "data", p, sizeof p);
 	assert_int_equal(file_size(p), slots);
@@ -1577,7 +1577,7 @@ static void test_pin_path_materialises(void **state)
 	assert_int_equal(access(pa, F_OK), -1);
 	cachefs_unpin(f->fs, &da);
 
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &da, &r).code, CAIRN_OK);
 	assert_int_equal(cachefs_pin_path(f->fs, &da, got, sizeof got).code, CAIRN_OK);
 	assert_string_equal(got, pa);
@@ -1587,7 +1587,7 @@ static void test_pin_path_materialises(void **state)
 	uint8_t buf[5000];
 	assert_int_equal(read_at(r, 0, buf, sizeof buf), sizeof buf);
 	assert_memory_equal(buf, a, sizeof buf);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	assert_blob(bs, &da, a, 5000);
 	cachefs_unpin(f->fs, &da);
 
@@ -1610,13 +1610,13 @@ static void test_pin_path_materialises(void **state)
 	/* its file vanishes under an open reader; uploading it again packs it again */
 	assert_int_equal(open_reader(bs, &da, &r).code, CAIRN_OK);
 	assert_int_equal(unlink(pa), 0);
-	blob_reader *r2;
+	blobstore_reader *r2;
 	assert_int_equal(open_reader(bs, &da, &r2).code, CAIRN_NOT_FOUND);
 	assert_int_equal(put(bs, a, 5000, &da).code, CAIRN_OK);
 	assert_true(packed_at(f->fs, &da, NULL) >= 0);
 	assert_int_equal(read_at(r, 1000, buf, 100), 100);
 	assert_memory_equal(buf, a + 1000, 100);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	assert_blob(bs, &da, a, 5000);
 	assert_index_ok(f->fs);
 	free(a);
@@ -1648,11 +1648,11 @@ static void test_pin_path_in_commit_callback(void **state)
 	pin_in_cb p = {.fs = f->fs};
 	sw_init(&p.s);
 	cairn_digest_of(data, 7000, &p.d);
-	blob_writer *w;
+	blobstore_writer *w;
 	assert_int_equal(blobstore_open_write(bs, &p.d, &w).code, CAIRN_OK);
-	blob_write(w, data, 7000, on_done, &p.s);
+	blobstore_write(w, data, 7000, on_done, &p.s);
 	sw_wait(&p.s);
-	blob_commit(w, commit_then_pin, &p);
+	blobstore_commit(w, commit_then_pin, &p);
 	sw_wait(&p.s);
 	assert_int_equal(p.s.st.code, CAIRN_OK);
 	assert_file(p.path, data, 7000);
@@ -1775,7 +1775,7 @@ static bool reported_missing(blobstore *bs, const cairn_digest *d)
 static void assert_dropped(fixture *f, const cairn_digest *d, const uint8_t *data, uint64_t corrupt)
 {
 	blobstore *bs = cachefs_blobstore(f->fs);
-	blob_reader *r;
+	blobstore_reader *r;
 	char path[256];
 	blob_path(f, d, path, sizeof path);
 	assert_int_equal(open_reader(bs, d, &r).code, CAIRN_NOT_FOUND);
@@ -1852,7 +1852,7 @@ static void test_tamper_under_open_reader(void **state)
 	uint8_t *data = random_bytes(size, 20300);
 	cairn_digest d;
 	assert_int_equal(put(bs, data, size, &d).code, CAIRN_OK);
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
 	char path[256];
 	blob_path(f, &d, path, sizeof path);
@@ -1860,11 +1860,11 @@ static void test_tamper_under_open_reader(void **state)
 	uint8_t *got = calloc(1, size);
 	sync_wait s;
 	sw_init(&s);
-	blob_read(r, 0, got, size, on_read, &s);
+	blobstore_read(r, 0, got, size, on_read, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
 	assert_int_equal(s.n, 0);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	assert_dropped(f, &d, data, 1);
 	free(got);
 	free(data);
@@ -1927,15 +1927,15 @@ static void test_tamper_packed_not_served(void **state)
 	unsigned pack;
 	int64_t off = packed_at(f->fs, &d, &pack);
 	plant_packed(f, &d);
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK); /* a packed blob opens with no I/O */
 	uint8_t got[5000];
 	sync_wait s;
 	sw_init(&s);
-	blob_read(r, 0, got, sizeof got, on_read, &s);
+	blobstore_read(r, 0, got, sizeof got, on_read, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	char p[200];
 	pack_path(f, pack, "data", p, sizeof p);
 	assert_true(has_hole(p, off, 4 * KiB));
@@ -1959,7 +1959,7 @@ static void test_tamper_packed_part_not_served(void **state)
 	uint8_t *data = random_bytes(5000, 20600);
 	cairn_digest d;
 	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
 	uint8_t got[100];
 	assert_int_equal(read_at(r, 1000, got, sizeof got), sizeof got); /* the whole is checked, the part copied */
@@ -1967,10 +1967,10 @@ static void test_tamper_packed_part_not_served(void **state)
 	plant_packed(f, &d);
 	sync_wait s;
 	sw_init(&s);
-	blob_read(r, 1000, got, sizeof got, on_read, &s);
+	blobstore_read(r, 1000, got, sizeof got, on_read, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	assert_dropped(f, &d, data, 1);
 	free(data);
 }
@@ -2023,15 +2023,15 @@ static void test_tamper_while_closed_packed(void **state)
 	assert_int_equal(put(bs, data, 5000, &d).code, CAIRN_OK);
 	plant_packed(f, &d);
 	bs = cachefs_blobstore(open_default(f));
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &d, &r).code, CAIRN_OK);
 	uint8_t got[5000];
 	sync_wait s;
 	sw_init(&s);
-	blob_read(r, 0, got, sizeof got, on_read, &s);
+	blobstore_read(r, 0, got, sizeof got, on_read, &s);
 	sw_wait(&s);
 	assert_int_equal(s.st.code, CAIRN_NOT_FOUND);
-	blob_close_read(r);
+	blobstore_close_read(r);
 	assert_dropped(f, &d, data, 1);
 	free(data);
 }
@@ -2156,7 +2156,7 @@ static void test_no_seals_files_hashed(void **state)
 		assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
 	}
 	char got[256];
-	blob_reader *r;
+	blobstore_reader *r;
 	assert_int_equal(open_reader(bs, &da, &r).code, CAIRN_NOT_FOUND);
 	assert_int_equal(cachefs_pin_path(f->fs, &db, got, sizeof got).code, CAIRN_NOT_FOUND);
 	assert_true(reported_missing(bs, &da));

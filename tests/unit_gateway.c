@@ -394,9 +394,9 @@ static bool holds(ac_store *s, const char *inst, const cairn_digest *d)
 /* A blob store whose writers only count how many were opened and aborted. */
 static int writers_opened, writers_aborted;
 
-static cairn_status counting_open_write(blobstore *bs, const cairn_digest *d, blob_writer **out)
+static cairn_status counting_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out)
 {
-	blob_writer *w = calloc(1, sizeof *w);
+	blobstore_writer *w = calloc(1, sizeof *w);
 	w->ops = bs->ops;
 	w->digest = *d;
 	writers_opened++;
@@ -404,7 +404,7 @@ static cairn_status counting_open_write(blobstore *bs, const cairn_digest *d, bl
 	return cairn_ok();
 }
 
-static void counting_abort(blob_writer *w)
+static void counting_abort(blobstore_writer *w)
 {
 	writers_aborted++;
 	free(w);
@@ -758,11 +758,11 @@ static struct mem_blob {
 static size_t nmem;
 
 typedef struct mem_reader {
-	blob_reader base;
+	blobstore_reader base;
 	const struct mem_blob *b;
 } mem_reader;
 
-static void mem_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_cb cb, void *arg)
+static void mem_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg)
 {
 	for (size_t i = 0; i < nmem; i++) {
 		if (cairn_digest_eq(&mem[i].d, d)) {
@@ -775,7 +775,7 @@ static void mem_open_read(blobstore *bs, const cairn_digest *d, blob_open_read_c
 	cb(arg, cairn_err(CAIRN_NOT_FOUND, "not in the test's store"), NULL);
 }
 
-static void mem_read(blob_reader *r, uint64_t off, void *buf, size_t len, blob_read_cb cb, void *arg)
+static void mem_read(blobstore_reader *r, uint64_t off, void *buf, size_t len, blobstore_read_cb cb, void *arg)
 {
 	const struct mem_blob *b = ((mem_reader *)r)->b;
 	size_t n = off < b->len ? b->len - off : 0;
@@ -784,7 +784,7 @@ static void mem_read(blob_reader *r, uint64_t off, void *buf, size_t len, blob_r
 	cb(arg, cairn_ok(), n);
 }
 
-static void mem_close_read(blob_reader *r) { free(r); }
+static void mem_close_read(blobstore_reader *r) { free(r); }
 
 /* Adds a blob to the store (unless held is false: then it only gets its digest). */
 static cairn_digest mem_blob_add(const void *data, size_t len, bool held)

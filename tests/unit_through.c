@@ -61,26 +61,26 @@ static void wait_parts(const fixture *f, int parts)
 }
 
 /* Opens a writer and writes data[0..n) in pieces of 64 KiB; the writer stays open. */
-static blob_writer *write_open(fixture *f, const cairn_digest *d, const uint8_t *data, size_t n)
+static blobstore_writer *write_open(fixture *f, const cairn_digest *d, const uint8_t *data, size_t n)
 {
-	blob_writer *w;
+	blobstore_writer *w;
 	assert_int_equal(blobstore_open_write(f->bs, d, &w).code, CAIRN_OK);
 	cairn_waiter wt;
 	cairn_waiter_init(&wt);
 	for (size_t off = 0; off < n; off += 64 << 10) {
 		size_t k = n - off < (64u << 10) ? n - off : (64u << 10);
-		blob_write(w, data + off, k, cairn_waiter_done, &wt);
+		blobstore_write(w, data + off, k, cairn_waiter_done, &wt);
 		assert_int_equal(cairn_waiter_wait(&wt).code, CAIRN_OK);
 	}
 	cairn_waiter_destroy(&wt);
 	return w;
 }
 
-static cairn_status commit(blob_writer *w)
+static cairn_status commit(blobstore_writer *w)
 {
 	cairn_waiter wt;
 	cairn_waiter_init(&wt);
-	blob_commit(w, cairn_waiter_done, &wt);
+	blobstore_commit(w, cairn_waiter_done, &wt);
 	cairn_status st = cairn_waiter_wait(&wt);
 	cairn_waiter_destroy(&wt);
 	return st;
@@ -93,12 +93,12 @@ static void large_blob_streams_while_written(void **state)
 	size_t n = 7 * MiB;
 	uint8_t *data = make_blob(n, 1, &d);
 	/* Two whole parts written: both are in the bucket's upload before the rest arrives. */
-	blob_writer *w = write_open(f, &d, data, 2 * PART + 4096);
+	blobstore_writer *w = write_open(f, &d, data, 2 * PART + 4096);
 	wait_parts(f, 2);
 	assert_false(has_object(f, &d)); /* nothing visible before the commit */
 	cairn_waiter wt;
 	cairn_waiter_init(&wt);
-	blob_write(w, data + 2 * PART + 4096, n - 2 * PART - 4096, cairn_waiter_done, &wt);
+	blobstore_write(w, data + 2 * PART + 4096, n - 2 * PART - 4096, cairn_waiter_done, &wt);
 	assert_int_equal(cairn_waiter_wait(&wt).code, CAIRN_OK);
 	cairn_waiter_destroy(&wt);
 	assert_int_equal(commit(w).code, CAIRN_OK);
@@ -122,7 +122,7 @@ static void wrong_digest_leaves_nothing(void **state)
 	size_t n = 7 * MiB;
 	uint8_t *data = make_blob(n, 2, &d);
 	free(make_blob(n, 3, &other)); /* same size, other bytes */
-	blob_writer *w = write_open(f, &other, data, n);
+	blobstore_writer *w = write_open(f, &other, data, n);
 	wait_parts(f, 3); /* the full parts went out before the mismatch was known */
 	cairn_status st = commit(w);
 	assert_int_equal(st.code, CAIRN_INVALID_ARGUMENT);
@@ -144,9 +144,9 @@ static void abort_leaves_nothing(void **state)
 	cairn_digest d;
 	size_t n = 7 * MiB;
 	uint8_t *data = make_blob(n, 4, &d);
-	blob_writer *w = write_open(f, &d, data, 5 * MiB);
+	blobstore_writer *w = write_open(f, &d, data, 5 * MiB);
 	wait_parts(f, 2);
-	blob_abort(w);
+	blobstore_abort(w);
 	close_through(f); /* waits for the abort of the upload */
 	assert_false(has_object(f, &d));
 	assert_int_equal(tmp_entries(f), 0);
@@ -212,7 +212,7 @@ static void failed_stream_falls_back_to_upload_after_commit(void **state)
 	char tmp[128];
 	snprintf(tmp, sizeof tmp, "%s/bucket/.tmp", f->dir);
 	assert_int_equal(rmdir(tmp), 0);
-	blob_writer *w = write_open(f, &d, data, PART + 4096);
+	blobstore_writer *w = write_open(f, &d, data, PART + 4096);
 	objstore_stats os;
 	cachefs_through_stats ts;
 	int64_t deadline = cairn_now_ns() + INT64_C(30) * 1000000000;
@@ -223,7 +223,7 @@ static void failed_stream_falls_back_to_upload_after_commit(void **state)
 	assert_int_equal(mkdir(tmp, 0755), 0);
 	cairn_waiter wt;
 	cairn_waiter_init(&wt);
-	blob_write(w, data + PART + 4096, n - PART - 4096, cairn_waiter_done, &wt);
+	blobstore_write(w, data + PART + 4096, n - PART - 4096, cairn_waiter_done, &wt);
 	assert_int_equal(cairn_waiter_wait(&wt).code, CAIRN_OK); /* the failure did not stop the write */
 	cairn_waiter_destroy(&wt);
 	assert_int_equal(commit(w).code, CAIRN_OK);

@@ -42,11 +42,11 @@ typedef struct opening {
 	pthread_cond_t cv;
 	bool done;
 	cairn_status st;
-	blob_reader *r;
+	blobstore_reader *r;
 	size_t got;
 } opening;
 
-static void answer(opening *o, cairn_status st, blob_reader *r, size_t got)
+static void answer(opening *o, cairn_status st, blobstore_reader *r, size_t got)
 {
 	pthread_mutex_lock(&o->mu);
 	o->done = true;
@@ -56,7 +56,7 @@ static void answer(opening *o, cairn_status st, blob_reader *r, size_t got)
 	pthread_cond_signal(&o->cv);
 	pthread_mutex_unlock(&o->mu);
 }
-static void on_opened(void *arg, cairn_status st, blob_reader *r) { answer(arg, st, r, 0); }
+static void on_opened(void *arg, cairn_status st, blobstore_reader *r) { answer(arg, st, r, 0); }
 static void on_read(void *arg, cairn_status st, size_t n) { answer(arg, st, NULL, n); }
 
 static cairn_status await(opening *o)
@@ -92,12 +92,12 @@ static cairn_status open_end(opening *o, const uint8_t *want, size_t n)
 	cairn_status st = await(o);
 	if (cairn_is_ok(&st)) {
 		uint8_t *back = malloc(n + 1);
-		blob_read(o->r, 0, back, n + 1, on_read, o);
+		blobstore_read(o->r, 0, back, n + 1, on_read, o);
 		assert_int_equal(await(o).code, CAIRN_OK);
 		assert_int_equal(o->got, n);
 		assert_memory_equal(back, want, n);
 		free(back);
-		blob_close_read(o->r);
+		blobstore_close_read(o->r);
 	}
 	pthread_cond_destroy(&o->cv);
 	pthread_mutex_destroy(&o->mu);

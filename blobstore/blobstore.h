@@ -1,0 +1,122 @@
+/*
+ * blobstore: the storage interface the services see, and what every user of it shares.
+ *
+ * A blob store finds missing blobs, reads a range of a blob, writes a blob as a stream and verifies
+ * it at commit. What stands behind the interface is composed once, in cmd/: in `serve` the local
+ * cachefs (cachefs.h, with an object store written and read through); in a cluster's scheduler a
+ * store sharded over the workers, each reached through a remote-store client; replication,
+ * existence caching and the action cache's completeness check are decorators of the same interface.
+ * The services never know which: there is no `if (cluster)` in them.
+ *
+ * Calls are asynchronous: each reports through its callback exactly once, and the callback may run
+ * before the call returns (on the caller's thread) or later on another thread, so callers are
+ * written for both. An implementation embeds `blobstore` (and `blobstore_reader`,
+ * `blobstore_writer`) as its first member.
+ *
+ * sync.c: the same calls for threads that may block (an executor's slot threads, tools, tests):
+ * whole blobs in and out of memory and files, and a fetch that makes a store that reads missing
+ * blobs back from elsewhere hold one. Never for gRPC threads.
+ */
+#ifndef CAIRN_BLOBSTORE_H
+#define CAIRN_BLOBSTORE_H
+
+#include "common/common.h"
+
+/* The storage interface of the services. An implementation embeds `blobstore` (and `blobstore_reader`,
+ * `blobstore_writer`) as its first member. Each call reports through a callback exactly once. */
+typedef struct blobstore blobstore;
+typedef struct blobstore_reader blobstore_reader;
+typedef struct blobstore_writer blobstore_writer;
+
+typedef void (*blobstore_done_cb)(void *arg, cairn_status st);
+typedef void (*blobstore_open_read_cb)(void *arg, cairn_status st, blobstore_reader *r);
+typedef void (*blobstore_read_cb)(void *arg, cairn_status st, size_t n);
+
+typedef struct blobstore_ops {
+	/* Sets missing[i] = 1 for every digest not held, 0 otherwise. A present answer keeps the blob for
+	 * the store's grace period, so an upload–execute sequence never meets a missing digest. */
+	void (*find_missing)(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing, blobstore_done_cb cb,
+	                     void *arg);
+	/* Opens a blob for reading: NOT_FOUND if absent. The blob stays readable (is not evicted) until
+	 * the reader is closed. */
+	void (*open_read)(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg);
+	/* Reads up to len bytes at off into buf; n < len only at the end of the blob. One read at a time. */
+	void (*read)(blobstore_reader *r, uint64_t off, void *buf, size_t len, blobstore_read_cb cb, void *arg);
+	void (*close_read)(blobstore_reader *r);
+	/* Starts writing a blob of the given digest. RESOURCE_EXHAUSTED when the store cannot take it. */
+	cairn_status (*open_write)(blobstore *bs, const cairn_digest *d, blobstore_writer **out);
+	/* Appends data (copied before the callback; at most one append in flight). The callback is the
+	 * back-pressure signal: the next append may start once it has run. */
+	void (*write)(blobstore_writer *w, const void *data, size_t len, blobstore_done_cb cb, void *arg);
+	/* Verifies size and hash, makes the blob durable as configured and visible, and frees the writer.
+	 * INVALID_ARGUMENT when the bytes do not match the digest; nothing is left behind then. */
+	void (*commit)(blobstore_writer *w, blobstore_done_cb cb, void *arg);
+	/* Drops a writer and everything it wrote; no callback. Only when no append is in flight. */
+	void (*abort)(blobstore_writer *w);
+	/* The writer will take no bytes for a while (an interrupted upload, kept for its client to
+	 * resume): the store may give back what it holds for bytes not yet written. Optional (NULL:
+	 * nothing to give back). Only when no append is in flight. */
+	void (*pause)(blobstore_writer *w);
+} blobstore_ops;
+
+struct blobstore {
+	const blobstore_ops *ops;
+};
+struct blobstore_reader {
+	const blobstore_ops *ops;
+	int64_t size;
+};
+struct blobstore_writer {
+	const blobstore_ops *ops;
+	cairn_digest digest;
+	uint64_t written;
+};
+
+static inline void blobstore_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing,
+                                          blobstore_done_cb cb, void *arg)
+{
+	bs->ops->find_missing(bs, ds, n, missing, cb, arg);
+}
+static inline void blobstore_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg)
+{
+	bs->ops->open_read(bs, d, cb, arg);
+}
+static inline void blobstore_read(blobstore_reader *r, uint64_t off, void *buf, size_t len, blobstore_read_cb cb, void *arg)
+{
+	r->ops->read(r, off, buf, len, cb, arg);
+}
+static inline void blobstore_close_read(blobstore_reader *r) { r->ops->close_read(r); }
+static inline cairn_status blobstore_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out)
+{
+	return bs->ops->open_write(bs, d, out);
+}
+static inline void blobstore_write(blobstore_writer *w, const void *data, size_t len, blobstore_done_cb cb, void *arg)
+{
+	w->ops->write(w, data, len, cb, arg);
+}
+static inline void blobstore_commit(blobstore_writer *w, blobstore_done_cb cb, void *arg) { w->ops->commit(w, cb, arg); }
+static inline void blobstore_abort(blobstore_writer *w) { w->ops->abort(w); }
+static inline void blobstore_pause(blobstore_writer *w)
+{
+	if (w->ops->pause)
+		w->ops->pause(w);
+}
+
+/* ---- synchronous use (sync.c), for threads that may block ------------------------------------- */
+
+/* Writes a whole buffer as a blob of digest d, in pieces, and waits. */
+cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
+/* The same from an open file, read from its current offset to its end; `name` names it in errors. */
+cairn_status blobstore_put_fd_sync(blobstore *bs, const cairn_digest *d, int fd, const char *name);
+/* The same into an open writer, which it commits (or drops, after a failure). */
+cairn_status blobstore_write_fd_sync(blobstore_writer *w, int fd, const char *name);
+/* Hashes the file at path, then stores it; its digest in *out. */
+cairn_status blobstore_put_file_sync(blobstore *bs, const char *path, cairn_digest *out);
+/* Reads a whole blob into a malloc'd buffer (one byte longer, for a NUL the caller may add).
+ * RESOURCE_EXHAUSTED if it is larger than max; DATA_LOSS if it ends before its size. */
+cairn_status blobstore_get_sync(blobstore *bs, const cairn_digest *d, int64_t max, uint8_t **data, size_t *len);
+/* Opens d and closes it at once: a store that reads missing blobs back from elsewhere (an object
+ * store, a peer) holds it afterwards. NOT_FOUND if it is nowhere. */
+cairn_status blobstore_fetch_sync(blobstore *bs, const cairn_digest *d);
+
+#endif
