@@ -48,13 +48,13 @@ static void bs_write_free(void *state)
 {
 	bs_write *w = state;
 	drop_message(w);
-	upload_free(w->up);
+	gw_upload_free(w->up);
 	free(w);
 }
 
 static void fail(bs_write *w, cairn_status st)
 {
-	upload_free(w->up); /* aborts the blob: nothing of it stays */
+	gw_upload_free(w->up); /* aborts the blob: nothing of it stays */
 	w->up = NULL;
 	drop_message(w);
 	rpc_call_finish(w->call, &st, NULL, NULL, 0, NULL, NULL);
@@ -68,7 +68,7 @@ static void committed(void *arg, cairn_status st)
 		return fail(w, st);
 	Google__Bytestream__WriteResponse resp = GOOGLE__BYTESTREAM__WRITE_RESPONSE__INIT;
 	resp.committed_size = w->up->committed;
-	upload_free(w->up);
+	gw_upload_free(w->up);
 	w->up = NULL;
 	rpc_call_finish(w->call, &st, &resp.base, NULL, 0, NULL, NULL);
 }
@@ -154,9 +154,9 @@ static cairn_status attach(bs_write *w)
 	const gw_write_req *m = &w->req;
 	if (!m->name || !m->name[0])
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "the first WriteRequest must name the resource");
-	upload *up = upload_take(w->g->uploads, m->name);
+	upload *up = gw_upload_take(w->g->uploads, m->name);
 	if (up && m->write_offset == 0) {
-		upload_free(up); /* the client starts over */
+		gw_upload_free(up); /* the client starts over */
 		up = NULL;
 	}
 	if (up) {
@@ -166,7 +166,7 @@ static cairn_status attach(bs_write *w)
 	if (m->write_offset != 0)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "write_offset %lld for an upload that is not in progress",
 		                 (long long)m->write_offset);
-	return upload_new(w->g->cfg.cas, m->name, &w->up);
+	return gw_upload_new(w->g->cfg.cas, m->name, &w->up);
 }
 
 static cairn_status check_message(bs_write *w)
@@ -192,11 +192,11 @@ static void stream_ended(bs_write *w, bool ok)
 		if (w->up)
 			LOG_INFO("gateway", "upload dropped: its client sent nothing for %lld s resource=%s committed=%lld",
 			         (long long)(w->g->cfg.upload_idle_ns / 1000000000), w->up->name, (long long)w->up->committed);
-		upload_free(w->up);
+		gw_upload_free(w->up);
 		st = cairn_err(CAIRN_DEADLINE_EXCEEDED, "upload idle"); /* the client has the timeout's own status */
 	} else {
 		if (w->up)
-			upload_park(w->g->uploads, w->up, cairn_now_ns());
+			gw_upload_park(w->g->uploads, w->up, cairn_now_ns());
 		st = ok ? cairn_err(CAIRN_INVALID_ARGUMENT, "stream closed before finish_write")
 		        : cairn_err(CAIRN_CANCELLED, "stream broke");
 	}
@@ -271,7 +271,7 @@ void gw_bs_query(rpc_call *call, void *svc)
 	                      : gw_malformed("QueryWriteStatusRequest");
 	if (!cairn_is_ok(&st))
 		return rpc_call_reply(call, NULL, &st);
-	int64_t c = upload_committed(g->uploads, req->resource_name);
+	int64_t c = gw_upload_committed(g->uploads, req->resource_name);
 	if (c >= 0) {
 		Google__Bytestream__QueryWriteStatusResponse resp = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_RESPONSE__INIT;
 		resp.committed_size = c;

@@ -8,7 +8,7 @@ gateway *gateway_new(const gateway_config *cfg)
 	gateway *g = cairn_xcalloc(1, sizeof *g);
 	g->cfg = *cfg;
 	g->ac = gw_ac_store_new(cfg->ac_max_size);
-	g->uploads = upload_table_new(cfg->max_upload_sessions, cfg->upload_idle_ns);
+	g->uploads = gw_upload_table_new(cfg->max_upload_sessions, cfg->upload_idle_ns);
 	if (cfg->runner)
 		g->exec = gw_exec_state_new(g, cfg->runner);
 	return g;
@@ -19,7 +19,7 @@ void gateway_free(gateway *g)
 	if (!g)
 		return;
 	gw_exec_state_free(g->exec);
-	upload_table_free(g->uploads);
+	gw_upload_table_free(g->uploads);
 	gw_ac_store_free(g->ac);
 	free(g);
 }
@@ -38,7 +38,7 @@ cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_di
 	return gw_ac_store_restore(g->ac, instance, action, data, len);
 }
 
-void gateway_tick(gateway *g) { upload_table_expire(g->uploads, cairn_now_ns()); }
+void gateway_tick(gateway *g) { gw_upload_table_expire(g->uploads, cairn_now_ns()); }
 
 #define REAPI "/build.bazel.remote.execution.v2."
 

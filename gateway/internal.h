@@ -104,23 +104,23 @@ typedef struct upload {
 } upload;
 
 /* Interrupted uploads kept for resumption (upload.c). */
-struct upload_table *upload_table_new(int64_t max_sessions, int64_t idle_ns);
-void upload_table_free(struct upload_table *t);
+struct upload_table *gw_upload_table_new(int64_t max_sessions, int64_t idle_ns);
+void gw_upload_table_free(struct upload_table *t);
 /* A new upload for a parsed resource name (copied); RESOURCE_EXHAUSTED if the store refuses it. */
-cairn_status upload_new(blobstore *bs, const char *name, upload **out);
+cairn_status gw_upload_new(blobstore *bs, const char *name, upload **out);
 /* Aborts the blob write and frees the upload. */
-void upload_free(upload *up);
+void gw_upload_free(upload *up);
 /* The time of the table is what its callers give (cairn_now_ns() in the gateway), so that idle expiry
  * does not depend on how fast the caller runs. */
 /* Keeps an interrupted upload, parked at now_ns, holding disk space for the bytes it took only
  * (blobstore_pause); drops the oldest (and idle ones) beyond the limits. */
-void upload_park(struct upload_table *t, upload *up, int64_t now_ns);
+void gw_upload_park(struct upload_table *t, upload *up, int64_t now_ns);
 /* Drops the uploads idle for longer than the table's limit at now_ns (aborting their blobs, which
  * frees the space they reserved). */
-void upload_table_expire(struct upload_table *t, int64_t now_ns);
+void gw_upload_table_expire(struct upload_table *t, int64_t now_ns);
 /* Takes a parked upload out of the table, or NULL. */
-upload *upload_take(struct upload_table *t, const char *name);
+upload *gw_upload_take(struct upload_table *t, const char *name);
 /* Committed size of a parked upload, or -1. */
-int64_t upload_committed(struct upload_table *t, const char *name);
+int64_t gw_upload_committed(struct upload_table *t, const char *name);
 
 #endif

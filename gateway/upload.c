@@ -12,7 +12,7 @@ struct upload_table {
 	int64_t idle_ns;
 };
 
-struct upload_table *upload_table_new(int64_t max_sessions, int64_t idle_ns)
+struct upload_table *gw_upload_table_new(int64_t max_sessions, int64_t idle_ns)
 {
 	struct upload_table *t = cairn_xcalloc(1, sizeof *t);
 	pthread_mutex_init(&t->mu, NULL);
@@ -23,7 +23,7 @@ struct upload_table *upload_table_new(int64_t max_sessions, int64_t idle_ns)
 
 static void free_list(upload *u);
 
-void upload_table_free(struct upload_table *t)
+void gw_upload_table_free(struct upload_table *t)
 {
 	if (!t)
 		return;
@@ -32,7 +32,7 @@ void upload_table_free(struct upload_table *t)
 	free(t);
 }
 
-cairn_status upload_new(blobstore *bs, const char *name, upload **out)
+cairn_status gw_upload_new(blobstore *bs, const char *name, upload **out)
 {
 	upload *up = cairn_xcalloc(1, sizeof *up);
 	up->name = cairn_xstrdup(name);
@@ -41,7 +41,7 @@ cairn_status upload_new(blobstore *bs, const char *name, upload **out)
 		st = blobstore_open_write(bs, &up->res.digest, &up->w);
 	if (!cairn_is_ok(&st)) {
 		up->w = NULL;
-		upload_free(up);
+		gw_upload_free(up);
 		return st;
 	}
 	if (up->res.compressor == GATEWAY_ZSTD) {
@@ -52,7 +52,7 @@ cairn_status upload_new(blobstore *bs, const char *name, upload **out)
 	return cairn_ok();
 }
 
-void upload_free(upload *up)
+void gw_upload_free(upload *up)
 {
 	if (!up)
 		return;
@@ -88,11 +88,11 @@ static void free_list(upload *u)
 {
 	for (upload *n; u; u = n) {
 		n = u->next;
-		upload_free(u);
+		gw_upload_free(u);
 	}
 }
 
-void upload_park(struct upload_table *t, upload *up, int64_t now_ns)
+void gw_upload_park(struct upload_table *t, upload *up, int64_t now_ns)
 {
 	blobstore_pause(up->w); /* it keeps room for the bytes it took, not for those still to come */
 	up->parked_at = now_ns;
@@ -105,7 +105,7 @@ void upload_park(struct upload_table *t, upload *up, int64_t now_ns)
 	free_list(dropped);
 }
 
-void upload_table_expire(struct upload_table *t, int64_t now_ns)
+void gw_upload_table_expire(struct upload_table *t, int64_t now_ns)
 {
 	pthread_mutex_lock(&t->mu);
 	upload *dropped = expire(t, now_ns);
@@ -113,7 +113,7 @@ void upload_table_expire(struct upload_table *t, int64_t now_ns)
 	free_list(dropped);
 }
 
-upload *upload_take(struct upload_table *t, const char *name)
+upload *gw_upload_take(struct upload_table *t, const char *name)
 {
 	pthread_mutex_lock(&t->mu);
 	upload *found = NULL;
@@ -129,7 +129,7 @@ upload *upload_take(struct upload_table *t, const char *name)
 	return found;
 }
 
-int64_t upload_committed(struct upload_table *t, const char *name)
+int64_t gw_upload_committed(struct upload_table *t, const char *name)
 {
 	int64_t c = -1;
 	pthread_mutex_lock(&t->mu);

@@ -422,26 +422,26 @@ static void test_idle_uploads_expire(void **state)
 	const char *old_name = "i/uploads/u1/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0";
 	const char *new_name = "i/uploads/u2/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0";
 	const int64_t idle = 200 * 1000000LL, t0 = 1000 * 1000000LL;
-	struct upload_table *t = upload_table_new(16, idle);
+	struct upload_table *t = gw_upload_table_new(16, idle);
 	upload *up;
-	assert_int_equal(upload_new(&bs, old_name, &up).code, CAIRN_OK);
+	assert_int_equal(gw_upload_new(&bs, old_name, &up).code, CAIRN_OK);
 	up->committed = 7;
-	upload_park(t, up, t0);
-	upload_table_expire(t, t0 + idle);
-	assert_int_equal(upload_committed(t, old_name), 7); /* idle exactly the limit: kept */
+	gw_upload_park(t, up, t0);
+	gw_upload_table_expire(t, t0 + idle);
+	assert_int_equal(gw_upload_committed(t, old_name), 7); /* idle exactly the limit: kept */
 	assert_int_equal(writers_aborted, 0);
-	assert_int_equal(upload_new(&bs, new_name, &up).code, CAIRN_OK);
-	upload_park(t, up, t0 + idle + 1); /* parking expires the old one too */
-	assert_int_equal(upload_committed(t, old_name), -1);
-	assert_int_equal(upload_committed(t, new_name), 0);
+	assert_int_equal(gw_upload_new(&bs, new_name, &up).code, CAIRN_OK);
+	gw_upload_park(t, up, t0 + idle + 1); /* parking expires the old one too */
+	assert_int_equal(gw_upload_committed(t, old_name), -1);
+	assert_int_equal(gw_upload_committed(t, new_name), 0);
 	assert_int_equal(writers_aborted, 1);
-	upload_table_expire(t, t0 + 2 * idle + 1);
-	assert_int_equal(upload_committed(t, new_name), 0); /* the new one is not idle too long yet */
-	upload_table_expire(t, t0 + 2 * idle + 2); /* and then the housekeeping drops it, with nothing else going on */
-	assert_int_equal(upload_committed(t, new_name), -1);
+	gw_upload_table_expire(t, t0 + 2 * idle + 1);
+	assert_int_equal(gw_upload_committed(t, new_name), 0); /* the new one is not idle too long yet */
+	gw_upload_table_expire(t, t0 + 2 * idle + 2); /* and then the housekeeping drops it, with nothing else going on */
+	assert_int_equal(gw_upload_committed(t, new_name), -1);
 	assert_int_equal(writers_aborted, 2);
 	assert_int_equal(writers_opened, 2);
-	upload_table_free(t);
+	gw_upload_table_free(t);
 }
 
 static void test_ac_put_get_round_trip(void **state)
