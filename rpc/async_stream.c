@@ -153,15 +153,8 @@ void rpc_client_call_close_send(rpc_client_call *cc, rpc_client_done_cb cb, void
 static void on_recv(rpc_tag *t, bool ok)
 {
 	rpc_client_call *cc = ((cc_op *)t)->cc;
-	grpc_byte_buffer *bb = cc->recv_bb;
-	cc->recv_bb = NULL;
+	rpc_msg *m = rpc_msg_take(&cc->recv_bb, ok);
 	atomic_store(&cc->receiving, false);
-	rpc_msg *m = NULL;
-	if (bb) {
-		if (ok)
-			m = rpc_msg_from(bb);
-		grpc_byte_buffer_destroy(bb); /* the message keeps its own slice references */
-	}
 	cc->recv_cb(cc, cc->recv_arg, ok, m);
 	cc_unref(cc);
 }

@@ -150,20 +150,13 @@ static void on_recv_raw(rpc_tag *t, bool ok)
 {
 	rpc_call *c = ((call_op *)t)->call;
 	rpc_idle_wait_ends(c);
-	grpc_byte_buffer *bb = c->recv_bb;
-	c->recv_bb = NULL;
 	/* core completes the receive of a call the watchdog cancelled like a half-close (no message):
 	 * the handler must see a failed call instead */
 	if (rpc_call_timed_out(c))
 		ok = false;
 	if (!ok)
 		atomic_store(&c->cancelled, true);
-	rpc_msg *m = NULL;
-	if (bb) {
-		if (ok)
-			m = rpc_msg_from(bb);
-		grpc_byte_buffer_destroy(bb); /* the message keeps its own slice references */
-	}
+	rpc_msg *m = rpc_msg_take(&c->recv_bb, ok);
 	c->recv_raw_cb(c, c->recv_arg, ok, m);
 	rpc_call_unref(c);
 }

@@ -149,5 +149,8 @@ void *rpc_poller(void *cq);
 
 /* msg.c: takes the byte buffer's slices (references, no copy); the buffer may be destroyed after. */
 rpc_msg *rpc_msg_from(grpc_byte_buffer *bb);
+/* What a completed receive gives its callback: the message of *bb if the receive went well (NULL for
+ * a half-close), and *bb destroyed and cleared either way. */
+rpc_msg *rpc_msg_take(grpc_byte_buffer **bb, bool ok);
 
 #endif

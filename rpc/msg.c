@@ -9,6 +9,18 @@ struct rpc_msg {
 	rpc_part *parts;
 };
 
+rpc_msg *rpc_msg_take(grpc_byte_buffer **bb, bool ok)
+{
+	rpc_msg *m = NULL;
+	if (*bb) {
+		if (ok)
+			m = rpc_msg_from(*bb);
+		grpc_byte_buffer_destroy(*bb); /* the message keeps its own slice references */
+		*bb = NULL;
+	}
+	return m;
+}
+
 rpc_msg *rpc_msg_from(grpc_byte_buffer *bb)
 {
 	rpc_msg *m = cairn_xcalloc(1, sizeof *m);
