@@ -16,6 +16,9 @@
  * sync.c: the same calls for threads that may block (an executor's slot threads, tools, tests):
  * whole blobs in and out of memory and files, and a fetch that makes a store that reads missing
  * blobs back from elsewhere hold one. Never for gRPC threads.
+ *
+ * shard.c: a store sharded over member stores by rendezvous hashing, with replicas, whose members
+ * the caller replaces as the cluster's view changes (its section below says how).
  */
 #ifndef CAIRN_BLOBSTORE_H
 #define CAIRN_BLOBSTORE_H
@@ -118,5 +121,47 @@ cairn_status blobstore_get_sync(blobstore *bs, const cairn_digest *d, int64_t ma
 /* Opens d and closes it at once: a store that reads missing blobs back from elsewhere (an object
  * store, a peer) holds it afterwards. NOT_FOUND if it is nowhere. */
 cairn_status blobstore_fetch_sync(blobstore *bs, const cairn_digest *d);
+
+/* ---- a store sharded over members (shard.c) --------------------------------------------------- */
+
+/* A blob store that spreads blobs over member stores (in a scheduler, one remote-store client per
+ * worker). Each digest is owned by the `replicas` members that rank highest for it by rendezvous
+ * hashing: a score mixes the digest's hash with a key derived once from the member's id, so a view
+ * change moves only the blobs whose owners changed (about 1/N of them when one of N members joins
+ * or leaves), never a whole range or the blobs of everyone.
+ *
+ * find_missing asks each owner, in parallel, about the digests it owns, and answers once all did:
+ * a digest is present when any owner has it, and an owner that fails counts as lacking it (the
+ * client only uploads it again). open_read tries the owners in score order, then the other
+ * members (a blob may still sit on a former owner after a view change): the first that opens it
+ * serves the reads; NOT_FOUND when every member answered that it lacks the blob, else the first
+ * member's failure (the blob may be on the member that could not answer). A write goes to every
+ * owner; an owner that refuses at open or fails a write is dropped while another one goes on, and
+ * a commit succeeds when at least one owner committed, since the blob is then readable (a blob held
+ * by fewer than `replicas` owners is left for the cluster's background re-replication to copy
+ * again), else reports the first owner's error. With no member every call fails with UNAVAILABLE.
+ *
+ * set_members replaces the view at any time, from any thread, while calls are in flight: a call
+ * keeps the view it started with until it answers, or until its reader is closed or its writer
+ * committed or aborted. The shard copies the ids; the stores stay the caller's and must stay usable
+ * until every call started while they were members has ended. */
+typedef struct blobstore_shard blobstore_shard;
+
+typedef struct blobstore_shard_config {
+	int replicas; /* copies of each blob; 0 means 1 */
+} blobstore_shard_config;
+
+typedef struct blobstore_shard_member {
+	const char *id; /* unique in a view (a worker's UUID); the same id ranks alike everywhere */
+	blobstore *store;
+} blobstore_shard_member;
+
+/* cfg may be NULL (defaults). The shard starts with no member. */
+blobstore_shard *blobstore_shard_new(const blobstore_shard_config *cfg);
+/* The shard as a blob store, for the services. */
+blobstore *blobstore_shard_store(blobstore_shard *s);
+void blobstore_shard_set_members(blobstore_shard *s, const blobstore_shard_member *m, size_t n);
+/* Calls in flight keep their view and may end after the shard is freed. */
+void blobstore_shard_free(blobstore_shard *s);
 
 #endif

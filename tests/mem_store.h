@@ -1,6 +1,7 @@
 /* An in-memory blob store for tests: it answers inside the call or later from another thread (as
- * cachefs and remote stores do), and can read through to a store behind it (as an object store or
- * a peer stands behind a local CAS). Included after cmocka.h. */
+ * cachefs and remote stores do), can hold an answer until the test lets it go, can fail chosen
+ * calls, and can read through to a store behind it (as an object store or a peer stands behind a
+ * local CAS). Included after cmocka.h. */
 #ifndef CAIRN_TESTS_MEM_STORE_H
 #define CAIRN_TESTS_MEM_STORE_H
 
@@ -23,6 +24,9 @@ typedef struct mem_store {
 	uint8_t *data[MAX_BLOBS];
 	int n;
 	int opens;
+	int fail_find, fail_open_write, fail_write, fail_commit; /* a status code these calls fail with, 0 for none */
+	bool hold;                /* keep the next answer in held until mem_release */
+	struct later *held;
 } mem_store;
 
 typedef struct mem_reader {
@@ -62,6 +66,11 @@ static inline void answer(mem_store *m, later l)
 {
 	later *c = malloc(sizeof *c);
 	*c = l;
+	if (m->hold) {
+		m->hold = false;
+		m->held = c;
+		return;
+	}
 	if (!m->async)
 		return (void)later_thread(c);
 	pthread_t t;
@@ -88,9 +97,11 @@ static inline void add(mem_store *m, const cairn_digest *d, const void *data)
 static inline void m_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing,
                                   blobstore_done_cb cb, void *arg)
 {
-	for (size_t i = 0; i < n; i++)
-		missing[i] = find((mem_store *)bs, &ds[i]) < 0;
-	answer((mem_store *)bs, (later){.run = run_done, .done = cb, .arg = arg, .st = cairn_ok()});
+	mem_store *m = (mem_store *)bs;
+	cairn_status st = m->fail_find ? cairn_err(m->fail_find, "failed") : cairn_ok();
+	for (size_t i = 0; i < n && cairn_is_ok(&st); i++)
+		missing[i] = find(m, &ds[i]) < 0;
+	answer(m, (later){.run = run_done, .done = cb, .arg = arg, .st = st});
 }
 
 static const blobstore_ops mem_ops;
@@ -133,6 +144,8 @@ static inline void m_close_read(blobstore_reader *r) { free(r); }
 
 static inline cairn_status m_open_write(blobstore *bs, const cairn_digest *d, blobstore_writer **out)
 {
+	if (((mem_store *)bs)->fail_open_write)
+		return cairn_err(((mem_store *)bs)->fail_open_write, "refused");
 	mem_writer *w = calloc(1, sizeof *w);
 	w->base.ops = &mem_ops;
 	w->base.digest = *d;
@@ -144,6 +157,10 @@ static inline cairn_status m_open_write(blobstore *bs, const cairn_digest *d, bl
 static inline void m_write(blobstore_writer *bw, const void *data, size_t len, blobstore_done_cb cb, void *arg)
 {
 	mem_writer *w = (mem_writer *)bw;
+	if (w->m->fail_write) {
+		cairn_status st = cairn_err(w->m->fail_write, "lost");
+		return answer(w->m, (later){.run = run_done, .done = cb, .arg = arg, .st = st});
+	}
 	w->buf = realloc(w->buf, w->len + len + 1);
 	memcpy(w->buf + w->len, data, len);
 	w->len += len;
@@ -164,6 +181,8 @@ static inline void m_commit(blobstore_writer *bw, blobstore_done_cb cb, void *ar
 	cairn_digest_of(w->buf ? w->buf : (uint8_t *)"", w->len, &got);
 	cairn_status st = cairn_digest_eq(&got, &bw->digest) ? cairn_ok()
 	                                                     : cairn_err(CAIRN_INVALID_ARGUMENT, "digest mismatch");
+	if (cairn_is_ok(&st) && w->m->fail_commit)
+		st = cairn_err(w->m->fail_commit, "commit failed");
 	if (cairn_is_ok(&st) && find(w->m, &got) < 0)
 		add(w->m, &got, w->buf ? w->buf : (uint8_t *)"");
 	mem_store *m = w->m;
@@ -186,6 +205,17 @@ static inline void mem_free(mem_store *m)
 {
 	for (int i = 0; i < m->n; i++)
 		free(m->data[i]);
+}
+
+/* Lets the held answer go, from a thread of its own. */
+static inline void mem_release(mem_store *m)
+{
+	assert_non_null(m->held);
+	later *c = m->held;
+	m->held = NULL;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, later_thread, c), 0);
+	pthread_detach(t);
 }
 
 static inline uint8_t *pattern(size_t n, unsigned seed)
