@@ -19,6 +19,9 @@
  *
  * shard.c: a store sharded over member stores by rendezvous hashing, with replicas, whose members
  * the caller replaces as the cluster's view changes (its section below says how).
+ *
+ * remote.c, remote_read.c, remote_write.c: a store that is the client of another node's CAS over
+ * gRPC, such as each member of a scheduler's shard (see "remote store" below).
  */
 #ifndef CAIRN_BLOBSTORE_H
 #define CAIRN_BLOBSTORE_H
@@ -163,5 +166,59 @@ blobstore *blobstore_shard_store(blobstore_shard *s);
 void blobstore_shard_set_members(blobstore_shard *s, const blobstore_shard_member *m, size_t n);
 /* Calls in flight keep their view and may end after the shard is freed. */
 void blobstore_shard_free(blobstore_shard *s);
+
+/* ---- remote store (remote.c, remote_read.c, remote_write.c) ------------------------------------ *
+ *
+ * A blob store that is the client of a remote CAS: another cairn's (a worker's private port, or
+ * `cairn serve`) ContentAddressableStorage and ByteStream services, called through an rpc_client that
+ * the caller starts and shares between all its remotes, so nothing here blocks and every callback
+ * runs on one of that client's pollers (or at once, on the caller's thread, when no call is needed).
+ *
+ * find_missing is FindMissingBlobs, one call after another of at most 4096 digests each, the answers
+ * merged; a failed call fails the whole find_missing (the caller decides what a missing answer means).
+ * open_read reads the blob's first 64 KiB (or all of it, if smaller) with one ByteStream Read: that
+ * is how NOT_FOUND is known at open, and those bytes answer the reads that fall in them; any other
+ * read(off, len) is one Read with read_offset and read_limit, its messages collected into the
+ * caller's buffer until len bytes or the end. A write is one ByteStream Write stream to
+ * `{instance/}uploads/{uuid}/blobs/{hash}/{size}`, opened by open_write: each append is sent as
+ * messages of at most 1 MiB, one in flight, and its callback runs when the transport took the last
+ * (the back-pressure); commit sends finish_write, checks the answer's committed_size and passes the
+ * server's status on (INVALID_ARGUMENT when the bytes do not match the digest — the server keeps
+ * nothing then — RESOURCE_EXHAUSTED when it is full); abort cancels the stream.
+ *
+ * Deadlines: a call of no blob bytes (FindMissingBlobs) has timeout_ms. A Read or Write stream has
+ * timeout_ms plus the time its bytes take at min_rate, so a large blob is not cut off by a timeout
+ * made for small calls, while a peer that stalls is given up after at most that long.
+ *
+ * Circuit breaker: after failure_threshold calls in a row failed for want of the peer (UNAVAILABLE:
+ * refused, reset; DEADLINE_EXCEEDED: stalled), every call fails at once with UNAVAILABLE naming the
+ * peer, without a connection attempt, for cooldown_ms; then one call goes through to probe: its
+ * success closes the breaker, its failure opens it for another cool-down. Any answer of the server
+ * (NOT_FOUND included) counts as a success. Every error names the peer and the blob.
+ */
+typedef struct rpc_client rpc_client;
+typedef struct blobstore_remote blobstore_remote;
+
+typedef struct blobstore_remote_config {
+	const char *target;     /* "host:port" of the remote CAS */
+	rpc_client *client;     /* runs the calls; outlives the remote */
+	const char *instance;   /* instance name; NULL or "" for none */
+	int64_t timeout_ms;     /* deadline of a call without blob bytes; 0 means 10 s */
+	int64_t min_rate;       /* bytes per second a Read or Write must keep up; 0 means 1 MiB/s */
+	int failure_threshold;  /* failures in a row that open the breaker; 0 means 5 */
+	int64_t cooldown_ms;    /* how long an open breaker refuses calls; 0 means 5 s */
+} blobstore_remote_config;
+
+typedef struct blobstore_remote_stats {
+	uint64_t calls;   /* calls sent to the peer */
+	uint64_t refused; /* calls the open breaker answered without the peer */
+} blobstore_remote_stats;
+
+/* Opens the channel (connections are made by the calls, not here); INVALID_ARGUMENT for a bad config. */
+cairn_status blobstore_remote_new(const blobstore_remote_config *cfg, blobstore_remote **out);
+blobstore *blobstore_remote_blobstore(blobstore_remote *r);
+blobstore_remote_stats blobstore_remote_get_stats(blobstore_remote *r);
+/* No call of its may be in flight (stop the rpc_client first, or wait for the callbacks). */
+void blobstore_remote_free(blobstore_remote *r);
 
 #endif
