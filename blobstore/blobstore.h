@@ -193,8 +193,9 @@ void blobstore_shard_free(blobstore_shard *s);
  * Circuit breaker: after failure_threshold calls in a row failed for want of the peer (UNAVAILABLE:
  * refused, reset; DEADLINE_EXCEEDED: stalled), every call fails at once with UNAVAILABLE naming the
  * peer, without a connection attempt, for cooldown_ms; then one call goes through to probe: its
- * success closes the breaker, its failure opens it for another cool-down. Any answer of the server
- * (NOT_FOUND included) counts as a success. Every error names the peer and the blob.
+ * success closes the breaker, its failure opens it for another cool-down. Any other answer of the
+ * server (NOT_FOUND included) counts as a success; a call cancelled here counts for nothing. Every
+ * error names the peer and the blob.
  */
 typedef struct rpc_client rpc_client;
 typedef struct blobstore_remote blobstore_remote;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "blobstore/blobstore.h"
+#include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
 #include "cachefs/cachefs.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
@@ -57,6 +58,26 @@ static const rpc_method hang[] = {
     {"/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", RPC_UNARY, h_hang, NULL},
     {"/google.bytestream.ByteStream/Read", RPC_SERVER_STREAMING, h_hang, NULL},
     {"/google.bytestream.ByteStream/Write", RPC_CLIENT_STREAMING, h_hang, NULL},
+};
+
+/* ---- a peer that fails the calls whose numbers (from 0) are in flaky_down, answers the others
+ * (every digest present) ---- */
+
+static atomic_int flaky_calls, flaky_down;
+
+static void h_flaky(rpc_call *call, void *svc)
+{
+	(void)svc;
+	cairn_status st = atomic_load(&flaky_down) & (1 << atomic_fetch_add(&flaky_calls, 1))
+	                      ? cairn_err(CAIRN_UNAVAILABLE, "down for maintenance")
+	                      : cairn_ok();
+	Build__Bazel__Remote__Execution__V2__FindMissingBlobsResponse resp =
+	    BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_RESPONSE__INIT;
+	rpc_call_reply(call, &resp.base, &st);
+}
+
+static const rpc_method flaky[] = {
+    {"/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", RPC_UNARY, h_flaky, NULL},
 };
 
 static rpc_server *start_server(const rpc_method *m, size_t n, char *addr, size_t cap)
@@ -420,10 +441,49 @@ static void dead_peer_opens_the_breaker(void **state)
 	r = remote_to(dead, cl, 60000, 1, 1);
 	bs = blobstore_remote_blobstore(r);
 	assert_int_equal(find_missing(bs, &d, 1, &missing).code, CAIRN_UNAVAILABLE);
-	for (int i = 0; i < 100000 && blobstore_remote_get_stats(r).calls < 2; i++)
+	for (int64_t until = cairn_now_ns() + 60000000000LL;
+	     blobstore_remote_get_stats(r).calls < 2 && cairn_now_ns() < until;)
 		assert_int_equal(find_missing(bs, &d, 1, &missing).code, CAIRN_UNAVAILABLE);
 	assert_int_equal(blobstore_remote_get_stats(r).calls, 2);
 	blobstore_remote_free(r);
+}
+
+/* A probe that gets an answer closes the breaker: the calls after it go to the peer again, and it
+ * takes threshold failures in a row to open it again. */
+static void probe_closes_the_breaker(void **state)
+{
+	(void)state;
+	char addr[64];
+	rpc_server *s = start_server(flaky, 1, addr, sizeof addr);
+	atomic_store(&flaky_calls, 0);
+	atomic_store(&flaky_down, 1 << 0 | 1 << 1 | 1 << 3);
+	blobstore_remote *r = remote_to(addr, cl, 60000, 2, 200);
+	blobstore *bs = blobstore_remote_blobstore(r);
+	cairn_digest d;
+	cairn_digest_of("y", 1, &d);
+	uint8_t missing;
+	for (int i = 0; i < 2; i++) {
+		cairn_status st = find_missing(bs, &d, 1, &missing);
+		assert_int_equal(st.code, CAIRN_UNAVAILABLE);
+		assert_non_null(strstr(st.msg, "down for maintenance"));
+	}
+	/* open: answered here until the cool-down is over, then the probe reaches the peer */
+	cairn_status st;
+	int64_t until = cairn_now_ns() + 60000000000LL;
+	do
+		st = find_missing(bs, &d, 1, &missing);
+	while (st.code == CAIRN_UNAVAILABLE && atomic_load(&flaky_calls) == 2 && cairn_now_ns() < until);
+	assert_int_equal(st.code, CAIRN_OK);
+	assert_int_equal(missing, 0);
+	st = find_missing(bs, &d, 1, &missing); /* one failure: the breaker stays closed */
+	assert_int_equal(st.code, CAIRN_UNAVAILABLE);
+	assert_non_null(strstr(st.msg, "down for maintenance"));
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(find_missing(bs, &d, 1, &missing).code, CAIRN_OK);
+	assert_int_equal(atomic_load(&flaky_calls), 7);
+	assert_int_equal(blobstore_remote_get_stats(r).calls, 7);
+	blobstore_remote_free(r);
+	rpc_server_stop(s);
 }
 
 static void stalled_peer_deadline(void **state)
@@ -498,6 +558,7 @@ int main(void)
 	    cmocka_unit_test(wrong_digest_refused_at_commit),
 	    cmocka_unit_test(abort_leaves_nothing),
 	    cmocka_unit_test(dead_peer_opens_the_breaker),
+	    cmocka_unit_test(probe_closes_the_breaker),
 	    cmocka_unit_test(stalled_peer_deadline),
 	    cmocka_unit_test(stop_client_with_calls_in_flight),
 	};
