@@ -2,9 +2,10 @@
  *
  * Both find the other instances (--discovery) and keep the member views: a scheduler the
  * schedulers' group (private port + 1000) and the group of all instances (+ 2000), a worker the
- * latter; each logs every change of a view. A worker reports its load and its disk in the view.
- * Serving clients, the CAS over the workers, the shared action cache and dispatching actions to
- * workers are not part of these commands yet: until they are, `cairn serve` is the server. */
+ * latter; each logs every change of a view. A worker reports its load and its disk in the view and
+ * serves its CAS on the private port; a scheduler serves clients the CAS spread over the workers of
+ * its view (cluster_cas.c), with an action cache of its own in memory. Sharing the action cache
+ * between schedulers and dispatching actions to workers are not built yet. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "cmd/cluster_cas.h"
 #include "cmd/cmd.h"
 #include "membership/membership.h"
 
@@ -24,6 +26,8 @@ typedef struct cluster_flags {
 	const char *discovery, *static_members, *multicast_address;
 	int64_t heartbeat_interval_ms, suspect_timeout_ms;
 	const char *data_dir, *annotations, *log_level;
+	int64_t public_port, replicas, cas_max_size;
+	bool public_bind_to_any;
 } cluster_flags;
 
 static int usage_error(const char *cmd, const char *msg)
@@ -61,6 +65,12 @@ static cairn_status check_flags(const cluster_flags *f, member_discovery *disc)
 		return cairn_err(CAIRN_UNIMPLEMENTED, "--discovery=%s is not built yet: use static or multicast", f->discovery);
 	else
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--discovery must be static or multicast");
+	if (f->public_port < 0 || f->public_port > 65535)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--public_port must be between 0 and 65535");
+	if (f->replicas < 1 || f->replicas > 16)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--replicas must be between 1 and 16");
+	if (f->cas_max_size <= 0)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--cas_max_size must be positive");
 	if (!f->private_ip_selector[0])
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--private_ip_selector=CIDR is needed: it picks the private "
 		                 "address the cluster talks on (e.g. 10.0.0.0/8)");
@@ -68,7 +78,7 @@ static cairn_status check_flags(const cluster_flags *f, member_discovery *disc)
 }
 
 static cairn_status start_group(const cluster_flags *f, member_discovery disc, const char *name, uint16_t offset,
-                                const member_self *self, member_group **out)
+                                const member_self *self, cluster_cas *follow, member_group **out)
 {
 	member_config cfg = {.group = name,
 	                     .port_offset = offset,
@@ -76,7 +86,9 @@ static cairn_status start_group(const cluster_flags *f, member_discovery disc, c
 	                     .static_members = f->static_members,
 	                     .multicast_addr = f->multicast_address,
 	                     .interval_ns = f->heartbeat_interval_ms * 1000000LL,
-	                     .suspect_timeout_ns = f->suspect_timeout_ms * 1000000LL};
+	                     .suspect_timeout_ns = f->suspect_timeout_ms * 1000000LL,
+	                     .on_change = follow ? cluster_cas_view_changed : NULL,
+	                     .arg = follow};
 	return member_group_start(&cfg, self, out);
 }
 
@@ -110,28 +122,45 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	                    .annotations = f->annotations};
 	if (role == MEMBER_WORKER)
 		worker_stats(f->data_dir, &self.stats);
+	/* the discovery settings are checked before anything starts: a bad flag gets one line */
+	member_config probe = {.discovery = disc, .static_members = f->static_members,
+	                       .multicast_addr = f->multicast_address, .port_offset = 2000};
+	st = member_config_check(&probe);
+	if (!cairn_is_ok(&st))
+		return usage_error(cmd, st.msg);
+	cluster_cas_config cc = {.host = host, .port = (int)f->private_port, .data_dir = f->data_dir,
+	                         .cas_max_size = f->cas_max_size, .public_port = (int)f->public_port,
+	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas};
+	cluster_cas *cas = NULL;
 	member_group *all = NULL, *scheds = NULL;
-	st = start_group(f, disc, "all", 2000, &self, &all);
+	st = role == MEMBER_WORKER ? cluster_cas_worker(&cc, &cas) : cluster_cas_scheduler(&cc, &cas);
+	if (cairn_is_ok(&st))
+		st = start_group(f, disc, "all", 2000, &self, role == MEMBER_SCHEDULER ? cas : NULL, &all);
 	if (cairn_is_ok(&st) && role == MEMBER_SCHEDULER)
-		st = start_group(f, disc, "schedulers", 1000, &self, &scheds);
+		st = start_group(f, disc, "schedulers", 1000, &self, NULL, &scheds);
 	if (!cairn_is_ok(&st)) {
 		member_group_stop(all);
+		cluster_cas_stop(cas);
 		fprintf(stderr, "cairn %s: %s\n", cmd, cairn_status_str(&st));
 		return 1;
 	}
-	LOG_WARN("cluster", "this %s keeps the cluster's member views only: serving clients, the CAS over the "
-	         "workers and running actions are not built yet (cairn serve is the server meanwhile)", cmd);
-	struct timespec every = {.tv_sec = 5};
-	int sig;
-	while ((sig = sigtimedwait(&sigs, NULL, &every)) != SIGINT && sig != SIGTERM)
-		if (role == MEMBER_WORKER) {
+	if (role == MEMBER_SCHEDULER)
+		LOG_WARN("cluster", "this scheduler serves the CAS over the workers and an action cache of its own; "
+		         "sharing the action cache and running actions are not built yet");
+	struct timespec every = {.tv_sec = 1};
+	int sig, ticks = 0;
+	while ((sig = sigtimedwait(&sigs, NULL, &every)) != SIGINT && sig != SIGTERM) {
+		cluster_cas_tick(cas);
+		if (role == MEMBER_WORKER && ++ticks % 5 == 0) {
 			member_stats ms;
 			worker_stats(f->data_dir, &ms);
 			member_group_update_self(all, &ms);
 		}
+	}
 	LOG_INFO("cluster", "leaving the cluster signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	member_group_stop(scheds);
 	member_group_stop(all);
+	cluster_cas_stop(cas);
 	return 0;
 }
 
@@ -146,7 +175,11 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 	                   .suspect_timeout_ms = 5000,
 	                   .data_dir = "./cairn-data",
 	                   .annotations = "",
-	                   .log_level = "info"};
+	                   .log_level = "info",
+	                   .public_port = 8980,
+	                   .public_bind_to_any = true,
+	                   .replicas = 1,
+	                   .cas_max_size = 10LL << 30};
 	const cairn_flag flags[] = {
 		{"private_ip_selector", CAIRN_FLAG_STRING, &f.private_ip_selector,
 		 "CIDR of the private network: the first local address inside it is this instance's "
@@ -163,7 +196,12 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		 "each instance probes one other this often"},
 		{"suspect_timeout_ms", CAIRN_FLAG_INT, &f.suspect_timeout_ms,
 		 "a suspected member that has not refuted within this is removed from the views"},
-		{"data_dir", CAIRN_FLAG_STRING, &f.data_dir, "where the instance keeps its id (member-id)"},
+		{"data_dir", CAIRN_FLAG_STRING, &f.data_dir, "where the instance keeps its id (member-id) and a worker its CAS"},
+		{"cas_max_size", CAIRN_FLAG_SIZE, &f.cas_max_size, "worker: its CAS evicts least recently used blobs above this"},
+		{"public_port", CAIRN_FLAG_INT, &f.public_port, "scheduler: port for clients (0 picks a free one)"},
+		{"public_bind_to_any", CAIRN_FLAG_BOOL, &f.public_bind_to_any,
+		 "scheduler: take clients on every address; false: on the private address only"},
+		{"replicas", CAIRN_FLAG_INT, &f.replicas, "scheduler: workers that hold a copy of each uploaded blob"},
 		{"annotations", CAIRN_FLAG_STRING, &f.annotations, "key=value,… shown with this member in the views"},
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
 	};
@@ -173,8 +211,9 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
 	if (help) {
 		printf("usage: cairn %s [flags]\n\nJoins a cairn cluster as a %s and keeps its member views, logged at each "
-		       "change.\nServing clients and running actions in a cluster are not built yet: use cairn serve.\n\n"
-		       "flags:\n", cmd, cmd);
+		       "change.\nA worker serves its CAS on the private port; a scheduler serves clients the CAS over the\n"
+		       "workers and an action cache of its own. Running actions in a cluster is not built yet: use cairn "
+		       "serve.\n\nflags:\n", cmd, cmd);
 		cairn_flags_usage(flags, nf, stdout);
 		return 0;
 	}

@@ -11,8 +11,8 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{"serve", cmd_serve, "run the embedded single-node server (scheduler and worker in one process)"},
-	{"scheduler", cmd_scheduler, "join a cluster as a scheduler (member views only, so far)"},
-	{"worker", cmd_worker, "join a cluster as a worker (member views only, so far)"},
+	{"scheduler", cmd_scheduler, "join a cluster as a scheduler: clients' CAS over the workers (no execution yet)"},
+	{"worker", cmd_worker, "join a cluster as a worker: the CAS on its private port (no execution yet)"},
 	{"cas", cmd_cas, "put, get and look up blobs in a server's CAS"},
 	{"ac", cmd_ac, "read and write a server's action cache"},
 	{"capabilities", cmd_capabilities, "print what a server supports"},

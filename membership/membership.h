@@ -99,6 +99,9 @@ typedef struct member_group member_group;
 /* Binds the group's socket on self->host, starts its thread and the discovery. INVALID_ARGUMENT
  * for a malformed static_members or multicast address; the bind's error when the port is taken. */
 cairn_status member_group_start(const member_config *cfg, const member_self *self, member_group **out);
+/* Checks the discovery settings (static members, multicast address) without starting anything: the
+ * INVALID_ARGUMENT member_group_start would give. */
+cairn_status member_config_check(const member_config *cfg);
 /* Says LEFT to the other members, stops the thread and frees the group. */
 void member_group_stop(member_group *g);
 /* Replaces the stats and annotations this instance reports. Any thread. */

@@ -77,9 +77,7 @@ static cairn_status open_socket(const char *host, uint16_t port, int *out)
 static cairn_status open_multicast(member_group *g, const char *maddr, uint16_t port)
 {
 	struct ip_mreq mreq = {0};
-	if (inet_pton(AF_INET, maddr, &mreq.imr_multiaddr) != 1 || !IN_MULTICAST(ntohl(mreq.imr_multiaddr.s_addr)))
-		return cairn_err(CAIRN_INVALID_ARGUMENT, "--multicast_address=%s is not an IPv4 multicast address "
-		                 "(224.0.0.0/4; 239.0.0.0/8 is for private use)", maddr);
+	inet_pton(AF_INET, maddr, &mreq.imr_multiaddr); /* member_config_check checked it */
 	if (inet_pton(AF_INET, g->s.self.host, &mreq.imr_interface) != 1)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "multicast discovery needs an IPv4 private address, not %s",
 		                 g->s.self.host);
@@ -102,8 +100,9 @@ static cairn_status open_multicast(member_group *g, const char *maddr, uint16_t 
 	return cairn_ok();
 }
 
-/* "host:port,host:port" (IPv6 as [addr]:port) into seeds at the group's port. */
-static cairn_status add_static_seeds(member_group *g, const char *list)
+/* "host:port,host:port" (IPv6 as [addr]:port): checked, and added to s (if not NULL) as seeds at
+ * the group's port. */
+static cairn_status static_seeds(const char *list, uint16_t offset, swim *s)
 {
 	if (!list || !*list)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--discovery=static needs --static_members=HOST:PORT[,HOST:PORT…]");
@@ -117,14 +116,26 @@ static cairn_status add_static_seeds(member_group *g, const char *list)
 		if (colon)
 			*colon = 0;
 		struct sockaddr_storage ss;
-		if (!colon || *end || port <= 0 || port + g->cfg.port_offset > 65535 || !make_addr(host, 1, &ss))
+		if (!colon || *end || port <= 0 || port + offset > 65535 || !make_addr(host, 1, &ss))
 			st = cairn_err(CAIRN_INVALID_ARGUMENT, "--static_members: '%s' is not a numeric HOST:PORT "
 			               "(the member's private address and port)", m);
-		else
-			swim_add_seed(&g->s, host, (uint16_t)(port + g->cfg.port_offset), false);
+		else if (s)
+			swim_add_seed(s, host, (uint16_t)(port + offset), false);
 	}
 	free(copy);
 	return st;
+}
+
+cairn_status member_config_check(const member_config *cfg)
+{
+	if (cfg->discovery == MEMBER_STATIC)
+		return static_seeds(cfg->static_members, cfg->port_offset, NULL);
+	struct in_addr a;
+	const char *m = cfg->multicast_addr ? cfg->multicast_addr : "";
+	if (inet_pton(AF_INET, m, &a) != 1 || !IN_MULTICAST(ntohl(a.s_addr)))
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--multicast_address=%s is not an IPv4 multicast address "
+		                 "(224.0.0.0/4; 239.0.0.0/8 is for private use)", m);
+	return cairn_ok();
 }
 
 static void report(member_group *g)
@@ -227,8 +238,10 @@ cairn_status member_group_start(const member_config *cfg, const member_self *sel
 	                      ? cairn_err(CAIRN_INVALID_ARGUMENT, "--private_port=%u + %u is past 65535", self->port,
 	                                  cfg->port_offset)
 	                      : open_socket(self->host, port, &g->fd);
+	if (cairn_is_ok(&st))
+		st = member_config_check(cfg);
 	if (cairn_is_ok(&st) && cfg->discovery == MEMBER_STATIC)
-		st = add_static_seeds(g, cfg->static_members);
+		st = static_seeds(cfg->static_members, cfg->port_offset, &g->s);
 	if (cairn_is_ok(&st) && cfg->discovery == MEMBER_MULTICAST) {
 		st = open_multicast(g, cfg->multicast_addr ? cfg->multicast_addr : "", port);
 		if (cairn_is_ok(&st))

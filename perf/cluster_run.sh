@@ -49,7 +49,7 @@ start() { # NAME ROLE HEARTBEAT SUSPECT
 	mkdir -p "$TMP/$1"
 	"$CAIRN" "$2" --private_ip_selector="${ADDR[$1]}/32" --private_port="$P" --discovery=static \
 		--static_members="${ADDR[s]}:$P" --heartbeat_interval_ms="$3" --suspect_timeout_ms="$4" \
-		--data_dir="$TMP/$1" >>"$TMP/$1.log" 2>&1 &
+		--public_port=0 --public_bind_to_any=false --data_dir="$TMP/$1" >>"$TMP/$1.log" 2>&1 &
 	PID[$1]=$!
 }
 # size NAME: the size of the last view of all instances NAME logged

@@ -11,9 +11,12 @@ cairn_tmpdir
 
 P=$((20000 + RANDOM % 20000)) # private port; the groups use P+1000 and P+2000 (UDP)
 SEED=127.0.0.11:$P
+PUB=$(free_port) # the schedulers' public port, on each one's own address
 member() { # NAME ROLE ADDRESS
+	local more=()
+	[ "$2" = scheduler ] && more=(--public_port="$PUB" --public_bind_to_any=false)
 	start_member "$1" "$2" --private_ip_selector="$3/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000
+		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 "${more[@]}"
 }
 ALL=(s1 s2 w1 w2 w3)
 

@@ -1,0 +1,31 @@
+/* The CAS of a cluster's instances (cluster_cas.c): a worker's store on its private port, and a
+ * scheduler's REAPI services over the store sharded across the workers of its view. */
+#ifndef CAIRN_CMD_CLUSTER_CAS_H
+#define CAIRN_CMD_CLUSTER_CAS_H
+
+#include "blobstore/blobstore.h"
+#include "membership/membership.h"
+
+typedef struct cluster_cas_config {
+	const char *host;        /* the private address */
+	int port;                /* the private port (a worker serves its store there) */
+	const char *data_dir;    /* a worker's CAS */
+	int64_t cas_max_size;
+	int public_port;         /* a scheduler's, for clients (0 picks a free one) */
+	bool public_bind_to_any; /* else the private address only */
+	int replicas;
+} cluster_cas_config;
+
+typedef struct cluster_cas cluster_cas;
+
+cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out);
+cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **out);
+int cluster_cas_public_port(const cluster_cas *c);
+/* A scheduler's on_change of the group of all instances: the shard follows the view's workers. */
+void cluster_cas_view_changed(void *arg, const member_view *v);
+/* Housekeeping, about once a second. */
+void cluster_cas_tick(cluster_cas *c);
+/* Stops serving (calls in flight are cancelled) and frees everything; NULL is fine. */
+void cluster_cas_stop(cluster_cas *c);
+
+#endif
