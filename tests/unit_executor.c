@@ -700,14 +700,12 @@ static void timeout_kills_the_process_group(void **state)
 	waiter w;
 	action_spec a = {
 	        .argv = ARGV("sh", "-c", "echo started; sh -c 'sleep 987' & sleep 986"), .env = SH, .timeout_s = 1};
-	int64_t t0 = cairn_now_ns();
+	/* run() waits with a bound far below the sleeps': only the kill can end it in time */
 	re_result *r = run(*state, &a, &w);
-	int64_t took = cairn_now_ns() - t0;
 	assert_int_equal(w.st.code, CAIRN_DEADLINE_EXCEEDED);
 	/* Bazel turns the code into FAILED_PRECONDITION: the message itself names the deadline */
 	assert_non_null(strstr(w.st.msg, "exceeded deadline"));
 	assert_non_null(strstr(w.st.msg, "timeout of 1.000s"));
-	assert_true(took < 10 * INT64_C(1000000000));
 	assert_non_null(r); /* the partial result is kept */
 	assert_false(w.cacheable);
 	assert_blob_text(r->stdout_digest, "started\n");
@@ -1357,11 +1355,9 @@ static void busy_slots_refuse_and_cancel_ends_a_job(void **state)
 	waiter_init(&wb);
 	assert_true(start(ex, ad, NULL, 0, &wa));
 	assert_false(start(ex, bd, NULL, 0, &wb)); /* the only slot is busy: returns at once */
-	int64_t t0 = cairn_now_ns();
 	atomic_store(&wa.cancel, true);
-	wait_done(&wa, 10);
+	wait_done(&wa, 10); /* fails unless the cancel ends the 30 s sleep */
 	assert_int_equal(wa.st.code, CAIRN_CANCELLED);
-	assert_true(cairn_now_ns() - t0 < 5 * INT64_C(1000000000));
 	assert_true(start(ex, bd, NULL, 0, &wb)); /* free again after the done callback */
 	wait_done(&wb, 30);
 	assert_int_equal(wb.st.code, CAIRN_OK);
