@@ -196,30 +196,6 @@ static void h_slow(rpc_call *call, void *svc)
 	rpc_call_recv_raw(call, slow_got, s);
 }
 
-/* unary and server streaming: never answers, and finishes once the client has gone */
-atomic_int hanging;
-
-static void hang_over(rpc_call *call, void *arg)
-{
-	atomic_bool *finished = arg;
-	if (atomic_exchange(finished, true))
-		return;
-	cairn_status st = cairn_err(CAIRN_CANCELLED, "the client went away");
-	rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
-	atomic_fetch_sub(&hanging, 1);
-}
-
-static void h_hang(rpc_call *call, void *svc)
-{
-	(void)svc;
-	atomic_bool *finished = cairn_arena_alloc(rpc_call_arena(call), sizeof *finished);
-	atomic_init(finished, false);
-	atomic_fetch_add(&hanging, 1);
-	rpc_call_on_cancel(call, hang_over, finished);
-	if (rpc_call_cancelled(call)) /* gone before on_cancel was set */
-		hang_over(call, finished);
-}
-
 void rpc_services_start(void)
 {
 	rpc_method methods[] = {

@@ -17,6 +17,7 @@
 
 #include "google/bytestream/bytestream.pb-c.h"
 #include "rpc/rpc.h"
+#include "tests/rpc_hang.h"
 
 typedef Google__Bytestream__QueryWriteStatusRequest req_t;
 typedef Google__Bytestream__QueryWriteStatusResponse resp_t;
@@ -25,7 +26,7 @@ typedef Google__Bytestream__QueryWriteStatusResponse resp_t;
 
 extern rpc_server *srv;
 extern rpc_channel *ch; /* to srv */
-extern atomic_int hanging, forever_cancelled;
+extern atomic_int forever_cancelled;
 extern atomic_llong slow_consumed;
 extern atomic_bool broke_idle;
 

@@ -22,6 +22,7 @@
 #include "cachefs/cachefs.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
+#include "tests/rpc_hang.h"
 
 static char dir[64];
 static cachefs *fs;
@@ -31,28 +32,6 @@ static rpc_client *cl;
 static char target[64], stalled_target[64];
 
 /* ---- a peer that never answers ---- */
-
-static atomic_int hanging;
-
-static void hang_over(rpc_call *call, void *arg)
-{
-	if (atomic_exchange((atomic_bool *)arg, true))
-		return;
-	cairn_status st = cairn_err(CAIRN_CANCELLED, "the client went away");
-	rpc_call_finish(call, &st, NULL, NULL, 0, NULL, NULL);
-	atomic_fetch_sub(&hanging, 1);
-}
-
-static void h_hang(rpc_call *call, void *svc)
-{
-	(void)svc;
-	atomic_bool *finished = cairn_arena_alloc(rpc_call_arena(call), sizeof *finished);
-	atomic_init(finished, false);
-	atomic_fetch_add(&hanging, 1);
-	rpc_call_on_cancel(call, hang_over, finished);
-	if (rpc_call_cancelled(call))
-		hang_over(call, finished);
-}
 
 static const rpc_method hang[] = {
     {"/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", RPC_UNARY, h_hang, NULL},
