@@ -484,6 +484,7 @@ struct cachefs_writer {
 	void *pend_arg;
 	enum cachefs_phase phase;
 	bool chain;
+	bool flushed;          /* the commit sealed the tail buffer: only then may the chain start */
 	cairn_status outcome;  /* what the commit reports */
 	blobstore_done_cb done_cb;
 	void *done_arg;

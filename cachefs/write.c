@@ -180,7 +180,11 @@ static after progress(cachefs_writer *w)
 			w->pending = false;
 		}
 	}
-	if (w->phase != CACHEFS_W_WRITING && !w->chain && cachefs_writer_idle(w)) {
+	/* a commit marks the writer COMMITTING before it seals the tail buffer (commit_file): a write
+	 * completing in between must not take the buffers for idle and finish a file whose last bytes
+	 * are still to be written */
+	bool may_end = w->phase == CACHEFS_W_ABORTING || (w->phase == CACHEFS_W_COMMITTING && w->flushed);
+	if (may_end && !w->chain && cachefs_writer_idle(w)) {
 		w->chain = true;
 		a.chain = true;
 	}
@@ -382,6 +386,7 @@ static void commit_file(cachefs_writer *w)
 	for (int i = 0; i < 2 && cairn_is_ok(&w->outcome); i++)
 		if (w->b[i].st == CACHEFS_WBUF_FILLING && w->b[i].fill > 0)
 			seal(w, &w->b[i]);
+	w->flushed = true;
 	pump(w);
 	bool chain = !w->chain && cachefs_writer_idle(w);
 	w->chain |= chain;
