@@ -279,17 +279,6 @@ void cachefs_index_unclaim(cachefs_index *ix, uint32_t i)
 		cachefs_index_remove(ix, i);
 }
 
-bool cachefs_index_reserve(cachefs_index *ix, int64_t n, int64_t limit)
-{
-	assert(n >= 0);
-	if (n > limit - ix->bytes - ix->reserved) {
-		ix->rejected_writes++;
-		return false;
-	}
-	ix->reserved += n;
-	return true;
-}
-
 bool cachefs_index_check(const cachefs_index *ix)
 {
 	uint64_t n = 0;

@@ -111,10 +111,6 @@ enum cachefs_claim cachefs_index_claim(cachefs_index *ix, const cairn_digest *d,
 void cachefs_index_unclaim(cachefs_index *ix, uint32_t i);
 /* The digest of entry i. */
 void cachefs_index_digest(const cachefs_index *ix, uint32_t i, cairn_digest *out);
-/* Counts n more bytes of a blob on its way in (a writer's, a read-through download's) as reserved,
- * unless the bytes held and those reserved would pass limit with them: then false, counted as a
- * rejected write. */
-bool cachefs_index_reserve(cachefs_index *ix, int64_t n, int64_t limit);
 /* Walks the whole index and checks its invariants (LRU order and links, counts, bytes); for tests. */
 bool cachefs_index_check(const cachefs_index *ix);
 
@@ -310,7 +306,7 @@ static inline bool cachefs_packs_blob(const cachefs *fs, int64_t size)
 
 void cachefs_blob_name(const cairn_digest *d, char out[CACHEFS_NAME_MAX]);
 
-/* store.c: reserves n bytes under the hard limit for blob d, which is on its way in. RESOURCE_EXHAUSTED
+/* space.c: reserves n bytes under the hard limit for blob d, which is on its way in. RESOURCE_EXHAUSTED
  * when they do not fit: for good if d is larger than the hard limit, else until eviction made room
  * (it is started). cachefs_release gives back what a failure leaves unused; a blob's publication
  * turns its reservation into bytes held. */

@@ -36,13 +36,17 @@ static int64_t grant(const cachefs *fs, int64_t size, int64_t held, int64_t upto
 	return g < size - held ? g : size - held;
 }
 
-static cairn_status too_large(const cairn_digest *d, int64_t hard_limit)
+/* The refusal of a blob larger than the hard limit, counted as a rejected write. */
+static cairn_status too_large(cachefs *fs, const cairn_digest *d)
 {
+	pthread_mutex_lock(&fs->ix.mu);
+	fs->ix.rejected_writes++;
+	pthread_mutex_unlock(&fs->ix.mu);
 	char ds[CAIRN_DIGEST_STR_MAX];
 	return cairn_err(CAIRN_RESOURCE_EXHAUSTED,
-	                 "cachefs: blob %s is larger than the store's hard limit of %" PRId64
-	                 " bytes: it can never be stored here",
-	                 cairn_digest_str(d, ds), hard_limit);
+	                 "cachefs: blob %s is larger than the hard limit of %" PRId64
+	                 " bytes of this store: it can never be stored here",
+	                 cairn_digest_str(d, ds), fs->cfg.hard_limit);
 }
 
 /* The refusal of `more` bytes for blob d; under ix.mu, counted as a rejected write. */
@@ -62,27 +66,39 @@ cairn_status cachefs_space_open(cachefs *fs, const cairn_digest *d, int64_t *res
 {
 	cachefs_index *ix = &fs->ix;
 	*reserved = 0;
-	if (d->size > fs->cfg.hard_limit) {
-		pthread_mutex_lock(&ix->mu);
-		ix->rejected_writes++;
-		pthread_mutex_unlock(&ix->mu);
-		return too_large(d, fs->cfg.hard_limit);
-	}
+	if (d->size > fs->cfg.hard_limit)
+		return too_large(fs, d);
 	pthread_mutex_lock(&ix->mu);
 	ix->writers++;
-	int64_t g = grant(fs, d->size, 0, 0);
-	if (g >= 0) {
-		*reserved = g;
-		ix->reserved += g;
-		pthread_mutex_unlock(&ix->mu);
-		return cairn_ok();
-	}
-	ix->writers--;
-	cairn_status st = no_room(fs, d, d->size);
+	*reserved = grant(fs, d->size, 0, 0); /* needing nothing yet, it always fits */
+	ix->reserved += *reserved;
+	pthread_mutex_unlock(&ix->mu);
+	return cairn_ok();
+}
+
+cairn_status cachefs_reserve(cachefs *fs, const cairn_digest *d, int64_t n)
+{
+	assert(n >= 0);
+	if (d->size > fs->cfg.hard_limit)
+		return too_large(fs, d);
+	cachefs_index *ix = &fs->ix;
+	pthread_mutex_lock(&ix->mu);
+	bool fits = n <= fs->cfg.hard_limit - ix->bytes - ix->reserved;
+	cairn_status st = fits ? cairn_ok() : no_room(fs, d, n);
+	ix->reserved += fits ? n : 0;
 	int64_t bytes = ix->bytes;
 	pthread_mutex_unlock(&ix->mu);
-	cachefs_evict_kick(fs, bytes);
+	if (!fits)
+		cachefs_evict_kick(fs, bytes);
 	return st;
+}
+
+void cachefs_release(cachefs *fs, int64_t n)
+{
+	pthread_mutex_lock(&fs->ix.mu);
+	fs->ix.reserved -= n;
+	assert(fs->ix.reserved >= 0);
+	pthread_mutex_unlock(&fs->ix.mu);
 }
 
 void cachefs_space_adopt(cachefs_writer *w)

@@ -78,41 +78,6 @@ void cachefs_get_stats(cachefs *fs, cachefs_stats *out)
 	pthread_mutex_unlock(&ix->mu);
 }
 
-cairn_status cachefs_reserve(cachefs *fs, const cairn_digest *d, int64_t n)
-{
-	cachefs_index *ix = &fs->ix;
-	int64_t limit = fs->cfg.hard_limit;
-	bool never = d->size > limit;
-	pthread_mutex_lock(&ix->mu);
-	int64_t bytes = ix->bytes, reserved = ix->reserved;
-	bool fits = !never && cachefs_index_reserve(ix, n, limit);
-	ix->rejected_writes += never;
-	pthread_mutex_unlock(&ix->mu);
-	if (fits)
-		return cairn_ok();
-	char ds[CAIRN_DIGEST_STR_MAX];
-	cairn_digest_str(d, ds);
-	if (never)
-		return cairn_err(CAIRN_RESOURCE_EXHAUSTED,
-		                 "cachefs: blob %s is larger than the hard limit of %" PRId64
-		                 " bytes: this CAS cannot hold it until the limit is raised",
-		                 ds, limit);
-	cachefs_evict_kick(fs, bytes);
-	return cairn_err(CAIRN_RESOURCE_EXHAUSTED,
-	                 "cachefs: blob %s does not fit now: %" PRId64 " bytes held and %" PRId64
-	                 " reserved by blobs on their way in would pass the hard limit of %" PRId64
-	                 " bytes; eviction is making room, try again shortly",
-	                 ds, bytes, reserved, limit);
-}
-
-void cachefs_release(cachefs *fs, int64_t n)
-{
-	pthread_mutex_lock(&fs->ix.mu);
-	fs->ix.reserved -= n;
-	assert(fs->ix.reserved >= 0);
-	pthread_mutex_unlock(&fs->ix.mu);
-}
-
 cairn_status cachefs_pin(cachefs *fs, const cairn_digest *d)
 {
 	if (cairn_digest_is_empty_blob(d))

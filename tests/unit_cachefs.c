@@ -920,7 +920,7 @@ static void test_blob_over_hard_limit_refused(void **state)
 	blobstore_writer *w;
 	cairn_status st = blobstore_open_write(bs, &big, &w);
 	assert_int_equal(st.code, CAIRN_RESOURCE_EXHAUSTED);
-	assert_non_null(strstr(st.msg, "larger than the store's hard limit of 2097152 bytes"));
+	assert_non_null(strstr(st.msg, "larger than the hard limit of 2097152 bytes"));
 	cachefs_stats s = stats(f->fs);
 	assert_int_equal(s.rejected_writes, 1);
 	assert_int_equal(s.reserved, 0);
