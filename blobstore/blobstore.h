@@ -125,6 +125,11 @@ cairn_status blobstore_get_sync(blobstore *bs, const cairn_digest *d, int64_t ma
  * store, a peer) holds it afterwards. NOT_FOUND if it is nowhere. */
 cairn_status blobstore_fetch_sync(blobstore *bs, const cairn_digest *d);
 
+/* Copies blob d from one store into another (a worker's fetch of an input from its peers into
+ * its own disk); NOT_FOUND if `from` lacks it, DATA_LOSS if it ends short, INVALID_ARGUMENT if its
+ * bytes do not match d (the writer verifies them). */
+cairn_status blobstore_copy_sync(blobstore *from, blobstore *to, const cairn_digest *d);
+
 /* ---- a store sharded over members (shard.c) --------------------------------------------------- */
 
 /* A blob store that spreads blobs over member stores (in a scheduler, one remote-store client per

@@ -163,3 +163,37 @@ cairn_status blobstore_fetch_sync(blobstore *bs, const cairn_digest *d)
 	cairn_waiter_destroy(&w);
 	return st;
 }
+
+cairn_status blobstore_copy_sync(blobstore *from, blobstore *to, const cairn_digest *d)
+{
+	enum { CHUNK = 1 << 20 };
+	get_wait g = {0};
+	cairn_waiter_init(&g.w);
+	blobstore_open_read(from, d, got_reader, &g);
+	cairn_status st = cairn_waiter_wait(&g.w);
+	blobstore_writer *w = NULL;
+	if (cairn_is_ok(&st))
+		st = blobstore_open_write(to, d, &w);
+	uint8_t *buf = cairn_is_ok(&st) ? cairn_xmalloc(CHUNK) : NULL;
+	for (uint64_t got = 0; cairn_is_ok(&st) && got < (uint64_t)d->size; got += g.n) {
+		uint64_t want = (uint64_t)d->size - got < CHUNK ? (uint64_t)d->size - got : CHUNK;
+		blobstore_read(g.r, got, buf, (size_t)want, got_bytes, &g);
+		st = cairn_waiter_wait(&g.w);
+		if (cairn_is_ok(&st) && g.n == 0) {
+			char ds[CAIRN_DIGEST_STR_MAX];
+			st = cairn_err(CAIRN_DATA_LOSS, "blob %s ended after %llu of its %lld bytes", cairn_digest_str(d, ds),
+			               (unsigned long long)got, (long long)d->size);
+		}
+		if (cairn_is_ok(&st)) {
+			blobstore_write(w, buf, g.n, cairn_waiter_done, &g.w);
+			st = cairn_waiter_wait(&g.w);
+		}
+	}
+	if (g.r)
+		blobstore_close_read(g.r);
+	free(buf);
+	if (w)
+		return end_write(w, st, &g.w); /* destroys the waiter */
+	cairn_waiter_destroy(&g.w);
+	return st;
+}

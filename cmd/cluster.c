@@ -2,10 +2,11 @@
  *
  * Both find the other instances (--discovery) and keep the member views: a scheduler the
  * schedulers' group (private port + 1000) and the group of all instances (+ 2000), a worker the
- * latter; each logs every change of a view. A worker reports its load and its disk in the view and
- * serves its CAS on the private port; a scheduler serves clients the CAS spread over the workers of
- * its view (cluster_cas.c), with an action cache of its own in memory. Sharing the action cache
- * between schedulers and dispatching actions to workers are not built yet. */
+ * latter; each logs every change of a view. A worker reports its load, its disk and its executor
+ * pools in the view and serves its CAS and its executor on the private port; a scheduler serves
+ * clients the CAS spread over the workers of its view and runs their actions on those workers
+ * (cluster_cas.c), with an action cache of its own in memory. Sharing the action cache between
+ * schedulers is not built yet. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 
 #include "cmd/cluster_cas.h"
 #include "cmd/cmd.h"
+#include "cmd/executor_setup.h"
 #include "membership/membership.h"
 
 typedef struct cluster_flags {
@@ -28,6 +30,7 @@ typedef struct cluster_flags {
 	const char *data_dir, *annotations, *log_level;
 	int64_t public_port, replicas, cas_max_size;
 	bool public_bind_to_any;
+	exec_flags exec;
 } cluster_flags;
 
 static int usage_error(const char *cmd, const char *msg)
@@ -120,8 +123,6 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 
 	member_self self = {.id = id, .role = role, .host = host, .port = (uint16_t)f->private_port,
 	                    .annotations = f->annotations};
-	if (role == MEMBER_WORKER)
-		worker_stats(f->data_dir, &self.stats);
 	/* the discovery settings are checked before anything starts: a bad flag gets one line */
 	member_config probe = {.discovery = disc, .static_members = f->static_members,
 	                       .multicast_addr = f->multicast_address, .port_offset = 2000};
@@ -130,12 +131,19 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 		return usage_error(cmd, st.msg);
 	cluster_cas_config cc = {.host = host, .port = (int)f->private_port, .data_dir = f->data_dir,
 	                         .cas_max_size = f->cas_max_size, .public_port = (int)f->public_port,
-	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas};
+	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas,
+	                         .self_id = id, .exec = f->exec};
 	cluster_cas *cas = NULL;
 	member_group *all = NULL, *scheds = NULL;
+	member_pool pools[MEMBER_POOLS_MAX];
 	st = role == MEMBER_WORKER ? cluster_cas_worker(&cc, &cas) : cluster_cas_scheduler(&cc, &cas);
+	if (cairn_is_ok(&st) && role == MEMBER_WORKER) {
+		worker_stats(f->data_dir, &self.stats);
+		self.pools = pools;
+		self.npools = cluster_cas_pools(cas, pools, MEMBER_POOLS_MAX);
+	}
 	if (cairn_is_ok(&st))
-		st = start_group(f, disc, "all", 2000, &self, role == MEMBER_SCHEDULER ? cas : NULL, &all);
+		st = start_group(f, disc, "all", 2000, &self, cas, &all);
 	if (cairn_is_ok(&st) && role == MEMBER_SCHEDULER)
 		st = start_group(f, disc, "schedulers", 1000, &self, NULL, &scheds);
 	if (!cairn_is_ok(&st)) {
@@ -145,16 +153,17 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 		return 1;
 	}
 	if (role == MEMBER_SCHEDULER)
-		LOG_WARN("cluster", "this scheduler serves the CAS over the workers and an action cache of its own; "
-		         "sharing the action cache and running actions are not built yet");
+		LOG_WARN("cluster", "this scheduler keeps an action cache of its own: sharing it between schedulers is "
+		         "not built yet");
 	struct timespec every = {.tv_sec = 1};
 	int sig, ticks = 0;
 	while ((sig = sigtimedwait(&sigs, NULL, &every)) != SIGINT && sig != SIGTERM) {
 		cluster_cas_tick(cas);
-		if (role == MEMBER_WORKER && ++ticks % 5 == 0) {
-			member_stats ms;
-			worker_stats(f->data_dir, &ms);
-			member_group_update_self(all, &ms);
+		if (role == MEMBER_WORKER) { /* slots every second, the disk every 5 */
+			if (ticks++ % 5 == 0)
+				worker_stats(f->data_dir, &self.stats);
+			size_t np = cluster_cas_pools(cas, pools, MEMBER_POOLS_MAX);
+			member_group_update_self(all, &self.stats, pools, np);
 		}
 	}
 	LOG_INFO("cluster", "leaving the cluster signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -179,7 +188,10 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 	                   .public_port = 8980,
 	                   .public_bind_to_any = true,
 	                   .replicas = 1,
-	                   .cas_max_size = 10LL << 30};
+	                   .cas_max_size = 10LL << 30,
+	                   .exec = exec_flags_defaults()};
+	if (role == MEMBER_SCHEDULER)
+		f.exec.executors = 0;
 	const cairn_flag flags[] = {
 		{"private_ip_selector", CAIRN_FLAG_STRING, &f.private_ip_selector,
 		 "CIDR of the private network: the first local address inside it is this instance's "
@@ -201,9 +213,11 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		{"public_port", CAIRN_FLAG_INT, &f.public_port, "scheduler: port for clients (0 picks a free one)"},
 		{"public_bind_to_any", CAIRN_FLAG_BOOL, &f.public_bind_to_any,
 		 "scheduler: take clients on every address; false: on the private address only"},
-		{"replicas", CAIRN_FLAG_INT, &f.replicas, "scheduler: workers that hold a copy of each uploaded blob"},
+		{"replicas", CAIRN_FLAG_INT, &f.replicas,
+		 "workers that hold a copy of each blob (the same on every instance: outputs of actions too)"},
 		{"annotations", CAIRN_FLAG_STRING, &f.annotations, "key=value,… shown with this member in the views"},
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
+		EXEC_FLAG_ENTRIES(&f.exec),
 	};
 	size_t nf = sizeof flags / sizeof flags[0];
 	int npos;
@@ -211,16 +225,19 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
 	if (help) {
 		printf("usage: cairn %s [flags]\n\nJoins a cairn cluster as a %s and keeps its member views, logged at each "
-		       "change.\nA worker serves its CAS on the private port; a scheduler serves clients the CAS over the\n"
-		       "workers and an action cache of its own. Running actions in a cluster is not built yet: use cairn "
-		       "serve.\n\nflags:\n", cmd, cmd);
-		cairn_flags_usage(flags, nf, stdout);
+		       "change.\nA worker serves its CAS and runs actions on the private port; a scheduler serves clients\n"
+		       "(Execution, CAS, ActionCache, ByteStream, Capabilities) over the workers, with an action cache\n"
+		       "of its own.\n\nflags:\n", cmd, cmd);
+		/* the executor's flags are a worker's */
+		cairn_flags_usage(flags, role == MEMBER_WORKER ? nf : nf - 5, stdout);
 		return 0;
 	}
 	if (!cairn_is_ok(&st))
 		return usage_error(cmd, st.msg);
 	if (npos)
 		return usage_error(cmd, "takes no arguments");
+	if (role == MEMBER_SCHEDULER && (f.exec.executors || f.exec.worker_config[0]))
+		return usage_error(cmd, "--executors and --worker_config are a worker's: a scheduler runs actions on workers");
 	return run(cmd, &f, role);
 }
 

@@ -1,21 +1,32 @@
-/* The CAS of a cluster, as cmd composes it (DESIGN.md "Storage composition").
+/* The storage and execution of a cluster, as cmd composes them (DESIGN.md "Storage composition",
+ * "Data flows").
  *
- * A worker serves its cachefs through the gateway's services on its private address and port; a
- * scheduler serves the REAPI on its public port over a blob store sharded across the workers of its
- * view of all instances (blobstore/shard.c), each worker reached through a remote store
- * (blobstore/remote*.c) on one rpc client. The shard's members follow the view: each change hands
- * it the workers now in it. A remote store, once made for a worker, is kept until the scheduler
- * stops (calls started with an old view may still use it), and used again if the worker returns.
- * The action cache is the scheduler's own, in memory; execution is not offered yet. */
+ * Both roles hold the cluster's CAS: a blob store sharded across the workers of the view of all
+ * instances (blobstore/shard.c), each worker reached through a remote store (blobstore/remote*.c)
+ * on one rpc client, a worker's own share being its local cachefs, with no network hop. The shard's
+ * members follow the view: each change hands it the workers now in it. A remote store, once made for
+ * a worker, is kept until the instance stops (calls started with an old view may still use it), and
+ * used again if the worker returns.
+ *
+ * A worker serves its cachefs through the gateway's services on its private address and port, with
+ * the Run method (runner/serve.c) that runs actions on its executor. The executor reads inputs from
+ * the local disk, copying a missing one there from the cluster's CAS first, and stores outputs in the
+ * cluster's CAS, so they land on their owners. A scheduler serves the REAPI on its public port over
+ * the cluster's CAS, and runs actions through a remote runner (runner/remote.c) that offers them to
+ * the view's workers. The action cache is the scheduler's own, in memory. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "cmd/cluster_cas.h"
 
 #include "cachefs/cachefs.h"
+#include "cmd/local_storage.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
+#include "runner/runner.h"
 
 typedef struct remote_entry {
 	char id[MEMBER_ID_LEN + 1];
@@ -24,9 +35,13 @@ typedef struct remote_entry {
 } remote_entry;
 
 struct cluster_cas {
+	char self[MEMBER_ID_LEN + 1];
 	cachefs *fs;               /* a worker's */
-	rpc_client *client;        /* a scheduler's: */
-	blobstore_shard *shard;
+	executor *ex;              /* a worker's, if it runs actions */
+	local_store store;         /* the executor's storage */
+	runner_remote *runner;     /* a scheduler's */
+	rpc_client *client;
+	blobstore_shard *shard;    /* the cluster's CAS */
 	remote_entry *remotes;     /* one per worker ever seen; the group's thread only, then stop */
 	size_t nremotes;
 	gateway *g;
@@ -38,10 +53,11 @@ static void addr_port(const char *host, int port, char *out, size_t cap)
 	snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-static cairn_status serve(cluster_cas *c, blobstore *cas, const char *address)
+static cairn_status serve(cluster_cas *c, blobstore *cas, runner *rn, const char *address)
 {
 	gateway_config gc = {
 		.cas = cas,
+		.runner = c->runner ? rn : NULL, /* a scheduler's Execution service */
 		.ac_max_size = 256LL << 20,
 		.max_batch_size = (4 << 20) - (64 << 10), /* a Batch answer fits a client's 4 MiB default */
 		.max_upload_sessions = 1024,
@@ -50,9 +66,21 @@ static cairn_status serve(cluster_cas *c, blobstore *cas, const char *address)
 	};
 	c->g = gateway_new(&gc);
 	rpc_method methods[32];
-	size_t n = gateway_methods(c->g, methods, 32);
+	size_t n = gateway_methods(c->g, methods, 31);
+	if (c->ex) /* a worker's Run */
+		n += runner_service_methods(rn, methods + n, 32 - n);
 	rpc_server_config rc = {.address = address, .max_message_size = 8 << 20};
 	return rpc_server_start(&rc, methods, n, &c->srv);
+}
+
+/* The rpc client and the shard both roles hold. */
+static cairn_status start_common(cluster_cas *c, const cluster_cas_config *cfg)
+{
+	snprintf(c->self, sizeof c->self, "%s", cfg->self_id);
+	c->remotes = cairn_xcalloc(MEMBER_MAX, sizeof *c->remotes);
+	blobstore_shard_config sc = {.replicas = cfg->replicas};
+	c->shard = blobstore_shard_new(&sc);
+	return rpc_client_start(&(rpc_client_config){0}, &c->client);
 }
 
 cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out)
@@ -60,15 +88,23 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 	cluster_cas *c = cairn_xcalloc(1, sizeof *c);
 	cachefs_config cc = {.dir = cfg->data_dir, .max_size = cfg->cas_max_size, .min_age_ns = 300 * 1000000000LL};
 	cairn_status st = cachefs_open(&cc, &c->fs);
+	if (cairn_is_ok(&st))
+		st = start_common(c, cfg);
 	char addr[MEMBER_HOST_MAX + 8];
 	addr_port(cfg->host, cfg->port, addr, sizeof addr);
+	if (cairn_is_ok(&st) && exec_flags_enabled(&cfg->exec)) {
+		blobstore *cluster = blobstore_shard_store(c->shard);
+		c->store = (local_store){.fs = c->fs, .cas = cluster, .peers = cluster};
+		st = exec_flags_start(&cfg->exec, cfg->data_dir, addr, local_storage(&c->store), &c->ex);
+	}
 	if (cairn_is_ok(&st))
-		st = serve(c, cachefs_blobstore(c->fs), addr);
+		st = serve(c, cachefs_blobstore(c->fs), c->ex ? executor_runner(c->ex) : NULL, addr);
 	if (!cairn_is_ok(&st)) {
 		cluster_cas_stop(c);
 		return st;
 	}
-	LOG_INFO("cluster", "worker CAS serving address=%s data_dir=%s", addr, cfg->data_dir);
+	LOG_INFO("cluster", "worker serving its CAS%s address=%s data_dir=%s", c->ex ? " and its executor" : "", addr,
+	         cfg->data_dir);
 	*out = c;
 	return st;
 }
@@ -76,14 +112,13 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **out)
 {
 	cluster_cas *c = cairn_xcalloc(1, sizeof *c);
-	c->remotes = cairn_xcalloc(MEMBER_MAX, sizeof *c->remotes);
-	cairn_status st = rpc_client_start(&(rpc_client_config){0}, &c->client);
-	blobstore_shard_config sc = {.replicas = cfg->replicas};
-	c->shard = blobstore_shard_new(&sc);
+	cairn_status st = start_common(c, cfg);
+	if (cairn_is_ok(&st))
+		st = runner_remote_new(&(runner_remote_config){.client = c->client}, &c->runner);
 	char addr[MEMBER_HOST_MAX + 8];
 	addr_port(cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, cfg->public_port, addr, sizeof addr);
 	if (cairn_is_ok(&st))
-		st = serve(c, blobstore_shard_store(c->shard), addr);
+		st = serve(c, blobstore_shard_store(c->shard), runner_remote_runner(c->runner), addr);
 	if (!cairn_is_ok(&st)) {
 		cluster_cas_stop(c);
 		return st;
@@ -119,27 +154,95 @@ static blobstore *remote_of(cluster_cas *c, const member_info *m)
 	return blobstore_remote_blobstore(e->remote);
 }
 
+/* The pools of a worker of the view, for the runner. */
+static void runner_worker_of(const member_info *m, runner_remote_worker *w, runner_remote_pool *pools, char *target,
+                             size_t cap)
+{
+	addr_port(m->host, m->port, target, cap);
+	for (size_t k = 0; k < m->npools; k++)
+		pools[k] = (runner_remote_pool){.properties = m->pools[k].properties, .total = m->pools[k].total,
+		                                .free = m->pools[k].free};
+	*w = (runner_remote_worker){.id = m->id, .target = target, .pools = pools, .npools = m->npools};
+}
+
 void cluster_cas_view_changed(void *arg, const member_view *v)
 {
 	cluster_cas *c = arg;
 	blobstore_shard_member *m = cairn_xcalloc(v->n + 1, sizeof *m);
-	size_t n = 0;
+	runner_remote_worker *rw = cairn_xcalloc(v->n + 1, sizeof *rw);
+	runner_remote_pool(*pools)[MEMBER_POOLS_MAX] = cairn_xcalloc(v->n + 1, sizeof *pools);
+	char(*targets)[MEMBER_HOST_MAX + 8] = cairn_xcalloc(v->n + 1, sizeof *targets);
+	size_t n = 0, nw = 0;
 	for (size_t i = 0; i < v->n; i++) {
-		if (v->members[i].role != MEMBER_WORKER)
+		const member_info *mi = &v->members[i];
+		if (mi->role != MEMBER_WORKER)
 			continue;
-		blobstore *bs = remote_of(c, &v->members[i]);
+		if (mi->npools)
+			runner_worker_of(mi, &rw[nw], pools[nw], targets[nw], sizeof targets[nw]), nw++;
+		/* a worker's own share of the CAS is its disk */
+		blobstore *bs = c->fs && !strcmp(mi->id, c->self) ? cachefs_blobstore(c->fs) : remote_of(c, mi);
 		if (bs)
-			m[n++] = (blobstore_shard_member){.id = v->members[i].id, .store = bs};
+			m[n++] = (blobstore_shard_member){.id = mi->id, .store = bs};
 	}
 	blobstore_shard_set_members(c->shard, m, n);
-	LOG_INFO("cluster", "the CAS spans the view's workers workers=%zu ver=%llu", n, (unsigned long long)v->version);
+	if (c->runner) {
+		runner_remote_set_workers(c->runner, rw, nw);
+		gateway_exec_wake(c->g); /* a worker may have joined, or freed slots */
+	}
+	LOG_INFO("cluster", "the CAS spans the view's workers workers=%zu executing=%zu ver=%llu", n, nw,
+	         (unsigned long long)v->version);
 	free(m);
+	free(rw);
+	free(pools);
+	free(targets);
+}
+
+size_t cluster_cas_pools(cluster_cas *c, member_pool *out, size_t cap)
+{
+	if (!c->ex)
+		return 0;
+	struct executor_pool_usage u[MEMBER_POOLS_MAX];
+	size_t n = executor_pool_usage(c->ex, u, cap < MEMBER_POOLS_MAX ? cap : MEMBER_POOLS_MAX);
+	char isa[32];
+	runner_machine_isa(isa, sizeof isa);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	for (size_t k = 0; k < n; k++) {
+		/* the implicit properties of a pool, spelled out for the schedulers (runner/match.c) */
+		char *p = out[k].properties;
+		size_t cap_p = sizeof out[k].properties;
+		_Static_assert(sizeof u[k].properties == sizeof out[k].properties, "pool properties differ in size");
+		memcpy(p, u[k].properties, cap_p);
+		p[cap_p - 1] = 0;
+		const char *implicit[][2] = {{"OSFamily", "Linux"}, {"ISA", isa}, {"cpu", NULL}};
+		for (size_t i = 0; i < 3; i++) {
+			char kv[64];
+			size_t nlen = strlen(implicit[i][0]);
+			bool named = false;
+			for (const char *q = p; *q && !named; q = strchr(q, ',') ? strchr(q, ',') + 1 : q + strlen(q))
+				named = !strncasecmp(q, implicit[i][0], nlen) && q[nlen] == '=';
+			if (named)
+				continue;
+			if (implicit[i][1])
+				snprintf(kv, sizeof kv, "%s=%s", implicit[i][0], implicit[i][1]);
+			else
+				snprintf(kv, sizeof kv, "cpu=%ld", cpus);
+			size_t len = strlen(p);
+			snprintf(p + len, cap_p - len, "%s%s", len ? "," : "", kv);
+		}
+		out[k].total = u[k].total;
+		out[k].free = u[k].free;
+	}
+	return n;
 }
 
 void cluster_cas_tick(cluster_cas *c)
 {
 	if (c->g)
 		gateway_tick(c->g);
+	if (c->runner) {
+		runner_remote_tick(c->runner);
+		gateway_exec_wake(c->g); /* another scheduler's jobs may have freed workers' slots */
+	}
 }
 
 void cluster_cas_stop(cluster_cas *c)
@@ -147,10 +250,12 @@ void cluster_cas_stop(cluster_cas *c)
 	if (!c)
 		return;
 	if (c->srv)
-		rpc_server_stop(c->srv);
+		rpc_server_stop(c->srv); /* a worker's Run calls end once their actions have stopped */
+	executor_free(c->ex);
 	if (c->client)
-		rpc_client_stop(c->client); /* every remote call ends before the stores go */
+		rpc_client_stop(c->client); /* every remote call ends before the stores go; the runner's jobs report */
 	gateway_free(c->g);
+	runner_remote_free(c->runner);
 	blobstore_shard_free(c->shard);
 	for (size_t i = 0; i < c->nremotes; i++)
 		blobstore_remote_free(c->remotes[i].remote);

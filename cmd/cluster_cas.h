@@ -1,9 +1,11 @@
-/* The CAS of a cluster's instances (cluster_cas.c): a worker's store on its private port, and a
- * scheduler's REAPI services over the store sharded across the workers of its view. */
+/* The storage and execution of a cluster's instances (cluster_cas.c): a worker's store and executor
+ * on its private port, and a scheduler's REAPI services over the store sharded across the workers of
+ * its view, with actions run on those workers. */
 #ifndef CAIRN_CMD_CLUSTER_CAS_H
 #define CAIRN_CMD_CLUSTER_CAS_H
 
 #include "blobstore/blobstore.h"
+#include "cmd/executor_setup.h"
 #include "membership/membership.h"
 
 typedef struct cluster_cas_config {
@@ -14,6 +16,8 @@ typedef struct cluster_cas_config {
 	int public_port;         /* a scheduler's, for clients (0 picks a free one) */
 	bool public_bind_to_any; /* else the private address only */
 	int replicas;
+	const char *self_id;     /* this instance's member id */
+	exec_flags exec;         /* a worker's executor */
 } cluster_cas_config;
 
 typedef struct cluster_cas cluster_cas;
@@ -21,8 +25,11 @@ typedef struct cluster_cas cluster_cas;
 cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out);
 cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **out);
 int cluster_cas_public_port(const cluster_cas *c);
-/* A scheduler's on_change of the group of all instances: the shard follows the view's workers. */
+/* The on_change of the group of all instances: the shard (and a scheduler's runner) follows the
+ * view's workers. */
 void cluster_cas_view_changed(void *arg, const member_view *v);
+/* A worker's executor pools now, as the views carry them (at most cap); 0 without an executor. */
+size_t cluster_cas_pools(cluster_cas *c, member_pool *out, size_t cap);
 /* Housekeeping, about once a second. */
 void cluster_cas_tick(cluster_cas *c);
 /* Stops serving (calls in flight are cancelled) and frees everything; NULL is fine. */

@@ -1,19 +1,21 @@
-/* The executor's view of the local CAS in `serve` (and later in a worker): cachefs's pinning for
+/* The executor's view of the local CAS in `serve` and in a worker: cachefs's pinning for
  * input files, and the services' store, through blobstore's synchronous calls, for the rest. */
 #include "cmd/local_storage.h"
 
 typedef local_store local;
 
-/* A blob not held locally is looked for once through the services' store, which reads it back
- * from the object store if it is there, before it counts as missing. */
+/* A blob not held locally is looked for once before it counts as missing: copied from the peers,
+ * or fetched through the services' store, which reads it back from the object store if it is there.
+ * Two slots may copy one blob at once: whichever commits second finds it there, so the pin decides. */
 static cairn_status pin_path(void *ctx, const cairn_digest *d, char *path, size_t cap)
 {
 	local *l = ctx;
 	cairn_status st = cachefs_pin_path(l->fs, d, path, cap);
-	if (st.code != CAIRN_NOT_FOUND || l->cas == cachefs_blobstore(l->fs))
+	if (st.code != CAIRN_NOT_FOUND || (!l->peers && l->cas == cachefs_blobstore(l->fs)))
 		return st;
-	st = blobstore_fetch_sync(l->cas, d);
-	return cairn_is_ok(&st) ? cachefs_pin_path(l->fs, d, path, cap) : st;
+	st = l->peers ? blobstore_copy_sync(l->peers, cachefs_blobstore(l->fs), d) : blobstore_fetch_sync(l->cas, d);
+	cairn_status pinned = cachefs_pin_path(l->fs, d, path, cap);
+	return cairn_is_ok(&pinned) || cairn_is_ok(&st) ? pinned : st;
 }
 
 static void unpin(void *ctx, const cairn_digest *d) { cachefs_unpin(((local *)ctx)->fs, d); }

@@ -10,6 +10,7 @@
 #include "backup/backup.h"
 #include "cachefs/cachefs.h"
 #include "cmd/cmd.h"
+#include "cmd/executor_setup.h"
 #include "cmd/local_storage.h"
 #include "cmd/serve_stats.h"
 #include "executor/executor.h"
@@ -26,10 +27,7 @@ typedef struct serve_flags {
 	bool fsync;
 	int64_t max_message_size, threads;
 	const char *log_level;
-	int64_t executors;
-	const char *worker_config;
-	bool require_isolation;
-	int64_t action_timeout, max_action_timeout;
+	exec_flags exec;
 	const char *external_storage, *s3_endpoint, *s3_region, *s3_addressing, *write_through, *ac_restore;
 	const char *gcs_credentials_file;
 } serve_flags;
@@ -155,25 +153,10 @@ static int run(const serve_flags *f)
 		goto out_fs;
 	blobstore *cas = x.through ? cachefs_through_blobstore(x.through) : cachefs_blobstore(fs);
 	local_store store = {.fs = fs, .cas = cas};
-	if (f->executors > 0 || f->worker_config[0]) {
-		char exec_dir[4096], host[256] = "cairn";
-		snprintf(exec_dir, sizeof exec_dir, "%s/exec", f->data_dir);
+	if (exec_flags_enabled(&f->exec)) {
+		char host[256] = "cairn";
 		gethostname(host, sizeof host - 1);
-		/* actions must not see the CAS (nor other actions' exec roots, which are under it) */
-		const char *hidden[] = {f->data_dir, NULL};
-		executor_config ec = {
-			.work_dir = exec_dir,
-			.hidden_dirs = hidden,
-			.worker_config = f->worker_config,
-			.executors = (int)f->executors,
-			.worker_id = host,
-			.storage = local_storage(&store),
-			.require_isolation = f->require_isolation,
-			.default_timeout_ns = f->action_timeout * 1000000000LL,
-			.max_timeout_ns = f->max_action_timeout * 1000000000LL,
-			.max_output_size = 1LL << 34,
-		};
-		st = executor_new(&ec, &ex);
+		st = exec_flags_start(&f->exec, f->data_dir, host, local_storage(&store), &ex);
 		if (!cairn_is_ok(&st))
 			goto out_external;
 	}
@@ -255,9 +238,7 @@ int cmd_serve(int argc, char **argv)
 		.upload_idle_timeout = 60,
 		.max_message_size = 8 << 20,
 		.log_level = "info",
-		.executors = sysconf(_SC_NPROCESSORS_ONLN),
-		.worker_config = "",
-		.action_timeout = 900,
+		.exec = exec_flags_defaults(),
 		.external_storage = "",
 		.s3_endpoint = "",
 		.s3_region = "",
@@ -265,7 +246,6 @@ int cmd_serve(int argc, char **argv)
 		.write_through = "sync",
 		.ac_restore = "lazy",
 		.gcs_credentials_file = "",
-		.max_action_timeout = 3 * 3600,
 	};
 	const cairn_flag flags[] = {
 		{"public_port", CAIRN_FLAG_INT, &f.public_port, "port for clients on 127.0.0.1 (0 picks a free one)"},
@@ -285,13 +265,7 @@ int cmd_serve(int argc, char **argv)
 		{"max_message_size", CAIRN_FLAG_SIZE, &f.max_message_size, "largest gRPC message accepted"},
 		{"threads", CAIRN_FLAG_INT, &f.threads, "gRPC threads; 0 means one per core"},
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
-		{"executors", CAIRN_FLAG_INT, &f.executors, "actions run at once (one pool); 0 serves as a cache only"},
-		{"worker_config", CAIRN_FLAG_STRING, &f.worker_config,
-		 "executor pools instead of --executors: COUNT*key=value,...;COUNT*... (e.g. 4*pool=default;1*cpu=4,pool=large)"},
-		{"require_isolation", CAIRN_FLAG_BOOL, &f.require_isolation,
-		 "refuse to start unless actions get namespaces and cgroup limits"},
-		{"action_timeout", CAIRN_FLAG_DURATION, &f.action_timeout, "timeout of actions that do not set one"},
-		{"max_action_timeout", CAIRN_FLAG_DURATION, &f.max_action_timeout, "largest timeout an action may ask for"},
+		EXEC_FLAG_ENTRIES(&f.exec),
 		{"external_storage", CAIRN_FLAG_STRING, &f.external_storage,
 		 "object store behind the CAS and the action cache: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or file:///DIR"},
 		{"s3_endpoint", CAIRN_FLAG_STRING, &f.s3_endpoint,

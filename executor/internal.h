@@ -62,9 +62,6 @@ typedef Build__Bazel__Remote__Execution__V2__Tree re_tree;
 
 /* ---- pools.c ---------------------------------------------------------------------------------- */
 
-bool exec_prop_is(const char *name, const char *want); /* names compare case-insensitively */
-/* INVALID_ARGUMENT for a malformed isolation property (cpu, memory, network). */
-cairn_status exec_props_validate(const runner_property *p, size_t n);
 /* Does the key constrain where an action runs: a key cairn interprets, or one a pool declares? */
 bool exec_prop_constrains(const executor *ex, const char *name);
 /* Does pool k satisfy every constraining property of an action? (The others are ignored.) */

@@ -1,11 +1,6 @@
 /* Executor pools: parsing "COUNT*key=value,…;COUNT*…", and matching an action's platform
- * properties against a pool's.
- *
- * Matching rules: names compare case-insensitively (Bazel users write `Pool`, operators `pool`);
- * a wanted value is met by an equal value, or, when both are numbers, by one at least as large
- * (cpu=2 runs on a cpu=4 pool). Every pool implicitly has OSFamily=Linux, ISA=<this machine> and,
- * unless it says otherwise, cpu=<online CPUs>. The isolation properties `network` and `memory` are
- * not selectors: any pool takes them, they configure the sandbox.
+ * properties against a pool's, by the rules of runner/match.c (values, implicit OSFamily, ISA and cpu,
+ * the isolation properties that select nothing).
  *
  * Only the keys cairn interprets (Pool, OSFamily, ISA, cpu, memory, network) and the keys some
  * configured pool declares constrain where an action runs. Any other key (Bazel users add
@@ -21,126 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/utsname.h>
 #include <unistd.h>
-
-bool exec_prop_is(const char *name, const char *want) { return strcasecmp(name, want) == 0; }
-
-static bool parse_number(const char *s, double *out)
-{
-	if (!*s || isspace((unsigned char)*s))
-		return false;
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || *end || !isfinite(v))
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool parse_network(const char *v, bool *on)
-{
-	if (strcasecmp(v, "on") == 0 || strcasecmp(v, "true") == 0) {
-		*on = true;
-		return true;
-	}
-	if (strcasecmp(v, "off") == 0 || strcasecmp(v, "false") == 0) {
-		*on = false;
-		return true;
-	}
-	return false;
-}
-
-static bool is_isolation_only(const char *name)
-{
-	return exec_prop_is(name, "network") || exec_prop_is(name, "memory");
-}
-
-cairn_status exec_props_validate(const runner_property *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		double d;
-		int64_t sz;
-		bool b;
-		if (exec_prop_is(p[i].name, "cpu") && (!parse_number(p[i].value, &d) || d <= 0))
-			return cairn_err(CAIRN_INVALID_ARGUMENT, "platform property cpu=%s is not a positive number",
-			                 p[i].value);
-		if (exec_prop_is(p[i].name, "memory") && (!cairn_parse_size(p[i].value, &sz) || sz <= 0))
-			return cairn_err(CAIRN_INVALID_ARGUMENT,
-			                 "platform property memory=%s is not a size (like 512M or 2G)", p[i].value);
-		if (exec_prop_is(p[i].name, "network") && !parse_network(p[i].value, &b))
-			return cairn_err(CAIRN_INVALID_ARGUMENT, "platform property network=%s is not on or off",
-			                 p[i].value);
-	}
-	return cairn_ok();
-}
-
-/* ISA names as remote-apis' platform.md spells them. */
-static const char *isa_canonical(const char *s)
-{
-	if (!strcasecmp(s, "x86_64") || !strcasecmp(s, "amd64") || !strcasecmp(s, "x86-64"))
-		return "x86-64";
-	if (!strcasecmp(s, "aarch64") || !strcasecmp(s, "arm64") || !strcasecmp(s, "arm-a64"))
-		return "arm-a64";
-	if (!strcasecmp(s, "i386") || !strcasecmp(s, "i686") || !strcasecmp(s, "x86-32"))
-		return "x86-32";
-	return s;
-}
-
-static const char *machine_isa(char *buf, size_t cap)
-{
-	struct utsname u;
-	if (uname(&u) != 0)
-		return "x86-64";
-	snprintf(buf, cap, "%s", isa_canonical(u.machine));
-	return buf;
-}
-
-static bool value_meets(const char *name, const char *have, const char *want)
-{
-	if (strcmp(have, want) == 0)
-		return true;
-	if (exec_prop_is(name, "OSFamily"))
-		return strcasecmp(have, want) == 0;
-	if (exec_prop_is(name, "ISA"))
-		return strcasecmp(isa_canonical(have), isa_canonical(want)) == 0;
-	double h, w;
-	return parse_number(have, &h) && parse_number(want, &w) && h >= w;
-}
-
-/* Does the pool meet one wanted property? */
-static bool pool_meets(const executor_pool_spec *pool, const runner_property *want)
-{
-	if (is_isolation_only(want->name))
-		return true;
-	bool named = false;
-	for (size_t i = 0; i < pool->nprops; i++) {
-		if (!exec_prop_is(pool->props[i].name, want->name))
-			continue;
-		named = true;
-		if (value_meets(want->name, pool->props[i].value, want->value))
-			return true;
-	}
-	if (named)
-		return false;
-	char buf[64];
-	if (exec_prop_is(want->name, "OSFamily"))
-		return value_meets("OSFamily", "Linux", want->value);
-	if (exec_prop_is(want->name, "ISA"))
-		return value_meets("ISA", machine_isa(buf, sizeof buf), want->value);
-	if (exec_prop_is(want->name, "cpu")) {
-		snprintf(buf, sizeof buf, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
-		return value_meets("cpu", buf, want->value);
-	}
-	return false;
-}
 
 bool executor_pool_satisfies(const executor_pool_spec *pool, const runner_property *want, size_t n,
                              const char **unmet)
 {
 	for (size_t i = 0; i < n; i++)
-		if (!pool_meets(pool, &want[i])) {
+		if (!runner_pool_meets(pool->props, pool->nprops, &want[i])) {
 			if (unmet)
 				*unmet = want[i].name;
 			return false;
@@ -150,13 +32,11 @@ bool executor_pool_satisfies(const executor_pool_spec *pool, const runner_proper
 
 bool exec_prop_constrains(const executor *ex, const char *name)
 {
-	static const char *const interpreted[] = {"Pool", "OSFamily", "ISA", "cpu", "memory", "network"};
-	for (size_t i = 0; i < sizeof interpreted / sizeof interpreted[0]; i++)
-		if (exec_prop_is(name, interpreted[i]))
-			return true;
+	if (runner_prop_interpreted(name))
+		return true;
 	for (size_t k = 0; k < ex->npools; k++)
 		for (size_t i = 0; i < ex->pools[k].nprops; i++)
-			if (exec_prop_is(ex->pools[k].props[i].name, name))
+			if (runner_prop_is(ex->pools[k].props[i].name, name))
 				return true;
 	return false;
 }
@@ -194,7 +74,7 @@ double exec_pool_cpu(const executor_pool_spec *pool)
 {
 	double d;
 	for (size_t i = 0; i < pool->nprops; i++)
-		if (exec_prop_is(pool->props[i].name, "cpu") && parse_number(pool->props[i].value, &d))
+		if (runner_prop_is(pool->props[i].name, "cpu") && runner_parse_number(pool->props[i].value, &d))
 			return d;
 	return 0;
 }
@@ -211,11 +91,11 @@ void exec_limits_for(const executor_pool_spec *pool, const runner_property *p, s
 			double d;
 			int64_t sz;
 			bool b;
-			if (exec_prop_is(q->name, "cpu") && parse_number(q->value, &d) && d > 0)
+			if (runner_prop_is(q->name, "cpu") && runner_parse_number(q->value, &d) && d > 0)
 				out->cpu = d;
-			else if (exec_prop_is(q->name, "memory") && cairn_parse_size(q->value, &sz) && sz > 0)
+			else if (runner_prop_is(q->name, "memory") && cairn_parse_size(q->value, &sz) && sz > 0)
 				out->memory = sz;
-			else if (exec_prop_is(q->name, "network") && parse_network(q->value, &b))
+			else if (runner_prop_is(q->name, "network") && runner_parse_network(q->value, &b))
 				out->network = b;
 		}
 }
@@ -276,7 +156,7 @@ static cairn_status parse_pool(char *s, executor_pool_spec *p)
 			                 sizeof p->props / sizeof p->props[0]);
 		p->props[p->nprops++] = (runner_property){k, v};
 	}
-	return exec_props_validate(p->props, p->nprops);
+	return runner_props_validate(p->props, p->nprops);
 }
 
 cairn_status executor_parse_pools(const char *spec, executor_pool_spec *out, size_t cap, size_t *n)

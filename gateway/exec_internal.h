@@ -10,6 +10,9 @@
 
 typedef Build__Bazel__Remote__Execution__V2__ExecuteResponse re_execute_response;
 
+/* Times an operation is dispatched again after the runner lost it, before it fails. */
+#define GW_EXEC_MAX_LOST 3
+
 enum { STAGE_QUEUED = 2, STAGE_EXECUTING = 3, STAGE_COMPLETED = 4 };
 
 /* One Execute or WaitExecution stream following an operation. */
@@ -40,6 +43,7 @@ typedef struct exec_op {
 	uint64_t seq; /* arrival order among equal priorities */
 	uint64_t refused_gen; /* the runner refused it when x->gen was this - 1 (0: never) */
 	int64_t queued_at; /* wall clock, for the result's queued_timestamp */
+	int lost; /* times the runner lost it (its worker died) and it was queued again */
 	bool do_not_cache;
 	bool queued;
 	_Atomic bool cancel;
@@ -91,6 +95,8 @@ exec_op *gw_exec_find(struct exec_state *x, const char *name);
 void gw_exec_enqueue(struct exec_state *x, exec_op *op);
 /* Starts queued operations while the runner has room. Under mu. */
 void gw_exec_dispatch(struct exec_state *x);
+/* Makes refused operations eligible again and dispatches: the runner may have room. Takes mu. */
+void gw_exec_wake(struct exec_state *x);
 /* Cancels a queued or running operation. Under mu. */
 void gw_exec_cancel(struct exec_state *x, exec_op *op);
 /* Drops the oldest finished operations (past their retention, or beyond max_done) that no one

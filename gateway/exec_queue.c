@@ -7,7 +7,12 @@
  * job finishes (x->gen counts those), so a pool that is full does not hold back operations that
  * another pool can run. The runner may answer inside the offer (the executor does) or later from
  * another thread (a remote runner): an answer inside is left in x->answer for the dispatch loop,
- * one that comes later takes the lock and dispatches again. */
+ * one that comes later takes the lock and dispatches again.
+ *
+ * Capacity can also appear without a job of this queue ending (a worker joins, another scheduler's
+ * job ends on a shared worker): gw_exec_wake, which the runner's owner calls then, makes refused
+ * operations eligible again. A job the runner reports lost goes back into the queue at its old
+ * place, up to GW_EXEC_MAX_LOST times; after that its client gets the runner's UNAVAILABLE. */
 #include "gateway/exec_internal.h"
 
 #include <stdlib.h>
@@ -66,6 +71,16 @@ void gw_exec_sweep(struct exec_state *x)
 	}
 }
 
+/* Puts op in the queue, by priority then arrival. */
+static void enqueue(struct exec_state *x, exec_op *op)
+{
+	exec_op **pp = &x->queue;
+	while (*pp && ((*pp)->priority < op->priority || ((*pp)->priority == op->priority && (*pp)->seq < op->seq)))
+		pp = &(*pp)->qnext;
+	op->qnext = *pp;
+	*pp = op;
+}
+
 void gw_exec_enqueue(struct exec_state *x, exec_op *op)
 {
 	op->seq = x->seq++;
@@ -79,11 +94,7 @@ void gw_exec_enqueue(struct exec_state *x, exec_op *op)
 		x->ops->prev = op;
 	x->ops = op;
 	x->nops++;
-	exec_op **pp = &x->queue;
-	while (*pp && ((*pp)->priority < op->priority || ((*pp)->priority == op->priority && (*pp)->seq < op->seq)))
-		pp = &(*pp)->qnext;
-	op->qnext = *pp;
-	*pp = op;
+	enqueue(x, op);
 	gw_exec_dispatch(x);
 }
 
@@ -187,10 +198,36 @@ static bool may_cache(const exec_op *op, const runner_outcome *out, const re_act
 	       !atomic_load(&((exec_op *)op)->cancel);
 }
 
+/* A job the runner lost (its worker died) goes back to its place in the queue, a few times at most.
+ * Under mu. */
+static bool requeue(struct exec_state *x, exec_op *op, const runner_outcome *out)
+{
+	if (!out->lost || atomic_load(&op->cancel) || op->lost >= GW_EXEC_MAX_LOST)
+		return false;
+	op->lost++;
+	LOG_WARN("exec", "action dispatched again after its worker was lost operation=%s attempt=%d", op->name,
+	         op->lost + 1);
+	op->stage = STAGE_QUEUED;
+	op->queued = true;
+	op->refused_gen = 0;
+	gw_exec_op_repack(op);
+	gw_exec_notify(x, op);
+	enqueue(x, op);
+	return true;
+}
+
 static void done(void *arg, const runner_outcome *out)
 {
 	job_ctx *j = arg;
 	exec_op *op = j->op;
+	pthread_mutex_lock(&j->x->mu);
+	if (requeue(j->x, op, out)) {
+		gw_exec_dispatch(j->x);
+		pthread_mutex_unlock(&j->x->mu);
+		free(j);
+		return;
+	}
+	pthread_mutex_unlock(&j->x->mu);
 	re_action_result *ar = NULL;
 	if (out->result)
 		ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, out->result_len, out->result);
@@ -238,6 +275,14 @@ void gw_exec_dispatch(struct exec_state *x)
 			return; /* it comes later, and dispatches again */
 		settle(x, j, x->answer == 1);
 	}
+}
+
+void gw_exec_wake(struct exec_state *x)
+{
+	pthread_mutex_lock(&x->mu);
+	x->gen++;
+	gw_exec_dispatch(x);
+	pthread_mutex_unlock(&x->mu);
 }
 
 void gw_exec_cancel(struct exec_state *x, exec_op *op)

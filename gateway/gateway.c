@@ -69,3 +69,9 @@ size_t gateway_methods(gateway *g, rpc_method *out, size_t cap)
 		out[n++] = exec[i];
 	return n;
 }
+
+void gateway_exec_wake(gateway *g)
+{
+	if (g->exec)
+		gw_exec_wake(g->exec);
+}

@@ -56,6 +56,9 @@ cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_di
 /* Housekeeping to call every second or so: drops interrupted uploads that were not resumed within
  * upload_idle_ns (late by up to the time between calls), with the disk space they held. */
 void gateway_tick(gateway *g);
+/* The runner may have room that no job's end announced (a worker joined, or a job of another
+ * scheduler ended on a shared worker): operations it refused are offered again. Any thread. */
+void gateway_exec_wake(gateway *g);
 /* Fills out[] with the gateway's methods (at most cap); returns how many. */
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap);
 

@@ -13,7 +13,14 @@
  * blob store's, the answer may run before offer returns, on the caller's thread, or later on another
  * thread, so callers are written for both; `started` and `done` always run later, on a runner thread.
  *
- * runner.c holds what both sides share: copies of property lists.
+ * runner.c holds what both sides share: copies of property lists; match.c the rules by which a
+ * pool's properties meet an action's (for the executor's slots and a scheduler's choice of worker
+ * alike).
+ *
+ * A worker's executor is offered to schedulers over the private network: serve.c answers the
+ * cluster's Run call (proto/cairn/worker.proto) on the worker with its local runner, and remote.c is
+ * the scheduler's runner that offers each job to a worker of its view through that call (sections
+ * at the end of this file).
  */
 #ifndef CAIRN_RUNNER_H
 #define CAIRN_RUNNER_H
@@ -46,6 +53,9 @@ typedef struct runner_outcome {
 	bool cacheable;
 	const cairn_digest *missing;
 	size_t nmissing;
+	/* The runner lost the job before its end (the worker running it died or left the view, or its
+	 * call failed): st says how; the queue offers the job again rather than fail it. */
+	bool lost;
 } runner_outcome;
 
 typedef struct runner_callbacks {
@@ -91,5 +101,78 @@ void runner_props_copy(runner_props *out, size_t n, const char *(*name)(const vo
 /* Copies a runner_property array. */
 void runner_props_dup(runner_props *out, const runner_property *props, size_t n);
 void runner_props_free(runner_props *p);
+
+/* ---- matching (match.c) ---------------------------------------------------------------------- */
+
+bool runner_prop_is(const char *name, const char *want); /* names compare case-insensitively */
+/* Pool, OSFamily, ISA, cpu, memory, network: keys cairn gives a meaning, which always constrain. */
+bool runner_prop_interpreted(const char *name);
+bool runner_parse_number(const char *s, double *out);
+bool runner_parse_network(const char *v, bool *on); /* on/true, off/false */
+/* INVALID_ARGUMENT for a malformed isolation property (cpu, memory, network). */
+cairn_status runner_props_validate(const runner_property *p, size_t n);
+/* This machine's ISA as remote-apis spells it (x86-64, arm-a64, …), in buf. */
+const char *runner_machine_isa(char *buf, size_t cap);
+/* Does a pool with these properties meet one wanted property? */
+bool runner_pool_meets(const runner_property *pool, size_t n, const runner_property *want);
+
+/* ---- a worker's side of the Run call (serve.c) ------------------------------------------------ *
+ *
+ * The Run method offers the job it carries to `local` (the worker's executor) and reports on the
+ * call: TAKEN or FULL first (FULL ends the call), then STARTED, then DONE with the outcome, sent
+ * with the call's OK status. A scheduler that cancels the call, or goes away, cancels the job. */
+typedef struct rpc_method rpc_method;
+/* Fills out (cap >= 1) with the method; returns how many. local must outlive the server. */
+size_t runner_service_methods(runner *local, rpc_method *out, size_t cap);
+
+/* ---- a scheduler's runner over the workers (remote.c) ----------------------------------------- *
+ *
+ * Offers each job to a worker of the current view with Run. The worker is the live one, not yet
+ * tried for this offer, that has a pool meeting the job and the most free slots by the view (less
+ * the jobs this runner has sent it since), ties broken by a hash of the action and the worker's id
+ * so that equal workers share the work. A worker that answers FULL, fails the call or does not
+ * answer within answer_timeout_ms is skipped and the next is asked; when none is left the offer is
+ * answered not taken (the queue offers it again when a job ends or runner_remote's owner wakes it).
+ *
+ * A taken job is followed on its call to DONE. If the call fails first (the worker died: its
+ * connection resets; or it left the view: set_workers cancels its calls), done reports the job
+ * lost, and the queue dispatches it again. A job whose cancel flag turns true has its call
+ * cancelled at the next tick, which stops it on the worker.
+ *
+ * check: with no worker in the view every job may wait; otherwise a property that no live worker's
+ * pool meets fails at once with FAILED_PRECONDITION naming it. A property key no pool declares and
+ * cairn does not interpret constrains nothing, as on the executor. */
+typedef struct rpc_client rpc_client;
+typedef struct runner_remote runner_remote;
+
+typedef struct runner_remote_pool {
+	const char *properties; /* "key=value,key=value" */
+	uint32_t total, free;
+} runner_remote_pool;
+
+typedef struct runner_remote_worker {
+	const char *id;     /* unique in the view */
+	const char *target; /* "host:port" of its private port */
+	const runner_remote_pool *pools;
+	size_t npools;
+} runner_remote_worker;
+
+typedef struct runner_remote_config {
+	rpc_client *client;        /* runs the calls; stopped before runner_remote_free */
+	int64_t answer_timeout_ms; /* a worker's answer to an offer; 0 means 5 s */
+	int64_t run_timeout_ms;    /* the deadline of a Run call; 0 means 24 h */
+} runner_remote_config;
+
+cairn_status runner_remote_new(const runner_remote_config *cfg, runner_remote **out);
+runner *runner_remote_runner(runner_remote *r);
+/* Replaces the view's workers (copied). Calls of jobs on workers no longer in it are cancelled:
+ * those jobs are lost, and dispatched again. Any thread. */
+void runner_remote_set_workers(runner_remote *r, const runner_remote_worker *w, size_t n);
+/* About once a second: cancels the calls of cancelled jobs and of offers left unanswered. */
+void runner_remote_tick(runner_remote *r);
+/* Jobs in flight (for tests and stats). */
+size_t runner_remote_jobs(runner_remote *r);
+/* After the rpc client has stopped (every call has ended and reported). */
+void runner_remote_free(runner_remote *r);
 
 #endif
