@@ -52,12 +52,6 @@ typedef struct member_stats {
 	uint64_t disk_used, disk_free, blobs;
 } member_stats;
 
-#define MEMBER_POOLS_MAX 8
-typedef struct member_pool {
-	char properties[256]; /* the pool's platform properties, "key=value,key=value" */
-	uint32_t total, free; /* executor slots */
-} member_pool;
-
 /* What an instance says of itself; the strings are copied. */
 typedef struct member_self {
 	const char *id;         /* a UUID (member_id_load) */
@@ -66,8 +60,6 @@ typedef struct member_self {
 	uint16_t port;          /* the private port */
 	member_stats stats;
 	const char *annotations; /* "key=value,key=value" or NULL */
-	const member_pool *pools; /* copied */
-	size_t npools;
 } member_self;
 
 typedef struct member_view member_view;
@@ -94,8 +86,6 @@ typedef struct member_info {
 	bool self, suspect;
 	member_stats stats;
 	char annotations[256];
-	member_pool pools[MEMBER_POOLS_MAX];
-	size_t npools;
 } member_info;
 
 struct member_view {
@@ -115,7 +105,7 @@ cairn_status member_config_check(const member_config *cfg);
 /* Says LEFT to the other members, stops the thread and frees the group. */
 void member_group_stop(member_group *g);
 /* Replaces the stats and annotations this instance reports. Any thread. */
-void member_group_update_self(member_group *g, const member_stats *stats, const member_pool *pools, size_t npools);
+void member_group_update_self(member_group *g, const member_stats *stats);
 /* A copy of the current view; free with member_view_free. Any thread. */
 void member_group_view(member_group *g, member_view *out);
 void member_view_free(member_view *v);

@@ -271,11 +271,8 @@ void member_group_stop(member_group *g)
 	group_free(g);
 }
 
-void member_group_update_self(member_group *g, const member_stats *stats, const member_pool *pools, size_t npools)
-/* TEMP */
+void member_group_update_self(member_group *g, const member_stats *stats)
 {
-	(void)pools;
-	(void)npools;
 	pthread_mutex_lock(&g->mu);
 	g->s.self.stats = *stats;
 	pthread_mutex_unlock(&g->mu);

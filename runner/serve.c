@@ -144,7 +144,11 @@ static void answered(void *arg, bool taken)
 }
 
 static void started(void *arg) { push(arg, CAIRN__V1__RUN_UPDATE__KIND__STARTED, NULL); }
-static void done(void *arg, const runner_outcome *out) { push(arg, CAIRN__V1__RUN_UPDATE__KIND__DONE, out); }
+static void done(void *arg, const runner_outcome *out)
+{
+	LOG_DEBUG("runner", "action finished for a scheduler status=%s", cairn_status_str(&out->st));
+	push(arg, CAIRN__V1__RUN_UPDATE__KIND__DONE, out);
+}
 
 static const runner_callbacks callbacks = {.answered = answered, .started = started, .done = done};
 

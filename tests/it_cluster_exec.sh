@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Remote execution on a cluster: one scheduler and three workers on their own loopback addresses,
+# --replicas=2. Bazel with --remote_executor at the scheduler builds and tests the workspace: every
+# action runs on the workers (spread over more than one), the outputs are right, the tests pass and
+# the failing one fails. Then a build of slow actions during which a worker that is running some of
+# them is killed (-9): the build still succeeds with every action remote, the views log the worker
+# leaving with a new ver, and the scheduler dispatched the lost actions again. Last, an action no
+# worker can run fails at once naming the property.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/cluster_lib.sh"
+cairn_tmpdir
+
+P=$((20000 + RANDOM % 20000)) # private port; the groups use P+1000 and P+2000 (UDP)
+PUB=$(free_port)
+SEED=127.0.0.51:$P
+member() { # NAME ROLE ADDRESS [ARGS…]
+	local name=$1 role=$2 addr=$3
+	shift 3
+	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
+		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 --replicas=2 "$@"
+}
+member s1 scheduler 127.0.0.51 --public_port="$PUB" --public_bind_to_any=false
+for w in 1 2 3; do member "w$w" worker "127.0.0.6$w" --executors=2 --log_level=debug; done
+wait_for -t 60 views_are all 4 s1 w1 w2 w3
+wait_for -t 30 grep -q 'workers=3 executing=3' "$TMP/s1.log"
+
+bazel_workspace
+REMOTE=(--remote_executor="grpc://127.0.0.51:$PUB" --spawn_strategy=remote --remote_retries=0
+	--remote_default_exec_properties=OSFamily=Linux)
+# actions_on W: actions a worker ran (it logs each at debug level)
+actions_on() { grep -c 'action finished' "$TMP/$1.log" || true; }
+
+log "remote build and test through the scheduler: every action runs on the workers"
+bazel_run build "${REMOTE[@]}" //... >"$TMP/b1.log" 2>&1 || { cat "$TMP/b1.log"; fail "remote build failed"; }
+log "$(bazel_processes "$TMP/b1.log")"
+total=$(bazel_total "$TMP/b1.log") internal=$(bazel_count "$TMP/b1.log" internal)
+remote=$(bazel_count "$TMP/b1.log" remote)
+[ "$remote" -ge 10 ] && [ "$remote" -eq $((total - internal)) ] ||
+	fail "not every action ran remotely: $(bazel_processes "$TMP/b1.log")"
+out=$("$WS/bazel-bin/app/hello")
+[ "$out" = "hello, cairn! checksum=22878f51" ] || fail "app/hello built on the cluster printed '$out'"
+out=$(cat "$WS/bazel-bin/app/banner_upper.txt")
+[ "$out" = "HELLO, GENRULE! CHECKSUM=B62D7F6C" ] || fail "app/banner_upper.txt built on the cluster holds '$out'"
+bazel_run test "${REMOTE[@]}" //... >"$TMP/t1.log" 2>&1 || { cat "$TMP/t1.log"; fail "remote bazel test failed"; }
+grep -q 'Executed 2 out of 2 tests: 2 tests pass' "$TMP/t1.log" || { cat "$TMP/t1.log"; fail "the tests did not pass"; }
+rc=0
+bazel_run test "${REMOTE[@]}" //tests:failing_test >"$TMP/fail.log" 2>&1 || rc=$?
+[ "$rc" -eq 3 ] || { cat "$TMP/fail.log"; fail "bazel test of the failing target exited $rc, expected 3"; }
+busy=0
+for w in w1 w2 w3; do [ "$(actions_on $w)" -gt 0 ] && busy=$((busy + 1)); done
+log "actions per worker: w1=$(actions_on w1) w2=$(actions_on w2) w3=$(actions_on w3)"
+[ "$busy" -ge 2 ] || fail "the actions ran on $busy worker(s): the scheduler does not spread them"
+
+log "kill -9 of a worker while it runs actions: the build still succeeds"
+mkdir -p "$WS/slow"
+{
+	for i in $(seq 1 12); do
+		printf 'genrule(name = "s%d", outs = ["s%d.txt"], cmd = "sleep 3; echo slow %d > $@", tags = ["manual"])\n' "$i" "$i" "$i"
+	done
+	printf 'filegroup(name = "all", srcs = [%s], tags = ["manual"])\n' "$(seq -s, -f '":s%g"' 1 12)"
+} >"$WS/slow/BUILD"
+before=$(view_ver s1 all)
+bazel_run build "${REMOTE[@]}" --jobs=6 //slow:all >"$TMP/b2.log" 2>&1 &
+bpid=$!
+# the victim: a worker with an action under way (its exec root exists)
+running() { compgen -G "$TMP/$1/exec/*" >/dev/null; }
+wait_for -t 120 running w2
+kill -9 "${MPID[w2]}"
+log "killed w2 with an action running"
+rc=0
+wait "$bpid" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$TMP/b2.log"; fail "the build failed after a worker's kill -9 (exit $rc)"; }
+log "$(bazel_processes "$TMP/b2.log")"
+[ "$(bazel_count "$TMP/b2.log" remote)" -eq 12 ] || fail "not every slow action ran remotely: $(bazel_processes "$TMP/b2.log")"
+for i in $(seq 1 12); do
+	[ "$(cat "$WS/bazel-bin/slow/s$i.txt")" = "slow $i" ] || fail "slow/s$i.txt is wrong"
+done
+grep -q 'dispatched again after its worker was lost' "$TMP/s1.log" || fail "the scheduler did not dispatch a lost action again"
+wait_for -t 60 views_are all 3 s1 w1 w3
+after=$(view_ver s1 all)
+[ "$after" -gt "$before" ] || fail "the view's ver did not move ($before → $after)"
+view_members s1 all | grep -q '127.0.0.62' && fail "w2 is still in the scheduler's view"
+
+log "an action no worker can run fails at once, naming the property"
+rc=0
+bazel_run build "${REMOTE[@]}" --remote_default_exec_properties=pool=gpu //app:hello --noremote_accept_cached \
+	>"$TMP/b3.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "a build that needs pool=gpu succeeded"
+grep -q 'pool=gpu' "$TMP/b3.log" || { cat "$TMP/b3.log"; fail "the failure does not name pool=gpu"; }
+for m in s1 w1 w3; do sanitizer_clean "$TMP/$m.log"; done
+log "ok"
