@@ -154,7 +154,7 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 		if (role == MEMBER_WORKER && ++ticks % 5 == 0) {
 			member_stats ms;
 			worker_stats(f->data_dir, &ms);
-			member_group_update_self(all, &ms);
+			member_group_update_self(all, &ms, NULL, 0);
 		}
 	}
 	LOG_INFO("cluster", "leaving the cluster signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
