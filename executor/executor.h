@@ -82,6 +82,14 @@ void executor_free(executor *ex);
 /* The executor as a runner (runner/runner.h); valid until executor_free. */
 runner *executor_runner(executor *ex);
 
+/* Each pool's properties and slots now, in worker_config's order (a worker reports them in the
+ * member views): fills at most cap entries and returns how many. */
+struct executor_pool_usage {
+	char properties[256]; /* "key=value,key=value" as configured; a property that does not fit is left out */
+	uint32_t total, free; /* slots, and those running nothing */
+};
+size_t executor_pool_usage(executor *ex, struct executor_pool_usage *out, size_t cap);
+
 /* The isolation executor_new obtained on this machine (for the status page and tests). */
 typedef struct executor_isolation {
 	bool mount_ns, pid_ns, ipc_ns, net_ns; /* each action in its own namespace of that kind */

@@ -132,6 +132,31 @@ static const runner_ops executor_runner_ops = {.check = runner_check_props, .off
 
 runner *executor_runner(executor *ex) { return &ex->runner; }
 
+size_t executor_pool_usage(executor *ex, struct executor_pool_usage *out, size_t cap)
+{
+	size_t n = ex->npools < cap ? ex->npools : cap;
+	pthread_mutex_lock(&ex->mu);
+	for (size_t k = 0; k < n; k++) {
+		const executor_pool_spec *p = &ex->pools[k];
+		struct executor_pool_usage *u = &out[k];
+		*u = (struct executor_pool_usage){.total = (uint32_t)p->count};
+		for (int i = 0; i < p->count; i++)
+			u->free += !ex->slots[ex->pool_first[k] + (size_t)i].busy;
+		size_t at = 0;
+		for (size_t i = 0; i < p->nprops; i++) {
+			int w = snprintf(u->properties + at, sizeof u->properties - at, "%s%s=%s", at ? "," : "",
+			                 p->props[i].name, p->props[i].value);
+			if (w < 0 || (size_t)w >= sizeof u->properties - at) {
+				u->properties[at] = 0;
+				break;
+			}
+			at += (size_t)w;
+		}
+	}
+	pthread_mutex_unlock(&ex->mu);
+	return n;
+}
+
 /* ---- slots ------------------------------------------------------------------------------------ */
 
 static void *slot_main(void *arg)

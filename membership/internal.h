@@ -19,7 +19,10 @@
 #define MEMBER_LOG "membership"
 #define SWIM_MAX_PACKET 60000 /* bytes in one datagram, under UDP's 65,507 */
 #define SWIM_GOSSIP_PER_PACKET 16
-#define SWIM_SYNC_PER_PACKET 48 /* members per SYNC datagram (each at most ~1 KB) */
+/* Members per SYNC (or JOIN) datagram: with its details (stats, pools, annotations) a member takes
+ * at most about 3.5 KB on the wire, so 16 of them and the sender fit (unit_membership packs the
+ * worst case). */
+#define SWIM_SYNC_PER_PACKET 16
 #define SWIM_RELAYS 64          /* indirect probes this member runs for others at once */
 #define SWIM_SILENT_MAX 8       /* silent periods before an instance suspects all the same */
 
@@ -36,6 +39,8 @@ typedef struct swim_node {
 	int64_t since;   /* when it entered its state: suspicion and tombstone deadlines */
 	int64_t told_at; /* when it was last told of its own tombstone */
 	member_stats stats;
+	member_pool pools[MEMBER_POOLS_MAX];
+	size_t npools;
 	char annotations[256];
 } swim_node;
 
@@ -66,6 +71,9 @@ size_t swim_encode(const swim_packet *p, uint8_t *buf, size_t cap);
 /* Decodes a datagram; false for anything malformed (which is dropped). Free with swim_packet_free. */
 bool swim_decode(const uint8_t *buf, size_t len, swim_packet *out);
 void swim_packet_free(swim_packet *p);
+/* Sets a node's pools from what the instance reports, within what a datagram carries (at most
+ * MEMBER_POOLS_MAX pools of MEMBER_POOL_PROPS properties each); false when something was left out. */
+bool swim_set_pools(swim_node *n, const member_pool *pools, size_t npools);
 
 typedef void (*swim_send_fn)(void *ctx, const char *host, uint16_t port, const uint8_t *buf, size_t len);
 

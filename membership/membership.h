@@ -16,8 +16,8 @@
  *     down) waits a few periods before it suspects anyone.
  *   - Joins, suspicions and deaths travel piggybacked on the probes (each a few times, about
  *     4·log(n+1)), so the load per member stays constant as the cluster grows. Every packet also
- *     carries its sender's own state (role, address, worker stats, annotations), so what a view
- *     says of a member is at most a few periods old.
+ *     carries its sender's own state (role, address, worker stats, executor pools, annotations),
+ *     so what a view says of a member is at most a few periods old.
  *   - Discovery: with `static`, an instance sends JOIN to each listed seed that is not in its view
  *     (at start and every few periods after, which also heals partitions); the seed answers with
  *     its member list (SYNC) and spreads the newcomer. With `multicast`, JOINs go to a multicast
@@ -52,6 +52,16 @@ typedef struct member_stats {
 	uint64_t disk_used, disk_free, blobs;
 } member_stats;
 
+/* A worker's executor pool. A member reports at most MEMBER_POOLS_MAX pools of at most
+ * MEMBER_POOL_PROPS properties each (so that its state fits a datagram with room to spare);
+ * what is past that is left out, with a warning from the member itself. */
+#define MEMBER_POOLS_MAX 8
+#define MEMBER_POOL_PROPS 16
+typedef struct member_pool {
+	char properties[256]; /* the pool's platform properties, "key=value,key=value" (sorted as given) */
+	uint32_t total, free; /* executor slots */
+} member_pool;
+
 /* What an instance says of itself; the strings are copied. */
 typedef struct member_self {
 	const char *id;         /* a UUID (member_id_load) */
@@ -59,6 +69,8 @@ typedef struct member_self {
 	const char *host;       /* the private address, as a numeric IPv4 or IPv6 address */
 	uint16_t port;          /* the private port */
 	member_stats stats;
+	const member_pool *pools; /* a worker's executor pools (copied); NULL when npools is 0 */
+	size_t npools;
 	const char *annotations; /* "key=value,key=value" or NULL */
 } member_self;
 
@@ -85,6 +97,8 @@ typedef struct member_info {
 	member_role role;
 	bool self, suspect;
 	member_stats stats;
+	member_pool pools[MEMBER_POOLS_MAX];
+	size_t npools;
 	char annotations[256];
 } member_info;
 
@@ -104,8 +118,8 @@ cairn_status member_group_start(const member_config *cfg, const member_self *sel
 cairn_status member_config_check(const member_config *cfg);
 /* Says LEFT to the other members, stops the thread and frees the group. */
 void member_group_stop(member_group *g);
-/* Replaces the stats and annotations this instance reports. Any thread. */
-void member_group_update_self(member_group *g, const member_stats *stats);
+/* Replaces the stats and executor pools (copied) this instance reports. Any thread. */
+void member_group_update_self(member_group *g, const member_stats *stats, const member_pool *pools, size_t npools);
 /* A copy of the current view; free with member_view_free. Any thread. */
 void member_group_view(member_group *g, member_view *out);
 void member_view_free(member_view *v);
@@ -115,6 +129,9 @@ void member_view_free(member_view *v);
  *           Member [172.17.0.3]:10081 - 5515cf45-9244-44df-b086-bc8eca4c83ae this
  *   ]                                                                                        */
 void member_view_print(const member_view *v, FILE *out);
+/* The view as a packed cairn.v1.MemberView (proto/cairn/cluster.proto), for a service that answers
+ * with it; free() it. */
+uint8_t *member_view_pack(const member_view *v, size_t *len);
 
 /* The instance's id: read from DIR/member-id, or made (a random UUID) and kept there. */
 cairn_status member_id_load(const char *dir, char out[MEMBER_ID_LEN + 1]);

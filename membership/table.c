@@ -160,6 +160,8 @@ static void copy_details(swim_node *n, const swim_node *u)
 	n->port = u->port;
 	n->role = u->role;
 	n->stats = u->stats;
+	memcpy(n->pools, u->pools, sizeof n->pools);
+	n->npools = u->npools;
 	memcpy(n->annotations, u->annotations, sizeof n->annotations);
 }
 
@@ -228,6 +230,8 @@ static void to_info(const swim_node *n, bool self, member_info *out)
 	out->self = self;
 	out->suspect = n->state == SWIM_SUSPECT;
 	out->stats = n->stats;
+	memcpy(out->pools, n->pools, sizeof out->pools);
+	out->npools = n->npools;
 	memcpy(out->annotations, n->annotations, sizeof out->annotations);
 }
 

@@ -26,6 +26,7 @@ struct member_group {
 	int wake[2];
 	pthread_t thread;
 	_Atomic bool stopping;
+	bool warned_pools; /* under mu */
 };
 
 static socklen_t make_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
@@ -217,6 +218,16 @@ static void group_free(member_group *g)
 	free(g);
 }
 
+/* The pools this instance reports; what a datagram cannot carry is left out, said once. */
+static void set_pools(member_group *g, swim_node *self, const member_pool *pools, size_t npools)
+{
+	if (swim_set_pools(self, pools, npools) || g->warned_pools)
+		return;
+	g->warned_pools = true;
+	LOG_WARN(MEMBER_LOG, "executor pools cut to what the views carry: at most %d pools of %d properties "
+	         "(255 characters) each group=%s pools=%zu", MEMBER_POOLS_MAX, MEMBER_POOL_PROPS, g->group, npools);
+}
+
 cairn_status member_group_start(const member_config *cfg, const member_self *self, member_group **out)
 {
 	member_group *g = cairn_xcalloc(1, sizeof *g);
@@ -232,6 +243,7 @@ cairn_status member_group_start(const member_config *cfg, const member_self *sel
 	snprintf(me.id, sizeof me.id, "%s", self->id);
 	snprintf(me.host, sizeof me.host, "%s", self->host);
 	snprintf(me.annotations, sizeof me.annotations, "%s", self->annotations ? self->annotations : "");
+	set_pools(g, &me, self->pools, self->npools);
 	swim_init(&g->s, &sc, &me, send_datagram, g);
 	uint16_t port = (uint16_t)(self->port + cfg->port_offset);
 	cairn_status st = self->port + cfg->port_offset > 65535
@@ -271,10 +283,11 @@ void member_group_stop(member_group *g)
 	group_free(g);
 }
 
-void member_group_update_self(member_group *g, const member_stats *stats)
+void member_group_update_self(member_group *g, const member_stats *stats, const member_pool *pools, size_t npools)
 {
 	pthread_mutex_lock(&g->mu);
 	g->s.self.stats = *stats;
+	set_pools(g, &g->s.self, pools, npools);
 	pthread_mutex_unlock(&g->mu);
 }
 

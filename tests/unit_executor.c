@@ -1366,6 +1366,35 @@ static void busy_slots_refuse_and_cancel_ends_a_job(void **state)
 	executor_free(ex);
 }
 
+/* What a worker reports in the member views: each pool's properties and its free slots, a running
+ * job's slot taken until it is done. */
+static void pool_usage_follows_running_jobs(void **state)
+{
+	executor *ex = *state;
+	struct executor_pool_usage u[4];
+	assert_int_equal(executor_pool_usage(ex, u, 4), 2);
+	assert_string_equal(u[0].properties, "cpu=1,pool=default");
+	assert_int_equal(u[0].total, 2);
+	assert_int_equal(u[0].free, 2);
+	assert_string_equal(u[1].properties, "cpu=2,pool=large");
+	assert_int_equal(u[1].total, 1);
+	assert_int_equal(u[1].free, 1);
+	action_spec a = {.argv = ARGV("sleep", "30"), .env = SH};
+	runner_property large[] = {{"Pool", "large"}};
+	waiter w;
+	waiter_init(&w);
+	assert_true(start(ex, make_action(&a), large, 1, &w));
+	assert_int_equal(executor_pool_usage(ex, u, 1), 1); /* cap respected */
+	assert_int_equal(executor_pool_usage(ex, u, 4), 2);
+	assert_int_equal(u[0].free, 2);
+	assert_int_equal(u[1].free, 0);
+	atomic_store(&w.cancel, true);
+	wait_done(&w, 10);
+	executor_pool_usage(ex, u, 4);
+	assert_int_equal(u[1].free, 1);
+	waiter_free(&w);
+}
+
 static void failed_output_store_is_not_cacheable(void **state)
 {
 	atomic_store(&g_fail_output_puts, true);
@@ -1469,6 +1498,7 @@ int main(void)
 	        T(memory_limit_oom_is_reported),
 	        T(network_is_off_unless_asked),
 	        T(busy_slots_refuse_and_cancel_ends_a_job),
+	        T(pool_usage_follows_running_jobs),
 	        T(failed_output_store_is_not_cacheable),
 	        T(timeout_above_the_maximum_is_rejected),
 	        T(working_directory_and_outputs_relative_to_it),

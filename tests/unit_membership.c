@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cairn/cluster.pb-c.h"
 #include "membership/internal.h"
 
 /* ---- a simulated LAN ------------------------------------------------------------------------- */
@@ -430,6 +431,123 @@ static void garbage_is_dropped(void **state)
 	net_free();
 }
 
+/* A worker's executor pools (what its instance reports) reach every other view, and so does each
+ * change of its free slots, carried in the packets it sends. */
+static bool pools_seen(int worker, uint32_t free1)
+{
+	for (int i = 0; i < N->n; i++) {
+		if (i == worker)
+			continue;
+		const swim_node *n = swim_find(&N->s[i], N->s[worker].self.id);
+		if (!n || n->npools != 2 || strcmp(n->pools[0].properties, "cpu=1,pool=default") ||
+		    n->pools[0].total != 4 || n->pools[0].free != 4 || strcmp(n->pools[1].properties, "cpu=4,pool=large") ||
+		    n->pools[1].total != 1 || n->pools[1].free != free1)
+			return false;
+	}
+	return true;
+}
+
+static void pools_reach_every_view(void **state)
+{
+	(void)state;
+	net_new(5, false);
+	member_pool pools[2] = {{"cpu=1,pool=default", 4, 4}, {"cpu=4,pool=large", 1, 1}};
+	assert_true(swim_set_pools(&N->s[3].self, pools, 2));
+	run_until(0x1f, 0x1f, 20 * SEC);
+	for (int64_t waited = 0; !pools_seen(3, 1); waited += 100 * MS) {
+		assert_true(waited < 30 * SEC);
+		run(100 * MS);
+	}
+	/* a view (what member_group_view hands out) holds them too */
+	member_view v;
+	swim_view(&N->s[0], &v);
+	size_t k = 0;
+	while (k < v.n && strcmp(v.members[k].id, N->s[3].self.id))
+		k++;
+	assert_true(k < v.n);
+	assert_int_equal(v.members[k].npools, 2);
+	assert_string_equal(v.members[k].pools[1].properties, "cpu=4,pool=large");
+	member_view_free(&v);
+	/* the large slot taken (member_group_update_self), then free again */
+	pools[1].free = 0;
+	assert_true(swim_set_pools(&N->s[3].self, pools, 2));
+	for (int64_t waited = 0; !pools_seen(3, 0); waited += 100 * MS) {
+		assert_true(waited < 30 * SEC);
+		run(100 * MS);
+	}
+	pools[1].free = 1;
+	swim_set_pools(&N->s[3].self, pools, 2);
+	for (int64_t waited = 0; !pools_seen(3, 1); waited += 100 * MS) {
+		assert_true(waited < 30 * SEC);
+		run(100 * MS);
+	}
+	net_free();
+}
+
+/* The largest state a member can report: MEMBER_POOLS_MAX pools of MEMBER_POOL_PROPS properties
+ * filling their 255 characters, as many annotations; what is past the bounds is cut. */
+static void fill_worst(swim_node *n, int i)
+{
+	memset(n, 0, sizeof *n);
+	snprintf(n->id, sizeof n->id, "00000000-0000-4000-8000-%012d", i + 1);
+	snprintf(n->host, sizeof n->host, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.%d", 100 + i);
+	n->port = 65535;
+	n->role = MEMBER_WORKER;
+	n->inc = UINT64_MAX;
+	n->stats = (member_stats){1e300, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+	member_pool pools[MEMBER_POOLS_MAX + 1];
+	for (size_t p = 0; p <= MEMBER_POOLS_MAX; p++) {
+		pools[p] = (member_pool){.total = UINT32_MAX, .free = UINT32_MAX};
+		size_t at = 0;
+		for (int k = 0; at < sizeof pools[p].properties - 1; k++) /* 17 properties, then more than fits */
+			at += (size_t)snprintf(pools[p].properties + at, sizeof pools[p].properties - at, "%sk%d=%s",
+			                       k ? "," : "", k, k < 17 ? "v" : "vvvvvvvvvvvvvvvv");
+	}
+	assert_false(swim_set_pools(n, pools, MEMBER_POOLS_MAX + 1));
+	assert_int_equal(n->npools, MEMBER_POOLS_MAX);
+	for (size_t p = 0; p < n->npools; p++) /* 16 properties kept: k0..k15 */
+		assert_string_equal(strrchr(n->pools[p].properties, ',') + 1, "k15=v");
+	/* the longest pool the bound allows: 16 properties in 255 characters */
+	for (size_t p = 0; p < n->npools; p++) {
+		size_t at = 0;
+		for (int k = 0; k < MEMBER_POOL_PROPS; k++)
+			at += (size_t)snprintf(n->pools[p].properties + at, sizeof n->pools[p].properties - at, "%s%c=%.13s",
+			                       k ? "," : "", 'a' + k, "vvvvvvvvvvvvvvvvvvvv");
+		assert_true(strlen(n->pools[p].properties) >= 250);
+	}
+	for (size_t at = 0, k = 0; at < sizeof n->annotations - 1; k++)
+		at += (size_t)snprintf(n->annotations + at, sizeof n->annotations - at, "%sa%zu=%.12s", k ? "," : "", k,
+		                       "xxxxxxxxxxxxxxxxxxxx");
+}
+
+static void worst_case_sync_fits_a_datagram(void **state)
+{
+	(void)state;
+	swim_node nodes[SWIM_SYNC_PER_PACKET];
+	for (int i = 0; i < SWIM_SYNC_PER_PACKET; i++)
+		fill_worst(&nodes[i], i);
+	swim_packet p = {.kind = SWIM_SYNC, .nodes = nodes, .n = SWIM_SYNC_PER_PACKET};
+	strcpy(p.group, "schedulers");
+	fill_worst(&p.sender, 99);
+	static uint8_t buf[SWIM_MAX_PACKET];
+	size_t len = swim_encode(&p, buf, sizeof buf);
+	print_message("worst-case SYNC: %zu bytes of %d\n", len, SWIM_MAX_PACKET);
+	assert_true(len > 0);
+	swim_packet d;
+	assert_true(swim_decode(buf, len, &d));
+	assert_int_equal(d.n, SWIM_SYNC_PER_PACKET);
+	assert_int_equal(d.nodes[5].npools, MEMBER_POOLS_MAX);
+	assert_string_equal(d.nodes[5].pools[7].properties, nodes[5].pools[7].properties);
+	assert_int_equal(d.nodes[5].pools[7].free, UINT32_MAX);
+	assert_string_equal(d.sender.annotations, p.sender.annotations);
+	swim_packet_free(&d);
+	/* a pool claiming more free slots than it has is a lie: dropped */
+	p.sender.pools[0].free = 1;
+	p.sender.pools[0].total = 0;
+	len = swim_encode(&p, buf, sizeof buf);
+	assert_false(swim_decode(buf, len, &d));
+}
+
 /* ---- views, addresses, ids --------------------------------------------------------------------- */
 
 static void view_block_format(void **state)
@@ -458,6 +576,53 @@ static void view_block_format(void **state)
 	                         "        Member [172.17.0.10]:10081 - 8ce4c57c-e860-4257-b98b-0a8330ad7606\n"
 	                         "]\n");
 	free(buf);
+}
+
+/* The view a scheduler answers cairn members with: every member's details as the wire's Member. */
+static void view_packs_as_a_member_view(void **state)
+{
+	(void)state;
+	member_info m[2] = {0};
+	strcpy(m[0].host, "10.0.0.1");
+	strcpy(m[0].id, "5515cf45-9244-44df-b086-bc8eca4c83ae");
+	m[0].role = MEMBER_SCHEDULER;
+	m[0].self = true;
+	strcpy(m[1].host, "10.0.0.2");
+	strcpy(m[1].id, "bafe827d-b4d9-46ff-bac5-0528de71964e");
+	m[1].role = MEMBER_WORKER;
+	m[1].suspect = true;
+	m[1].stats = (member_stats){.load_average = 1.5, .disk_used = 100, .disk_free = 200, .blobs = 7};
+	m[1].pools[0] = (member_pool){"cpu=2,pool=default", 4, 3};
+	m[1].npools = 1;
+	strcpy(m[1].annotations, "zone=a,rack=7");
+	for (int i = 0; i < 2; i++)
+		m[i].port = 10081;
+	member_view v = {.version = 9, .n = 2, .members = m};
+	size_t len;
+	uint8_t *b = member_view_pack(&v, &len);
+	Cairn__V1__MemberView *pv = cairn__v1__member_view__unpack(NULL, len, b);
+	assert_non_null(pv);
+	assert_int_equal(pv->version, 9);
+	assert_string_equal(pv->self_id, m[0].id);
+	assert_int_equal(pv->n_members, 2);
+	assert_int_equal(pv->members[0]->role, CAIRN__V1__MEMBER__ROLE__SCHEDULER);
+	assert_int_equal(pv->members[0]->state, CAIRN__V1__MEMBER__STATE__ALIVE);
+	const Cairn__V1__Member *w = pv->members[1];
+	assert_string_equal(w->host, "10.0.0.2");
+	assert_int_equal(w->port, 10081);
+	assert_int_equal(w->state, CAIRN__V1__MEMBER__STATE__SUSPECT);
+	assert_int_equal(w->stats->disk_free_bytes, 200);
+	assert_int_equal(w->stats->blobs, 7);
+	assert_int_equal(w->n_pools, 1);
+	assert_int_equal(w->pools[0]->n_properties, 2);
+	assert_string_equal(w->pools[0]->properties[1]->name, "pool");
+	assert_string_equal(w->pools[0]->properties[1]->value, "default");
+	assert_int_equal(w->pools[0]->total, 4);
+	assert_int_equal(w->pools[0]->free, 3);
+	assert_int_equal(w->n_annotations, 2);
+	assert_string_equal(w->annotations[1]->name, "rack");
+	cairn__v1__member_view__free_unpacked(pv, NULL);
+	free(b);
 }
 
 static void address_selector(void **state)
@@ -589,7 +754,10 @@ int main(void)
 		cmocka_unit_test(quick_restart_rejoins),
 		cmocka_unit_test(leave_is_immediate),
 		cmocka_unit_test(garbage_is_dropped),
+		cmocka_unit_test(pools_reach_every_view),
+		cmocka_unit_test(worst_case_sync_fits_a_datagram),
 		cmocka_unit_test(view_block_format),
+		cmocka_unit_test(view_packs_as_a_member_view),
 		cmocka_unit_test(address_selector),
 		cmocka_unit_test(id_is_kept),
 		cmocka_unit_test(udp_groups_on_loopback),
