@@ -8,7 +8,8 @@
  * tick and a view change can cancel their calls; a job whose call is being finished is marked and
  * left alone, since its call is the caller's to give back once finish is called.
  *
- * A job's life: attempt() picks a worker and starts the call (request, half-close, receive). The
+ * A job's life: attempt() picks a worker and starts the call (the request; once it went, the
+ * half-close and the first receive). The
  * first update answers the offer: TAKEN is reported at once; FULL, or a call that fails before an
  * answer, finishes the call and, in the status callback, tries the next worker. After TAKEN,
  * STARTED is reported and DONE (or a failure) finishes the call, whose status callback reports done
@@ -283,6 +284,7 @@ static void free_job(rjob *j)
 	free(j);
 }
 
+static void on_sent(rpc_client_call *cc, void *arg, bool ok);
 static void on_update(rpc_client_call *cc, void *arg, bool ok, rpc_msg *msg);
 static void on_status(rpc_client_call *cc, void *arg, cairn_status st);
 
@@ -333,10 +335,20 @@ static void attempt(rjob *j)
 	}
 	req.properties = props;
 	req.n_properties = j->job.nprops;
-	rpc_client_call_send(j->call, &req.base, NULL, NULL);
+	rpc_client_call_send(j->call, &req.base, on_sent, j);
 	cairn_arena_free(a);
-	rpc_client_call_close_send(j->call, NULL, NULL);
-	rpc_client_call_recv(j->call, on_update, j);
+}
+
+/* The request went: half-close (nothing waits on that) and follow the updates. */
+static void on_sent(rpc_client_call *cc, void *arg, bool ok)
+{
+	rjob *j = arg;
+	if (!ok) {
+		end_call(j, NULL);
+		return;
+	}
+	rpc_client_call_close_send(cc, NULL, NULL);
+	rpc_client_call_recv(cc, on_update, j);
 }
 
 static void on_update(rpc_client_call *cc, void *arg, bool ok, rpc_msg *msg)
