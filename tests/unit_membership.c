@@ -490,7 +490,7 @@ static void fill_worst(swim_node *n, int i)
 {
 	memset(n, 0, sizeof *n);
 	snprintf(n->id, sizeof n->id, "00000000-0000-4000-8000-%012d", i + 1);
-	snprintf(n->host, sizeof n->host, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.%d", 100 + i);
+	snprintf(n->host, sizeof n->host, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.%u", (unsigned)(uint8_t)(100 + i));
 	n->port = 65535;
 	n->role = MEMBER_WORKER;
 	n->inc = UINT64_MAX;
