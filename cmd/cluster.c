@@ -159,6 +159,12 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	int sig, ticks = 0;
 	while ((sig = sigtimedwait(&sigs, NULL, &every)) != SIGINT && sig != SIGTERM) {
 		cluster_cas_tick(cas);
+		if (role == MEMBER_SCHEDULER) {
+			member_view v;
+			member_group_view(all, &v);
+			cluster_cas_view_stats(cas, &v);
+			member_view_free(&v);
+		}
 		if (role == MEMBER_WORKER) { /* slots every second, the disk every 5 */
 			if (ticks++ % 5 == 0)
 				worker_stats(f->data_dir, &self.stats);

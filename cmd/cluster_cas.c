@@ -165,36 +165,50 @@ static void runner_worker_of(const member_info *m, runner_remote_worker *w, runn
 	*w = (runner_remote_worker){.id = m->id, .target = target, .pools = pools, .npools = m->npools};
 }
 
+/* Hands the runner the view's workers with their pools. */
+static void runner_follow(cluster_cas *c, const member_view *v)
+{
+	runner_remote_worker *rw = cairn_xcalloc(v->n + 1, sizeof *rw);
+	runner_remote_pool(*pools)[MEMBER_POOLS_MAX] = cairn_xcalloc(v->n + 1, sizeof *pools);
+	char(*targets)[MEMBER_HOST_MAX + 8] = cairn_xcalloc(v->n + 1, sizeof *targets);
+	size_t nw = 0;
+	for (size_t i = 0; i < v->n; i++)
+		if (v->members[i].role == MEMBER_WORKER && v->members[i].npools) {
+			runner_worker_of(&v->members[i], &rw[nw], pools[nw], targets[nw], sizeof targets[nw]);
+			nw++;
+		}
+	runner_remote_set_workers(c->runner, rw, nw);
+	gateway_exec_wake(c->g); /* a worker may have joined, or freed slots */
+	free(rw);
+	free(pools);
+	free(targets);
+}
+
 void cluster_cas_view_changed(void *arg, const member_view *v)
 {
 	cluster_cas *c = arg;
 	blobstore_shard_member *m = cairn_xcalloc(v->n + 1, sizeof *m);
-	runner_remote_worker *rw = cairn_xcalloc(v->n + 1, sizeof *rw);
-	runner_remote_pool(*pools)[MEMBER_POOLS_MAX] = cairn_xcalloc(v->n + 1, sizeof *pools);
-	char(*targets)[MEMBER_HOST_MAX + 8] = cairn_xcalloc(v->n + 1, sizeof *targets);
-	size_t n = 0, nw = 0;
+	size_t n = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		const member_info *mi = &v->members[i];
 		if (mi->role != MEMBER_WORKER)
 			continue;
-		if (mi->npools)
-			runner_worker_of(mi, &rw[nw], pools[nw], targets[nw], sizeof targets[nw]), nw++;
 		/* a worker's own share of the CAS is its disk */
 		blobstore *bs = c->fs && !strcmp(mi->id, c->self) ? cachefs_blobstore(c->fs) : remote_of(c, mi);
 		if (bs)
 			m[n++] = (blobstore_shard_member){.id = mi->id, .store = bs};
 	}
 	blobstore_shard_set_members(c->shard, m, n);
-	if (c->runner) {
-		runner_remote_set_workers(c->runner, rw, nw);
-		gateway_exec_wake(c->g); /* a worker may have joined, or freed slots */
-	}
-	LOG_INFO("cluster", "the CAS spans the view's workers workers=%zu executing=%zu ver=%llu", n, nw,
-	         (unsigned long long)v->version);
+	if (c->runner)
+		runner_follow(c, v);
+	LOG_INFO("cluster", "the CAS spans the view's workers workers=%zu ver=%llu", n, (unsigned long long)v->version);
 	free(m);
-	free(rw);
-	free(pools);
-	free(targets);
+}
+
+void cluster_cas_view_stats(cluster_cas *c, const member_view *v)
+{
+	if (c->runner)
+		runner_follow(c, v);
 }
 
 size_t cluster_cas_pools(cluster_cas *c, member_pool *out, size_t cap)

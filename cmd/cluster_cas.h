@@ -28,6 +28,9 @@ int cluster_cas_public_port(const cluster_cas *c);
 /* The on_change of the group of all instances: the shard (and a scheduler's runner) follows the
  * view's workers. */
 void cluster_cas_view_changed(void *arg, const member_view *v);
+/* Between changes of the view (each second): a scheduler's runner learns the workers' free slots,
+ * which change without a member joining or leaving. */
+void cluster_cas_view_stats(cluster_cas *c, const member_view *v);
 /* A worker's executor pools now, as the views carry them (at most cap); 0 without an executor. */
 size_t cluster_cas_pools(cluster_cas *c, member_pool *out, size_t cap);
 /* Housekeeping, about once a second. */

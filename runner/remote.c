@@ -29,6 +29,7 @@
 #define MAX_WORKERS 4096
 #define MAX_POOLS 16
 #define RUN_METHOD "/cairn.v1.Worker/Run"
+#define SHUN_NS (2 * 1000000000LL) /* a worker that failed an offer is asked last for this long */
 
 typedef Cairn__V1__RunUpdate run_update;
 
@@ -44,6 +45,7 @@ typedef struct worker {
 	pool pools[MAX_POOLS];
 	size_t npools;
 	int sent; /* this runner's jobs on it (offered or running) */
+	int64_t shunned_until; /* its last call failed before an answer: others go first until then */
 } worker;
 
 enum { OFFERED, TAKEN };
@@ -234,6 +236,7 @@ static uint64_t spread(const cairn_digest *d, const char *id)
 /* The worker to offer the job to next, or NULL. Under mu. */
 static worker *pick(runner_remote *r, rjob *j)
 {
+	int64_t now = cairn_now_ns();
 	worker *best = NULL;
 	long best_free = 0;
 	uint64_t best_tie = 0;
@@ -248,6 +251,8 @@ static worker *pick(runner_remote *r, rjob *j)
 		if (f < 0)
 			continue;
 		f -= w->sent;
+		if (w->shunned_until > now)
+			f -= 1L << 30; /* last, but still a candidate: the view may be all there is */
 		uint64_t tie = spread(&j->job.action, w->id);
 		if (!best || f > best_free || (f == best_free && tie > best_tie)) {
 			best = w;
@@ -415,11 +420,17 @@ static void on_status(rpc_client_call *cc, void *arg, cairn_status st)
 	pthread_mutex_unlock(&r->mu);
 
 	if (state == OFFERED) {
-		if (!u)
-			LOG_WARN("runner", "worker did not answer an offer, trying another: %s worker=%s", cairn_status_str(&st),
-			         w->target);
-		else
+		if (!u) {
+			pthread_mutex_lock(&r->mu);
+			bool first = w->shunned_until <= cairn_now_ns();
+			w->shunned_until = cairn_now_ns() + SHUN_NS;
+			pthread_mutex_unlock(&r->mu);
+			if (first)
+				LOG_WARN("runner", "worker did not answer an offer: others are asked first for a while: %s worker=%s",
+				         cairn_status_str(&st), w->target);
+		} else {
 			protobuf_c_message_free_unpacked(&u->base, NULL);
+		}
 		attempt(j);
 		return;
 	}

@@ -131,8 +131,10 @@ size_t runner_service_methods(runner *local, rpc_method *out, size_t cap);
  * tried for this offer, that has a pool meeting the job and the most free slots by the view (less
  * the jobs this runner has sent it since), ties broken by a hash of the action and the worker's id
  * so that equal workers share the work. A worker that answers FULL, fails the call or does not
- * answer within answer_timeout_ms is skipped and the next is asked; when none is left the offer is
- * answered not taken (the queue offers it again when a job ends or runner_remote's owner wakes it).
+ * answer within answer_timeout_ms is skipped and the next is asked (one that failed or did not answer
+ * is asked last for the next two seconds, so a dead worker still in the view costs little); when
+ * none is left the offer is answered not taken (the queue offers it again when a job ends or
+ * runner_remote's owner wakes it).
  *
  * A taken job is followed on its call to DONE. If the call fails first (the worker died: its
  * connection resets; or it left the view: set_workers cancels its calls), done reports the job

@@ -22,7 +22,7 @@ member() { # NAME ROLE ADDRESS [ARGS…]
 member s1 scheduler 127.0.0.51 --public_port="$PUB" --public_bind_to_any=false
 for w in 1 2 3; do member "w$w" worker "127.0.0.6$w" --executors=2 --log_level=debug; done
 wait_for -t 60 views_are all 4 s1 w1 w2 w3
-wait_for -t 30 grep -q 'workers=3 executing=3' "$TMP/s1.log"
+wait_for -t 30 grep -q 'workers=3 ' "$TMP/s1.log"
 
 bazel_workspace
 REMOTE=(--remote_executor="grpc://127.0.0.51:$PUB" --spawn_strategy=remote --remote_retries=0
