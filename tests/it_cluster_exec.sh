@@ -4,8 +4,10 @@
 # action runs on the workers (spread over more than one), the outputs are right, the tests pass and
 # the failing one fails. Then a build of slow actions during which a worker that is running some of
 # them is killed (-9): the build still succeeds with every action remote, the views log the worker
-# leaving with a new ver, and the scheduler dispatched the lost actions again. Last, an action no
-# worker can run fails at once naming the property.
+# leaving with a new ver, and the scheduler dispatched the lost actions again. Then a worker stopped
+# with SIGSTOP while it runs actions does not hold the build up (it leaves the views, its actions run
+# elsewhere) and rejoins when continued. Last, an action no worker can run fails at once naming the
+# property.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 cairn_tmpdir
@@ -51,7 +53,7 @@ for w in w1 w2 w3; do [ "$(actions_on $w)" -gt 0 ] && busy=$((busy + 1)); done
 log "actions per worker: w1=$(actions_on w1) w2=$(actions_on w2) w3=$(actions_on w3)"
 [ "$busy" -ge 2 ] || fail "the actions ran on $busy worker(s): the scheduler does not spread them"
 
-log "kill -9 of a worker while it runs actions: the build still succeeds"
+log "a worker stopped (SIGSTOP) while it runs actions: the build does not wait for it"
 mkdir -p "$WS/slow"
 {
 	for i in $(seq 1 12); do
@@ -59,11 +61,30 @@ mkdir -p "$WS/slow"
 	done
 	printf 'filegroup(name = "all", srcs = [%s], tags = ["manual"])\n' "$(seq -s, -f '":s%g"' 1 12)"
 } >"$WS/slow/BUILD"
-before=$(view_ver s1 all)
-bazel_run build "${REMOTE[@]}" --jobs=6 //slow:all >"$TMP/b2.log" 2>&1 &
-bpid=$!
 # the victim: a worker with an action under way (its exec root exists)
 running() { compgen -G "$TMP/$1/exec/*" >/dev/null; }
+bazel_run build "${REMOTE[@]}" --jobs=4 //slow:all >"$TMP/b4.log" 2>&1 &
+bpid=$!
+wait_for -t 120 running w3
+kill -STOP "${MPID[w3]}"
+log "stopped w3 with an action running"
+rc=0
+wait "$bpid" || rc=$?
+kill -CONT "${MPID[w3]}"
+[ "$rc" -eq 0 ] || { cat "$TMP/b4.log"; fail "the build failed with a worker stopped (exit $rc)"; }
+for i in $(seq 1 12); do
+	[ "$(cat "$WS/bazel-bin/slow/s$i.txt")" = "slow $i" ] || fail "slow/s$i.txt is wrong after the stop"
+done
+log "w3 continued: it rejoins the views"
+wait_for -t 60 views_are all 4 s1 w1 w2 w3
+
+sed -i 's/echo slow/echo slower/' "$WS/slow/BUILD"
+log "kill -9 of a worker while it runs actions: the build still succeeds"
+before=$(view_ver s1 all)
+redone() { grep -c 'dispatched again after its worker was lost' "$TMP/s1.log" || true; }
+redone_before=$(redone)
+bazel_run build "${REMOTE[@]}" --jobs=6 //slow:all >"$TMP/b2.log" 2>&1 &
+bpid=$!
 wait_for -t 120 running w2
 kill -9 "${MPID[w2]}"
 log "killed w2 with an action running"
@@ -73,9 +94,9 @@ wait "$bpid" || rc=$?
 log "$(bazel_processes "$TMP/b2.log")"
 [ "$(bazel_count "$TMP/b2.log" remote)" -eq 12 ] || fail "not every slow action ran remotely: $(bazel_processes "$TMP/b2.log")"
 for i in $(seq 1 12); do
-	[ "$(cat "$WS/bazel-bin/slow/s$i.txt")" = "slow $i" ] || fail "slow/s$i.txt is wrong"
+	[ "$(cat "$WS/bazel-bin/slow/s$i.txt")" = "slower $i" ] || fail "slow/s$i.txt is wrong"
 done
-grep -q 'dispatched again after its worker was lost' "$TMP/s1.log" || fail "the scheduler did not dispatch a lost action again"
+[ "$(redone)" -gt "$redone_before" ] || fail "the scheduler did not dispatch the killed worker's action again"
 wait_for -t 60 views_are all 3 s1 w1 w3
 after=$(view_ver s1 all)
 [ "$after" -gt "$before" ] || fail "the view's ver did not move ($before → $after)"
