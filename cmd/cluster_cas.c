@@ -263,6 +263,8 @@ void cluster_cas_stop(cluster_cas *c)
 {
 	if (!c)
 		return;
+	if (c->g)
+		gateway_exec_drain(c->g); /* a scheduler's clients hear that their actions will not finish here */
 	if (c->srv)
 		rpc_server_stop(c->srv); /* a worker's Run calls end once their actions have stopped */
 	executor_free(c->ex);

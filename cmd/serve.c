@@ -204,6 +204,7 @@ static int run(const serve_flags *f)
 
 	int sig = wait_for_signal(&sigs, &stats, g);
 	LOG_INFO("serve", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	gateway_exec_drain(g); /* clients hear that their actions will not finish */
 	rpc_server_stop(srv);
 	executor_free(ex); /* before the gateway: running actions report to it */
 	ex = NULL;

@@ -70,6 +70,7 @@ struct exec_state {
 	int answer;               /* an answer given inside the offer: 1 taken, 2 refused */
 	int64_t retention_ns;
 	size_t max_ops;
+	bool draining;            /* gw_exec_drain ran: new operations complete at once, UNAVAILABLE */
 };
 
 struct exec_state *gw_exec_state_new(gateway *g, runner *r);
@@ -95,6 +96,9 @@ exec_op *gw_exec_find(struct exec_state *x, const char *name);
 void gw_exec_enqueue(struct exec_state *x, exec_op *op);
 /* Starts queued operations while the runner has room. Under mu. */
 void gw_exec_dispatch(struct exec_state *x);
+/* Completes every operation in flight with UNAVAILABLE (the server is stopping) and every later one
+ * at once. Takes mu. */
+void gw_exec_drain(struct exec_state *x);
 /* Makes refused operations eligible again and dispatches: the runner may have room. Takes mu. */
 void gw_exec_wake(struct exec_state *x);
 /* Cancels a queued or running operation. Under mu. */

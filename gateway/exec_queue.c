@@ -12,7 +12,11 @@
  * Capacity can also appear without a job of this queue ending (a worker joins, another scheduler's
  * job ends on a shared worker): gw_exec_wake, which the runner's owner calls then, makes refused
  * operations eligible again. A job the runner reports lost goes back into the queue at its old
- * place, up to GW_EXEC_MAX_LOST times; after that its client gets the runner's UNAVAILABLE. */
+ * place, up to GW_EXEC_MAX_LOST times; after that its client gets the runner's UNAVAILABLE.
+ *
+ * A server that stops drains the queue first: every operation in flight completes with UNAVAILABLE
+ * (its client hears it and may execute it again, rather than see its stream cut), running jobs are
+ * cancelled, and their late callbacks find their operations complete. */
 #include "gateway/exec_internal.h"
 
 #include <stdlib.h>
@@ -71,6 +75,8 @@ void gw_exec_sweep(struct exec_state *x)
 	}
 }
 
+static void complete(struct exec_state *x, exec_op *op, uint8_t *response, size_t len);
+
 /* Puts op in the queue, by priority then arrival. */
 static void enqueue(struct exec_state *x, exec_op *op)
 {
@@ -94,6 +100,14 @@ void gw_exec_enqueue(struct exec_state *x, exec_op *op)
 		x->ops->prev = op;
 	x->ops = op;
 	x->nops++;
+	if (x->draining) {
+		cairn_status st = cairn_err(CAIRN_UNAVAILABLE, "the server is stopping: execute the action again elsewhere");
+		uint8_t *resp;
+		size_t len;
+		gw_exec_pack_response(NULL, false, &st, NULL, 0, &resp, &len);
+		complete(x, op, resp, len);
+		return;
+	}
 	enqueue(x, op);
 	gw_exec_dispatch(x);
 }
@@ -221,7 +235,7 @@ static void done(void *arg, const runner_outcome *out)
 	job_ctx *j = arg;
 	exec_op *op = j->op;
 	pthread_mutex_lock(&j->x->mu);
-	if (requeue(j->x, op, out)) {
+	if (op->stage == STAGE_COMPLETED || requeue(j->x, op, out)) { /* drained, or queued again */
 		gw_exec_dispatch(j->x);
 		pthread_mutex_unlock(&j->x->mu);
 		free(j);
@@ -275,6 +289,26 @@ void gw_exec_dispatch(struct exec_state *x)
 			return; /* it comes later, and dispatches again */
 		settle(x, j, x->answer == 1);
 	}
+}
+
+void gw_exec_drain(struct exec_state *x)
+{
+	pthread_mutex_lock(&x->mu);
+	cairn_status st = cairn_err(CAIRN_UNAVAILABLE, "the server is stopping: the action did not finish; execute it again");
+	while (x->ops) {
+		exec_op *op = x->ops;
+		atomic_store(&op->cancel, true); /* a running job is stopped; its done finds the op complete */
+		if (op->queued)
+			dequeue(x, op);
+		if (x->offering == op)
+			x->offering = NULL; /* the answer to come finds the op complete */
+		uint8_t *resp;
+		size_t len;
+		gw_exec_pack_response(NULL, false, &st, NULL, 0, &resp, &len);
+		complete(x, op, resp, len);
+	}
+	x->draining = true;
+	pthread_mutex_unlock(&x->mu);
 }
 
 void gw_exec_wake(struct exec_state *x)

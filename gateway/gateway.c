@@ -75,3 +75,9 @@ void gateway_exec_wake(gateway *g)
 	if (g->exec)
 		gw_exec_wake(g->exec);
 }
+
+void gateway_exec_drain(gateway *g)
+{
+	if (g->exec)
+		gw_exec_drain(g->exec);
+}

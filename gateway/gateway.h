@@ -59,6 +59,10 @@ void gateway_tick(gateway *g);
 /* The runner may have room that no job's end announced (a worker joined, or a job of another
  * scheduler ended on a shared worker): operations it refused are offered again. Any thread. */
 void gateway_exec_wake(gateway *g);
+/* Before a server stops: every operation in flight, and any that comes later, completes with
+ * UNAVAILABLE, so clients hear that the server stopped rather than see their streams cut; running
+ * actions are cancelled. */
+void gateway_exec_drain(gateway *g);
 /* Fills out[] with the gateway's methods (at most cap); returns how many. */
 size_t gateway_methods(gateway *g, rpc_method *out, size_t cap);
 

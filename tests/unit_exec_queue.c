@@ -1,7 +1,7 @@
 /* Unit tests of the execution queue (gateway/exec_queue.c) with a runner that answers its offers
  * later, from another thread, as a runner across the network does: one offer at a time, refused
- * operations offered again once a job finishes, priorities kept, and cancellation while an offer is
- * out. */
+ * operations offered again once a job finishes, priorities kept, cancellation while an offer is
+ * out, and the drain of a server that stops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,11 +166,57 @@ static void cancel_while_offered(void **state)
 	gw_exec_state_free(x);
 }
 
+/* The status an operation completed with. */
+static int response_code(const exec_op *op)
+{
+	assert_non_null(op->response);
+	re_execute_response *r =
+		build__bazel__remote__execution__v2__execute_response__unpack(NULL, op->response_len, op->response);
+	assert_non_null(r);
+	int code = r->status ? r->status->code : 0;
+	build__bazel__remote__execution__v2__execute_response__free_unpacked(r, NULL);
+	return code;
+}
+
+static void drain_completes_everything(void **state)
+{
+	(void)state;
+	fake_runner f = {.r = {.ops = &fake_ops}, .room = 1};
+	struct exec_state *x = gw_exec_state_new(NULL, &f.r);
+	exec_op *a = new_op(x, 0, 'a');
+	answer(&f); /* a runs */
+	exec_op *b = new_op(x, 0, 'b'); /* offered, its answer not yet given */
+	exec_op *c = new_op(x, 0, 'c'); /* queued */
+	assert_int_equal(f.offers, 2);
+	gw_exec_drain(x);
+	exec_op *ops[] = {a, b, c};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ops[i]->stage, STAGE_COMPLETED);
+		assert_int_equal(response_code(ops[i]), CAIRN_UNAVAILABLE);
+	}
+	assert_true(atomic_load(&a->cancel)); /* the running job is asked to stop */
+	assert_int_equal(x->nops, 0);
+	/* the runner's late answers change nothing */
+	answer(&f);
+	finish_oldest(&f);
+	if (f.nrunning)
+		finish_oldest(&f);
+	assert_int_equal(x->ndone, 3);
+	assert_int_equal(response_code(a), CAIRN_UNAVAILABLE);
+	/* what comes afterwards is refused at once */
+	exec_op *d = new_op(x, 0, 'd');
+	assert_int_equal(d->stage, STAGE_COMPLETED);
+	assert_int_equal(response_code(d), CAIRN_UNAVAILABLE);
+	assert_int_equal(f.offers, 2);
+	gw_exec_state_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(queue_with_a_remote_runner),
 		cmocka_unit_test(cancel_while_offered),
+		cmocka_unit_test(drain_completes_everything),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
