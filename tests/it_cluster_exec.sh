@@ -2,12 +2,13 @@
 # Remote execution on a cluster: one scheduler and three workers on their own loopback addresses,
 # --replicas=2. Bazel with --remote_executor at the scheduler builds and tests the workspace: every
 # action runs on the workers (spread over more than one), the outputs are right, the tests pass and
-# the failing one fails. Then a build of slow actions during which a worker that is running some of
-# them is killed (-9): the build still succeeds with every action remote, the views log the worker
-# leaving with a new ver, and the scheduler dispatched the lost actions again. Then a worker stopped
-# with SIGSTOP while it runs actions does not hold the build up (it leaves the views, its actions run
-# elsewhere) and rejoins when continued. Last, an action no worker can run fails at once naming the
-# property.
+# the failing one fails. Then builds of slow actions: during one, a worker running some of them is
+# stopped with SIGSTOP, and the build does not wait for it (it leaves the views, its actions run
+# elsewhere; it rejoins when continued); during the next, a worker running actions is killed (-9),
+# and the build still succeeds with every action remote, the views log the worker leaving with a new
+# ver, and the scheduler dispatched the lost actions again. An action no worker can run fails at
+# once naming the property. Last, the scheduler stopped with SIGTERM mid-build: Bazel's build fails
+# with the reason (UNAVAILABLE: the server is stopping), and the workers stop its actions.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 cairn_tmpdir
@@ -108,5 +109,17 @@ bazel_run build "${REMOTE[@]}" --remote_default_exec_properties=pool=gpu //app:h
 	>"$TMP/b3.log" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "a build that needs pool=gpu succeeded"
 grep -q 'pool=gpu' "$TMP/b3.log" || { cat "$TMP/b3.log"; fail "the failure does not name pool=gpu"; }
+log "the scheduler stopped (SIGTERM) mid-build: Bazel hears why, and the workers stop its actions"
+sed -i 's/echo slower/echo slowest/' "$WS/slow/BUILD"
+bazel_run build "${REMOTE[@]}" --jobs=4 //slow:all >"$TMP/b5.log" 2>&1 &
+bpid=$!
+wait_for -t 120 running w1
+kill -TERM "${MPID[s1]}"
+rc=0
+wait "$bpid" || rc=$?
+[ "$rc" -ne 0 ] || fail "the build succeeded although its scheduler stopped"
+grep -q 'the server is stopping' "$TMP/b5.log" || { cat "$TMP/b5.log"; fail "Bazel was not told that the scheduler stopped"; }
+wait_for -t 60 grep -q 'action failed .*CANCELLED' "$TMP/w1.log"
+wait_for -t 30 bash -c "! compgen -G '$TMP/w1/exec/*' >/dev/null" # its actions' exec roots are gone
 for m in s1 w1 w3; do sanitizer_clean "$TMP/$m.log"; done
 log "ok"
