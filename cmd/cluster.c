@@ -6,7 +6,8 @@
  * pools in the view and serves its CAS and its executor on the private port; a scheduler serves
  * clients the CAS spread over the workers of its view and runs their actions on those workers
  * (cluster_cas.c), with an action cache of its own in memory. Sharing the action cache between
- * schedulers is not built yet. */
+ * schedulers is not built yet. A scheduler also answers `cairn members` with its views on its public
+ * port (cluster_members.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "cmd/cluster_cas.h"
+#include "cmd/cluster_members.h"
 #include "cmd/cmd.h"
 #include "cmd/executor_setup.h"
 #include "membership/membership.h"
@@ -129,10 +131,12 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	st = member_config_check(&probe);
 	if (!cairn_is_ok(&st))
 		return usage_error(cmd, st.msg);
+	cluster_members *cm = cluster_members_new();
+	rpc_method members = cluster_members_method(cm);
 	cluster_cas_config cc = {.host = host, .port = (int)f->private_port, .data_dir = f->data_dir,
 	                         .cas_max_size = f->cas_max_size, .public_port = (int)f->public_port,
 	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas,
-	                         .self_id = id, .exec = f->exec};
+	                         .self_id = id, .exec = f->exec, .methods = &members, .nmethods = 1};
 	cluster_cas *cas = NULL;
 	member_group *all = NULL, *scheds = NULL;
 	member_pool pools[MEMBER_POOLS_MAX];
@@ -149,9 +153,11 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	if (!cairn_is_ok(&st)) {
 		member_group_stop(all);
 		cluster_cas_stop(cas);
+		cluster_members_free(cm);
 		fprintf(stderr, "cairn %s: %s\n", cmd, cairn_status_str(&st));
 		return 1;
 	}
+	cluster_members_set_groups(cm, scheds, all);
 	if (role == MEMBER_SCHEDULER)
 		LOG_WARN("cluster", "this scheduler keeps an action cache of its own: sharing it between schedulers is "
 		         "not built yet");
@@ -173,9 +179,11 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 		}
 	}
 	LOG_INFO("cluster", "leaving the cluster signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	cluster_members_set_groups(cm, NULL, NULL);
 	member_group_stop(scheds);
 	member_group_stop(all);
 	cluster_cas_stop(cas);
+	cluster_members_free(cm);
 	return 0;
 }
 
@@ -233,7 +241,7 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		printf("usage: cairn %s [flags]\n\nJoins a cairn cluster as a %s and keeps its member views, logged at each "
 		       "change.\nA worker serves its CAS and runs actions on the private port; a scheduler serves clients\n"
 		       "(Execution, CAS, ActionCache, ByteStream, Capabilities) over the workers, with an action cache\n"
-		       "of its own.\n\nflags:\n", cmd, cmd);
+		       "of its own, and its member views to cairn members.\n\nflags:\n", cmd, cmd);
 		/* the executor's flags are a worker's */
 		cairn_flags_usage(flags, role == MEMBER_WORKER ? nf : nf - 5, stdout);
 		return 0;

@@ -13,7 +13,8 @@
  * the local disk, copying a missing one there from the cluster's CAS first, and stores outputs in the
  * cluster's CAS, so they land on their owners. A scheduler serves the REAPI on its public port over
  * the cluster's CAS, and runs actions through a remote runner (runner/remote.c) that offers them to
- * the view's workers. The action cache is the scheduler's own, in memory. */
+ * the view's workers. The action cache is the scheduler's own, in memory. cmd adds the scheduler's
+ * own methods (cluster_members.c) to its public port. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,8 @@ static void addr_port(const char *host, int port, char *out, size_t cap)
 	snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-static cairn_status serve(cluster_cas *c, blobstore *cas, runner *rn, const char *address)
+static cairn_status serve(cluster_cas *c, blobstore *cas, runner *rn, const char *address, const rpc_method *more,
+                          size_t nmore)
 {
 	gateway_config gc = {
 		.cas = cas,
@@ -65,10 +67,12 @@ static cairn_status serve(cluster_cas *c, blobstore *cas, runner *rn, const char
 		.max_inline_size = 1 << 20,
 	};
 	c->g = gateway_new(&gc);
-	rpc_method methods[32];
+	rpc_method methods[48];
 	size_t n = gateway_methods(c->g, methods, 31);
 	if (c->ex) /* a worker's Run */
 		n += runner_service_methods(rn, methods + n, 32 - n);
+	for (size_t i = 0; i < nmore && n < sizeof methods / sizeof methods[0]; i++)
+		methods[n++] = more[i];
 	rpc_server_config rc = {.address = address, .max_message_size = 8 << 20};
 	return rpc_server_start(&rc, methods, n, &c->srv);
 }
@@ -98,7 +102,7 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 		st = exec_flags_start(&cfg->exec, cfg->data_dir, addr, local_storage(&c->store), &c->ex);
 	}
 	if (cairn_is_ok(&st))
-		st = serve(c, cachefs_blobstore(c->fs), c->ex ? executor_runner(c->ex) : NULL, addr);
+		st = serve(c, cachefs_blobstore(c->fs), c->ex ? executor_runner(c->ex) : NULL, addr, NULL, 0);
 	if (!cairn_is_ok(&st)) {
 		cluster_cas_stop(c);
 		return st;
@@ -118,7 +122,8 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 	char addr[MEMBER_HOST_MAX + 8];
 	addr_port(cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, cfg->public_port, addr, sizeof addr);
 	if (cairn_is_ok(&st))
-		st = serve(c, blobstore_shard_store(c->shard), runner_remote_runner(c->runner), addr);
+		st = serve(c, blobstore_shard_store(c->shard), runner_remote_runner(c->runner), addr, cfg->methods,
+		           cfg->nmethods);
 	if (!cairn_is_ok(&st)) {
 		cluster_cas_stop(c);
 		return st;

@@ -7,6 +7,7 @@
 #include "blobstore/blobstore.h"
 #include "cmd/executor_setup.h"
 #include "membership/membership.h"
+#include "rpc/rpc.h"
 
 typedef struct cluster_cas_config {
 	const char *host;        /* the private address */
@@ -18,6 +19,8 @@ typedef struct cluster_cas_config {
 	int replicas;
 	const char *self_id;     /* this instance's member id */
 	exec_flags exec;         /* a worker's executor */
+	const rpc_method *methods; /* a scheduler's: served on the public port next to the REAPI */
+	size_t nmethods;
 } cluster_cas_config;
 
 typedef struct cluster_cas cluster_cas;

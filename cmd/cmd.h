@@ -9,5 +9,6 @@ int cmd_capabilities(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_scheduler(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_members(int argc, char **argv);
 
 #endif

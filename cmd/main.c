@@ -17,6 +17,7 @@ static const struct {
 	{"ac", cmd_ac, "read and write a server's action cache"},
 	{"capabilities", cmd_capabilities, "print what a server supports"},
 	{"exec", cmd_exec, "run a command remotely and print its output"},
+	{"members", cmd_members, "print a scheduler's member views and each worker's pools and stats"},
 };
 
 static void usage(FILE *out)
