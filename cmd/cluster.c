@@ -2,12 +2,12 @@
  *
  * Both find the other instances (--discovery) and keep the member views: a scheduler the
  * schedulers' group (private port + 1000) and the group of all instances (+ 2000), a worker the
- * latter; each logs every change of a view. A worker reports its load, its disk and its executor
- * pools in the view and serves its CAS and its executor on the private port; a scheduler serves
- * clients the CAS spread over the workers of its view and runs their actions on those workers
- * (cluster_cas.c), with an action cache of its own in memory. Sharing the action cache between
- * schedulers is not built yet. A scheduler also answers `cairn members` with its views on its public
- * port (cluster_members.c). */
+ * latter; each logs every change of a view. A worker reports its load, its disk, its CAS's blob
+ * count and its executor pools in the view and serves its CAS and its executor on the private port;
+ * a scheduler serves clients the CAS spread over the workers of its view and runs their actions on
+ * those workers (cluster_cas.c), with an action cache of its own in memory, and answers `cairn
+ * members` with its views on the same port (cluster_members.c). Sharing the action cache between
+ * schedulers is not built yet. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -41,9 +41,9 @@ static int usage_error(const char *cmd, const char *msg)
 	return 2;
 }
 
-static void worker_stats(const char *dir, member_stats *out)
+static void worker_stats(const char *dir, cluster_cas *cas, member_stats *out)
 {
-	*out = (member_stats){0};
+	*out = (member_stats){.blobs = cluster_cas_blobs(cas)};
 	double load[1];
 	if (getloadavg(load, 1) == 1)
 		out->load_average = load[0];
@@ -142,7 +142,7 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	member_pool pools[MEMBER_POOLS_MAX];
 	st = role == MEMBER_WORKER ? cluster_cas_worker(&cc, &cas) : cluster_cas_scheduler(&cc, &cas);
 	if (cairn_is_ok(&st) && role == MEMBER_WORKER) {
-		worker_stats(f->data_dir, &self.stats);
+		worker_stats(f->data_dir, cas, &self.stats);
 		self.pools = pools;
 		self.npools = cluster_cas_pools(cas, pools, MEMBER_POOLS_MAX);
 	}
@@ -173,7 +173,7 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 		}
 		if (role == MEMBER_WORKER) { /* slots every second, the disk every 5 */
 			if (ticks++ % 5 == 0)
-				worker_stats(f->data_dir, &self.stats);
+				worker_stats(f->data_dir, cas, &self.stats);
 			size_t np = cluster_cas_pools(cas, pools, MEMBER_POOLS_MAX);
 			member_group_update_self(all, &self.stats, pools, np);
 		}

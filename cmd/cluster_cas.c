@@ -136,6 +136,15 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 
 int cluster_cas_public_port(const cluster_cas *c) { return rpc_server_port(c->srv); }
 
+uint64_t cluster_cas_blobs(cluster_cas *c)
+{
+	if (!c->fs)
+		return 0;
+	cachefs_stats s;
+	cachefs_get_stats(c->fs, &s);
+	return s.blobs;
+}
+
 /* The remote store of a worker, made the first time it is seen. */
 static blobstore *remote_of(cluster_cas *c, const member_info *m)
 {

@@ -28,6 +28,8 @@ typedef struct cluster_cas cluster_cas;
 cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out);
 cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **out);
 int cluster_cas_public_port(const cluster_cas *c);
+/* The blobs in a worker's CAS (0 for a scheduler's, which holds none). */
+uint64_t cluster_cas_blobs(cluster_cas *c);
 /* The on_change of the group of all instances: the shard (and a scheduler's runner) follows the
  * view's workers. */
 void cluster_cas_view_changed(void *arg, const member_view *v);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cairn members against a cluster of one scheduler and two workers on loopback: the text tables and
 # the JSON list both views (the schedulers', all instances') with every member's id and role, and
-# the workers' disk stats; a worker killed with -9 leaves the printed view; an unreachable scheduler
+# the workers' disk stats and blob counts; a worker killed with -9 leaves the printed view; an unreachable scheduler
 # gets a one-line error and a non-zero exit, a bad flag the usage error.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
@@ -67,6 +67,20 @@ grep -Eq "^127.0.0.142:$P +$W1 +worker +alive +[0-9.]+ +[0-9.]+ [KMGT]?i?B +[0-9
 	"$TMP/m.txt" || fail "w1's row lacks its stats or annotations"
 grep -Eq "^127.0.0.143:$P +$W2 +worker +alive +[0-9.]+ +[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B +[0-9]+ +- +-$" \
 	"$TMP/m.txt" || fail "w2's row lacks its stats"
+
+log "a blob put through the scheduler: its owner's count of blobs goes up in the view"
+echo "a blob for the members test" >"$TMP/blob"
+"$CAIRN" cas put --remote="grpc://$SCHED" "$TMP/blob" >/dev/null || fail "cas put through the scheduler failed"
+blobs_counted() {
+	"$CAIRN" members --scheduler="$SCHED" --json >"$TMP/b.json" &&
+		"$PYTHON" -c '
+import json, sys
+assert sum(m["blobs"] for m in json.load(open(sys.argv[1]))["all"]["members"] if m["role"] == "worker") == 1
+' "$TMP/b.json" 2>/dev/null
+}
+wait_for -t 30 blobs_counted
+grep -Eq " worker +alive +[0-9.]+ +[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B +1 " <("$CAIRN" members --scheduler="$SCHED") ||
+	fail "no worker's row counts the blob"
 
 log "kill -9 w2: it leaves the printed view"
 kill -9 "${MPID[w2]}"
