@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cairn members against a cluster of one scheduler and two workers on loopback: the text tables and
 # the JSON list both views (the schedulers', all instances') with every member's id and role, and
-# the workers' disk stats and blob counts; a worker killed with -9 leaves the printed view; an unreachable scheduler
+# the workers' executor pools, disk stats and blob counts; a worker killed with -9 leaves the printed view; an unreachable scheduler
 # gets a one-line error and a non-zero exit, a bad flag the usage error.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
@@ -18,14 +18,15 @@ member() { # NAME ROLE ADDRESS [ARGS…]
 		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 "$@"
 }
 member s1 scheduler 127.0.0.141 --public_port="$PUB" --public_bind_to_any=false
-member w1 worker 127.0.0.142 --annotations=zone=a,rack=7
-member w2 worker 127.0.0.143
+member w1 worker 127.0.0.142 --annotations=zone=a,rack=7 --worker_config="2*pool=default;1*pool=large,cpu=1"
+member w2 worker 127.0.0.143 --executors=0
 wait_for -t 60 views_are all 3 s1 w1 w2
 S1=$(cat "$TMP/s1/member-id") W1=$(cat "$TMP/w1/member-id") W2=$(cat "$TMP/w2/member-id")
 
-# check_json FILE SCHEDULERS ALL: the JSON's views hold exactly those "id:role" lists (sorted,
+# check_json FILE SCHEDULERS ALL S1 W1: the JSON's views hold exactly those "id:role" lists (sorted,
 # comma-separated); s1 is "this" in both; every worker reports its disk (used and free above 0, as
-# statvfs of its data dir says) and w1 its annotations.
+# statvfs of its data dir says); w1 its annotations and its two idle pools (with the properties
+# every pool has implicitly), w2, which runs no actions, none.
 check_json() {
 	"$PYTHON" -c '
 import json, sys
@@ -40,9 +41,14 @@ for group, want in (("schedulers", sys.argv[2]), ("all", sys.argv[3])):
         assert not m["suspect"], m
         if m["role"] == "worker":
             assert m["disk_used_bytes"] > 0 and m["disk_free_bytes"] > 0, m
-            assert m["load_average"] >= 0 and m["blobs"] >= 0 and m["pools"] == [], m
+            assert m["load_average"] >= 0 and m["blobs"] >= 0, m
             if m["id"] == sys.argv[5]:
                 assert m["annotations"] == {"zone": "a", "rack": "7"}, m
+                pools = [(p["properties"]["pool"], p["properties"]["cpu"], p["properties"]["OSFamily"], p["total"],
+                          p["free"]) for p in m["pools"]]
+                assert pools[1] == ("large", "1", "Linux", 1, 1) and pools[0][:1] + pools[0][2:] == ("default", "Linux", 2, 2), pools
+            else:
+                assert m["pools"] == [], m
         else:
             assert "disk_used_bytes" not in m, m
 ' "$@"
@@ -63,8 +69,8 @@ grep -q '^all instances: version [0-9]*, 3 members$' "$TMP/m.txt" || fail "no he
 	"$TMP/m.txt")" -eq 2 ] || fail "not two tables with their column headers"
 [ "$(grep -c "^127.0.0.141:$P  *$S1  *scheduler  *alive,this " "$TMP/m.txt")" -eq 2 ] ||
 	fail "s1 is not listed in both tables as this scheduler"
-grep -Eq "^127.0.0.142:$P +$W1 +worker +alive +[0-9.]+ +[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B +[0-9]+ +- +zone=a,rack=7$" \
-	"$TMP/m.txt" || fail "w1's row lacks its stats or annotations"
+grep -Eq "^127.0.0.142:$P +$W1 +worker +alive +[0-9.]+ +[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B +[0-9]+ +pool=default,[^ ]* 2/2; pool=large,cpu=1,[^ ]* 1/1 +zone=a,rack=7$" \
+	"$TMP/m.txt" || fail "w1's row lacks its stats, pools or annotations"
 grep -Eq "^127.0.0.143:$P +$W2 +worker +alive +[0-9.]+ +[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B +[0-9]+ +- +-$" \
 	"$TMP/m.txt" || fail "w2's row lacks its stats"
 
