@@ -200,7 +200,8 @@ typedef struct worker_fx {
 static worker_fx wk[NWORKERS];
 static rpc_client *cl;
 static runner_remote *rr;
-static caller job_caller;
+static caller callers[2];
+#define job_caller callers[0]
 
 static void stop_worker(int i)
 {
@@ -229,9 +230,11 @@ static int setup(void **state)
 	assert_int_equal(rpc_client_start(NULL, &cl).code, CAIRN_OK);
 	runner_remote_config rc = {.client = cl, .answer_timeout_ms = 300};
 	assert_int_equal(runner_remote_new(&rc, &rr).code, CAIRN_OK);
-	memset(&job_caller, 0, sizeof job_caller);
-	pthread_mutex_init(&job_caller.mu, NULL);
-	pthread_cond_init(&job_caller.cv, NULL);
+	memset(callers, 0, sizeof callers);
+	for (int i = 0; i < 2; i++) {
+		pthread_mutex_init(&callers[i].mu, NULL);
+		pthread_cond_init(&callers[i].cv, NULL);
+	}
 	return 0;
 }
 
@@ -250,8 +253,10 @@ static int teardown(void **state)
 		pthread_mutex_destroy(&wk[i].f.mu);
 		pthread_cond_destroy(&wk[i].f.cv);
 	}
-	pthread_mutex_destroy(&job_caller.mu);
-	pthread_cond_destroy(&job_caller.cv);
+	for (int i = 0; i < 2; i++) {
+		pthread_mutex_destroy(&callers[i].mu);
+		pthread_cond_destroy(&callers[i].cv);
+	}
 	return 0;
 }
 
@@ -271,12 +276,14 @@ static void set_view(const int *idx, const uint32_t *free_slots, size_t n)
 
 static const runner_property job_props[] = {{"Pool", "default"}};
 
-static void offer_job(void)
+static void offer_job_for(caller *c)
 {
 	runner_job job = {.props = job_props, .nprops = 1, .priority = 3, .queued_at = 12345};
 	cairn_digest_of("action", 6, &job.action);
-	runner_offer(runner_remote_runner(rr), &job, &job_caller.cancel, &caller_cb, &job_caller);
+	runner_offer(runner_remote_runner(rr), &job, &c->cancel, &caller_cb, c);
 }
+
+static void offer_job(void) { offer_job_for(&job_caller); }
 
 static void wait_done(void)
 {
@@ -285,12 +292,14 @@ static void wait_done(void)
 	pthread_mutex_unlock(&job_caller.mu);
 }
 
-static void wait_started(void)
+static void wait_started_for(caller *c)
 {
-	pthread_mutex_lock(&job_caller.mu);
-	WAIT_UNTIL(&job_caller.mu, &job_caller.cv, job_caller.started > 0);
-	pthread_mutex_unlock(&job_caller.mu);
+	pthread_mutex_lock(&c->mu);
+	WAIT_UNTIL(&c->mu, &c->cv, c->started > 0);
+	pthread_mutex_unlock(&c->mu);
 }
+
+static void wait_started(void) { wait_started_for(&job_caller); }
 
 static void wait_fake(fake_local *f, int *counter, int n)
 {
@@ -373,6 +382,19 @@ static void full_worker_then_the_next_takes_it(void **state)
 	assert_int_equal(wk[1].f.offers, 1);
 }
 
+static void unreachable_worker_then_the_next_takes_it(void **state)
+{
+	(void)state;
+	stop_worker(0); /* the most free slots by the view, but its port refuses connections */
+	set_view((int[]){0, 1}, (uint32_t[]){4, 1}, 2);
+	offer_job();
+	wait_done();
+	assert_ran_once();
+	assert_int_equal(job_caller.st.code, CAIRN_OK);
+	assert_false(job_caller.lost);
+	assert_int_equal(wk[1].f.offers, 1);
+}
+
 static void all_full_answers_not_taken(void **state)
 {
 	(void)state;
@@ -407,6 +429,23 @@ static void most_free_slots_offered_first(void **state)
 	assert_ran_once();
 	assert_int_equal(wk[0].f.offers, 1);
 	assert_int_equal(wk[1].f.offers, 1);
+}
+
+/* The same action twice on two equal workers: the second goes where the first did not, since the
+ * runner counts what it sent since the view. */
+static void jobs_in_flight_count_against_free_slots(void **state)
+{
+	(void)state;
+	wk[0].f.mode = wk[1].f.mode = FAKE_UNTIL_CANCEL;
+	set_view((int[]){0, 1}, (uint32_t[]){1, 1}, 2);
+	offer_job_for(&callers[0]);
+	wait_started_for(&callers[0]);
+	offer_job_for(&callers[1]);
+	wait_started_for(&callers[1]);
+	assert_int_equal(wk[0].f.offers, 1);
+	assert_int_equal(wk[1].f.offers, 1);
+	assert_int_equal(runner_remote_jobs(rr), 2);
+	/* the teardown's client stop ends both calls */
 }
 
 static void check_properties_against_the_view(void **state)
@@ -486,6 +525,23 @@ static void cancel_reaches_the_worker(void **state)
 	assert_int_equal(job_caller.st.code, CAIRN_CANCELLED);
 }
 
+static void cancel_while_the_offer_is_out(void **state)
+{
+	(void)state;
+	wk[0].f.mode = FAKE_SILENT;
+	set_view((int[]){0}, (uint32_t[]){1}, 1);
+	offer_job();
+	wait_fake(&wk[0].f, &wk[0].f.offers, 1);
+	atomic_store(&job_caller.cancel, true);
+	runner_remote_tick(rr); /* well within answer_timeout_ms: the cancel is what ends the offer */
+	pthread_mutex_lock(&job_caller.mu);
+	WAIT_UNTIL(&job_caller.mu, &job_caller.cv, job_caller.answered > 0);
+	pthread_mutex_unlock(&job_caller.mu);
+	assert_false(job_caller.taken);
+	assert_int_equal(job_caller.started + job_caller.done, 0);
+	wait_fake(&wk[0].f, &wk[0].f.cancels, 1);
+}
+
 static void unanswered_offer_goes_to_the_next_worker(void **state)
 {
 	(void)state;
@@ -511,12 +567,15 @@ int main(void)
 		T(taken_started_done_carry_the_outcome),
 		T(ok_outcome_without_result_or_missing),
 		T(full_worker_then_the_next_takes_it),
+		T(unreachable_worker_then_the_next_takes_it),
 		T(all_full_answers_not_taken),
 		T(most_free_slots_offered_first),
+		T(jobs_in_flight_count_against_free_slots),
 		T(check_properties_against_the_view),
 		T(stopped_worker_loses_the_job),
 		T(worker_leaving_the_view_loses_the_job),
 		T(cancel_reaches_the_worker),
+		T(cancel_while_the_offer_is_out),
 		T(unanswered_offer_goes_to_the_next_worker),
 	};
 #undef T
