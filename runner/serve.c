@@ -179,6 +179,8 @@ static void handle_run(rpc_call *call, void *service)
 	rpc_call_set_state(call, c, destroy);
 	rpc_call_ref(call); /* for the runner, until its last callback */
 	rpc_call_on_cancel(call, on_cancel, c);
+	if (rpc_call_cancelled(call)) /* cancelled before on_cancel was registered: it will not run */
+		atomic_store(&c->cancel, true);
 	runner_job job = {.action = action,
 	                  .props = c->props.props,
 	                  .nprops = c->props.n,
