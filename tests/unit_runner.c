@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cairn/worker.pb-c.h"
+#include "proto/reapi.h"
 #include "rpc/rpc.h"
 #include "runner/runner.h"
 
@@ -58,7 +60,7 @@ typedef struct fake_local {
 	int cancels; /* jobs that saw their cancel flag turn true */
 	cairn_digest action;
 	char pool[32]; /* the first property's value, as the worker received it */
-	pthread_t threads[16];
+	pthread_t threads[256];
 	int nthreads;
 } fake_local;
 
@@ -70,10 +72,15 @@ typedef struct fake_job {
 	void *arg;
 } fake_job;
 
+/* Set by the teardown: jobs that never saw their cancel stop waiting, so that a failed case ends. */
+static _Atomic bool giving_up;
+
 static void wait_cancel(fake_job *j)
 {
-	while (!atomic_load(j->cancel))
+	while (!atomic_load(j->cancel) && !atomic_load(&giving_up))
 		usleep(2000);
+	if (!atomic_load(j->cancel))
+		return;
 	pthread_mutex_lock(&j->f->mu);
 	j->f->cancels++;
 	pthread_cond_broadcast(&j->f->cv);
@@ -124,7 +131,7 @@ static void fake_offer(runner *r, const runner_job *job, _Atomic bool *cancel, c
 	}
 	fake_job *j = cairn_xcalloc(1, sizeof *j);
 	*j = (fake_job){.f = f, .mode = mode, .cancel = cancel, .cb = cb, .arg = arg};
-	assert_true(f->nthreads < 16);
+	assert_true(f->nthreads < 256);
 	assert_int_equal(pthread_create(&f->threads[f->nthreads++], NULL, fake_thread, j), 0);
 	pthread_mutex_unlock(&f->mu);
 }
@@ -137,6 +144,7 @@ typedef struct caller {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int answered, started, done;
+	int ended; /* calls made by the test itself that ended */
 	bool taken;
 	bool out_of_order; /* started before taken, or done before started */
 	cairn_status st;
@@ -199,6 +207,9 @@ typedef struct worker_fx {
 
 static worker_fx wk[NWORKERS];
 static rpc_client *cl;
+static rpc_channel *own_channel; /* the test's own calls to worker 0 */
+static pthread_t stopper;         /* stopping worker 0 on a thread of its own, joined by the teardown */
+static bool stopping, stopped;
 static runner_remote *rr;
 static caller callers[2];
 #define job_caller callers[0]
@@ -230,6 +241,9 @@ static int setup(void **state)
 	assert_int_equal(rpc_client_start(NULL, &cl).code, CAIRN_OK);
 	runner_remote_config rc = {.client = cl, .answer_timeout_ms = 300};
 	assert_int_equal(runner_remote_new(&rc, &rr).code, CAIRN_OK);
+	atomic_store(&giving_up, false);
+	own_channel = NULL;
+	stopping = stopped = false;
 	memset(callers, 0, sizeof callers);
 	for (int i = 0; i < 2; i++) {
 		pthread_mutex_init(&callers[i].mu, NULL);
@@ -241,8 +255,15 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	atomic_store(&giving_up, true);
 	/* the client's calls end (cancelled), so the workers' fakes stop and the servers can stop */
 	rpc_client_stop(cl);
+	if (own_channel)
+		rpc_channel_close(own_channel);
+	if (stopping) {
+		pthread_join(stopper, NULL);
+		wk[0].s = NULL;
+	}
 	for (int i = 0; i < NWORKERS; i++)
 		stop_worker(i);
 	assert_int_equal(runner_remote_jobs(rr), 0);
@@ -560,6 +581,75 @@ static void unanswered_offer_goes_to_the_next_worker(void **state)
 	wait_fake(&wk[0].f, &wk[0].f.cancels, 1);
 }
 
+
+static void *stop_thread(void *p)
+{
+	(void)p;
+	rpc_server_stop(wk[0].s);
+	pthread_mutex_lock(&wk[0].f.mu);
+	stopped = true;
+	pthread_cond_broadcast(&wk[0].f.cv);
+	pthread_mutex_unlock(&wk[0].f.mu);
+	return NULL;
+}
+
+static void call_ended(rpc_client_call *cc, void *arg, cairn_status st)
+{
+	(void)cc, (void)st;
+	caller *c = arg;
+	pthread_mutex_lock(&c->mu);
+	c->ended++;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Run calls that the scheduler cancels at once: every job the worker's runner took hears its
+ * cancel, even one whose call was cancelled before the worker started following it. Each request
+ * carries many properties, which keeps the worker's handler busy long enough for cancels to land
+ * in that window in most runs. */
+static void cancel_before_the_worker_follows_the_call(void **state)
+{
+	(void)state;
+	enum { CALLS = 200, PROPS = 10000 };
+	wk[0].f.mode = FAKE_UNTIL_CANCEL;
+	assert_int_equal(rpc_channel_open(wk[0].target, 4 << 20, &own_channel).code, CAIRN_OK);
+	cairn_arena *a = cairn_arena_new(1024);
+	cairn_digest d;
+	cairn_digest_of("action", 6, &d);
+	Cairn__V1__RunRequest req = CAIRN__V1__RUN_REQUEST__INIT;
+	req.action = reapi_digest_to_pb(a, &d);
+	Cairn__V1__Property *props = cairn_xcalloc(PROPS, sizeof *props), **ptrs = cairn_xcalloc(PROPS, sizeof *ptrs);
+	for (int i = 0; i < PROPS; i++) {
+		cairn__v1__property__init(&props[i]);
+		props[i].name = "name-of-a-property";
+		props[i].value = "value";
+		ptrs[i] = &props[i];
+	}
+	req.properties = ptrs;
+	req.n_properties = PROPS;
+	caller *c = &callers[1];
+	for (int i = 0; i < CALLS; i++) {
+		rpc_client_call *cc = rpc_client_call_start(cl, own_channel, "/cairn.v1.Worker/Run", 120000);
+		rpc_client_call_send(cc, &req.base, NULL, NULL);
+		rpc_client_call_cancel(cc);
+		rpc_client_call_finish(cc, call_ended, c);
+	}
+	free(props);
+	free(ptrs);
+	cairn_arena_free(a);
+	pthread_mutex_lock(&c->mu);
+	WAIT_UNTIL(&c->mu, &c->cv, c->ended == CALLS);
+	pthread_mutex_unlock(&c->mu);
+	/* the worker stops once every job it took has ended, which a job does when it sees its cancel */
+	stopping = true;
+	assert_int_equal(pthread_create(&stopper, NULL, stop_thread, NULL), 0);
+	pthread_mutex_lock(&wk[0].f.mu);
+	WAIT_UNTIL(&wk[0].f.mu, &wk[0].f.cv, stopped);
+	pthread_mutex_unlock(&wk[0].f.mu);
+	assert_true(wk[0].f.offers > 0);
+	assert_int_equal(wk[0].f.cancels, wk[0].f.offers);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -577,6 +667,7 @@ int main(void)
 		T(cancel_reaches_the_worker),
 		T(cancel_while_the_offer_is_out),
 		T(unanswered_offer_goes_to_the_next_worker),
+		T(cancel_before_the_worker_follows_the_call),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
