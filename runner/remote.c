@@ -57,8 +57,8 @@ typedef struct rjob {
 	_Atomic bool *cancel;
 	const runner_callbacks *cb;
 	void *arg;
-	worker **tried; /* workers offered this job, MAX_WORKERS at most */
-	size_t ntried;
+	worker **tried; /* workers offered this job (ntried of cap) */
+	size_t ntried, cap;
 	worker *w;           /* the current worker, while a call is out */
 	rpc_client_call *call;
 	bool finishing;      /* finish was called: the call is no longer ours to cancel */
@@ -317,6 +317,10 @@ static void attempt(rjob *j)
 		cb->answered(arg, false);
 		return;
 	}
+	if (j->ntried == j->cap) {
+		j->cap = j->cap ? 2 * j->cap : 4;
+		j->tried = cairn_xrealloc(j->tried, j->cap * sizeof *j->tried);
+	}
 	j->tried[j->ntried++] = w;
 	j->w = w;
 	w->sent++;
@@ -436,7 +440,7 @@ static void on_status(rpc_client_call *cc, void *arg, cairn_status st)
 	}
 	runner_outcome out;
 	cairn_digest missing[256];
-	if (u && cairn_is_ok(&st)) {
+	if (u) { /* DONE arrived: its outcome stands, even if the call was cancelled after it */
 		out = outcome_of(u, missing, 256);
 	} else {
 		bool cancelled = atomic_load(j->cancel);
@@ -464,7 +468,6 @@ static void offer(runner *base, const runner_job *job, _Atomic bool *cancel, con
 	j->cancel = cancel;
 	j->cb = cb;
 	j->arg = arg;
-	j->tried = cairn_xcalloc(MAX_WORKERS, sizeof *j->tried);
 	pthread_mutex_lock(&r->mu);
 	j->next = r->jobs;
 	if (r->jobs)
