@@ -118,6 +118,11 @@ blobstore *cachefs_blobstore(cachefs *fs);
 /* True if the blob is held; with touch, counts as a use (LRU and min_age). In-memory only. */
 bool cachefs_contains(cachefs *fs, const cairn_digest *d, bool touch);
 void cachefs_get_stats(cachefs *fs, cachefs_stats *out);
+/* The blobs held, a batch at a time, for a walk over all of them (a worker's re-replication):
+ * writes up to cap digests into out from *cursor on (0 to start) and moves the cursor on; 0 at the
+ * end. A blob held throughout the walk is listed once; one added or dropped meanwhile may be
+ * listed or not. Takes the index lock briefly, never counts as a use. In-memory only. */
+size_t cachefs_list(cachefs *fs, uint64_t *cursor, cairn_digest *out, size_t cap);
 
 /* Pins a held blob so that it is not evicted until cachefs_unpin (counts as a use); a packed blob
  * stays packed. NOT_FOUND if absent. In-memory only. */

@@ -86,6 +86,17 @@ void cachefs_index_digest(const cachefs_index *ix, uint32_t i, cairn_digest *out
 	out->size = cachefs_entry_size(e);
 }
 
+size_t cachefs_index_list(const cachefs_index *ix, uint64_t *cursor, uint32_t scan, cairn_digest *out, size_t cap)
+{
+	size_t n = 0;
+	uint64_t i = *cursor;
+	for (uint64_t end = i + scan; i < ix->high && i < end && n < cap; i++)
+		if (cachefs_index_at(ix, (uint32_t)i)->state == CACHEFS_VISIBLE)
+			cachefs_index_digest(ix, (uint32_t)i, &out[n++]);
+	*cursor = i;
+	return n;
+}
+
 static void place_slot(cachefs_index *ix, uint32_t i)
 {
 	uint32_t s = home_slot(ix, cachefs_index_at(ix, i)->hash);

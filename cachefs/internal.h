@@ -111,6 +111,10 @@ enum cachefs_claim cachefs_index_claim(cachefs_index *ix, const cairn_digest *d,
 void cachefs_index_unclaim(cachefs_index *ix, uint32_t i);
 /* The digest of entry i. */
 void cachefs_index_digest(const cachefs_index *ix, uint32_t i, cairn_digest *out);
+/* The visible entries among the next `scan` of the slab from *cursor (an entry index), at most cap
+ * of them, into out; moves the cursor past the entries looked at. Entries never move in the slab,
+ * so a walk in several calls sees each entry that stays visible throughout once. */
+size_t cachefs_index_list(const cachefs_index *ix, uint64_t *cursor, uint32_t scan, cairn_digest *out, size_t cap);
 /* Walks the whole index and checks its invariants (LRU order and links, counts, bytes); for tests. */
 bool cachefs_index_check(const cachefs_index *ix);
 

@@ -62,6 +62,21 @@ bool cachefs_contains(cachefs *fs, const cairn_digest *d, bool touch)
 	return held;
 }
 
+size_t cachefs_list(cachefs *fs, uint64_t *cursor, cairn_digest *out, size_t cap)
+{
+	cachefs_index *ix = &fs->ix;
+	size_t n = 0;
+	bool more = true;
+	/* a lock round per 64 Ki entries looked at, so that a walk never holds up the store for long */
+	while (n == 0 && more && cap > 0) {
+		pthread_mutex_lock(&ix->mu);
+		n = cachefs_index_list(ix, cursor, 1u << 16, out, cap);
+		more = *cursor < ix->high;
+		pthread_mutex_unlock(&ix->mu);
+	}
+	return n;
+}
+
 void cachefs_get_stats(cachefs *fs, cachefs_stats *out)
 {
 	cachefs_index *ix = &fs->ix;

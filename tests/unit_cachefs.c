@@ -725,6 +725,57 @@ static void test_lru_eviction_files(void **state)
 
 /* Each round below takes the store from 9 to 11 blobs, so the eviction thread can start a pass only
  * after the last put of a round, and the pass removes exactly 2 blobs whoever runs it. */
+/* Walks the store with cachefs_list in batches of 3 and checks that it lists each blob of ds[0..n)
+ * still held once, and nothing else. */
+static void assert_lists_held(cachefs *fs, const cairn_digest *ds, int n)
+{
+	int seen[32] = {0}, held = 0;
+	assert_true(n <= 32);
+	uint64_t cursor = 0;
+	cairn_digest got[3];
+	size_t k, total = 0;
+	while ((k = cachefs_list(fs, &cursor, got, 3)) > 0) {
+		assert_true(k <= 3);
+		for (size_t j = 0; j < k; j++) {
+			int i = 0;
+			while (i < n && !cairn_digest_eq(&ds[i], &got[j]))
+				i++;
+			assert_true(i < n);
+			seen[i]++;
+		}
+		total += k;
+	}
+	for (int i = 0; i < n; i++) {
+		bool h = cachefs_contains(fs, &ds[i], false);
+		held += h;
+		assert_int_equal(seen[i], h);
+	}
+	assert_int_equal(total, held);
+	assert_int_equal(held, stats(fs).blobs);
+}
+
+/* cachefs_list walks the blobs held, in files and packed, once each: not those evicted, and the
+ * ones that took their index entries after them. */
+static void test_list_walks_the_blobs_held(void **state)
+{
+	fixture *f = *state;
+	const size_t size = 100 * KiB;
+	/* room for 10 blobs in files and 4 packed ones */
+	blobstore *bs = cachefs_blobstore(reopen(f, 10 * (int64_t)size + 4 * 4 * KiB, 20 * MiB, 0, false));
+	cairn_digest d[16];
+	put_sized(bs, d, 10, 1000, size);
+	put_blobs(bs, &d[10], 4, 2000);
+	assert_lists_held(f->fs, d, 14);
+	assert_int_equal(stats(f->fs).blobs, 14);
+	put_sized(bs, &d[14], 1, 3000, size);
+	cachefs_evict_now(f->fs); /* the least recently used go */
+	assert_false(cachefs_contains(f->fs, &d[0], false));
+	assert_lists_held(f->fs, d, 15);
+	put_blobs(bs, &d[15], 1, 4000);
+	assert_true(cachefs_contains(f->fs, &d[15], false));
+	assert_lists_held(f->fs, d, 16);
+}
+
 static void test_pinned_never_evicted(void **state)
 {
 	fixture *f = *state;
@@ -2190,6 +2241,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_eviction_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_eviction_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_walks_the_blobs_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_never_evicted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_age_expires, setup, teardown),
