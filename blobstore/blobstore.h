@@ -20,6 +20,8 @@
  * shard.c: a store sharded over member stores by rendezvous hashing, with replicas, whose members
  * the caller replaces as the cluster's view changes (its section below says how).
  *
+ * replicate.c: a worker's background re-replication after a view change, over the same ranking.
+ *
  * remote.c, remote_read.c, remote_write.c: a store that is the client of another node's CAS over
  * gRPC, such as each member of a scheduler's shard (see "remote store" below).
  */
@@ -110,6 +112,8 @@ static inline void blobstore_pause(blobstore_writer *w)
 
 /* ---- synchronous use (sync.c), for threads that may block ------------------------------------- */
 
+/* find_missing, waited for. */
+cairn_status blobstore_find_missing_sync(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing);
 /* Writes a whole buffer as a blob of digest d, in pieces, and waits. */
 cairn_status blobstore_put_sync(blobstore *bs, const cairn_digest *d, const void *data, size_t len);
 /* The same from an open file, read from its current offset to its end; `name` names it in errors. */
@@ -171,6 +175,92 @@ blobstore *blobstore_shard_store(blobstore_shard *s);
 void blobstore_shard_set_members(blobstore_shard *s, const blobstore_shard_member *m, size_t n);
 /* Calls in flight keep their view and may end after the shard is freed. */
 void blobstore_shard_free(blobstore_shard *s);
+
+/* The ranking of a view without a shard, for whoever needs a digest's owners as every shard over
+ * the same member ids ranks them (a worker's re-replication). The ids are copied; the stores are
+ * not used. */
+#define BLOBSTORE_MAX_REPLICAS 16 /* owners a ranking names at most */
+typedef struct blobstore_ranking blobstore_ranking;
+blobstore_ranking *blobstore_ranking_new(const blobstore_shard_member *m, size_t n);
+/* Writes into owners the indices (into the members it was made of) of the first k members for d,
+ * in rank order; returns how many: k, or fewer when the view is smaller. */
+size_t blobstore_ranking_owners(const blobstore_ranking *r, const cairn_digest *d, size_t k, size_t *owners);
+void blobstore_ranking_free(blobstore_ranking *r);
+
+/* ---- re-replication (replicate.c) -------------------------------------------------------------- *
+ *
+ * After a worker leaves, the blobs it held have a copy fewer; after one joins, it owns blobs it does
+ * not hold. Each worker mends what it can see from its side: a pass walks the blobs it holds (a
+ * batch at a time, through `list`) and, for each blob of which it is one of the `replicas` owners
+ * under the view, asks the owners that are new since the base view (the view of its last pass that
+ * left nothing undone; every other owner when there is none) which of them lack it — one
+ * find_missing of up to `batch` digests per owner — and copies it to those that do, from its own
+ * store, with at most `copies` copies in flight so that clients' traffic keeps the bandwidth. Only
+ * owners that are new are asked: an owner that held a blob under the base view and lacks it now
+ * has evicted it, and copying it back would undo its eviction; and a present answer counts as a use
+ * on the peer, so asking about every blob after each change would flatten the peers' LRU order. A
+ * blob this worker no longer owns is left alone (its eviction handles it).
+ *
+ * An owner that fails (find_missing fails, or a copy fails for want of the peer or of its room:
+ * UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is given up on for the rest of the pass; the
+ * others go on. What was left undone is counted as failed, and the base view stays where it was, so
+ * that the next pass asks again.
+ *
+ * blobstore_replicate_pass is one pass on the caller's thread, which may block (it waits on its
+ * calls). blobstore_replicator runs passes on a thread of its own: each view handed in (set_members,
+ * from any thread, never blocking) that differs from the last in its members starts a pass
+ * settle_ms later, cutting short the pass under way (it stops at its next step: a batch, a copy);
+ * a pass that left failures is tried again after retry_ms. One pass at a time; each ends with one
+ * log line (blobs walked, checked, copied, failed, elapsed). Memory is bounded by `batch`.
+ */
+typedef struct blobstore_replicate_config {
+	int replicas;     /* copies of each blob, as the shard's; 0 means 1 */
+	int copies;       /* copies in flight at most; 0 means 4 */
+	size_t batch;     /* blobs walked per step, and digests per find_missing; 0 means 4096 */
+	int64_t settle_ms; /* the replicator: a pass starts this long after the view last changed */
+	int64_t retry_ms;  /* the replicator: and again this long after a pass that left failures; 0: never */
+	/* The blobs this member holds, a batch at a time: writes up to cap digests from *cursor on (0 at
+	 * the start) and moves the cursor on; 0 at the end. Blobs added or removed meanwhile may be seen
+	 * or missed. Called on the pass's thread. */
+	size_t (*list)(void *arg, uint64_t *cursor, cairn_digest *out, size_t cap);
+	void *list_arg;
+} blobstore_replicate_config;
+
+typedef struct blobstore_replicate_result {
+	uint64_t walked;   /* blobs this member holds, as listed */
+	uint64_t checked;  /* of them, those it owns that have a new owner other than itself */
+	uint64_t copied;   /* copies made to owners that lacked them */
+	uint64_t failed;   /* copies that failed, and copies to owners given up on before they were asked */
+	uint64_t peers_failed; /* owners given up on */
+	bool cancelled;    /* cut short (cancelled() said so): its counts are partial */
+	int64_t elapsed_ms;
+} blobstore_replicate_result;
+
+/* One pass over view m (n members, unique ids), of which self is one: its store is the local one,
+ * read from. base (nbase members; NULL for none) is the view of the last complete pass. cancelled
+ * (NULL: never) is asked before each step. Blocks: never on a gRPC thread. */
+void blobstore_replicate_pass(const blobstore_replicate_config *cfg, const char *self, const blobstore_shard_member *m,
+                              size_t n, const blobstore_shard_member *base, size_t nbase, bool (*cancelled)(void *arg),
+                              void *arg, blobstore_replicate_result *out);
+
+typedef struct blobstore_replicator blobstore_replicator;
+
+typedef struct blobstore_replicator_stats {
+	uint64_t views;       /* views handed in that differed from the one before */
+	uint64_t passes;      /* passes run to their end */
+	uint64_t done_view;   /* the number (1, 2, …: in the order handed in) of the view of the last such pass */
+	blobstore_replicate_result last; /* its result */
+} blobstore_replicator_stats;
+
+/* Starts the thread; self is this member's id. The config is copied. */
+cairn_status blobstore_replicator_new(const blobstore_replicate_config *cfg, const char *self,
+                                     blobstore_replicator **out);
+/* A new view (the ids are copied; the stores must stay usable until the replicator is freed). */
+void blobstore_replicator_set_members(blobstore_replicator *r, const blobstore_shard_member *m, size_t n);
+blobstore_replicator_stats blobstore_replicator_get_stats(blobstore_replicator *r);
+/* Cuts the pass under way short, waits for its copies in flight (each ends by its own deadline) and
+ * stops the thread. NULL is fine. */
+void blobstore_replicator_free(blobstore_replicator *r);
 
 /* ---- remote store (remote.c, remote_read.c, remote_write.c) ------------------------------------ *
  *

@@ -561,3 +561,23 @@ void blobstore_shard_free(blobstore_shard *s)
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
+
+/* ---- the ranking alone ----------------------------------------------------------------------- */
+
+/* A ranking is a view whose stores nobody calls. */
+blobstore_ranking *blobstore_ranking_new(const blobstore_shard_member *m, size_t n)
+{
+	return (blobstore_ranking *)view_new(m, n);
+}
+
+size_t blobstore_ranking_owners(const blobstore_ranking *r, const cairn_digest *d, size_t k, size_t *owners)
+{
+	uint64_t scores[BLOBSTORE_MAX_REPLICAS];
+	return rank((const shard_view *)r, d, k < BLOBSTORE_MAX_REPLICAS ? k : BLOBSTORE_MAX_REPLICAS, owners, scores);
+}
+
+void blobstore_ranking_free(blobstore_ranking *r)
+{
+	if (r)
+		view_put((shard_view *)r);
+}

@@ -93,6 +93,16 @@ cairn_status blobstore_put_file_sync(blobstore *bs, const char *path, cairn_dige
 	return st;
 }
 
+cairn_status blobstore_find_missing_sync(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing)
+{
+	cairn_waiter w;
+	cairn_waiter_init(&w);
+	blobstore_find_missing(bs, ds, n, missing, cairn_waiter_done, &w);
+	cairn_status st = cairn_waiter_wait(&w);
+	cairn_waiter_destroy(&w);
+	return st;
+}
+
 /* A reader's answers, for a thread that waits for them. */
 typedef struct get_wait {
 	cairn_waiter w;

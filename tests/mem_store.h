@@ -13,13 +13,14 @@
 
 /* ---- an in-memory store ---------------------------------------------------------------------- */
 
-#define MAX_BLOBS 16
+#define MAX_BLOBS 64
 
 typedef struct mem_store {
 	blobstore bs;
 	bool async;      /* callbacks from a thread of their own, after the call returned */
 	int64_t shorten; /* readers see blobs this many bytes short (a store that lost bytes) */
 	struct mem_store *behind; /* read-through: a blob missing here is copied from there at open */
+	pthread_mutex_t mu; /* guards the blobs: calls may come from several threads at once */
 	cairn_digest d[MAX_BLOBS];
 	uint8_t *data[MAX_BLOBS];
 	int n;
@@ -78,7 +79,8 @@ static inline void answer(mem_store *m, later l)
 	pthread_detach(t);
 }
 
-static inline int find(mem_store *m, const cairn_digest *d)
+/* Under m->mu. */
+static inline int find_locked(mem_store *m, const cairn_digest *d)
 {
 	for (int i = 0; i < m->n; i++)
 		if (cairn_digest_eq(&m->d[i], d))
@@ -86,7 +88,16 @@ static inline int find(mem_store *m, const cairn_digest *d)
 	return -1;
 }
 
-static inline void add(mem_store *m, const cairn_digest *d, const void *data)
+static inline int find(mem_store *m, const cairn_digest *d)
+{
+	pthread_mutex_lock(&m->mu);
+	int i = find_locked(m, d);
+	pthread_mutex_unlock(&m->mu);
+	return i;
+}
+
+/* Under m->mu. */
+static inline void add_locked(mem_store *m, const cairn_digest *d, const void *data)
 {
 	assert_true(m->n < MAX_BLOBS);
 	m->d[m->n] = *d;
@@ -94,13 +105,22 @@ static inline void add(mem_store *m, const cairn_digest *d, const void *data)
 	memcpy(m->data[m->n++], data, (size_t)d->size);
 }
 
+static inline void add(mem_store *m, const cairn_digest *d, const void *data)
+{
+	pthread_mutex_lock(&m->mu);
+	add_locked(m, d, data);
+	pthread_mutex_unlock(&m->mu);
+}
+
 static inline void m_find_missing(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing,
                                   blobstore_done_cb cb, void *arg)
 {
 	mem_store *m = (mem_store *)bs;
 	cairn_status st = m->fail_find ? cairn_err(m->fail_find, "failed") : cairn_ok();
+	pthread_mutex_lock(&m->mu);
 	for (size_t i = 0; i < n && cairn_is_ok(&st); i++)
-		missing[i] = find(m, &ds[i]) < 0;
+		missing[i] = find_locked(m, &ds[i]) < 0;
+	pthread_mutex_unlock(&m->mu);
 	answer(m, (later){.run = run_done, .done = cb, .arg = arg, .st = st});
 }
 
@@ -109,20 +129,23 @@ static const blobstore_ops mem_ops;
 static inline void m_open_read(blobstore *bs, const cairn_digest *d, blobstore_open_read_cb cb, void *arg)
 {
 	mem_store *m = (mem_store *)bs;
+	pthread_mutex_lock(&m->mu);
 	m->opens++;
-	int i = find(m, d);
+	int i = find_locked(m, d);
 	if (i < 0 && m->behind && (i = find(m->behind, d)) >= 0) {
-		add(m, d, m->behind->data[i]);
+		add_locked(m, d, m->behind->data[i]);
 		i = m->n - 1;
 	}
+	const uint8_t *data = i < 0 ? NULL : m->data[i];
+	pthread_mutex_unlock(&m->mu);
 	later l = {.run = run_opened, .opened = cb, .arg = arg, .st = cairn_ok()};
-	if (i < 0) {
+	if (!data) {
 		l.st = cairn_err(CAIRN_NOT_FOUND, "not here");
 	} else {
 		mem_reader *r = calloc(1, sizeof *r);
 		r->base.ops = &mem_ops;
 		r->base.size = d->size - m->shorten;
-		r->data = m->data[i];
+		r->data = data;
 		l.r = &r->base;
 	}
 	answer(m, l);
@@ -183,8 +206,10 @@ static inline void m_commit(blobstore_writer *bw, blobstore_done_cb cb, void *ar
 	                                                     : cairn_err(CAIRN_INVALID_ARGUMENT, "digest mismatch");
 	if (cairn_is_ok(&st) && w->m->fail_commit)
 		st = cairn_err(w->m->fail_commit, "commit failed");
-	if (cairn_is_ok(&st) && find(w->m, &got) < 0)
-		add(w->m, &got, w->buf ? w->buf : (uint8_t *)"");
+	pthread_mutex_lock(&w->m->mu);
+	if (cairn_is_ok(&st) && find_locked(w->m, &got) < 0)
+		add_locked(w->m, &got, w->buf ? w->buf : (uint8_t *)"");
+	pthread_mutex_unlock(&w->m->mu);
 	mem_store *m = w->m;
 	m_abort(bw);
 	answer(m, (later){.run = run_done, .done = cb, .arg = arg, .st = st});
@@ -197,6 +222,7 @@ static const blobstore_ops mem_ops = {.find_missing = m_find_missing, .open_read
 static inline void mem_init(mem_store *m, bool async)
 {
 	memset(m, 0, sizeof *m);
+	pthread_mutex_init(&m->mu, NULL);
 	m->bs.ops = &mem_ops;
 	m->async = async;
 }
@@ -205,6 +231,7 @@ static inline void mem_free(mem_store *m)
 {
 	for (int i = 0; i < m->n; i++)
 		free(m->data[i]);
+	pthread_mutex_destroy(&m->mu);
 }
 
 /* Lets the held answer go, from a thread of its own. */

@@ -83,16 +83,6 @@ static unsigned owners_of(const cairn_digest *d, const void *data, int replicas)
 	return mask;
 }
 
-static cairn_status find_missing_sync(blobstore *bs, const cairn_digest *ds, size_t n, uint8_t *missing)
-{
-	cairn_waiter w;
-	cairn_waiter_init(&w);
-	blobstore_find_missing(bs, ds, n, missing, cairn_waiter_done, &w);
-	cairn_status st = cairn_waiter_wait(&w);
-	cairn_waiter_destroy(&w);
-	return st;
-}
-
 static void assert_reads(blobstore *bs, const cairn_digest *d, const uint8_t *want)
 {
 	uint8_t *got;
@@ -142,7 +132,8 @@ static void first_owners(probe *pr, char (*ids)[40], const int *which, size_t n,
 	blobstore_shard_set_members(sh, m, n);
 	memset(owner, -1, PLACE_DIGESTS * sizeof *owner);
 	uint8_t *missing = malloc(PLACE_DIGESTS);
-	assert_int_equal(find_missing_sync(blobstore_shard_store(sh), ds, PLACE_DIGESTS, missing).code, CAIRN_OK);
+	cairn_status st = blobstore_find_missing_sync(blobstore_shard_store(sh), ds, PLACE_DIGESTS, missing);
+	assert_int_equal(st.code, CAIRN_OK);
 	for (size_t i = 0; i < PLACE_DIGESTS; i++)
 		assert_int_not_equal(owner[i], -1);
 	free(missing);
@@ -267,7 +258,7 @@ static void find_missing_counts_a_failing_owner_as_lacking(void **state)
 		cairn_digest_of("absent", 6, &ds[N]);
 		c.st[0].fail_find = CAIRN_UNAVAILABLE;
 		uint8_t missing[N + 1];
-		assert_int_equal(find_missing_sync(c.bs, ds, N + 1, missing).code, CAIRN_OK);
+		assert_int_equal(blobstore_find_missing_sync(c.bs, ds, N + 1, missing).code, CAIRN_OK);
 		int on_failing = 0;
 		for (unsigned i = 0; i < N; i++) {
 			/* one replica: a blob only the failing member holds is reported missing; two: the
@@ -295,7 +286,7 @@ static void open_read_falls_back_to_a_former_owner(void **state)
 	put_blobs(&c, ds, N);
 	cluster_view(&c, (1u << NSTORES) - 1);
 	uint8_t missing[N];
-	assert_int_equal(find_missing_sync(c.bs, ds, N, missing).code, CAIRN_OK);
+	assert_int_equal(blobstore_find_missing_sync(c.bs, ds, N, missing).code, CAIRN_OK);
 	int moved = 0;
 	for (unsigned i = 0; i < N; i++) {
 		if (!missing[i])
@@ -492,7 +483,7 @@ static void calls_meet_view_changes_from_another_thread(void **state)
 	assert_int_equal(pthread_create(&t, NULL, change_views, &c), 0);
 	for (int i = 0; i < 300; i++) {
 		uint8_t missing = 1;
-		assert_int_equal(find_missing_sync(c.bs, &d, 1, &missing).code, CAIRN_OK);
+		assert_int_equal(blobstore_find_missing_sync(c.bs, &d, 1, &missing).code, CAIRN_OK);
 		assert_int_equal(missing, 0);
 		assert_reads(c.bs, &d, p);
 	}
@@ -526,7 +517,7 @@ static void empty_view_is_unavailable(void **state)
 		cairn_digest d;
 		cairn_digest_of("x", 1, &d);
 		uint8_t missing = 7;
-		assert_no_worker(find_missing_sync(c.bs, &d, 1, &missing));
+		assert_no_worker(blobstore_find_missing_sync(c.bs, &d, 1, &missing));
 		assert_no_worker(blobstore_fetch_sync(c.bs, &d));
 		assert_no_worker(blobstore_put_sync(c.bs, &d, "x", 1));
 		cluster_view(&c, (1u << NSTORES) - 1);
