@@ -6,7 +6,8 @@
  * on one rpc client, a worker's own share being its local cachefs, with no network hop. The shard's
  * members follow the view: each change hands it the workers now in it. A remote store, once made for
  * a worker, is kept until the instance stops (calls started with an old view may still use it), and
- * used again if the worker returns.
+ * used again if the worker returns. A worker also hands each view to its re-replication
+ * (blobstore/replicate.c), which copies the blobs it holds to their owners that are new in it.
  *
  * A worker serves its cachefs through the gateway's services on its private address and port, with
  * the Run method (runner/serve.c) that runs actions on its executor. The executor reads inputs from
@@ -43,6 +44,7 @@ struct cluster_cas {
 	runner_remote *runner;     /* a scheduler's */
 	rpc_client *client;
 	blobstore_shard *shard;    /* the cluster's CAS */
+	blobstore_replicator *rep; /* a worker's re-replication after view changes */
 	remote_entry *remotes;     /* one per worker ever seen; the group's thread only, then stop */
 	size_t nremotes;
 	gateway *g;
@@ -87,6 +89,11 @@ static cairn_status start_common(cluster_cas *c, const cluster_cas_config *cfg)
 	return rpc_client_start(&(rpc_client_config){0}, &c->client);
 }
 
+static size_t list_held(void *fs, uint64_t *cursor, cairn_digest *out, size_t cap)
+{
+	return cachefs_list(fs, cursor, out, cap);
+}
+
 cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out)
 {
 	cluster_cas *c = cairn_xcalloc(1, sizeof *c);
@@ -94,6 +101,12 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 	cairn_status st = cachefs_open(&cc, &c->fs);
 	if (cairn_is_ok(&st))
 		st = start_common(c, cfg);
+	/* with copies to keep: a pass a second after the view settled, again after 30 s while one
+	 * leaves copies undone */
+	blobstore_replicate_config rc = {.replicas = cfg->replicas, .settle_ms = 1000, .retry_ms = 30000,
+	                                 .list = list_held, .list_arg = c->fs};
+	if (cairn_is_ok(&st) && cfg->replicas > 1)
+		st = blobstore_replicator_new(&rc, cfg->self_id, &c->rep);
 	char addr[MEMBER_HOST_MAX + 8];
 	addr_port(cfg->host, cfg->port, addr, sizeof addr);
 	if (cairn_is_ok(&st) && exec_flags_enabled(&cfg->exec)) {
@@ -213,6 +226,8 @@ void cluster_cas_view_changed(void *arg, const member_view *v)
 			m[n++] = (blobstore_shard_member){.id = mi->id, .store = bs};
 	}
 	blobstore_shard_set_members(c->shard, m, n);
+	if (c->rep)
+		blobstore_replicator_set_members(c->rep, m, n);
 	if (c->runner)
 		runner_follow(c, v);
 	LOG_INFO("cluster", "the CAS spans the view's workers workers=%zu ver=%llu", n, (unsigned long long)v->version);
@@ -277,6 +292,7 @@ void cluster_cas_stop(cluster_cas *c)
 {
 	if (!c)
 		return;
+	blobstore_replicator_free(c->rep); /* its calls end before the client stops */
 	if (c->g)
 		gateway_exec_drain(c->g); /* a scheduler's clients hear that their actions will not finish here */
 	if (c->srv)
