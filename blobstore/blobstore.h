@@ -13,6 +13,8 @@
  * written for both. An implementation embeds `blobstore` (and `blobstore_reader`,
  * `blobstore_writer`) as its first member.
  *
+ * get.c: a whole (small) blob read into memory, through the same asynchronous calls.
+ *
  * sync.c: the same calls for threads that may block (an executor's slot threads, tools, tests):
  * whole blobs in and out of memory and files, and a fetch that makes a store that reads missing
  * blobs back from elsewhere hold one. Never for gRPC threads.
@@ -109,6 +111,13 @@ static inline void blobstore_pause(blobstore_writer *w)
 	if (w->ops->pause)
 		w->ops->pause(w);
 }
+
+/* ---- a whole blob (get.c) --------------------------------------------------------------------- */
+
+/* Reads a whole blob of at most max bytes (RESOURCE_EXHAUSTED naming it if larger) into a malloc'd
+ * buffer that the callback owns (NULL unless st is OK); DATA_LOSS if it ends before its size. */
+typedef void (*blobstore_get_cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
+void blobstore_get(blobstore *bs, const cairn_digest *d, int64_t max, blobstore_get_cb cb, void *arg);
 
 /* ---- synchronous use (sync.c), for threads that may block ------------------------------------- */
 

@@ -67,7 +67,7 @@ static void inline_one(get_ctx *c, const re_digest *pb, ProtobufCBinaryData *dst
 	inline_item *it = &c->items[c->nitems++];
 	*it = (inline_item){.c = c, .dst = dst};
 	atomic_fetch_add(&c->pending, 1);
-	gw_read_all(c->g->cfg.cas, &d, d.size, inline_got, it);
+	blobstore_get(c->g->cfg.cas, &d, d.size, inline_got, it);
 }
 
 static bool wants_inline(const get_req *req, const char *path)

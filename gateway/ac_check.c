@@ -128,7 +128,7 @@ static void collect(lookup *l)
 		if (!cairn_is_ok(&st))
 			continue;
 		atomic_fetch_add(&l->pending, 1);
-		gw_read_all(l->g->cfg.cas, &l->trees[i], MAX_TREE_BLOB, tree_got, l);
+		blobstore_get(l->g->cfg.cas, &l->trees[i], MAX_TREE_BLOB, tree_got, l);
 	}
 	tree_got(l, cairn_err(CAIRN_CANCELLED, "start"), NULL, 0); /* drops the starting count */
 }

@@ -292,6 +292,6 @@ void gw_batch_read(rpc_call *call, void *svc)
 	rpc_call_set_state(call, r, read_free_data);
 	atomic_init(&r->pending, req->n_digests + 1);
 	for (size_t i = 0; i < req->n_digests; i++)
-		gw_read_all(g->cfg.cas, &ds[i], g->cfg.max_batch_size, read_got, &items[i]);
+		blobstore_get(g->cfg.cas, &ds[i], g->cfg.max_batch_size, read_got, &items[i]);
 	read_finish(r);
 }

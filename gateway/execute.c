@@ -131,14 +131,14 @@ static void got_action(void *arg, cairn_status st, uint8_t *data, size_t len)
 		return refuse(e, st, NULL, 0);
 	if (e->action->platform && e->action->platform->n_properties)
 		return queue_action(e, e->action->platform); /* v2.2 clients put the platform on the Action */
-	gw_read_all(e->g->cfg.cas, &e->command_digest, MAX_COMMAND_BLOB, got_command, e);
+	blobstore_get(e->g->cfg.cas, &e->command_digest, MAX_COMMAND_BLOB, got_command, e);
 }
 
 static void looked_up(void *arg, cairn_status st, uint8_t *data, size_t len)
 {
 	execute_ctx *e = arg;
 	if (!cairn_is_ok(&st)) {
-		gw_read_all(e->g->cfg.cas, &e->action_digest, MAX_ACTION_BLOB, got_action, e);
+		blobstore_get(e->g->cfg.cas, &e->action_digest, MAX_ACTION_BLOB, got_action, e);
 		return;
 	}
 	re_action_result *ar = rpc_call_unpack(e->call, &build__bazel__remote__execution__v2__action_result__descriptor, data, len);
@@ -164,7 +164,7 @@ void gw_execute(rpc_call *call, void *svc)
 	execute_ctx *e = cairn_arena_alloc(rpc_call_arena(call), sizeof *e);
 	*e = (execute_ctx){.call = call, .g = g, .req = req, .action_digest = d};
 	if (req->skip_cache_lookup)
-		gw_read_all(g->cfg.cas, &d, MAX_ACTION_BLOB, got_action, e);
+		blobstore_get(g->cfg.cas, &d, MAX_ACTION_BLOB, got_action, e);
 	else
 		gw_ac_lookup(g, req->instance_name, &d, looked_up, e);
 }

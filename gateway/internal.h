@@ -32,9 +32,6 @@ cairn_status gw_check_digest_function(int fn);
 cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_function, const re_digest *pb,
                                      const char *field, cairn_digest *out);
 
-/* Reads a whole blob (at most max bytes) into a malloc'd buffer; cb gets ownership of data. */
-typedef void (*gw_read_all_cb)(void *arg, cairn_status st, uint8_t *data, size_t len);
-void gw_read_all(blobstore *bs, const cairn_digest *d, int64_t max, gw_read_all_cb cb, void *arg);
 /* Writes a whole buffer as a blob (data must stay valid until cb). */
 void gw_write_all(blobstore *bs, const cairn_digest *d, const void *data, size_t len, blobstore_done_cb cb,
                   void *arg);

@@ -186,7 +186,7 @@ static void tree_walk(tree_ctx *t)
 		if (t->resp.n_directories >= t->page_size || t->page_bytes >= MAX_PAGE_BYTES)
 			return tree_reply(t, true); /* the next page starts here, at a position past first */
 		gw_handoff_arm(&t->handoff);
-		gw_read_all(t->g->cfg.cas, &t->order[t->pos], MAX_DIR_BLOB, tree_got, t);
+		blobstore_get(t->g->cfg.cas, &t->order[t->pos], MAX_DIR_BLOB, tree_got, t);
 		if (!gw_handoff_starter_goes_on(&t->handoff))
 			return; /* the callback will continue the walk */
 		if (!step(t))

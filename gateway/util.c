@@ -1,4 +1,4 @@
-/* Helpers shared by the services: digest and status messages, whole-blob reads and writes. */
+/* Helpers shared by the services: digest and status messages, whole-blob writes. */
 #include "gateway/internal.h"
 
 #include <stdlib.h>
@@ -36,71 +36,6 @@ cairn_status gw_check_digest_request(bool decoded, const char *what, int digest_
 		return gw_malformed(what);
 	cairn_status st = gw_check_digest_function(digest_function);
 	return cairn_is_ok(&st) ? reapi_digest_from_pb(pb, field, out) : st;
-}
-
-/* ---- whole-blob read ---- */
-
-typedef struct read_all {
-	blobstore *bs;
-	blobstore_reader *r;
-	uint8_t *data;
-	size_t len;
-	gw_read_all_cb cb;
-	void *arg;
-} read_all;
-
-static void read_all_done(read_all *ra, cairn_status st)
-{
-	if (ra->r)
-		blobstore_close_read(ra->r);
-	if (!cairn_is_ok(&st)) {
-		free(ra->data);
-		ra->cb(ra->arg, st, NULL, 0);
-	} else {
-		ra->cb(ra->arg, st, ra->data, ra->len);
-	}
-	free(ra);
-}
-
-static void read_all_read(void *arg, cairn_status st, size_t n)
-{
-	read_all *ra = arg;
-	if (cairn_is_ok(&st) && n != ra->len)
-		st = cairn_err(CAIRN_DATA_LOSS, "blob is shorter than its digest says");
-	read_all_done(ra, st);
-}
-
-static void read_all_open(void *arg, cairn_status st, blobstore_reader *r)
-{
-	read_all *ra = arg;
-	if (!cairn_is_ok(&st)) {
-		read_all_done(ra, st);
-		return;
-	}
-	ra->r = r;
-	if (ra->len == 0) {
-		read_all_done(ra, cairn_ok());
-		return;
-	}
-	ra->data = cairn_xmalloc(ra->len);
-	blobstore_read(r, 0, ra->data, ra->len, read_all_read, ra);
-}
-
-void gw_read_all(blobstore *bs, const cairn_digest *d, int64_t max, gw_read_all_cb cb, void *arg)
-{
-	if (d->size > max) {
-		char ds[CAIRN_DIGEST_STR_MAX];
-		cb(arg, cairn_err(CAIRN_RESOURCE_EXHAUSTED, "blob %s is larger than %lld bytes", cairn_digest_str(d, ds),
-		                  (long long)max),
-		   NULL, 0);
-		return;
-	}
-	read_all *ra = cairn_xcalloc(1, sizeof *ra);
-	ra->bs = bs;
-	ra->len = (size_t)d->size;
-	ra->cb = cb;
-	ra->arg = arg;
-	blobstore_open_read(bs, d, read_all_open, ra);
 }
 
 /* ---- whole-blob write ---- */
