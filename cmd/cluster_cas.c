@@ -14,8 +14,9 @@
  * the local disk, copying a missing one there from the cluster's CAS first, and stores outputs in the
  * cluster's CAS, so they land on their owners. A scheduler serves the REAPI on its public port over
  * the cluster's CAS, and runs actions through a remote runner (runner/remote.c) that offers them to
- * the view's workers. The action cache is the scheduler's own, in memory. cmd adds the scheduler's
- * own methods (cluster_members.c) to its public port. */
+ * the view's workers, first to those that hold most of their inputs in that CAS. The action cache
+ * is the scheduler's own, in memory. cmd adds the scheduler's own methods (cluster_members.c) to its
+ * public port. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +132,8 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 	cluster_cas *c = cairn_xcalloc(1, sizeof *c);
 	cairn_status st = start_common(c, cfg);
 	if (cairn_is_ok(&st))
-		st = runner_remote_new(&(runner_remote_config){.client = c->client}, &c->runner);
+		st = runner_remote_new(&(runner_remote_config){.client = c->client, .cas = blobstore_shard_store(c->shard)},
+		                       &c->runner);
 	char addr[MEMBER_HOST_MAX + 8];
 	addr_port(cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, cfg->public_port, addr, sizeof addr);
 	if (cairn_is_ok(&st))
@@ -298,6 +300,7 @@ void cluster_cas_stop(cluster_cas *c)
 	if (c->srv)
 		rpc_server_stop(c->srv); /* a worker's Run calls end once their actions have stopped */
 	executor_free(c->ex);
+	runner_remote_stop(c->runner);
 	if (c->client)
 		rpc_client_stop(c->client); /* every remote call ends before the stores go; the runner's jobs report */
 	gateway_free(c->g);

@@ -8,9 +8,10 @@
  * tick and a view change can cancel their calls; a job whose call is being finished is marked and
  * left alone, since its call is the caller's to give back once finish is called.
  *
- * A job's life: attempt() picks a worker and starts the call (the request; once it went, the
- * half-close and the first receive). The
- * first update answers the offer: TAKEN is reported at once; FULL, or a call that fails before an
+ * A job's life: offer() first asks, when there is a choice, where its inputs lie (locality.c); the
+ * answer (or, without a choice, offer itself) starts the offers. attempt() picks a worker and starts
+ * the call (the request; once it went, the half-close and the first receive). The first update
+ * answers the offer: TAKEN is reported at once; FULL, or a call that fails before an
  * answer, finishes the call and, in the status callback, tries the next worker. After TAKEN,
  * STARTED is reported and DONE (or a failure) finishes the call, whose status callback reports done
  * and frees the job. */
@@ -25,6 +26,7 @@
 #include "cairn/worker.pb-c.h"
 #include "proto/reapi.h"
 #include "rpc/rpc.h"
+#include "runner/locality.h"
 
 #define MAX_WORKERS 4096
 #define MAX_POOLS 16
@@ -59,6 +61,9 @@ typedef struct rjob {
 	void *arg;
 	worker **tried; /* workers offered this job (ntried of cap) */
 	size_t ntried, cap;
+	worker *near[RUNNER_LOCALITY_PEERS]; /* the workers asked which of its inputs they hold */
+	uint64_t held[RUNNER_LOCALITY_PEERS]; /* and the bytes of its largest inputs each holds */
+	size_t nnear;
 	worker *w;           /* the current worker, while a call is out */
 	rpc_client_call *call;
 	bool finishing;      /* finish was called: the call is no longer ours to cancel */
@@ -71,6 +76,7 @@ typedef struct rjob {
 struct runner_remote {
 	runner base;
 	runner_remote_config cfg;
+	runner_locality *loc; /* with a CAS */
 	pthread_mutex_t mu;
 	worker *workers[MAX_WORKERS];
 	size_t nworkers;
@@ -233,34 +239,80 @@ static uint64_t spread(const cairn_digest *d, const char *id)
 	return h;
 }
 
+/* Where a worker stands for a job: first the bytes of its inputs it holds, then its free slots,
+ * then the tie-breaking hash. A shunned worker holds nothing and has no free slot, so it comes last. */
+typedef struct rank {
+	uint64_t held;
+	long free;
+	uint64_t tie;
+} rank;
+
+static bool ahead(const rank *a, const rank *b)
+{
+	if (a->held != b->held)
+		return a->held > b->held;
+	return a->free != b->free ? a->free > b->free : a->tie > b->tie;
+}
+
+/* The rank of a live worker not yet tried for the job whose pool takes it; false for any other.
+ * Under mu. */
+static bool rank_of(runner_remote *r, const rjob *j, worker *w, int64_t now, rank *out)
+{
+	for (size_t t = 0; t < j->ntried; t++)
+		if (j->tried[t] == w)
+			return false;
+	long f = w->live ? free_for(r, w, j->job.props, j->job.nprops) : -1;
+	if (f < 0)
+		return false;
+	*out = (rank){.free = f - w->sent, .tie = spread(&j->job.action, w->id)};
+	if (w->shunned_until > now) {
+		out->free -= 1L << 30; /* last, but still a candidate: the view may be all there is */
+		return true;
+	}
+	for (size_t i = 0; i < j->nnear; i++)
+		if (j->near[i] == w)
+			out->held = j->held[i];
+	return true;
+}
+
 /* The worker to offer the job to next, or NULL. Under mu. */
 static worker *pick(runner_remote *r, rjob *j)
 {
 	int64_t now = cairn_now_ns();
 	worker *best = NULL;
-	long best_free = 0;
-	uint64_t best_tie = 0;
-	for (size_t i = 0; i < r->nworkers; i++) {
-		worker *w = r->workers[i];
-		bool tried = false;
-		for (size_t t = 0; t < j->ntried && !tried; t++)
-			tried = j->tried[t] == w;
-		if (!w->live || tried)
-			continue;
-		long f = free_for(r, w, j->job.props, j->job.nprops);
-		if (f < 0)
-			continue;
-		f -= w->sent;
-		if (w->shunned_until > now)
-			f -= 1L << 30; /* last, but still a candidate: the view may be all there is */
-		uint64_t tie = spread(&j->job.action, w->id);
-		if (!best || f > best_free || (f == best_free && tie > best_tie)) {
-			best = w;
-			best_free = f;
-			best_tie = tie;
+	rank best_rank = {0}, k;
+	for (size_t i = 0; i < r->nworkers; i++)
+		if (rank_of(r, j, r->workers[i], now, &k) && (!best || ahead(&k, &best_rank))) {
+			best = r->workers[i];
+			best_rank = k;
 		}
-	}
 	return best;
+}
+
+/* The workers to ask where the job's inputs lie (j->near): those with free slots by the view whose
+ * pool takes it, the first RUNNER_LOCALITY_PEERS in the order they would be offered it without the
+ * answer. Under mu. */
+static size_t pick_near(runner_remote *r, rjob *j)
+{
+	int64_t now = cairn_now_ns();
+	rank ranks[RUNNER_LOCALITY_PEERS], k;
+	size_t n = 0;
+	for (size_t i = 0; i < r->nworkers; i++) {
+		if (!rank_of(r, j, r->workers[i], now, &k) || k.free <= 0)
+			continue;
+		size_t at = n;
+		while (at > 0 && ahead(&k, &ranks[at - 1]))
+			at--;
+		if (at == RUNNER_LOCALITY_PEERS)
+			continue;
+		n += n < RUNNER_LOCALITY_PEERS;
+		memmove(&ranks[at + 1], &ranks[at], (n - 1 - at) * sizeof *ranks);
+		memmove(&j->near[at + 1], &j->near[at], (n - 1 - at) * sizeof *j->near);
+		ranks[at] = k;
+		j->near[at] = r->workers[i];
+	}
+	j->nnear = n;
+	return n;
 }
 
 /* ---- jobs ------------------------------------------------------------------------------------- */
@@ -457,6 +509,16 @@ static void on_status(rpc_client_call *cc, void *arg, cairn_status st)
 	free_job(j);
 }
 
+/* Where the job's inputs lie is known, as far as it could be: the offers follow. */
+static void located(void *arg, const uint64_t *held, size_t n)
+{
+	rjob *j = arg;
+	pthread_mutex_lock(&j->r->mu);
+	memcpy(j->held, held, n * sizeof *held);
+	pthread_mutex_unlock(&j->r->mu);
+	attempt(j);
+}
+
 static void offer(runner *base, const runner_job *job, _Atomic bool *cancel, const runner_callbacks *cb, void *arg)
 {
 	runner_remote *r = (runner_remote *)base;
@@ -474,8 +536,16 @@ static void offer(runner *base, const runner_job *job, _Atomic bool *cancel, con
 		r->jobs->prev = j;
 	r->jobs = j;
 	r->njobs++;
+	/* with one worker to choose from (or none) there is nothing to ask */
+	size_t n = r->loc ? pick_near(r, j) : 0;
+	rpc_channel *near[RUNNER_LOCALITY_PEERS];
+	for (size_t i = 0; i < n; i++)
+		near[i] = j->near[i]->ch;
 	pthread_mutex_unlock(&r->mu);
-	attempt(j);
+	if (n >= 2)
+		runner_locality_ask(r->loc, &j->job.action, near, n, located, j);
+	else
+		attempt(j);
 }
 
 void runner_remote_tick(runner_remote *r)
@@ -511,16 +581,25 @@ cairn_status runner_remote_new(const runner_remote_config *cfg, runner_remote **
 	if (r->cfg.run_timeout_ms <= 0)
 		r->cfg.run_timeout_ms = 24 * 3600 * 1000LL;
 	pthread_mutex_init(&r->mu, NULL);
+	if (cfg->cas)
+		r->loc = runner_locality_new(cfg->cas, cfg->client, cfg->locality_timeout_ms);
 	*out = r;
 	return cairn_ok();
 }
 
 runner *runner_remote_runner(runner_remote *r) { return &r->base; }
 
+void runner_remote_stop(runner_remote *r)
+{
+	if (r && r->loc)
+		runner_locality_stop(r->loc);
+}
+
 void runner_remote_free(runner_remote *r)
 {
 	if (!r)
 		return;
+	runner_locality_free(r->loc);
 	for (size_t i = 0; i < r->nworkers; i++) {
 		clear_pools(r->workers[i]);
 		rpc_channel_close(r->workers[i]->ch);

@@ -19,8 +19,9 @@
  *
  * A worker's executor is offered to schedulers over the private network: serve.c answers the
  * cluster's Run call (proto/cairn/worker.proto) on the worker with its local runner, and remote.c is
- * the scheduler's runner that offers each job to a worker of its view through that call (sections
- * at the end of this file).
+ * the scheduler's runner that offers each job to a worker of its view through that call, preferring
+ * the worker that holds most of the job's inputs, which locality.c looks up (sections at the end of
+ * this file).
  */
 #ifndef CAIRN_RUNNER_H
 #define CAIRN_RUNNER_H
@@ -128,13 +129,21 @@ size_t runner_service_methods(runner *local, rpc_method *out, size_t cap);
 /* ---- a scheduler's runner over the workers (remote.c) ----------------------------------------- *
  *
  * Offers each job to a worker of the current view with Run. The worker is the live one, not yet
- * tried for this offer, that has a pool meeting the job and the most free slots by the view (less
- * the jobs this runner has sent it since), ties broken by a hash of the action and the worker's id
- * so that equal workers share the work. A worker that answers FULL, fails the call or does not
- * answer within answer_timeout_ms is skipped and the next is asked (one that failed or did not answer
- * is asked last for the next two seconds, so a dead worker still in the view costs little); when
- * none is left the offer is answered not taken (the queue offers it again when a job ends or
- * runner_remote's owner wakes it).
+ * tried for this offer, that has a pool meeting the job and holds the most bytes of the action's
+ * largest inputs, then has the most free slots by the view (less the jobs this runner has sent it
+ * since), ties broken by a hash of the action and the worker's id so that equal workers share the
+ * work. A worker that answers FULL, fails the call or does not answer within answer_timeout_ms is
+ * skipped and the next is asked (one that failed or did not answer is asked last for the next two
+ * seconds, so a dead worker still in the view costs little); when none is left the offer is answered
+ * not taken (the queue offers it again when a job ends or runner_remote's owner wakes it).
+ *
+ * What a worker holds is learnt anew for each offer (locality.h), when there is a CAS and at least
+ * two workers with free slots by the view could take the job: the Action and its input tree are
+ * read from the CAS (a bounded walk: 128 directories, the 64 largest files), and the first eight of
+ * those workers are asked which of those files they lack (FindMissingBlobs on their private port).
+ * All of it within locality_timeout_ms: a worker that has not answered by then holds nothing, and a
+ * look-up that could not read the tree in time leaves the order above without it. So an offer is
+ * never failed by the look-up, nor delayed by more than that deadline.
  *
  * A taken job is followed on its call to DONE. If the call fails first (the worker died: its
  * connection resets; or it left the view: set_workers cancels its calls), done reports the job
@@ -145,6 +154,7 @@ size_t runner_service_methods(runner *local, rpc_method *out, size_t cap);
  * pool meets fails at once with FAILED_PRECONDITION naming it. A property key no pool declares and
  * cairn does not interpret constrains nothing, as on the executor. */
 typedef struct rpc_client rpc_client;
+typedef struct blobstore blobstore;
 typedef struct runner_remote runner_remote;
 
 typedef struct runner_remote_pool {
@@ -163,6 +173,10 @@ typedef struct runner_remote_config {
 	rpc_client *client;        /* runs the calls; stopped before runner_remote_free */
 	int64_t answer_timeout_ms; /* a worker's answer to an offer; 0 means 5 s */
 	int64_t run_timeout_ms;    /* the deadline of a Run call; 0 means 24 h */
+	/* The cluster's CAS, where actions' inputs are looked up; NULL for none. Its calls must have ended
+	 * by runner_remote_free (they have, once client stopped, for a store reached through it). */
+	blobstore *cas;
+	int64_t locality_timeout_ms; /* the whole look-up before an offer; 0 means 500 ms */
 } runner_remote_config;
 
 cairn_status runner_remote_new(const runner_remote_config *cfg, runner_remote **out);
@@ -170,6 +184,8 @@ runner *runner_remote_runner(runner_remote *r);
 /* Replaces the view's workers (copied). Calls of jobs on workers no longer in it are cancelled:
  * those jobs are lost, and dispatched again. Any thread. */
 void runner_remote_set_workers(runner_remote *r, const runner_remote_worker *w, size_t n);
+/* Stops the runner's own thread (the look-ups' timer), before client stops. */
+void runner_remote_stop(runner_remote *r);
 /* About once a second: cancels the calls of cancelled jobs and of offers left unanswered. */
 void runner_remote_tick(runner_remote *r);
 /* Jobs in flight (for tests and stats). */
