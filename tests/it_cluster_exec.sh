@@ -2,13 +2,15 @@
 # Remote execution on a cluster: one scheduler and three workers on their own loopback addresses,
 # --replicas=2. Bazel with --remote_executor at the scheduler builds and tests the workspace: every
 # action runs on the workers (spread over more than one), the outputs are right, the tests pass and
-# the failing one fails. Then builds of slow actions: during one, a worker running some of them is
-# stopped with SIGSTOP, and the build does not wait for it (it leaves the views, its actions run
-# elsewhere; it rejoins when continued); during the next, a worker running actions is killed (-9),
-# and the build still succeeds with every action remote, the views log the worker leaving with a new
-# ver, and the scheduler dispatched the lost actions again. An action no worker can run fails at
-# once naming the property. Last, the scheduler stopped with SIGTERM mid-build: Bazel's build fails
-# with the reason (UNAVAILABLE: the server is stopping), and the workers stop its actions.
+# the failing one fails. Actions whose large input lies on two of the workers run on those two,
+# whichever worker their hashes would favour. Then builds of slow actions: during one, a worker
+# running some of them is stopped with SIGSTOP, and the build does not wait for it (it leaves the
+# views, its actions run elsewhere; it rejoins when continued); during the next, a worker running
+# actions is killed (-9), and the build still succeeds with every action remote, the views log the
+# worker leaving with a new ver, and the scheduler dispatched the lost actions again. An action no
+# worker can run fails at once naming the property. Last, the scheduler stopped with SIGTERM
+# mid-build: Bazel's build fails with the reason (UNAVAILABLE: the server is stopping), and the
+# workers stop its actions.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 cairn_tmpdir
@@ -53,6 +55,36 @@ busy=0
 for w in w1 w2 w3; do [ "$(actions_on $w)" -gt 0 ] && busy=$((busy + 1)); done
 log "actions per worker: w1=$(actions_on w1) w2=$(actions_on w2) w3=$(actions_on w3)"
 [ "$busy" -ge 2 ] || fail "the actions ran on $busy worker(s): the scheduler does not spread them"
+
+log "an action goes to a worker that holds its largest input"
+mkdir "$TMP/big"
+head -c $((8 << 20)) /dev/urandom >"$TMP/big/blob.bin"
+root=$("$CAIRN" cas put --tree --remote="grpc://127.0.0.51:$PUB" "$TMP/big" | cut -d' ' -f1) ||
+	fail "cas put --tree failed"
+blob="$(sha256sum "$TMP/big/blob.bin" | cut -d' ' -f1)/$((8 << 20))"
+holders=""
+for w in 1 2 3; do
+	out=$("$CAIRN" cas missing --remote="grpc://127.0.0.6$w:$P" "$blob") || fail "cas missing on w$w failed"
+	[ -n "$out" ] || holders="$holders w$w"
+done
+[ "$(wc -w <<<"$holders")" -eq 2 ] || fail "the big input is held by '$holders', not two workers"
+# actions_done_over N: the workers logged more than N actions' ends (a worker logs one just after
+# its answer went)
+actions_done_over() { [ $(($(actions_on w1) + $(actions_on w2) + $(actions_on w3))) -gt "$1" ]; }
+# each action differs (so its tie-breaking hash does too); with free slots everywhere, only where
+# its input lies decides
+declare -A ran
+for i in 1 2 3 4 5 6; do
+	for w in w1 w2 w3; do ran[$w]=$(actions_on $w); done
+	out=$("$CAIRN" exec --remote="grpc://127.0.0.51:$PUB" --input_root_digest="$root" --skip_cache_lookup -- \
+		sh -c "test -s blob.bin && echo run $i") || fail "cairn exec of locality run $i failed"
+	[ "$out" = "run $i" ] || fail "locality run $i printed '$out'"
+	wait_for -t 10 actions_done_over $((ran[w1] + ran[w2] + ran[w3]))
+	for w in w1 w2 w3; do
+		[ "$(actions_on $w)" -eq "${ran[$w]}" ] || [[ " $holders " == *" $w "* ]] ||
+			fail "locality run $i ran on $w, which did not hold its input (held by$holders)"
+	done
+done
 
 log "a worker stopped (SIGSTOP) while it runs actions: the build does not wait for it"
 mkdir -p "$WS/slow"
