@@ -65,6 +65,7 @@ struct lookup {
 	rpc_channel *peers[RUNNER_LOCALITY_PEERS];
 	peer_ask asks[RUNNER_LOCALITY_PEERS];
 	uint64_t held[RUNNER_LOCALITY_PEERS];
+	bool silent[RUNNER_LOCALITY_PEERS];
 	size_t npeers, waiting;
 };
 
@@ -108,27 +109,34 @@ static void unlist(runner_locality *l, lookup *k)
 	k->next = NULL;
 }
 
+/* What a look-up knows when it answers. */
+typedef struct known {
+	uint64_t held[RUNNER_LOCALITY_PEERS];
+	bool silent[RUNNER_LOCALITY_PEERS];
+} known;
+
 /* Marks k answered and copies what it knows, unless it already answered. Under mu. */
-static bool claim(runner_locality *l, lookup *k, uint64_t *held)
+static bool claim(runner_locality *l, lookup *k, known *out)
 {
 	if (k->answered)
 		return false;
 	k->answered = true;
 	unlist(l, k);
-	memcpy(held, k->held, sizeof k->held);
+	memcpy(out->held, k->held, sizeof k->held);
+	memcpy(out->silent, k->silent, sizeof k->silent);
 	return true;
 }
 
 /* Answers with what k knows now, if nobody did; the answer's reference goes with it. */
 static void answer(lookup *k)
 {
-	uint64_t held[RUNNER_LOCALITY_PEERS];
+	known kn;
 	pthread_mutex_lock(&k->l->mu);
-	bool mine = claim(k->l, k, held);
+	bool mine = claim(k->l, k, &kn);
 	pthread_mutex_unlock(&k->l->mu);
 	if (!mine)
 		return;
-	k->cb(k->arg, held, k->npeers);
+	k->cb(k->arg, kn.held, kn.silent, k->npeers);
 	unref(k);
 }
 
@@ -148,14 +156,14 @@ static void *timer_main(void *arg)
 			continue;
 		}
 		lookup *k = l->head;
-		uint64_t held[RUNNER_LOCALITY_PEERS];
-		claim(l, k, held);
+		known kn;
+		claim(l, k, &kn);
 		bool walked = k->walked;
 		size_t unanswered = k->waiting;
 		pthread_mutex_unlock(&l->mu);
 		LOG_DEBUG("runner", "input look-up ended at its deadline walked=%d asked=%zu unanswered=%zu", (int)walked,
 		          k->npeers, unanswered);
-		k->cb(k->arg, held, k->npeers);
+		k->cb(k->arg, kn.held, kn.silent, k->npeers);
 		unref(k);
 		pthread_mutex_lock(&l->mu);
 	}
@@ -186,12 +194,14 @@ static void on_answer(void *arg, cairn_status st, ProtobufCMessage *resp)
 	peer_ask *a = arg;
 	lookup *k = a->k;
 	uint64_t held = resp ? held_of(&k->files, (find_resp *)resp) : 0; /* files is no longer written */
+	bool heard = resp != NULL;
 	if (resp)
 		protobuf_c_message_free_unpacked(resp, NULL);
 	else
 		LOG_DEBUG("runner", "a worker did not say which inputs it holds: %s", cairn_status_str(&st));
 	pthread_mutex_lock(&k->l->mu);
 	k->held[a->i] = held;
+	k->silent[a->i] = !heard;
 	bool last = --k->waiting == 0;
 	pthread_mutex_unlock(&k->l->mu);
 	if (last)
@@ -219,6 +229,8 @@ static void ask_peers(lookup *k)
 	if (go) {
 		k->waiting = k->npeers;
 		k->refs += (int)k->npeers;
+		for (size_t i = 0; i < k->npeers; i++)
+			k->silent[i] = true; /* until it answers */
 	}
 	pthread_mutex_unlock(&l->mu);
 	for (size_t i = 0; go && i < k->npeers; i++) {

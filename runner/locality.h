@@ -19,9 +19,10 @@
 
 typedef struct runner_locality runner_locality;
 
-/* held[i]: bytes of the action's largest inputs that peer i holds (all 0 when nothing is known).
- * Runs once per look-up, on the asking thread, a CAS or rpc callback, or the look-up's timer. */
-typedef void (*runner_locality_cb)(void *arg, const uint64_t *held, size_t n);
+/* held[i]: bytes of the action's largest inputs that peer i holds (all 0 when nothing is known);
+ * silent[i]: peer i was asked and did not answer in time. Runs once per look-up, on the asking
+ * thread, a CAS or rpc callback, or the look-up's timer. */
+typedef void (*runner_locality_cb)(void *arg, const uint64_t *held, const bool *silent, size_t n);
 
 /* cas and client must outlive it; timeout_ms <= 0 means 500 ms. Starts the timer thread. */
 runner_locality *runner_locality_new(blobstore *cas, rpc_client *client, int64_t timeout_ms);

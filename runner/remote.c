@@ -31,7 +31,9 @@
 #define MAX_WORKERS 4096
 #define MAX_POOLS 16
 #define RUN_METHOD "/cairn.v1.Worker/Run"
-#define SHUN_NS (2 * 1000000000LL) /* a worker that failed an offer is asked last for this long */
+/* a worker that failed an offer is asked last for this long, and one that did not say which inputs
+ * it holds is not asked that again */
+#define SHUN_NS (2 * 1000000000LL)
 
 typedef Cairn__V1__RunUpdate run_update;
 
@@ -48,6 +50,7 @@ typedef struct worker {
 	size_t npools;
 	int sent; /* this runner's jobs on it (offered or running) */
 	int64_t shunned_until; /* its last call failed before an answer: others go first until then */
+	int64_t silent_until;  /* it did not say which inputs it holds: not asked again until then */
 } worker;
 
 enum { OFFERED, TAKEN };
@@ -291,14 +294,19 @@ static worker *pick(runner_remote *r, rjob *j)
 
 /* The workers to ask where the job's inputs lie (j->near): those with free slots by the view whose
  * pool takes it, the first RUNNER_LOCALITY_PEERS in the order they would be offered it without the
- * answer. Under mu. */
-static size_t pick_near(runner_remote *r, rjob *j)
+ * answer, leaving out the ones that were lately silent (each silence would cost an offer the whole
+ * deadline, and the queue offers one job at a time), which count in *choice with the others. Under mu. */
+static size_t pick_near(runner_remote *r, rjob *j, size_t *choice)
 {
 	int64_t now = cairn_now_ns();
 	rank ranks[RUNNER_LOCALITY_PEERS], k;
 	size_t n = 0;
+	*choice = 0;
 	for (size_t i = 0; i < r->nworkers; i++) {
 		if (!rank_of(r, j, r->workers[i], now, &k) || k.free <= 0)
+			continue;
+		*choice += 1;
+		if (r->workers[i]->silent_until > now)
 			continue;
 		size_t at = n;
 		while (at > 0 && ahead(&k, &ranks[at - 1]))
@@ -510,11 +518,15 @@ static void on_status(rpc_client_call *cc, void *arg, cairn_status st)
 }
 
 /* Where the job's inputs lie is known, as far as it could be: the offers follow. */
-static void located(void *arg, const uint64_t *held, size_t n)
+static void located(void *arg, const uint64_t *held, const bool *silent, size_t n)
 {
 	rjob *j = arg;
+	int64_t now = cairn_now_ns();
 	pthread_mutex_lock(&j->r->mu);
 	memcpy(j->held, held, n * sizeof *held);
+	for (size_t i = 0; i < n; i++)
+		if (silent[i])
+			j->near[i]->silent_until = now + SHUN_NS;
 	pthread_mutex_unlock(&j->r->mu);
 	attempt(j);
 }
@@ -536,13 +548,13 @@ static void offer(runner *base, const runner_job *job, _Atomic bool *cancel, con
 		r->jobs->prev = j;
 	r->jobs = j;
 	r->njobs++;
-	/* with one worker to choose from (or none) there is nothing to ask */
-	size_t n = r->loc ? pick_near(r, j) : 0;
+	/* with one worker to choose from (or none), or none to ask, there is nothing to ask */
+	size_t choice = 0, n = r->loc ? pick_near(r, j, &choice) : 0;
 	rpc_channel *near[RUNNER_LOCALITY_PEERS];
 	for (size_t i = 0; i < n; i++)
 		near[i] = j->near[i]->ch;
 	pthread_mutex_unlock(&r->mu);
-	if (n >= 2)
+	if (n >= 1 && choice >= 2)
 		runner_locality_ask(r->loc, &j->job.action, near, n, located, j);
 	else
 		attempt(j);

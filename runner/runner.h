@@ -141,9 +141,10 @@ size_t runner_service_methods(runner *local, rpc_method *out, size_t cap);
  * two workers with free slots by the view could take the job: the Action and its input tree are
  * read from the CAS (a bounded walk: 128 directories, the 64 largest files), and the first eight of
  * those workers are asked which of those files they lack (FindMissingBlobs on their private port).
- * All of it within locality_timeout_ms: a worker that has not answered by then holds nothing, and a
- * look-up that could not read the tree in time leaves the order above without it. So an offer is
- * never failed by the look-up, nor delayed by more than that deadline.
+ * All of it within locality_timeout_ms: a worker that has not answered by then holds nothing (and is
+ * not asked again for two seconds), and a look-up that could not read the tree in time leaves the
+ * order above without it. So an offer is never failed by the look-up, nor delayed by more than that
+ * deadline.
  *
  * A taken job is followed on its call to DONE. If the call fails first (the worker died: its
  * connection resets; or it left the view: set_workers cancels its calls), done reports the job

@@ -235,7 +235,7 @@ static int setup(void **state)
 	put_action();
 	atomic_store(&asked_hanging, 0);
 	assert_int_equal(rpc_client_start(NULL, &cl).code, CAIRN_OK);
-	runner_remote_config rc = {.client = cl, .cas = &cas.bs, .answer_timeout_ms = 30000};
+	runner_remote_config rc = {.client = cl, .cas = &cas.bs, .answer_timeout_ms = 30000, .locality_timeout_ms = 1000};
 	assert_int_equal(runner_remote_new(&rc, &rr).code, CAIRN_OK);
 	return 0;
 }
@@ -329,6 +329,23 @@ static void a_worker_that_does_not_answer_holds_nothing(void **state)
 	assert_int_equal(atomic_load(&wk[1].f.offers), 0);
 }
 
+/* Once silent, the hanging worker is not asked again for a while: the next offer asks only worker 0
+ * (which holds the big input, and gets the job again), so it does not wait for the deadline. */
+static void a_silent_worker_is_not_asked_again_at_once(void **state)
+{
+	(void)state;
+	worker_start(&wk[0], false);
+	worker_start(&wk[1], true);
+	view(1, 4);
+	assert_true(run_job());
+	int asked = atomic_load(&asked_hanging);
+	assert_true(asked >= 1);
+	assert_true(run_job());
+	assert_int_equal(atomic_load(&asked_hanging), asked);
+	assert_int_equal(atomic_load(&wk[0].f.offers), 2);
+	assert_int_equal(atomic_load(&wk[1].f.offers), 0);
+}
+
 /* The scheduler's CAS holds back the Action: at the deadline the job goes, in the order of free
  * slots (worker 1), and the CAS's late answer is heard before the runner is freed. */
 static void a_cas_that_does_not_answer_leaves_the_order_of_free_slots(void **state)
@@ -363,6 +380,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(the_worker_holding_the_largest_input_gets_the_job, setup, teardown),
 	    cmocka_unit_test_setup_teardown(the_choice_follows_the_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_worker_that_does_not_answer_holds_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_silent_worker_is_not_asked_again_at_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_cas_that_does_not_answer_leaves_the_order_of_free_slots, setup, teardown),
 	    cmocka_unit_test_setup_teardown(an_action_not_in_the_cas_leaves_the_order_of_free_slots, setup, teardown),
 	};
