@@ -7,14 +7,13 @@
 
 #include <unistd.h>
 
-#include "backup/backup.h"
 #include "cachefs/cachefs.h"
 #include "cmd/cmd.h"
 #include "cmd/executor_setup.h"
+#include "cmd/external_storage.h"
 #include "cmd/local_storage.h"
 #include "cmd/serve_stats.h"
 #include "executor/executor.h"
-#include "objstore/objstore.h"
 #include "gateway/gateway.h"
 #include "rpc/rpc.h"
 
@@ -28,48 +27,8 @@ typedef struct serve_flags {
 	int64_t max_message_size, threads;
 	const char *log_level;
 	exec_flags exec;
-	const char *external_storage, *s3_endpoint, *s3_region, *s3_addressing, *write_through, *ac_restore;
-	const char *gcs_credentials_file;
+	external_flags external;
 } serve_flags;
-
-/* What sits behind the local CAS when --external_storage is given. */
-typedef struct external {
-	objstore *os;
-	cachefs_through *through;
-	backup *backup;
-} external;
-
-static cairn_status open_external(const serve_flags *f, cachefs *fs, external *x)
-{
-	*x = (external){0};
-	if (!f->external_storage[0])
-		return cairn_ok();
-	bool path_style = !strcmp(f->s3_addressing, "path") || (!strcmp(f->s3_addressing, "auto") && f->s3_endpoint[0]);
-	objstore_config oc = {.url = f->external_storage,
-	                      .endpoint = f->s3_endpoint[0] ? f->s3_endpoint : NULL,
-	                      .region = f->s3_region[0] ? f->s3_region : NULL,
-	                      .gcs_credentials_file = f->gcs_credentials_file[0] ? f->gcs_credentials_file : NULL,
-	                      .path_style = path_style};
-	cairn_status st = objstore_open(&oc, &x->os);
-	if (cairn_is_ok(&st))
-		st = cachefs_through_new(fs, x->os, !strcmp(f->write_through, "async"), &x->through);
-	if (!cairn_is_ok(&st)) {
-		objstore_close(x->os);
-		*x = (external){0};
-		return st;
-	}
-	x->backup = backup_new(x->os, 10000);
-	LOG_INFO("serve", "external storage url=%s write_through=%s", f->external_storage, f->write_through);
-	return st;
-}
-
-/* In this order: what reports to the object store first, the object store last. */
-static void close_external(external *x)
-{
-	backup_free(x->backup);
-	cachefs_through_free(x->through);
-	objstore_close(x->os);
-}
 
 static int usage_error(const char *msg)
 {
@@ -112,12 +71,9 @@ static int run(const serve_flags *f)
 		return usage_error("--cas_hard_limit must be at least --cas_max_size");
 	if (f->upload_idle_timeout <= 0)
 		return usage_error("--upload_idle_timeout must be positive");
-	if (strcmp(f->write_through, "sync") && strcmp(f->write_through, "async"))
-		return usage_error("--write_through must be sync or async");
-	if (strcmp(f->s3_addressing, "auto") && strcmp(f->s3_addressing, "path") && strcmp(f->s3_addressing, "virtual"))
-		return usage_error("--s3_addressing must be auto, path or virtual");
-	if (strcmp(f->ac_restore, "lazy") && strcmp(f->ac_restore, "eager"))
-		return usage_error("--ac_restore must be lazy or eager");
+	cairn_status st = external_flags_check(&f->external);
+	if (!cairn_is_ok(&st))
+		return usage_error(st.msg);
 
 	/* signals go to the main thread only, which waits for them below */
 	sigset_t sigs;
@@ -136,9 +92,9 @@ static int run(const serve_flags *f)
 
 	cachefs_config cc = {.dir = f->data_dir, .max_size = f->cas_max_size, .hard_limit = f->cas_hard_limit,
 	                     .min_age_ns = f->cas_min_age * 1000000000LL, .fsync = f->fsync,
-	                     .direct_writes = f->external_storage[0] != 0};
+	                     .direct_writes = external_flags_given(&f->external)};
 	cachefs *fs;
-	cairn_status st = cachefs_open(&cc, &fs);
+	st = cachefs_open(&cc, &fs);
 	if (!cairn_is_ok(&st)) {
 		fprintf(stderr, "cairn serve: %s\n", cairn_status_str(&st));
 		return 1;
@@ -148,10 +104,10 @@ static int run(const serve_flags *f)
 	gateway *g = NULL;
 	metrics_server *metrics = NULL;
 	rpc_server *srv = NULL;
-	st = open_external(f, fs, &x);
+	st = external_open(&f->external, fs, &x);
 	if (!cairn_is_ok(&st))
 		goto out_fs;
-	blobstore *cas = x.through ? cachefs_through_blobstore(x.through) : cachefs_blobstore(fs);
+	blobstore *cas = external_cas(&x, fs);
 	local_store store = {.fs = fs, .cas = cas};
 	if (exec_flags_enabled(&f->exec)) {
 		char host[256] = "cairn";
@@ -162,7 +118,7 @@ static int run(const serve_flags *f)
 	}
 	gateway_config gc = {
 		.runner = ex ? executor_runner(ex) : NULL,
-		.ac_backing = x.backup ? backup_backing(x.backup) : (gateway_ac_backing){0},
+		.ac_backing = external_ac_backing(&x),
 		.cas = cas,
 		.ac_max_size = f->ac_max_size,
 		/* Batch calls answer in one message, which a client accepts up to 4 MiB by default */
@@ -187,8 +143,7 @@ static int run(const serve_flags *f)
 	st = rpc_server_start(&rc, methods, n, &srv);
 	if (!cairn_is_ok(&st))
 		goto out_services;
-	if (x.backup && !strcmp(f->ac_restore, "eager"))
-		backup_restore(x.backup, g);
+	external_restore(&f->external, &x, g);
 	int port = rpc_server_port(srv);
 	LOG_INFO("serve", "listening address=127.0.0.1:%d data_dir=%s", port, f->data_dir);
 	if (ex)
@@ -212,11 +167,10 @@ static int run(const serve_flags *f)
 out_services:
 	metrics_stop(metrics);
 	executor_free(ex);
-	backup_free(x.backup); /* before the gateway: its restore fills the gateway's action cache */
-	x.backup = NULL;
+	external_close_backup(&x); /* before the gateway: its restore fills the gateway's action cache */
 	gateway_free(g);
 out_external:
-	close_external(&x);
+	external_close(&x);
 out_fs:
 	cachefs_close(fs);
 	if (!cairn_is_ok(&st)) {
@@ -240,15 +194,9 @@ int cmd_serve(int argc, char **argv)
 		.max_message_size = 8 << 20,
 		.log_level = "info",
 		.exec = exec_flags_defaults(),
-		.external_storage = "",
-		.s3_endpoint = "",
-		.s3_region = "",
-		.s3_addressing = "auto",
-		.write_through = "sync",
-		.ac_restore = "lazy",
-		.gcs_credentials_file = "",
+		.external = external_flags_default(EXTERNAL_CAS | EXTERNAL_AC),
 	};
-	const cairn_flag flags[] = {
+	const cairn_flag own[] = {
 		{"public_port", CAIRN_FLAG_INT, &f.public_port, "port for clients on 127.0.0.1 (0 picks a free one)"},
 		{"metrics_port", CAIRN_FLAG_INT, &f.metrics_port,
 		 "port of the Prometheus /metrics endpoint on 127.0.0.1 (0 picks a free one; -1: none)"},
@@ -267,27 +215,9 @@ int cmd_serve(int argc, char **argv)
 		{"threads", CAIRN_FLAG_INT, &f.threads, "gRPC threads; 0 means one per core"},
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
 		EXEC_FLAG_ENTRIES(&f.exec),
-		{"external_storage", CAIRN_FLAG_STRING, &f.external_storage,
-		 "object store behind the CAS and the action cache: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or file:///DIR"},
-		{"s3_endpoint", CAIRN_FLAG_STRING, &f.s3_endpoint,
-		 "object store endpoint URL (default: AWS for s3://, https://storage.googleapis.com for gs://)"},
-		{"s3_region", CAIRN_FLAG_STRING, &f.s3_region,
-		 "S3 region (default us-east-1). Keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
-		 "AWS_SESSION_TOKEN), else for s3:// from EC2 instance metadata; for gs:// such HMAC keys select GCS's "
-		 "XML API"},
-		{"s3_addressing", CAIRN_FLAG_STRING, &f.s3_addressing,
-		 "auto (path-style with --s3_endpoint, else virtual-hosted), path or virtual"},
-		{"gcs_credentials_file", CAIRN_FLAG_STRING, &f.gcs_credentials_file,
-		 "gs:// without HMAC keys uses GCS's JSON API with OAuth tokens from this service-account key file "
-		 "(default: GOOGLE_APPLICATION_CREDENTIALS, else the GCE metadata server)"},
-		{"write_through", CAIRN_FLAG_STRING, &f.write_through,
-		 "sync: an upload is acknowledged once the object store has it; async: after the local write, "
-		 "with a backlog on disk that is flushed in the background"},
-		{"ac_restore", CAIRN_FLAG_STRING, &f.ac_restore,
-		 "how the action cache comes back from the object store: lazy (each entry on its first miss) or eager "
-		 "(also all of it at start, in the background, as far as --ac_max_size allows)"},
 	};
-	size_t nf = sizeof flags / sizeof flags[0];
+	cairn_flag flags[sizeof own / sizeof own[0] + EXTERNAL_FLAGS_MAX];
+	size_t nf = external_flags_after(own, sizeof own / sizeof own[0], &f.external, flags);
 	int npos;
 	bool help;
 	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
