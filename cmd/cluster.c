@@ -33,6 +33,7 @@ typedef struct cluster_flags {
 	int64_t public_port, replicas, cas_max_size;
 	bool public_bind_to_any;
 	exec_flags exec;
+	external_flags external; /* a worker's CAS, a scheduler's action cache */
 } cluster_flags;
 
 static int usage_error(const char *cmd, const char *msg)
@@ -79,7 +80,7 @@ static cairn_status check_flags(const cluster_flags *f, member_discovery *disc)
 	if (!f->private_ip_selector[0])
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--private_ip_selector=CIDR is needed: it picks the private "
 		                 "address the cluster talks on (e.g. 10.0.0.0/8)");
-	return cairn_ok();
+	return external_flags_check(&f->external);
 }
 
 static cairn_status start_group(const cluster_flags *f, member_discovery disc, const char *name, uint16_t offset,
@@ -136,7 +137,8 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	cluster_cas_config cc = {.host = host, .port = (int)f->private_port, .data_dir = f->data_dir,
 	                         .cas_max_size = f->cas_max_size, .public_port = (int)f->public_port,
 	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas,
-	                         .self_id = id, .exec = f->exec, .methods = &members, .nmethods = 1};
+	                         .self_id = id, .exec = f->exec, .methods = &members, .nmethods = 1,
+	                         .external = &f->external};
 	cluster_cas *cas = NULL;
 	member_group *all = NULL, *scheds = NULL;
 	member_pool pools[MEMBER_POOLS_MAX];
@@ -203,10 +205,11 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 	                   .public_bind_to_any = true,
 	                   .replicas = 1,
 	                   .cas_max_size = 10LL << 30,
-	                   .exec = exec_flags_defaults()};
+	                   .exec = exec_flags_defaults(),
+	                   .external = external_flags_default(role == MEMBER_WORKER ? EXTERNAL_CAS : EXTERNAL_AC)};
 	if (role == MEMBER_SCHEDULER)
 		f.exec.executors = 0;
-	const cairn_flag flags[] = {
+	const cairn_flag own[] = {
 		{"private_ip_selector", CAIRN_FLAG_STRING, &f.private_ip_selector,
 		 "CIDR of the private network: the first local address inside it is this instance's "
 		 "(a single address such as 127.0.0.11/32 may be any bindable one)"},
@@ -233,7 +236,8 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
 		EXEC_FLAG_ENTRIES(&f.exec),
 	};
-	size_t nf = sizeof flags / sizeof flags[0];
+	cairn_flag flags[sizeof own / sizeof own[0] + EXTERNAL_FLAGS_MAX];
+	size_t nf = external_flags_after(own, sizeof own / sizeof own[0], &f.external, flags);
 	int npos;
 	bool help;
 	cairn_status st = cairn_flags_parse(flags, nf, argc, argv, &npos, &help);
@@ -241,9 +245,13 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		printf("usage: cairn %s [flags]\n\nJoins a cairn cluster as a %s and keeps its member views, logged at each "
 		       "change.\nA worker serves its CAS and runs actions on the private port; a scheduler serves clients\n"
 		       "(Execution, CAS, ActionCache, ByteStream, Capabilities) over the workers, with an action cache\n"
-		       "of its own, and its member views to cairn members.\n\nflags:\n", cmd, cmd);
-		/* the executor's flags are a worker's */
-		cairn_flags_usage(flags, role == MEMBER_WORKER ? nf : nf - 5, stdout);
+		       "of its own, and its member views to cairn members. With --external_storage a worker writes its\n"
+		       "CAS through to the object store and reads blobs it lacks back from it, and a scheduler backs\n"
+		       "its action cache up there.\n\nflags:\n", cmd, cmd);
+		/* the executor's flags, the last of own, are a worker's */
+		size_t nown = sizeof own / sizeof own[0];
+		cairn_flags_usage(flags, role == MEMBER_WORKER ? nown : nown - 5, stdout);
+		cairn_flags_usage(flags + nown, nf - nown, stdout);
 		return 0;
 	}
 	if (!cairn_is_ok(&st))

@@ -16,7 +16,12 @@
  * the cluster's CAS, and runs actions through a remote runner (runner/remote.c) that offers them to
  * the view's workers, first to those that hold most of their inputs in that CAS. The action cache
  * is the scheduler's own, in memory. cmd adds the scheduler's own methods (cluster_members.c) to its
- * public port. */
+ * public port.
+ *
+ * With --external_storage, a worker's cachefs has the object store written through and read
+ * through (its share of the cluster's CAS, served on its private port and used by its executor), so
+ * a blob the worker lacks (it was elsewhere, or its disk was lost) is read back from the bucket; and
+ * a scheduler's action cache is backed up to the bucket and restored from it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +45,7 @@ typedef struct remote_entry {
 struct cluster_cas {
 	char self[MEMBER_ID_LEN + 1];
 	cachefs *fs;               /* a worker's */
+	external x;                /* the object store: a worker's through store, a scheduler's backup */
 	executor *ex;              /* a worker's, if it runs actions */
 	local_store store;         /* the executor's storage */
 	runner_remote *runner;     /* a scheduler's */
@@ -57,12 +63,13 @@ static void addr_port(const char *host, int port, char *out, size_t cap)
 	snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-static cairn_status serve(cluster_cas *c, blobstore *cas, runner *rn, const char *address, const rpc_method *more,
-                          size_t nmore)
+static cairn_status serve(cluster_cas *c, blobstore *cas, runner *rn, gateway_ac_backing backing,
+                          const char *address, const rpc_method *more, size_t nmore)
 {
 	gateway_config gc = {
 		.cas = cas,
 		.runner = c->runner ? rn : NULL, /* a scheduler's Execution service */
+		.ac_backing = backing,
 		.ac_max_size = 256LL << 20,
 		.max_batch_size = (4 << 20) - (64 << 10), /* a Batch answer fits a client's 4 MiB default */
 		.max_upload_sessions = 1024,
@@ -98,8 +105,11 @@ static size_t list_held(void *fs, uint64_t *cursor, cairn_digest *out, size_t ca
 cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out)
 {
 	cluster_cas *c = cairn_xcalloc(1, sizeof *c);
-	cachefs_config cc = {.dir = cfg->data_dir, .max_size = cfg->cas_max_size, .min_age_ns = 300 * 1000000000LL};
+	cachefs_config cc = {.dir = cfg->data_dir, .max_size = cfg->cas_max_size, .min_age_ns = 300 * 1000000000LL,
+	                     .direct_writes = external_flags_given(cfg->external)};
 	cairn_status st = cachefs_open(&cc, &c->fs);
+	if (cairn_is_ok(&st))
+		st = external_open(cfg->external, c->fs, &c->x);
 	if (cairn_is_ok(&st))
 		st = start_common(c, cfg);
 	/* with copies to keep: a pass a second after the view settled, again after 30 s while one
@@ -116,7 +126,8 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 		st = exec_flags_start(&cfg->exec, cfg->data_dir, addr, local_storage(&c->store), &c->ex);
 	}
 	if (cairn_is_ok(&st))
-		st = serve(c, cachefs_blobstore(c->fs), c->ex ? executor_runner(c->ex) : NULL, addr, NULL, 0);
+		st = serve(c, external_cas(&c->x, c->fs), c->ex ? executor_runner(c->ex) : NULL, (gateway_ac_backing){0},
+		           addr, NULL, 0);
 	if (!cairn_is_ok(&st)) {
 		cluster_cas_stop(c);
 		return st;
@@ -124,6 +135,14 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 	LOG_INFO("cluster", "worker serving its CAS%s address=%s data_dir=%s", c->ex ? " and its executor" : "", addr,
 	         cfg->data_dir);
 	*out = c;
+	return st;
+}
+
+/* Where a scheduler's action cache is backed: the object store, or nowhere. */
+static cairn_status scheduler_ac_backing(cluster_cas *c, const external_flags *f, gateway_ac_backing *out)
+{
+	cairn_status st = external_open(f, NULL, &c->x);
+	*out = external_ac_backing(&c->x);
 	return st;
 }
 
@@ -136,13 +155,17 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 		                       &c->runner);
 	char addr[MEMBER_HOST_MAX + 8];
 	addr_port(cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, cfg->public_port, addr, sizeof addr);
+	gateway_ac_backing backing = {0};
 	if (cairn_is_ok(&st))
-		st = serve(c, blobstore_shard_store(c->shard), runner_remote_runner(c->runner), addr, cfg->methods,
-		           cfg->nmethods);
+		st = scheduler_ac_backing(c, cfg->external, &backing);
+	if (cairn_is_ok(&st))
+		st = serve(c, blobstore_shard_store(c->shard), runner_remote_runner(c->runner), backing, addr,
+		           cfg->methods, cfg->nmethods);
 	if (!cairn_is_ok(&st)) {
 		cluster_cas_stop(c);
 		return st;
 	}
+	external_restore(cfg->external, &c->x, c->g);
 	LOG_INFO("cluster", "scheduler serving clients address=%s:%d replicas=%d",
 	         cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, rpc_server_port(c->srv), cfg->replicas);
 	*out = c;
@@ -222,8 +245,8 @@ void cluster_cas_view_changed(void *arg, const member_view *v)
 		const member_info *mi = &v->members[i];
 		if (mi->role != MEMBER_WORKER)
 			continue;
-		/* a worker's own share of the CAS is its disk */
-		blobstore *bs = c->fs && !strcmp(mi->id, c->self) ? cachefs_blobstore(c->fs) : remote_of(c, mi);
+		/* a worker's own share of the CAS is its disk (with the object store behind it) */
+		blobstore *bs = c->fs && !strcmp(mi->id, c->self) ? external_cas(&c->x, c->fs) : remote_of(c, mi);
 		if (bs)
 			m[n++] = (blobstore_shard_member){.id = mi->id, .store = bs};
 	}
@@ -303,12 +326,14 @@ void cluster_cas_stop(cluster_cas *c)
 	runner_remote_stop(c->runner);
 	if (c->client)
 		rpc_client_stop(c->client); /* every remote call ends before the stores go; the runner's jobs report */
+	external_close_backup(&c->x); /* before the gateway: its restore fills the gateway's action cache */
 	gateway_free(c->g);
 	runner_remote_free(c->runner);
 	blobstore_shard_free(c->shard);
 	for (size_t i = 0; i < c->nremotes; i++)
 		blobstore_remote_free(c->remotes[i].remote);
 	free(c->remotes);
+	external_close(&c->x);
 	if (c->fs)
 		cachefs_close(c->fs);
 	free(c);

@@ -1,11 +1,13 @@
 /* The storage and execution of a cluster's instances (cluster_cas.c): a worker's store and executor
  * on its private port, and a scheduler's REAPI services over the store sharded across the workers of
- * its view, with actions run on those workers. */
+ * its view, with actions run on those workers; each with the object store of --external_storage
+ * behind it (external_storage.h). */
 #ifndef CAIRN_CMD_CLUSTER_CAS_H
 #define CAIRN_CMD_CLUSTER_CAS_H
 
 #include "blobstore/blobstore.h"
 #include "cmd/executor_setup.h"
+#include "cmd/external_storage.h"
 #include "membership/membership.h"
 #include "rpc/rpc.h"
 
@@ -21,6 +23,9 @@ typedef struct cluster_cas_config {
 	exec_flags exec;         /* a worker's executor */
 	const rpc_method *methods; /* a scheduler's: served on the public port next to the REAPI */
 	size_t nmethods;
+	/* the object store: a worker's CAS is written and read through it (EXTERNAL_CAS), a scheduler's
+	 * action cache is backed up to it (EXTERNAL_AC) */
+	const external_flags *external;
 } cluster_cas_config;
 
 typedef struct cluster_cas cluster_cas;
