@@ -30,7 +30,7 @@ typedef struct cluster_flags {
 	const char *discovery, *static_members, *multicast_address;
 	int64_t heartbeat_interval_ms, suspect_timeout_ms;
 	const char *data_dir, *annotations, *log_level;
-	int64_t public_port, replicas, cas_max_size;
+	int64_t public_port, replicas, cas_max_size, peer_timeout_ms, peer_cooldown_ms;
 	bool public_bind_to_any;
 	exec_flags exec;
 	external_flags external; /* a worker's CAS, a scheduler's action cache */
@@ -75,6 +75,8 @@ static cairn_status check_flags(const cluster_flags *f, member_discovery *disc)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--public_port must be between 0 and 65535");
 	if (f->replicas < 1 || f->replicas > 16)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--replicas must be between 1 and 16");
+	if (f->peer_timeout_ms < 1 || f->peer_cooldown_ms < 1)
+		return cairn_err(CAIRN_INVALID_ARGUMENT, "--peer_timeout_ms and --peer_cooldown_ms must be at least 1");
 	if (f->cas_max_size <= 0)
 		return cairn_err(CAIRN_INVALID_ARGUMENT, "--cas_max_size must be positive");
 	if (!f->private_ip_selector[0])
@@ -138,7 +140,9 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	                         .cas_max_size = f->cas_max_size, .public_port = (int)f->public_port,
 	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas,
 	                         .self_id = id, .exec = f->exec, .methods = &members, .nmethods = 1,
-	                         .external = &f->external};
+	                         .external = &f->external,
+
+	                         .peer_timeout_ms = f->peer_timeout_ms, .peer_cooldown_ms = f->peer_cooldown_ms};
 	cluster_cas *cas = NULL;
 	member_group *all = NULL, *scheds = NULL;
 	member_pool pools[MEMBER_POOLS_MAX];
@@ -204,6 +208,8 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 	                   .public_port = 8980,
 	                   .public_bind_to_any = true,
 	                   .replicas = 1,
+	                   .peer_timeout_ms = 3000,
+	                   .peer_cooldown_ms = 5000,
 	                   .cas_max_size = 10LL << 30,
 	                   .exec = exec_flags_defaults(),
 	                   .external = external_flags_default(role == MEMBER_WORKER ? EXTERNAL_CAS : EXTERNAL_AC)};
@@ -232,6 +238,11 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		 "scheduler: take clients on every address; false: on the private address only"},
 		{"replicas", CAIRN_FLAG_INT, &f.replicas,
 		 "workers that hold a copy of each blob (the same on every instance: outputs of actions too)"},
+		{"peer_timeout_ms", CAIRN_FLAG_INT, &f.peer_timeout_ms,
+		 "deadline of a call to a worker's CAS; a blob's read or write gets it plus 1 s per MiB"},
+		{"peer_cooldown_ms", CAIRN_FLAG_INT, &f.peer_cooldown_ms,
+		 "after 5 calls in a row to a worker's CAS fail or time out, its calls fail at once for this "
+		 "long, then one tries again"},
 		{"annotations", CAIRN_FLAG_STRING, &f.annotations, "key=value,… shown with this member in the views"},
 		{"log_level", CAIRN_FLAG_STRING, &f.log_level, "debug, info, warn or error"},
 		EXEC_FLAG_ENTRIES(&f.exec),

@@ -50,6 +50,7 @@ struct cluster_cas {
 	local_store store;         /* the executor's storage */
 	runner_remote *runner;     /* a scheduler's */
 	rpc_client *client;
+	int64_t peer_timeout_ms, peer_cooldown_ms; /* of the remote stores */
 	blobstore_shard *shard;    /* the cluster's CAS */
 	blobstore_replicator *rep; /* a worker's re-replication after view changes */
 	remote_entry *remotes;     /* one per worker ever seen; the group's thread only, then stop */
@@ -92,6 +93,8 @@ static cairn_status start_common(cluster_cas *c, const cluster_cas_config *cfg)
 {
 	snprintf(c->self, sizeof c->self, "%s", cfg->self_id);
 	c->remotes = cairn_xcalloc(MEMBER_MAX, sizeof *c->remotes);
+	c->peer_timeout_ms = cfg->peer_timeout_ms;
+	c->peer_cooldown_ms = cfg->peer_cooldown_ms;
 	blobstore_shard_config sc = {.replicas = cfg->replicas};
 	c->shard = blobstore_shard_new(&sc);
 	return rpc_client_start(&(rpc_client_config){0}, &c->client);
@@ -166,8 +169,9 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 		return st;
 	}
 	external_restore(cfg->external, &c->x, c->g);
-	LOG_INFO("cluster", "scheduler serving clients address=%s:%d replicas=%d",
-	         cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, rpc_server_port(c->srv), cfg->replicas);
+	LOG_INFO("cluster", "scheduler serving clients address=%s:%d replicas=%d peer_timeout_ms=%lld peer_cooldown_ms=%lld",
+	         cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, rpc_server_port(c->srv), cfg->replicas,
+	         (long long)cfg->peer_timeout_ms, (long long)cfg->peer_cooldown_ms);
 	*out = c;
 	return st;
 }
@@ -194,7 +198,8 @@ static blobstore *remote_of(cluster_cas *c, const member_info *m)
 	if (c->nremotes == MEMBER_MAX)
 		return NULL;
 	remote_entry *e = &c->remotes[c->nremotes];
-	blobstore_remote_config rc = {.target = target, .client = c->client};
+	blobstore_remote_config rc = {.target = target, .client = c->client, .timeout_ms = c->peer_timeout_ms,
+	                              .cooldown_ms = c->peer_cooldown_ms};
 	cairn_status st = blobstore_remote_new(&rc, &e->remote);
 	if (!cairn_is_ok(&st)) {
 		LOG_WARN("cluster", "worker left out of the CAS: %s member=%s", cairn_status_str(&st), m->id);

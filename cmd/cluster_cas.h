@@ -26,6 +26,8 @@ typedef struct cluster_cas_config {
 	/* the object store: a worker's CAS is written and read through it (EXTERNAL_CAS), a scheduler's
 	 * action cache is backed up to it (EXTERNAL_AC) */
 	const external_flags *external;
+	int64_t peer_timeout_ms;  /* deadline of a call to another worker's CAS without blob bytes */
+	int64_t peer_cooldown_ms; /* how long a worker that stopped answering is skipped */
 } cluster_cas_config;
 
 typedef struct cluster_cas cluster_cas;
