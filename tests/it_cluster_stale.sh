@@ -106,6 +106,11 @@ out=$("$CAIRN" cas missing --remote="$REMOTE" $(cat "$TMP/before.digests")) || f
 readable before
 log "the blobs uploaded while w2 was away: readable"
 readable away
+# not asserted: FindMissingBlobs asks owners only, and w2 owns some of these again without holding
+# them (until blobs are copied to their owners after a view change, a client uploads them again)
+# shellcheck disable=SC2046 # one digest per word
+n=$("$CAIRN" cas missing --remote="$REMOTE" $(cat "$TMP/away.digests") | wc -l) || fail "cas missing through the scheduler failed"
+log "FindMissingBlobs reports $n of the 20 blobs uploaded while w2 was away missing (owned by w2 again)"
 i=0
 while read -r d f; do
 	i=$((i + 1))
