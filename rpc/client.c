@@ -43,6 +43,8 @@ void rpc_channel_add_metadata(rpc_channel *c, const char *key, const char *value
 	c->nmd++;
 }
 
+void rpc_channel_reset_backoff(rpc_channel *c) { grpc_channel_reset_connect_backoff(c->ch); }
+
 void rpc_channel_close(rpc_channel *c)
 {
 	if (!c)

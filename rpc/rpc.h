@@ -146,6 +146,11 @@ typedef struct rpc_stream rpc_stream;
 cairn_status rpc_channel_open(const char *target, int64_t max_message_size, rpc_channel **out);
 void rpc_channel_close(rpc_channel *ch);
 
+/* The peer is known to be back (e.g. it rejoined a cluster's view): the channel's next call
+ * connects at once, instead of failing until the reconnect back-off that its failed connection
+ * attempts built up is over (up to two minutes). Any thread. */
+void rpc_channel_reset_backoff(rpc_channel *ch);
+
 /* Metadata added to every call of this channel (e.g. authorization); copied. */
 void rpc_channel_add_metadata(rpc_channel *ch, const char *key, const char *value);
 
