@@ -323,6 +323,10 @@ typedef struct blobstore_remote_stats {
 cairn_status blobstore_remote_new(const blobstore_remote_config *cfg, blobstore_remote **out);
 blobstore *blobstore_remote_blobstore(blobstore_remote *r);
 blobstore_remote_stats blobstore_remote_get_stats(blobstore_remote *r);
+/* The caller learned by other means that the peer is back (a worker that rejoined the cluster's
+ * view): closes the breaker and drops the channel's reconnect back-off, so that calls go to the
+ * peer again at once instead of failing until the cool-down and the back-off are over. */
+void blobstore_remote_reset(blobstore_remote *r);
 /* No call of its may be in flight (stop the rpc_client first, or wait for the callbacks). */
 void blobstore_remote_free(blobstore_remote *r);
 

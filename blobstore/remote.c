@@ -63,6 +63,16 @@ blobstore_remote_stats blobstore_remote_get_stats(blobstore_remote *r)
 	return (blobstore_remote_stats){.calls = atomic_load(&r->calls), .refused = atomic_load(&r->refused)};
 }
 
+void blobstore_remote_reset(blobstore_remote *r)
+{
+	pthread_mutex_lock(&r->mu);
+	if (r->failures >= r->threshold)
+		LOG_INFO("blobstore", "remote CAS back, its calls go through again peer=%s", r->target);
+	r->failures = 0; /* a probe in flight still ends with its own record */
+	pthread_mutex_unlock(&r->mu);
+	rpc_channel_reset_backoff(r->ch); /* else its calls fail until gRPC's reconnect back-off is over */
+}
+
 void blobstore_remote_free(blobstore_remote *r)
 {
 	if (!r)

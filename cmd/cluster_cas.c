@@ -6,8 +6,10 @@
  * on one rpc client, a worker's own share being its local cachefs, with no network hop. The shard's
  * members follow the view: each change hands it the workers now in it. A remote store, once made for
  * a worker, is kept until the instance stops (calls started with an old view may still use it), and
- * used again if the worker returns. A worker also hands each view to its re-replication
- * (blobstore/replicate.c), which copies the blobs it holds to their owners that are new in it.
+ * used again if the worker returns: its return to the view closes its circuit breaker, which calls
+ * made while it was gone may have opened, so that what it holds is served at once rather than after
+ * --peer_cooldown_ms. A worker also hands each view to its re-replication (blobstore/replicate.c),
+ * which copies the blobs it holds to their owners that are new in it.
  *
  * A worker serves its cachefs through the gateway's services on its private address and port, with
  * the Run method (runner/serve.c) that runs actions on its executor. The executor reads inputs from
@@ -40,6 +42,8 @@ typedef struct remote_entry {
 	char id[MEMBER_ID_LEN + 1];
 	char target[MEMBER_HOST_MAX + 8];
 	blobstore_remote *remote;
+	bool in_view; /* in the last view handed to the shard */
+	bool seen;    /* in the view being handed over */
 } remote_entry;
 
 struct cluster_cas {
@@ -187,14 +191,20 @@ uint64_t cluster_cas_blobs(cluster_cas *c)
 	return s.blobs;
 }
 
-/* The remote store of a worker, made the first time it is seen. */
+/* The remote store of a worker, made the first time it is seen; marked in the view. */
 static blobstore *remote_of(cluster_cas *c, const member_info *m)
 {
 	char target[MEMBER_HOST_MAX + 8];
 	addr_port(m->host, m->port, target, sizeof target);
-	for (size_t i = 0; i < c->nremotes; i++)
-		if (!strcmp(c->remotes[i].id, m->id) && !strcmp(c->remotes[i].target, target))
-			return blobstore_remote_blobstore(c->remotes[i].remote);
+	for (size_t i = 0; i < c->nremotes; i++) {
+		remote_entry *e = &c->remotes[i];
+		if (strcmp(e->id, m->id) || strcmp(e->target, target))
+			continue;
+		if (!e->in_view)
+			blobstore_remote_reset(e->remote); /* back in the view: it answers the group again */
+		e->seen = true;
+		return blobstore_remote_blobstore(e->remote);
+	}
 	if (c->nremotes == MEMBER_MAX)
 		return NULL;
 	remote_entry *e = &c->remotes[c->nremotes];
@@ -207,6 +217,7 @@ static blobstore *remote_of(cluster_cas *c, const member_info *m)
 	}
 	memcpy(e->id, m->id, sizeof e->id);
 	memcpy(e->target, target, sizeof e->target);
+	e->seen = true;
 	c->nremotes++;
 	return blobstore_remote_blobstore(e->remote);
 }
@@ -254,6 +265,10 @@ void cluster_cas_view_changed(void *arg, const member_view *v)
 		blobstore *bs = c->fs && !strcmp(mi->id, c->self) ? external_cas(&c->x, c->fs) : remote_of(c, mi);
 		if (bs)
 			m[n++] = (blobstore_shard_member){.id = mi->id, .store = bs};
+	}
+	for (size_t i = 0; i < c->nremotes; i++) {
+		c->remotes[i].in_view = c->remotes[i].seen;
+		c->remotes[i].seen = false;
 	}
 	blobstore_shard_set_members(c->shard, m, n);
 	if (c->rep)

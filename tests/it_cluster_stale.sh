@@ -4,7 +4,9 @@
 # blobs are on that worker alone): it rejoins every view with the same id (its member-id file),
 # FindMissingBlobs through the scheduler finds every blob uploaded before its stop on its owner
 # again, each of them reads back (those only it held included), and so does every blob uploaded
-# while it was away, which stay on the workers that took them.
+# while it was away, which stay on the workers that took them. The calls that reached it while it
+# was dead open the scheduler's circuit breaker for it, whose cool-down here outlasts the test:
+# its return to the view must close it.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster_lib.sh"
 cairn_tmpdir
@@ -16,9 +18,10 @@ member() { # NAME ROLE ADDRESS [ARGS…]
 	local name=$1 role=$2 addr=$3
 	shift 3
 	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 "$@"
+		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=6000 "$@"
 }
-member s1 scheduler 127.0.0.131 --public_port="$PUB" --public_bind_to_any=false --replicas=1
+member s1 scheduler 127.0.0.131 --public_port="$PUB" --public_bind_to_any=false --replicas=1 \
+	--peer_cooldown_ms=3600000
 member w1 worker 127.0.0.141
 member w2 worker 127.0.0.142
 member w3 worker 127.0.0.143
@@ -80,6 +83,22 @@ spans3=$(grep -c 'the CAS spans the view.s workers workers=3 ' "$TMP/s1.log")
 kill -9 "${MPID[w2]}"
 wait "${MPID[w2]}" 2>/dev/null || true
 mv "$TMP/w2.log" "$TMP/w2.first.log" # the restarted w2 logs its views afresh
+# calls to the dead w2 until the scheduler's breaker for it opens (each `cas missing` over blobs it
+# owns is one), unless it leaves the scheduler's view first
+breaker_open() { grep -q "remote CAS unreachable, calls refused for a while peer=127.0.0.142:" "$TMP/s1.log"; }
+opened_or_gone() {
+	breaker_open || views_are all 3 s1 || {
+		# shellcheck disable=SC2046 # one digest per word
+		"$CAIRN" cas missing --remote="$REMOTE" $(cat "$TMP/before.digests") >/dev/null 2>&1
+		false
+	}
+}
+wait_for -t 60 opened_or_gone
+if breaker_open; then
+	log "the scheduler's breaker for w2 is open"
+else
+	log "w2 left the scheduler's view before its breaker opened: its return through an open breaker is not tested this time"
+fi
 wait_for -t 60 views_are all 3 s1 w1 w3
 wait_for -t 30 spans 2 0
 log "w2 is out of the views; a batch uploaded meanwhile must all succeed"

@@ -427,6 +427,30 @@ static void dead_peer_opens_the_breaker(void **state)
 	blobstore_remote_free(r);
 }
 
+/* blobstore_remote_reset closes an open breaker before its cool-down is over: the next call goes
+ * to the peer again. */
+static void reset_closes_the_breaker(void **state)
+{
+	(void)state;
+	char dead[64];
+	rpc_server *gone = start_server(hang, 1, dead, sizeof dead);
+	rpc_server_stop(gone);
+	blobstore_remote *r = remote_to(dead, cl, 60000, 2, 3600000);
+	blobstore *bs = blobstore_remote_blobstore(r);
+	cairn_digest d;
+	cairn_digest_of("z", 1, &d);
+	uint8_t missing;
+	for (int i = 0; i < 3; i++) /* two calls open it, the third is refused */
+		assert_int_equal(find_missing(bs, &d, 1, &missing).code, CAIRN_UNAVAILABLE);
+	assert_int_equal(blobstore_remote_get_stats(r).refused, 1);
+	blobstore_remote_reset(r);
+	assert_int_equal(find_missing(bs, &d, 1, &missing).code, CAIRN_UNAVAILABLE);
+	blobstore_remote_stats s = blobstore_remote_get_stats(r);
+	assert_int_equal(s.calls, 3);
+	assert_int_equal(s.refused, 1);
+	blobstore_remote_free(r);
+}
+
 /* A probe that gets an answer closes the breaker: the calls after it go to the peer again, and it
  * takes threshold failures in a row to open it again. */
 static void probe_closes_the_breaker(void **state)
@@ -538,6 +562,7 @@ int main(void)
 	    cmocka_unit_test(abort_leaves_nothing),
 	    cmocka_unit_test(dead_peer_opens_the_breaker),
 	    cmocka_unit_test(probe_closes_the_breaker),
+	    cmocka_unit_test(reset_closes_the_breaker),
 	    cmocka_unit_test(stalled_peer_deadline),
 	    cmocka_unit_test(stop_client_with_calls_in_flight),
 	};
