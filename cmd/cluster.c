@@ -141,7 +141,6 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	                         .public_bind_to_any = f->public_bind_to_any, .replicas = (int)f->replicas,
 	                         .self_id = id, .exec = f->exec, .methods = &members, .nmethods = 1,
 	                         .external = &f->external,
-
 	                         .peer_timeout_ms = f->peer_timeout_ms, .peer_cooldown_ms = f->peer_cooldown_ms};
 	cluster_cas *cas = NULL;
 	member_group *all = NULL, *scheds = NULL;
