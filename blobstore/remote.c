@@ -1,8 +1,9 @@
 /* The remote store (see "remote store" in blobstore.h): its configuration, circuit breaker, error
  * messages and FindMissingBlobs. Reads are in remote_read.c, writes in remote_write.c.
  *
- * The breaker is one mutex-guarded counter per peer, touched once when a call starts and once when
- * it ends: it must stay cheap, since every call of a scheduler to that worker passes through it. */
+ * The breaker (common.h) is one mutex-guarded counter per peer, touched once when a call starts and
+ * once when it ends: it must stay cheap, since every call of a scheduler to that worker passes
+ * through it. */
 #include "blobstore/remote_internal.h"
 
 #include <stdio.h>
@@ -49,9 +50,8 @@ cairn_status blobstore_remote_new(const blobstore_remote_config *cfg, blobstore_
 	snprintf(r->prefix, plen, "%s%s", inst, inst[0] ? "/" : "");
 	r->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
 	r->min_rate = cfg->min_rate ? cfg->min_rate : 1 << 20;
-	r->threshold = cfg->failure_threshold ? cfg->failure_threshold : 5;
-	r->cooldown_ns = (cfg->cooldown_ms ? cfg->cooldown_ms : 5000) * 1000000LL;
-	pthread_mutex_init(&r->mu, NULL);
+	cairn_breaker_init(&r->breaker, cfg->failure_threshold ? cfg->failure_threshold : 5,
+	                   (cfg->cooldown_ms ? cfg->cooldown_ms : 5000) * 1000000LL);
 	*out = r;
 	return cairn_ok();
 }
@@ -78,7 +78,7 @@ void blobstore_remote_free(blobstore_remote *r)
 	if (!r)
 		return;
 	rpc_channel_close(r->ch);
-	pthread_mutex_destroy(&r->mu);
+	cairn_breaker_destroy(&r->breaker);
 	free(r->target);
 	free(r->instance);
 	free(r->prefix);
@@ -89,13 +89,8 @@ void blobstore_remote_free(blobstore_remote *r)
 
 cairn_status blobstore_remote_admit(blobstore_remote *r, const char *what)
 {
-	pthread_mutex_lock(&r->mu);
-	bool pass = r->failures < r->threshold;
-	if (!pass && !r->probing && cairn_now_ns() >= r->open_until)
-		pass = r->probing = true; /* the one call that finds out whether the peer is back */
-	int failures = r->failures;
-	pthread_mutex_unlock(&r->mu);
-	if (pass) {
+	int failures;
+	if (cairn_breaker_admit(&r->breaker, &failures)) {
 		atomic_fetch_add(&r->calls, 1);
 		return cairn_ok();
 	}
@@ -103,27 +98,22 @@ cairn_status blobstore_remote_admit(blobstore_remote *r, const char *what)
 	return cairn_err(CAIRN_UNAVAILABLE,
 	                 "remote CAS %s is unreachable (%d calls in a row failed); calls to it fail at once for %lld ms, "
 	                 "then one tries again; check that it runs (%s)",
-	                 r->target, failures, (long long)(r->cooldown_ns / 1000000), what);
+	                 r->target, failures, (long long)(r->breaker.cooldown_ns / 1000000), what);
 }
 
 void blobstore_remote_record(blobstore_remote *r, const cairn_status *st)
 {
-	bool unreachable = st->code == CAIRN_UNAVAILABLE || st->code == CAIRN_DEADLINE_EXCEEDED;
-	pthread_mutex_lock(&r->mu);
-	if (unreachable) {
-		if (++r->failures >= r->threshold) {
-			r->open_until = cairn_now_ns() + r->cooldown_ns;
-			if (r->failures == r->threshold || r->probing)
-				LOG_WARN("blobstore", "remote CAS unreachable, calls refused for a while peer=%s failures=%d last=%s",
-				         r->target, r->failures, cairn_status_str(st));
-		}
-	} else if (st->code != CAIRN_CANCELLED) { /* our own cancel says nothing about the peer */
-		if (r->failures >= r->threshold)
-			LOG_INFO("blobstore", "remote CAS reachable again peer=%s", r->target);
-		r->failures = 0;
+	switch (cairn_breaker_record(&r->breaker, st)) {
+	case CAIRN_BREAKER_OPENED:
+		LOG_WARN("blobstore", "remote CAS unreachable, calls refused for a while peer=%s failures=%d last=%s",
+		         r->target, r->breaker.threshold, cairn_status_str(st));
+		break;
+	case CAIRN_BREAKER_CLOSED:
+		LOG_INFO("blobstore", "remote CAS reachable again peer=%s", r->target);
+		break;
+	case CAIRN_BREAKER_SAME:
+		break;
 	}
-	r->probing = false;
-	pthread_mutex_unlock(&r->mu);
 }
 
 int64_t blobstore_remote_timeout_ms(const blobstore_remote *r, int64_t bytes)

@@ -24,12 +24,8 @@ struct blobstore_remote {
 	char *target;
 	char *prefix; /* "instance/" or "" */
 	char *instance;
-	int64_t timeout_ms, min_rate, cooldown_ns;
-	int threshold;
-	pthread_mutex_t mu; /* guards the breaker */
-	int failures;       /* calls in a row that failed for want of the peer */
-	int64_t open_until; /* while failures >= threshold: refuse calls until then */
-	bool probing;       /* the one call let through after a cool-down is in flight */
+	int64_t timeout_ms, min_rate;
+	cairn_breaker breaker;
 	atomic_uint_fast64_t calls, refused;
 };
 

@@ -1,10 +1,6 @@
-/* A blob store sharded over member stores by rendezvous (highest random weight) hashing.
- *
- * Each member gets a 64-bit key, the first bytes of the SHA-256 of its id, computed once per view.
- * A digest's score on a member mixes the digest's first 8 hash bytes (already uniform: SHA-256)
- * with that key; the `replicas` members with the highest scores own the digest. Adding a member
- * takes from each digest only the rank the newcomer wins, so about 1/(N+1) of the first owners
- * move; removing one moves only the digests it owned.
+/* A blob store sharded over member stores by rendezvous (highest random weight) hashing: the
+ * `replicas` members that rank highest for a digest (common.h, cairn_rendezvous_rank; each
+ * member's key is computed once per view) own it.
  *
  * The members form a view: an immutable, refcounted array. A call takes a reference when it
  * starts and keeps it until it answers (find_missing), or until its reader is closed or its writer
@@ -23,7 +19,6 @@
 /* ---- views and scores ------------------------------------------------------------------------ */
 
 typedef struct view_member {
-	uint64_t key;
 	blobstore *store;
 	char *id;
 } view_member;
@@ -31,6 +26,7 @@ typedef struct view_member {
 typedef struct shard_view {
 	atomic_size_t refs;
 	size_t n;
+	cairn_rendezvous_member *rv; /* the members' keys and ids as ranked, in the same allocation */
 	view_member m[];
 } shard_view;
 
@@ -41,56 +37,10 @@ struct blobstore_shard {
 	shard_view *view; /* under mu */
 };
 
-static uint64_t load64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* A 64-bit finaliser with full avalanche: every bit of the key and of the digest moves every bit
- * of the score, so scores of one digest on different members are independent. */
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= UINT64_C(0xff51afd7ed558ccd);
-	x ^= x >> 33;
-	x *= UINT64_C(0xc4ceb9fe1a85ec53);
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t score(const view_member *m, const cairn_digest *d) { return mix64(load64(d->hash) ^ m->key); }
-
-/* Whether member a ranks before member b for this digest; ids break the (improbable) ties, so
- * every scheduler ranks alike. */
-static bool ranks_before(const view_member *a, uint64_t sa, const view_member *b, uint64_t sb)
-{
-	return sa != sb ? sa > sb : strcmp(a->id, b->id) < 0;
-}
-
-/* Writes the indices of the first k members in score order for d into out; returns how many
- * (k, or fewer when the view is smaller). An insertion into a short sorted list: k is small. */
+/* Writes the indices of the first k members in score order for d into out; returns how many. */
 static size_t rank(const shard_view *v, const cairn_digest *d, size_t k, size_t *out, uint64_t *scores)
 {
-	size_t got = 0;
-	for (size_t i = 0; i < v->n; i++) {
-		uint64_t s = score(&v->m[i], d);
-		size_t j = got < k ? got++ : k;
-		while (j > 0 && ranks_before(&v->m[i], s, &v->m[out[j - 1]], scores[j - 1])) {
-			if (j < k) {
-				out[j] = out[j - 1];
-				scores[j] = scores[j - 1];
-			}
-			j--;
-		}
-		if (j < k) {
-			out[j] = i;
-			scores[j] = s;
-		}
-	}
-	return got;
+	return cairn_rendezvous_rank(v->rv, v->n, d, k, out, scores);
 }
 
 static shard_view *view_get(blobstore_shard *s)
@@ -113,13 +63,14 @@ static void view_put(shard_view *v)
 
 static shard_view *view_new(const blobstore_shard_member *m, size_t n)
 {
-	shard_view *v = cairn_xmalloc(sizeof *v + n * sizeof v->m[0]);
+	_Static_assert(sizeof(view_member) % _Alignof(cairn_rendezvous_member) == 0, "rv follows m[] unaligned");
+	shard_view *v = cairn_xmalloc(sizeof *v + n * (sizeof v->m[0] + sizeof v->rv[0]));
 	atomic_init(&v->refs, 1);
 	v->n = n;
+	v->rv = (cairn_rendezvous_member *)&v->m[n];
 	for (size_t i = 0; i < n; i++) {
-		cairn_digest h;
-		cairn_digest_of(m[i].id, strlen(m[i].id), &h);
-		v->m[i] = (view_member){.key = load64(h.hash), .store = m[i].store, .id = cairn_xstrdup(m[i].id)};
+		v->m[i] = (view_member){.store = m[i].store, .id = cairn_xstrdup(m[i].id)};
+		v->rv[i] = (cairn_rendezvous_member){.key = cairn_rendezvous_key(m[i].id), .id = v->m[i].id};
 	}
 	return v;
 }

@@ -10,6 +10,10 @@
  *  - logging: one line per event, "level module: message key=value", to stderr.
  *  - flags: a table-driven parser for "--snake_case=value" flags that also prints truthful --help.
  *  - arena: a bump allocator freed at once, used for one RPC's decoded messages and scratch space.
+ *  - rendezvous: which members own a digest (rendezvous hashing), the same answer on every instance
+ *    that knows the same member ids.
+ *  - breaker: a circuit breaker for calls to one peer, so that a dead peer costs one deadline, not
+ *    one per call.
  *
  * common knows nothing of gRPC calls or disks, nor any service's interface (blobstore/, runner/).
  */
@@ -175,6 +179,48 @@ void cairn_waiter_init(cairn_waiter *w);
 void cairn_waiter_done(void *arg, cairn_status st);
 cairn_status cairn_waiter_wait(cairn_waiter *w);
 void cairn_waiter_destroy(cairn_waiter *w);
+
+/* ---- rendezvous hashing (rendezvous.c) ------------------------------------------------------- */
+
+/* A member as ranked: its key (cairn_rendezvous_key of its id, computed once) and its id, unique
+ * among the members ranked together, which breaks ties. */
+typedef struct cairn_rendezvous_member {
+	uint64_t key;
+	const char *id;
+} cairn_rendezvous_member;
+
+uint64_t cairn_rendezvous_key(const char *id);
+/* Writes the indices of the first k members in rank order for d into out (k entries) and their
+ * scores into scores (k entries of scratch); returns how many (k, or n when n is smaller). */
+size_t cairn_rendezvous_rank(const cairn_rendezvous_member *m, size_t n, const cairn_digest *d, size_t k, size_t *out,
+                             uint64_t *scores);
+
+/* ---- circuit breaker (breaker.c) ------------------------------------------------------------- *
+ *
+ * For calls to one peer: after `threshold` calls in a row failed for want of the peer (UNAVAILABLE:
+ * refused, reset; DEADLINE_EXCEEDED: stalled), every call is refused at once for `cooldown_ns`;
+ * then one call goes through to probe: its success closes the breaker, its failure opens it for
+ * another cool-down. Any other answer of the peer (NOT_FOUND included) counts as a success; a call
+ * cancelled by its caller counts for nothing. One mutex-guarded counter, touched once when a call
+ * starts and once when it ends: cheap enough for every call to a peer. */
+typedef struct cairn_breaker {
+	pthread_mutex_t mu;
+	int threshold;
+	int64_t cooldown_ns;
+	int failures;       /* calls in a row that failed for want of the peer */
+	int64_t open_until; /* while failures >= threshold: refuse calls until then */
+	bool probing;       /* the one call let through after a cool-down is in flight */
+} cairn_breaker;
+
+/* What a recorded outcome changed, for the caller to log once per change. */
+enum cairn_breaker_change { CAIRN_BREAKER_SAME, CAIRN_BREAKER_OPENED, CAIRN_BREAKER_CLOSED };
+
+void cairn_breaker_init(cairn_breaker *b, int threshold, int64_t cooldown_ns);
+void cairn_breaker_destroy(cairn_breaker *b);
+/* True if a call may go to the peer now; else *failures (if not NULL) says how many failed in a row. */
+bool cairn_breaker_admit(cairn_breaker *b, int *failures);
+/* Feeds the outcome of an admitted call. */
+enum cairn_breaker_change cairn_breaker_record(cairn_breaker *b, const cairn_status *st);
 
 /* Monotonic clock in nanoseconds, and wall clock in nanoseconds since the epoch. */
 int64_t cairn_now_ns(void);

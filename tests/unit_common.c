@@ -249,6 +249,77 @@ static void arena_allocates_aligned(void **state)
 	cairn_arena_free(a);
 }
 
+/* The ranking every instance shares: the same ids rank alike whatever their order, k owners are
+ * the k first of the full order, k above n gives n, and removing a member moves only what it owned. */
+static void rendezvous_ranks_alike(void **state)
+{
+	(void)state;
+	const char *ids[5] = {"m-a", "m-b", "m-c", "m-d", "m-e"};
+	cairn_rendezvous_member fwd[5], rev[5];
+	for (int i = 0; i < 5; i++) {
+		fwd[i] = (cairn_rendezvous_member){.key = cairn_rendezvous_key(ids[i]), .id = ids[i]};
+		rev[4 - i] = fwd[i];
+	}
+	assert_int_equal(fwd[0].key, cairn_rendezvous_key("m-a"));
+	assert_true(fwd[0].key != fwd[1].key);
+	int first[5] = {0};
+	for (int t = 0; t < 200; t++) {
+		char s[32];
+		snprintf(s, sizeof s, "blob-%d", t);
+		cairn_digest d;
+		cairn_digest_of(s, strlen(s), &d);
+		size_t all[5], two[2], back[5], four[4];
+		uint64_t sc[5];
+		assert_int_equal(cairn_rendezvous_rank(fwd, 5, &d, 5, all, sc), 5);
+		assert_int_equal(cairn_rendezvous_rank(fwd, 5, &d, 2, two, sc), 2);
+		assert_int_equal(cairn_rendezvous_rank(rev, 5, &d, 9, back, sc), 5);
+		assert_int_equal(two[0], all[0]);
+		assert_int_equal(two[1], all[1]);
+		for (int i = 0; i < 5; i++)
+			assert_string_equal(rev[back[i]].id, fwd[all[i]].id);
+		first[all[0]]++;
+		/* without m-c (index 2), the order of the others stays */
+		cairn_rendezvous_member less[4] = {fwd[0], fwd[1], fwd[3], fwd[4]};
+		assert_int_equal(cairn_rendezvous_rank(less, 4, &d, 4, four, sc), 4);
+		for (int i = 0, j = 0; i < 5; i++)
+			if (all[i] != 2)
+				assert_string_equal(less[four[j++]].id, fwd[all[i]].id);
+	}
+	for (int i = 0; i < 5; i++)
+		assert_true(first[i] > 10); /* every member owns a share */
+}
+
+/* The breaker opens after threshold failures for want of the peer, lets one probe through after
+ * the cool-down, and closes on its success; other answers and cancellations do not open it. */
+static void breaker_opens_probes_and_closes(void **state)
+{
+	(void)state;
+	cairn_breaker b;
+	cairn_breaker_init(&b, 2, 0); /* no cool-down: the probe may go at once */
+	cairn_status down = cairn_err(CAIRN_UNAVAILABLE, "refused"), gone = cairn_err(CAIRN_NOT_FOUND, "absent");
+	cairn_status mine = cairn_err(CAIRN_CANCELLED, "cancelled here");
+	assert_true(cairn_breaker_admit(&b, NULL));
+	assert_int_equal(cairn_breaker_record(&b, &down), CAIRN_BREAKER_SAME);
+	assert_int_equal(cairn_breaker_record(&b, &mine), CAIRN_BREAKER_SAME);
+	assert_int_equal(cairn_breaker_record(&b, &gone), CAIRN_BREAKER_SAME); /* an answer: the count restarts */
+	assert_int_equal(cairn_breaker_record(&b, &down), CAIRN_BREAKER_SAME);
+	assert_int_equal(cairn_breaker_record(&b, &down), CAIRN_BREAKER_OPENED);
+	int failures = 0;
+	assert_true(cairn_breaker_admit(&b, &failures)); /* the probe */
+	assert_false(cairn_breaker_admit(&b, &failures)); /* only one */
+	assert_int_equal(failures, 2);
+	assert_int_equal(cairn_breaker_record(&b, &down), CAIRN_BREAKER_OPENED); /* the probe failed */
+	assert_true(cairn_breaker_admit(&b, NULL));
+	assert_int_equal(cairn_breaker_record(&b, &gone), CAIRN_BREAKER_CLOSED);
+	assert_true(cairn_breaker_admit(&b, NULL));
+	assert_true(cairn_breaker_admit(&b, NULL));
+	cairn_breaker_destroy(&b);
+	cairn_breaker_init(&b, 1, 3600 * 1000000000LL); /* an hour: no probe within the test */
+	assert_int_equal(cairn_breaker_record(&b, &down), CAIRN_BREAKER_OPENED);
+	assert_false(cairn_breaker_admit(&b, NULL));
+	cairn_breaker_destroy(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +329,7 @@ int main(void)
 		cmocka_unit_test(status_strings),           cmocka_unit_test(sizes_parse_and_format),
 		cmocka_unit_test(flags_parse),              cmocka_unit_test(flags_usage_shows_defaults),
 		cmocka_unit_test(arena_allocates_aligned),
+		cmocka_unit_test(rendezvous_ranks_alike),   cmocka_unit_test(breaker_opens_probes_and_closes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
