@@ -38,6 +38,17 @@ cairn_status gateway_ac_restore(gateway *g, const char *instance, const cairn_di
 	return gw_ac_store_restore(g->ac, instance, action, data, len);
 }
 
+cairn_status gateway_ac_put_local(gateway *g, const char *instance, const cairn_digest *action, const void *data,
+                                  size_t len)
+{
+	return gw_ac_store_put(g->ac, instance, action, data, len);
+}
+
+bool gateway_ac_get_local(gateway *g, const char *instance, const cairn_digest *action, uint8_t **data, size_t *len)
+{
+	return gw_ac_store_get(g->ac, instance, action, data, len);
+}
+
 void gateway_tick(gateway *g) { gw_upload_table_expire(g->uploads, cairn_now_ns()); }
 
 #define REAPI "/build.bazel.remote.execution.v2."
