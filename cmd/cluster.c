@@ -5,9 +5,9 @@
  * latter; each logs every change of a view. A worker reports its load, its disk, its CAS's blob
  * count and its executor pools in the view and serves its CAS and its executor on the private port;
  * a scheduler serves clients the CAS spread over the workers of its view and runs their actions on
- * those workers (cluster_cas.c), with an action cache of its own in memory, and answers `cairn
- * members` with its views on the same port (cluster_members.c). Sharing the action cache between
- * schedulers is not built yet. */
+ * those workers (cluster_cas.c), with an action cache in memory shared with the other schedulers of
+ * its view, served to them on its private address and port (cluster_ac.c), and answers `cairn
+ * members` with its views on the public port (cluster_members.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +18,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "cmd/cluster_ac.h"
 #include "cmd/cluster_cas.h"
 #include "cmd/cluster_members.h"
 #include "cmd/cmd.h"
@@ -86,7 +87,8 @@ static cairn_status check_flags(const cluster_flags *f, member_discovery *disc)
 }
 
 static cairn_status start_group(const cluster_flags *f, member_discovery disc, const char *name, uint16_t offset,
-                                const member_self *self, cluster_cas *follow, member_group **out)
+                                const member_self *self, void (*on_change)(void *arg, const member_view *v),
+                                void *arg, member_group **out)
 {
 	member_config cfg = {.group = name,
 	                     .port_offset = offset,
@@ -95,8 +97,8 @@ static cairn_status start_group(const cluster_flags *f, member_discovery disc, c
 	                     .multicast_addr = f->multicast_address,
 	                     .interval_ns = f->heartbeat_interval_ms * 1000000LL,
 	                     .suspect_timeout_ns = f->suspect_timeout_ms * 1000000LL,
-	                     .on_change = follow ? cluster_cas_view_changed : NULL,
-	                     .arg = follow};
+	                     .on_change = on_change,
+	                     .arg = arg};
 	return member_group_start(&cfg, self, out);
 }
 
@@ -143,29 +145,36 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	                         .external = &f->external,
 	                         .peer_timeout_ms = f->peer_timeout_ms, .peer_cooldown_ms = f->peer_cooldown_ms};
 	cluster_cas *cas = NULL;
+	cluster_ac *ac = NULL;
 	member_group *all = NULL, *scheds = NULL;
 	member_pool pools[MEMBER_POOLS_MAX];
-	st = role == MEMBER_WORKER ? cluster_cas_worker(&cc, &cas) : cluster_cas_scheduler(&cc, &cas);
+	if (role == MEMBER_SCHEDULER) {
+		st = cluster_ac_new(&ac);
+		cc.ac = ac;
+	}
+	if (cairn_is_ok(&st))
+		st = role == MEMBER_WORKER ? cluster_cas_worker(&cc, &cas) : cluster_cas_scheduler(&cc, &cas);
+	if (cairn_is_ok(&st) && ac)
+		st = cluster_ac_serve(ac, cluster_cas_gateway(cas), host, (int)f->private_port);
 	if (cairn_is_ok(&st) && role == MEMBER_WORKER) {
 		worker_stats(f->data_dir, cas, &self.stats);
 		self.pools = pools;
 		self.npools = cluster_cas_pools(cas, pools, MEMBER_POOLS_MAX);
 	}
 	if (cairn_is_ok(&st))
-		st = start_group(f, disc, "all", 2000, &self, cas, &all);
+		st = start_group(f, disc, "all", 2000, &self, cluster_cas_view_changed, cas, &all);
 	if (cairn_is_ok(&st) && role == MEMBER_SCHEDULER)
-		st = start_group(f, disc, "schedulers", 1000, &self, NULL, &scheds);
+		st = start_group(f, disc, "schedulers", 1000, &self, cluster_ac_view_changed, ac, &scheds);
 	if (!cairn_is_ok(&st)) {
 		member_group_stop(all);
+		cluster_ac_stop_serving(ac);
 		cluster_cas_stop(cas);
+		cluster_ac_free(ac);
 		cluster_members_free(cm);
 		fprintf(stderr, "cairn %s: %s\n", cmd, cairn_status_str(&st));
 		return 1;
 	}
 	cluster_members_set_groups(cm, scheds, all);
-	if (role == MEMBER_SCHEDULER)
-		LOG_WARN("cluster", "this scheduler keeps an action cache of its own: sharing it between schedulers is "
-		         "not built yet");
 	struct timespec every = {.tv_sec = 1};
 	int sig, ticks = 0;
 	while ((sig = sigtimedwait(&sigs, NULL, &every)) != SIGINT && sig != SIGTERM) {
@@ -187,7 +196,9 @@ static int run(const char *cmd, const cluster_flags *f, member_role role)
 	cluster_members_set_groups(cm, NULL, NULL);
 	member_group_stop(scheds);
 	member_group_stop(all);
+	cluster_ac_stop_serving(ac);
 	cluster_cas_stop(cas);
+	cluster_ac_free(ac);
 	cluster_members_free(cm);
 	return 0;
 }
@@ -255,9 +266,9 @@ static int cluster_main(const char *cmd, member_role role, int argc, char **argv
 		printf("usage: cairn %s [flags]\n\nJoins a cairn cluster as a %s and keeps its member views, logged at each "
 		       "change.\nA worker serves its CAS and runs actions on the private port; a scheduler serves clients\n"
 		       "(Execution, CAS, ActionCache, ByteStream, Capabilities) over the workers, with an action cache\n"
-		       "of its own, and its member views to cairn members. With --external_storage a worker writes its\n"
-		       "CAS through to the object store and reads blobs it lacks back from it, and a scheduler backs\n"
-		       "its action cache up there.\n\nflags:\n", cmd, cmd);
+		       "shared with the other schedulers on their private ports, and its member views to cairn members.\n"
+		       "With --external_storage a worker writes its CAS through to the object store and reads blobs it\n"
+		       "lacks back from it, and a scheduler backs its action cache up there.\n\nflags:\n", cmd, cmd);
 		/* the executor's flags, the last of own, are a worker's */
 		size_t nown = sizeof own / sizeof own[0];
 		cairn_flags_usage(flags, role == MEMBER_WORKER ? nown : nown - 5, stdout);

@@ -16,14 +16,14 @@
  * the local disk, copying a missing one there from the cluster's CAS first, and stores outputs in the
  * cluster's CAS, so they land on their owners. A scheduler serves the REAPI on its public port over
  * the cluster's CAS, and runs actions through a remote runner (runner/remote.c) that offers them to
- * the view's workers, first to those that hold most of their inputs in that CAS. The action cache
- * is the scheduler's own, in memory. cmd adds the scheduler's own methods (cluster_members.c) to its
- * public port.
+ * the view's workers, first to those that hold most of their inputs in that CAS. The scheduler's
+ * action cache is in memory, shared with the other schedulers (cluster_ac.c). cmd adds the
+ * scheduler's own methods (cluster_members.c) to its public port.
  *
  * With --external_storage, a worker's cachefs has the object store written through and read
  * through (its share of the cluster's CAS, served on its private port and used by its executor), so
  * a blob the worker lacks (it was elsewhere, or its disk was lost) is read back from the bucket; and
- * a scheduler's action cache is backed up to the bucket and restored from it. */
+ * a scheduler's action cache is backed up to the bucket and restored from it, behind its peers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cmd/cluster_cas.h"
+#include "cmd/cluster_ac.h"
 
 #include "cachefs/cachefs.h"
 #include "cmd/local_storage.h"
@@ -63,7 +64,7 @@ struct cluster_cas {
 	rpc_server *srv;
 };
 
-static void addr_port(const char *host, int port, char *out, size_t cap)
+void cluster_addr_port(const char *host, int port, char *out, size_t cap)
 {
 	snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
@@ -126,7 +127,7 @@ cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out
 	if (cairn_is_ok(&st) && cfg->replicas > 1)
 		st = blobstore_replicator_new(&rc, cfg->self_id, &c->rep);
 	char addr[MEMBER_HOST_MAX + 8];
-	addr_port(cfg->host, cfg->port, addr, sizeof addr);
+	cluster_addr_port(cfg->host, cfg->port, addr, sizeof addr);
 	if (cairn_is_ok(&st) && exec_flags_enabled(&cfg->exec)) {
 		blobstore *cluster = blobstore_shard_store(c->shard);
 		c->store = (local_store){.fs = c->fs, .cas = cluster, .peers = cluster};
@@ -161,10 +162,12 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 		st = runner_remote_new(&(runner_remote_config){.client = c->client, .cas = blobstore_shard_store(c->shard)},
 		                       &c->runner);
 	char addr[MEMBER_HOST_MAX + 8];
-	addr_port(cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, cfg->public_port, addr, sizeof addr);
+	cluster_addr_port(cfg->public_bind_to_any ? "0.0.0.0" : cfg->host, cfg->public_port, addr, sizeof addr);
 	gateway_ac_backing backing = {0};
 	if (cairn_is_ok(&st))
 		st = scheduler_ac_backing(c, cfg->external, &backing);
+	if (cairn_is_ok(&st) && cfg->ac) /* the peers first, the bucket behind them */
+		st = cluster_ac_over(cfg->ac, backing, &backing);
 	if (cairn_is_ok(&st))
 		st = serve(c, blobstore_shard_store(c->shard), runner_remote_runner(c->runner), backing, addr,
 		           cfg->methods, cfg->nmethods);
@@ -182,6 +185,8 @@ cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **
 
 int cluster_cas_public_port(const cluster_cas *c) { return rpc_server_port(c->srv); }
 
+gateway *cluster_cas_gateway(const cluster_cas *c) { return c->g; }
+
 uint64_t cluster_cas_blobs(cluster_cas *c)
 {
 	if (!c->fs)
@@ -195,7 +200,7 @@ uint64_t cluster_cas_blobs(cluster_cas *c)
 static blobstore *remote_of(cluster_cas *c, const member_info *m)
 {
 	char target[MEMBER_HOST_MAX + 8];
-	addr_port(m->host, m->port, target, sizeof target);
+	cluster_addr_port(m->host, m->port, target, sizeof target);
 	for (size_t i = 0; i < c->nremotes; i++) {
 		remote_entry *e = &c->remotes[i];
 		if (strcmp(e->id, m->id) || strcmp(e->target, target))
@@ -226,7 +231,7 @@ static blobstore *remote_of(cluster_cas *c, const member_info *m)
 static void runner_worker_of(const member_info *m, runner_remote_worker *w, runner_remote_pool *pools, char *target,
                              size_t cap)
 {
-	addr_port(m->host, m->port, target, cap);
+	cluster_addr_port(m->host, m->port, target, cap);
 	for (size_t k = 0; k < m->npools; k++)
 		pools[k] = (runner_remote_pool){.properties = m->pools[k].properties, .total = m->pools[k].total,
 		                                .free = m->pools[k].free};

@@ -8,6 +8,7 @@
 #include "blobstore/blobstore.h"
 #include "cmd/executor_setup.h"
 #include "cmd/external_storage.h"
+#include "gateway/gateway.h"
 #include "membership/membership.h"
 #include "rpc/rpc.h"
 
@@ -28,6 +29,7 @@ typedef struct cluster_cas_config {
 	const external_flags *external;
 	int64_t peer_timeout_ms;  /* deadline of a call to another worker's CAS without blob bytes */
 	int64_t peer_cooldown_ms; /* how long a worker that stopped answering is skipped */
+	struct cluster_ac *ac; /* a scheduler's action cache shared with its peers (cluster_ac.c) */
 } cluster_cas_config;
 
 typedef struct cluster_cas cluster_cas;
@@ -35,6 +37,10 @@ typedef struct cluster_cas cluster_cas;
 cairn_status cluster_cas_worker(const cluster_cas_config *cfg, cluster_cas **out);
 cairn_status cluster_cas_scheduler(const cluster_cas_config *cfg, cluster_cas **out);
 int cluster_cas_public_port(const cluster_cas *c);
+/* The gateway serving the REAPI (a scheduler's, or a worker's CAS). */
+gateway *cluster_cas_gateway(const cluster_cas *c);
+/* "host:port", or "[host]:port" for an IPv6 address, into out. */
+void cluster_addr_port(const char *host, int port, char *out, size_t cap);
 /* The blobs in a worker's CAS (0 for a scheduler's, which holds none). */
 uint64_t cluster_cas_blobs(cluster_cas *c);
 /* The on_change of the group of all instances: the shard (and a scheduler's runner) follows the
