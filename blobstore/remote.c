@@ -65,11 +65,8 @@ blobstore_remote_stats blobstore_remote_get_stats(blobstore_remote *r)
 
 void blobstore_remote_reset(blobstore_remote *r)
 {
-	pthread_mutex_lock(&r->mu);
-	if (r->failures >= r->threshold)
+	if (cairn_breaker_reset(&r->breaker))
 		LOG_INFO("blobstore", "remote CAS back, its calls go through again peer=%s", r->target);
-	r->failures = 0; /* a probe in flight still ends with its own record */
-	pthread_mutex_unlock(&r->mu);
 	rpc_channel_reset_backoff(r->ch); /* else its calls fail until gRPC's reconnect back-off is over */
 }
 

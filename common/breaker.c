@@ -42,3 +42,12 @@ enum cairn_breaker_change cairn_breaker_record(cairn_breaker *b, const cairn_sta
 	pthread_mutex_unlock(&b->mu);
 	return change;
 }
+
+bool cairn_breaker_reset(cairn_breaker *b)
+{
+	pthread_mutex_lock(&b->mu);
+	bool was_open = b->failures >= b->threshold;
+	b->failures = 0;
+	pthread_mutex_unlock(&b->mu);
+	return was_open;
+}

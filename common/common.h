@@ -221,6 +221,9 @@ void cairn_breaker_destroy(cairn_breaker *b);
 bool cairn_breaker_admit(cairn_breaker *b, int *failures);
 /* Feeds the outcome of an admitted call. */
 enum cairn_breaker_change cairn_breaker_record(cairn_breaker *b, const cairn_status *st);
+/* The peer is known to be back (it returned to a view): calls go through again at once. True if the
+ * breaker was open. A probe in flight still ends with its own record. */
+bool cairn_breaker_reset(cairn_breaker *b);
 
 /* Monotonic clock in nanoseconds, and wall clock in nanoseconds since the epoch. */
 int64_t cairn_now_ns(void);
