@@ -285,10 +285,13 @@ void blobstore_replicator_free(blobstore_replicator *r);
  * read(off, len) is one Read with read_offset and read_limit, its messages collected into the
  * caller's buffer until len bytes or the end. A write is one ByteStream Write stream to
  * `{instance/}uploads/{uuid}/blobs/{hash}/{size}`, opened by open_write: each append is sent as
- * messages of at most 1 MiB, one in flight, and its callback runs when the transport took the last
- * (the back-pressure); commit sends finish_write, checks the answer's committed_size and passes the
- * server's status on (INVALID_ARGUMENT when the bytes do not match the digest — the server keeps
- * nothing then — RESOURCE_EXHAUSTED when it is full); abort cancels the stream.
+ * messages of at most 1 MiB, one in flight and one more waiting behind it, and its callback runs
+ * once its last message is in flight or waiting (the back-pressure: a writer holds at most one
+ * message of its own); commit sends finish_write once those went, checks the answer's
+ * committed_size and passes the server's status on (INVALID_ARGUMENT when the bytes do not match
+ * the digest — the server keeps nothing then — RESOURCE_EXHAUSTED when it is full); abort cancels
+ * the stream. An aborted writer's call may still be coming back: the remote outlives it (stop the
+ * rpc_client before freeing the remote).
  *
  * Deadlines: a call of no blob bytes (FindMissingBlobs) has timeout_ms. A Read or Write stream has
  * timeout_ms plus the time its bytes take at min_rate, so a large blob is not cut off by a timeout
