@@ -9,16 +9,18 @@
 #   stream  one $SIZE blob through ByteStream Write (a blob the store lacks every run) and Read
 #           (verified by the client, and not): MB/s
 #   find    FindMissingBlobs of 10,000 digests, 5,000 present: digests/s
+#   exec    no-op actions (`cairn-bench exec`: /bin/true, each a new uncached action), 4 clients:
+#           actions/s; every worker (and serve) with its default executors, one per core
 # Each figure is the median of $ROUNDS rounds (for find, of 20 calls per round, then of the rounds),
 # and is compared with `cairn serve`'s in the same run (through a scheduler ≥ 0.8× direct for the
-# streams) and, for small blobs, with one worker's. A section is a function section_NAME TARGET
-# that appends its figures to FIG[NAME,TARGET]; a new one (no-op actions/s once workers run them)
-# is one more function, its name in SECTIONS and its rows in table().
+# streams) and, for small blobs and actions, with one worker's. A section is a function
+# section_NAME TARGET that appends its figures to FIG[NAME,TARGET]; a new one is one more function,
+# its name in SECTIONS and its rows in table().
 #
 #   perf/cluster_bench.sh              builds in /tmp/build-perf (Release), measures, appends to RESULTS.md
 #   perf/cluster_bench.sh --no-record  the same without appending
 # Environment: ROUNDS (5), SIZE (256M), BENCH_SECONDS (5, per small-blob round), WORKERS ("1 2 3"),
-# SECTIONS ("small stream find"), BUILD_DIR, NO_BUILD=1, TMPDIR (where every data directory goes).
+# SECTIONS ("small stream find exec"), BUILD_DIR, NO_BUILD=1, TMPDIR (where every data directory goes).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-/tmp/build-perf}
@@ -29,7 +31,7 @@ ROUNDS=${ROUNDS:-5}
 SIZE=${SIZE:-256M}
 BENCH_SECONDS=${BENCH_SECONDS:-5}
 WORKERS=${WORKERS:-"1 2 3"}
-SECTIONS=${SECTIONS:-"small stream find"}
+SECTIONS=${SECTIONS:-"small stream find exec"}
 RECORD=1
 case ${1:-} in
 --no-record) RECORD=0 ;;
@@ -142,6 +144,17 @@ section_find() {
 	FIG[find,$1]=$(median "${v[@]}")
 }
 
+section_exec() {
+	local r out v=()
+	for ((r = 0; r < ROUNDS; r++)); do
+		# every call a new action (/bin/true with a unique argument): nothing comes from the cache
+		out=$(bench exec --remote="$REMOTE" --clients=4 --seconds="$BENCH_SECONDS")
+		v+=("$(field "$out" value)")
+	done
+	FIG[exec,$1]=$(median "${v[@]}")
+	FIG[exec_runs,$1]=$(printf '%.0f ' "${v[@]}")
+}
+
 run_sections() { # TARGET
 	local s
 	for s in $SECTIONS; do
@@ -200,6 +213,14 @@ table() {
 			"$(at_least "$(calc "${FIG[down_unverified,$t]} / ${FIG[down_unverified,$ref]}")" 0.8)"
 		row "… verified by the client" "$(fmt "${FIG[down,$t]}" 1) MB/s" "$(fmt "${FIG[down,$ref]}" 1) MB/s (serve)" \
 			"$(ratio "${FIG[down,$t]}" "${FIG[down,$ref]}")" "—" "—"
+	done
+	for t in "${TARGETS[@]}"; do
+		[ -n "${FIG[exec,$t]:-}" ] || continue
+		row "No-op actions (uncached /bin/true), 4 clients, $(name "$t")" \
+			"$(fmt "${FIG[exec,$t]}" 0) actions/s (rounds: ${FIG[exec_runs,$t]% })" \
+			"$([ "$t" = serve ] && echo "—" || echo "$(fmt "${FIG[exec,serve]}" 0) actions/s (serve); $(fmt "${FIG[exec,c1]:-0}" 0) (1 worker)")" \
+			"$([ "$t" = serve ] && echo "—" || echo "$(ratio "${FIG[exec,$t]}" "${FIG[exec,serve]}") / $(ratio "${FIG[exec,$t]}" "${FIG[exec,c1]:-}")")" \
+			"—" "—"
 	done
 	for t in "${TARGETS[@]}"; do
 		[ -n "${FIG[find,$t]:-}" ] || continue
