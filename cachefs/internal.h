@@ -165,7 +165,7 @@ enum cachefs_op_kind {
 	CACHEFS_OP_FSYNC,  /* flags: 0, or IORING_FSYNC_DATASYNC for fdatasync */
 	CACHEFS_OP_FALLOCATE, /* flags is the mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE to punch */
 	CACHEFS_OP_CLOSE,
-	CACHEFS_OP_RENAMEAT,
+	CACHEFS_OP_RENAMEAT, /* flags: renameat2's (RENAME_NOREPLACE) */
 	CACHEFS_OP_UNLINKAT,
 	CACHEFS_OP_TIMEOUT, /* completes after ts with res 0 */
 	CACHEFS_OP_NOP,     /* completes at once: runs its callback on the I/O thread */

@@ -7,8 +7,10 @@
  * ones are written to cas/<xx>/<n>.part, sealed (seal.c), synced with fsync, renamed to
  * cas/<xx>/<hash>_<size>, the directory synced with fsync; then the entry is switched to the file
  * and the slots are punched. A crash after the rename leaves the blob both as a file and in the
- * pack, and the start-up scan keeps the file. Two pin_paths of one blob may both copy it: the second
- * rename puts the same bytes in place, and only the first switches the entry.
+ * pack, and the start-up scan keeps the file. Two pin_paths of one blob may both copy it: the first
+ * rename puts the file in place, the second finds it there (RENAME_NOREPLACE) and drops its copy,
+ * and only the first switches the entry. A rename over the first file would unlink the inode that
+ * the first caller may be hard-linking at that moment, and its link would fail with ENOENT.
  *
  * The slots are punched only if the entry has no pin but the caller's: a reader (or another copy)
  * that pinned it before the switch may still be reading them. Then they stay until the pack is
@@ -17,6 +19,7 @@
 #include "cachefs/internal.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -64,7 +67,12 @@ static cairn_status write_file(cachefs *fs, const cairn_digest *d, void *buf)
 	}
 	if (res >= 0) {
 		what = "renaming";
-		res = run(fs, (cachefs_op){.kind = CACHEFS_OP_RENAMEAT, .fd = dirfd, .path = tmp, .fd2 = dirfd, .path2 = name});
+		res = run(fs, (cachefs_op){.kind = CACHEFS_OP_RENAMEAT, .fd = dirfd, .path = tmp, .fd2 = dirfd, .path2 = name,
+		                           .flags = RENAME_NOREPLACE});
+	}
+	if (res == -EEXIST) { /* another copy is in place: the same bytes, sealed; this one goes */
+		run(fs, (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = dirfd, .path = tmp});
+		return cairn_ok();
 	}
 	if (res < 0) {
 		run(fs, (cachefs_op){.kind = CACHEFS_OP_UNLINKAT, .fd = dirfd, .path = tmp});

@@ -88,7 +88,7 @@ static void prep(struct io_uring_sqe *sqe, cachefs_op *op)
 		io_uring_prep_close(sqe, op->fd);
 		break;
 	case CACHEFS_OP_RENAMEAT:
-		io_uring_prep_renameat(sqe, op->fd, op->path, op->fd2, op->path2, 0);
+		io_uring_prep_renameat(sqe, op->fd, op->path, op->fd2, op->path2, (unsigned)op->flags);
 		break;
 	case CACHEFS_OP_UNLINKAT:
 		io_uring_prep_unlinkat(sqe, op->fd, op->path, op->flags);
@@ -316,7 +316,7 @@ static int64_t run_direct(cachefs_op *op)
 		rc = close(op->fd);
 		break;
 	case CACHEFS_OP_RENAMEAT:
-		rc = renameat(op->fd, op->path, op->fd2, op->path2);
+		rc = renameat2(op->fd, op->path, op->fd2, op->path2, (unsigned)op->flags);
 		break;
 	case CACHEFS_OP_UNLINKAT:
 		rc = unlinkat(op->fd, op->path, op->flags);

@@ -1612,6 +1612,60 @@ static void test_pack_and_file_same_digest(void **state)
 
 /* pin_path gives a packed blob a file of its own (cachefs_pin does not); the pack copy is punched
  * unless a reader may still read it. */
+/* Two slots that pin the same packed blob at once and hard-link its file, as the executor does with
+ * an input two actions share: both links succeed. (The second copy out of the pack once renamed
+ * itself over the first, unlinking the inode the first caller was linking: ENOENT.) */
+typedef struct link_race {
+	fixture *f;
+	const cairn_digest *ds;
+	int n, who, failures;
+	pthread_barrier_t *start;
+} link_race;
+
+static void *link_racer(void *p)
+{
+	link_race *lr = p;
+	for (int i = 0; i < lr->n; i++) {
+		char path[256], dst[256];
+		snprintf(dst, sizeof dst, "%s/links/%d-%d", lr->f->root, lr->who, i);
+		pthread_barrier_wait(lr->start);
+		cairn_status st = cachefs_pin_path(lr->f->fs, &lr->ds[i], path, sizeof path);
+		if (!cairn_is_ok(&st) || link(path, dst) != 0)
+			lr->failures++;
+		if (cairn_is_ok(&st))
+			cachefs_unpin(lr->f->fs, &lr->ds[i]);
+	}
+	return NULL;
+}
+
+static void test_concurrent_pin_path_links(void **state)
+{
+	fixture *f = *state;
+	blobstore *bs = cachefs_blobstore(open_default(f));
+	enum { N = 200 };
+	cairn_digest *ds = calloc(N, sizeof *ds);
+	put_sized(bs, ds, N, 15000, 2 * KiB); /* small: packed */
+	assert_true(packed_at(f->fs, &ds[0], NULL) >= 0);
+	char links[128];
+	snprintf(links, sizeof links, "%s/links", f->root);
+	assert_int_equal(mkdir(links, 0755), 0);
+	pthread_barrier_t start;
+	pthread_barrier_init(&start, NULL, 2);
+	link_race r[2] = {{f, ds, N, 0, 0, &start}, {f, ds, N, 1, 0, &start}};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, link_racer, &r[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&start);
+	assert_int_equal(r[0].failures + r[1].failures, 0);
+	char one[256];
+	snprintf(one, sizeof one, "%s/1-%d", links, N - 1);
+	assert_int_equal(file_size(one), 2 * KiB);
+	assert_index_ok(f->fs);
+	free(ds);
+}
+
 static void test_pin_path_materialises(void **state)
 {
 	fixture *f = *state;
@@ -2266,6 +2320,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_torn_journal_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pack_and_file_same_digest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pin_path_materialises, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_pin_path_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pin_path_in_commit_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_small_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tamper_same_size_not_served, setup, teardown),
