@@ -4,6 +4,9 @@
 #   start_member NAME ROLE [ARGS…]  # cairn ROLE (scheduler|worker) in the background, data in
 #                                   # $TMP/NAME, log in $TMP/NAME.log; MPID[NAME] is its pid.
 #                                   # Set MEMBER_PREFIX to run it under a command (ip netns exec …).
+#   member NAME ROLE ADDRESS [ARGS…] # start_member on its own loopback ADDRESS (/32), private port
+#                                   # $P, joining through $SEED, 200 ms heartbeats and 2 s suspicion,
+#                                   # then the test's MEMBER_ARGS, then ARGS (later flags win).
 #   view_size NAME GROUP            # size of the last view NAME logged for GROUP (0 if none)
 #   view_ver NAME GROUP             # its version
 #   view_members NAME GROUP         # its member lines
@@ -12,6 +15,7 @@
 
 declare -A MPID
 MEMBER_PREFIX=()
+MEMBER_ARGS=()
 
 start_member() {
 	local name=$1 role=$2
@@ -21,6 +25,13 @@ start_member() {
 	MPID[$name]=$!
 	_cairn_pids+=("$!")
 	_cairn_logs+=("$TMP/$name.log")
+}
+
+member() {
+	local name=$1 role=$2 addr=$3
+	shift 3
+	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
+		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 "${MEMBER_ARGS[@]}" "$@"
 }
 
 # The last block NAME logged for GROUP: its header line's fields, then its lines.

@@ -11,12 +11,6 @@ cairn_tmpdir
 P=$((20000 + RANDOM % 20000)) # private port; the groups use P+1000 and P+2000 (UDP)
 PUB=$(free_port)
 SEED=127.0.0.71:$P
-member() { # NAME ROLE ADDRESS [ARGS…]
-	local name=$1 role=$2 addr=$3
-	shift 3
-	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 "$@"
-}
 member sa scheduler 127.0.0.71 --public_port="$PUB" --public_bind_to_any=false
 member sb scheduler 127.0.0.72 --public_port="$PUB" --public_bind_to_any=false
 member w1 worker 127.0.0.73

@@ -18,12 +18,7 @@ cairn_tmpdir
 P=$((20000 + RANDOM % 20000)) # private port; the groups use P+1000 and P+2000 (UDP)
 PUB=$(free_port)
 SEED=127.0.0.51:$P
-member() { # NAME ROLE ADDRESS [ARGS…]
-	local name=$1 role=$2 addr=$3
-	shift 3
-	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 --replicas=2 "$@"
-}
+MEMBER_ARGS=(--replicas=2)
 member s1 scheduler 127.0.0.51 --public_port="$PUB" --public_bind_to_any=false
 for w in 1 2 3; do member "w$w" worker "127.0.0.6$w" --executors=2 --log_level=debug; done
 wait_for -t 60 views_are all 4 s1 w1 w2 w3

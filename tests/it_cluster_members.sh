@@ -11,12 +11,6 @@ P=$((44000 + RANDOM % 4000)) # private port; the groups use P+1000 and P+2000 (U
 SEED=127.0.0.141:$P
 PUB=$(free_port)
 SCHED=127.0.0.141:$PUB
-member() { # NAME ROLE ADDRESS [ARGS…]
-	local name=$1 role=$2 addr=$3
-	shift 3
-	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 "$@"
-}
 member s1 scheduler 127.0.0.141 --public_port="$PUB" --public_bind_to_any=false
 member w1 worker 127.0.0.142 --annotations=zone=a,rack=7 --worker_config="2*pool=default;1*pool=large,cpu=1"
 member w2 worker 127.0.0.143 --executors=0

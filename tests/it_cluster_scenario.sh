@@ -17,12 +17,8 @@ cairn_tmpdir
 
 P=$((20000 + RANDOM % 20000)) # private port; the groups use P+1000 and P+2000 (UDP)
 PUB=$(free_port)
-member() { # NAME ROLE ADDRESS [ARGS…]
-	local name=$1 role=$2 addr=$3
-	shift 3
-	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="127.0.0.11:$P" --heartbeat_interval_ms=200 --suspect_timeout_ms=2000 --replicas=2 "$@"
-}
+SEED=127.0.0.11:$P
+MEMBER_ARGS=(--replicas=2)
 for s in 1 2; do member "s$s" scheduler "127.0.0.1$s" --public_port="$PUB" --public_bind_to_any=false; done
 for w in 1 2 3; do member "w$w" worker "127.0.0.2$w" --executors=2; done
 

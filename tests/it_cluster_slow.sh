@@ -15,12 +15,7 @@ P=$((40000 + RANDOM % 5000)) # private port; the groups use P+1000 and P+2000 (U
 PUB=$(free_port)
 SEED=127.0.0.111:$P
 PEER_TIMEOUT_MS=2000
-member() { # NAME ROLE ADDRESS [ARGS…]
-	local name=$1 role=$2 addr=$3
-	shift 3
-	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=600000 "$@"
-}
+MEMBER_ARGS=(--suspect_timeout_ms=600000)
 member s1 scheduler 127.0.0.111 --public_port="$PUB" --public_bind_to_any=false --replicas=2 \
 	--peer_timeout_ms="$PEER_TIMEOUT_MS"
 member w1 worker 127.0.0.121

@@ -14,12 +14,7 @@ cairn_tmpdir
 P=$((45000 + RANDOM % 5000)) # private port; the groups use P+1000 and P+2000 (UDP)
 PUB=$(free_port)
 SEED=127.0.0.131:$P
-member() { # NAME ROLE ADDRESS [ARGS…]
-	local name=$1 role=$2 addr=$3
-	shift 3
-	start_member "$name" "$role" --private_ip_selector="$addr/32" --private_port="$P" --discovery=static \
-		--static_members="$SEED" --heartbeat_interval_ms=200 --suspect_timeout_ms=6000 "$@"
-}
+MEMBER_ARGS=(--suspect_timeout_ms=6000)
 member s1 scheduler 127.0.0.131 --public_port="$PUB" --public_bind_to_any=false --replicas=1 \
 	--peer_cooldown_ms=3600000
 member w1 worker 127.0.0.141
