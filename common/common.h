@@ -190,6 +190,8 @@ typedef struct cairn_rendezvous_member {
 } cairn_rendezvous_member;
 
 uint64_t cairn_rendezvous_key(const char *id);
+/* A member's score for d (the higher ranks first): independent across members for one digest. */
+uint64_t cairn_rendezvous_score(uint64_t key, const cairn_digest *d);
 /* Writes the indices of the first k members in rank order for d into out (k entries) and their
  * scores into scores (k entries of scratch); returns how many (k, or n when n is smaller). */
 size_t cairn_rendezvous_rank(const cairn_rendezvous_member *m, size_t n, const cairn_digest *d, size_t k, size_t *out,

@@ -38,10 +38,7 @@ uint64_t cairn_rendezvous_key(const char *id)
 	return load64(h.hash);
 }
 
-static uint64_t score(const cairn_rendezvous_member *m, const cairn_digest *d)
-{
-	return mix64(load64(d->hash) ^ m->key);
-}
+uint64_t cairn_rendezvous_score(uint64_t key, const cairn_digest *d) { return mix64(load64(d->hash) ^ key); }
 
 /* Whether member a ranks before member b for this digest; ids break the (improbable) ties, so
  * every instance ranks alike. */
@@ -56,7 +53,7 @@ size_t cairn_rendezvous_rank(const cairn_rendezvous_member *m, size_t n, const c
 {
 	size_t got = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t s = score(&m[i], d);
+		uint64_t s = cairn_rendezvous_score(m[i].key, d);
 		size_t j = got < k ? got++ : k;
 		while (j > 0 && ranks_before(&m[i], s, &m[out[j - 1]], scores[j - 1])) {
 			if (j < k) {

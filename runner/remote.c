@@ -44,6 +44,7 @@ typedef struct pool {
 
 typedef struct worker {
 	char *id, *target;
+	uint64_t key; /* cairn_rendezvous_key(id): scores break ties between equal workers */
 	rpc_channel *ch;
 	bool live;
 	pool pools[MAX_POOLS];
@@ -128,6 +129,7 @@ static worker *find_or_add(runner_remote *r, const runner_remote_worker *v)
 	}
 	worker *w = cairn_xcalloc(1, sizeof *w);
 	w->id = cairn_xstrdup(v->id);
+	w->key = cairn_rendezvous_key(v->id);
 	w->target = cairn_xstrdup(v->target);
 	w->ch = ch;
 	r->workers[r->nworkers++] = w;
@@ -232,16 +234,6 @@ static cairn_status check(runner *base, const runner_property *props, size_t n)
 	return st;
 }
 
-static uint64_t spread(const cairn_digest *d, const char *id)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < 8; i++)
-		h = (h ^ d->hash[i]) * 1099511628211ULL;
-	for (; *id; id++)
-		h = (h ^ (uint8_t)*id) * 1099511628211ULL;
-	return h;
-}
-
 /* Where a worker stands for a job: first the bytes of its inputs it holds, then its free slots,
  * then the tie-breaking hash. A shunned worker holds nothing and has no free slot, so it comes last. */
 typedef struct rank {
@@ -267,7 +259,7 @@ static bool rank_of(runner_remote *r, const rjob *j, worker *w, int64_t now, ran
 	long f = w->live ? free_for(r, w, j->job.props, j->job.nprops) : -1;
 	if (f < 0)
 		return false;
-	*out = (rank){.free = f - w->sent, .tie = spread(&j->job.action, w->id)};
+	*out = (rank){.free = f - w->sent, .tie = cairn_rendezvous_score(w->key, &j->job.action)};
 	if (w->shunned_until > now) {
 		out->free -= 1L << 30; /* last, but still a candidate: the view may be all there is */
 		return true;
