@@ -332,10 +332,8 @@ void cluster_cas_tick(cluster_cas *c)
 {
 	if (c->g)
 		gateway_tick(c->g);
-	if (c->runner) {
-		runner_remote_tick(c->runner);
-		gateway_exec_wake(c->g); /* another scheduler's jobs may have freed workers' slots */
-	}
+	if (c->runner)
+		runner_remote_tick(c->runner); /* the queue is woken by cluster_cas_view_stats, with fresh slots */
 }
 
 void cluster_cas_stop(cluster_cas *c)
